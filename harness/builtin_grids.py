@@ -1,0 +1,192 @@
+"""The built-in named grids, registered through the same hook as any plugin's grids.
+
+- smoke: 24 small cases touching every feature once (ranks 1-3, stride, asymmetric padding,
+  dilation, groups, depthwise, bias off), for a quick check of a backend.
+- default: 240 cases: kernel (1, odd, even, non-square) x stride x padding (none, symmetric,
+  asymmetric, same) x dilation, per rank, with groups (1, 2, depthwise) and bias cycling through them.
+- edge: the corners: kernel equal to the input, stride larger than the kernel, padding larger than
+  the kernel, 1x1 outputs, one channel, many groups, batch 1.
+- resnet50, mobilenet_v2: every distinct conv layer of the networks at 224x224, batch 2.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from harness.descriptor import Case
+from harness.grids import dedupe
+from harness.hookspecs import hookimpl
+from harness.spec import ConvSpec
+
+
+def _case(name: str, **fields: Any) -> Case:
+    return Case(ConvSpec(**{"batch": 2, **fields}), name)
+
+
+def smoke() -> list[Case]:
+    return [
+        _case("1d plain", in_channels=3, out_channels=4, input_size=(9,), kernel_size=(3,)),
+        _case("1d stride pad", in_channels=2, out_channels=3, input_size=(10,), kernel_size=(4,), stride=2, padding=1),
+        _case("1d dilated asym", in_channels=2, out_channels=2, input_size=(11,), kernel_size=(3,), dilation=2,
+              padding=((2, 1),)),
+        _case("1d depthwise", in_channels=4, out_channels=4, input_size=(8,), kernel_size=(3,), groups=4, bias=False),
+        _case("blog post", in_channels=3, out_channels=4, input_size=(5, 7), kernel_size=(3, 3), stride=2),
+        _case("2d 1x1", in_channels=8, out_channels=4, input_size=(6, 6), kernel_size=(1, 1)),
+        _case("2d same", in_channels=3, out_channels=5, input_size=(7, 8), kernel_size=(3, 3), padding="same"),
+        _case("2d same even", in_channels=3, out_channels=2, input_size=(6, 7), kernel_size=(2, 4), padding="same"),
+        _case("2d stride 2 same", in_channels=4, out_channels=4, input_size=(9, 9), kernel_size=(3, 3), stride=2,
+              padding="same"),
+        _case("2d asym pad", in_channels=2, out_channels=3, input_size=(5, 6), kernel_size=(3, 2),
+              padding=((0, 2), (1, 0))),
+        _case("2d dilation", in_channels=3, out_channels=3, input_size=(9, 9), kernel_size=(3, 3), dilation=(2, 3),
+              padding=2),
+        _case("2d stride dilation", in_channels=2, out_channels=2, input_size=(11, 10), kernel_size=(3, 3), stride=2,
+              dilation=2),
+        _case("2d groups", in_channels=4, out_channels=6, input_size=(6, 6), kernel_size=(3, 3), groups=2, padding=1),
+        _case("2d depthwise", in_channels=6, out_channels=6, input_size=(8, 8), kernel_size=(3, 3), groups=6,
+              padding=1),
+        _case("2d depthwise x2", in_channels=3, out_channels=6, input_size=(7, 7), kernel_size=(3, 3), groups=3,
+              stride=2),
+        _case("2d no bias", in_channels=3, out_channels=4, input_size=(6, 5), kernel_size=(2, 2), bias=False),
+        _case("2d non-square stride", in_channels=2, out_channels=3, input_size=(8, 9), kernel_size=(3, 1),
+              stride=(2, 1)),
+        _case("2d batch 1", in_channels=5, out_channels=2, input_size=(4, 4), kernel_size=(3, 3), padding=1),
+        _case("2d wide", in_channels=16, out_channels=16, input_size=(12, 12), kernel_size=(3, 3), padding=1),
+        _case("3d plain", in_channels=2, out_channels=3, input_size=(5, 6, 4), kernel_size=(3, 3, 2)),
+        _case("3d stride pad", in_channels=2, out_channels=2, input_size=(6, 6, 6), kernel_size=(3, 3, 3),
+              stride=2, padding=1),
+        _case("3d dilation", in_channels=1, out_channels=2, input_size=(7, 7, 5), kernel_size=(2, 2, 2),
+              dilation=2),
+        _case("3d groups", in_channels=4, out_channels=4, input_size=(4, 5, 4), kernel_size=(2, 3, 2), groups=2,
+              bias=False),
+        _case("3d asym", in_channels=2, out_channels=2, input_size=(4, 4, 5), kernel_size=(3, 2, 3),
+              padding=((1, 0), (0, 1), (2, 1))),
+    ]
+
+
+_DEFAULT_AXES = {
+    1: {"input_size": (13,), "kernels": [(1,), (3,), (4,), (5,)], "strides": [1, 2, 3]},
+    2: {"input_size": (9, 11), "kernels": [(1, 1), (3, 3), (2, 2), (3, 2)], "strides": [1, 2, (2, 1)]},
+    3: {"input_size": (6, 7, 5), "kernels": [(1, 1, 1), (3, 3, 3), (2, 3, 1)], "strides": [1, 2]},
+}
+
+
+def default() -> list[Case]:
+    cases = []
+    for rank, axes in _DEFAULT_AXES.items():
+        paddings = [0, 1, tuple((i % 2, (i + 1) % 2 + 1) for i in range(rank)), "same"]
+        combos = itertools.product(axes["kernels"], axes["strides"], paddings, [1, 2])
+        for index, (kernel, stride, padding, dilation) in enumerate(combos):
+            groups_kind = index % 3
+            bias = (index // 3) % 2 == 0
+            channels = (4, 6, 2) if groups_kind < 2 else (6, 6, 6)
+            groups = (1, 2, 6)[groups_kind]
+            cases.append(
+                _case(
+                    f"{rank}d-{index}",
+                    in_channels=channels[0],
+                    out_channels=channels[1],
+                    groups=groups,
+                    input_size=axes["input_size"],
+                    kernel_size=kernel,
+                    stride=stride,
+                    padding=padding,
+                    dilation=dilation,
+                    bias=bias,
+                )
+            )
+    return cases
+
+
+def edge() -> list[Case]:
+    return [
+        _case("kernel = input 1d", in_channels=3, out_channels=2, input_size=(5,), kernel_size=(5,)),
+        _case("kernel = input 2d", in_channels=3, out_channels=4, input_size=(4, 6), kernel_size=(4, 6)),
+        _case("kernel = input 3d", in_channels=2, out_channels=2, input_size=(3, 3, 3), kernel_size=(3, 3, 3)),
+        _case("dilated kernel = input", in_channels=2, out_channels=2, input_size=(5, 5), kernel_size=(3, 3),
+              dilation=2),
+        _case("stride > kernel", in_channels=2, out_channels=3, input_size=(11, 11), kernel_size=(2, 2), stride=4),
+        _case("stride > kernel 1d", in_channels=2, out_channels=2, input_size=(17,), kernel_size=(1,), stride=5),
+        _case("stride > input", in_channels=2, out_channels=2, input_size=(4, 4), kernel_size=(2, 2), stride=6),
+        _case("pad > kernel", in_channels=2, out_channels=2, input_size=(5, 5), kernel_size=(2, 2), padding=3),
+        _case("pad > kernel asym", in_channels=1, out_channels=2, input_size=(4, 6), kernel_size=(1, 3),
+              padding=((4, 0), (0, 5))),
+        _case("1x1 output", in_channels=4, out_channels=3, input_size=(3, 3), kernel_size=(3, 3)),
+        _case("1x1 output strided", in_channels=2, out_channels=2, input_size=(5, 5), kernel_size=(3, 3), stride=3),
+        _case("1x1 input", in_channels=5, out_channels=5, input_size=(1, 1), kernel_size=(1, 1)),
+        _case("1x1 input padded", in_channels=2, out_channels=3, input_size=(1, 1), kernel_size=(3, 3), padding=1),
+        _case("single channel", in_channels=1, out_channels=1, input_size=(8, 8), kernel_size=(3, 3)),
+        _case("single channel 1d", in_channels=1, out_channels=1, input_size=(1,), kernel_size=(1,)),
+        _case("many groups", in_channels=64, out_channels=64, input_size=(5, 5), kernel_size=(3, 3), groups=32,
+              padding=1),
+        _case("depthwise 128", in_channels=128, out_channels=128, input_size=(4, 4), kernel_size=(3, 3),
+              groups=128, padding=1, bias=False),
+        _case("depthwise multiplier 3", in_channels=4, out_channels=12, input_size=(6, 6), kernel_size=(3, 3),
+              groups=4),
+        _case("batch 1", batch=1, in_channels=3, out_channels=3, input_size=(6, 6), kernel_size=(3, 3)),
+        _case("batch 7", batch=7, in_channels=2, out_channels=2, input_size=(3, 5), kernel_size=(2, 2)),
+        _case("long 1d", in_channels=2, out_channels=2, input_size=(1024,), kernel_size=(7,), stride=3, padding=3),
+        _case("thin 2d", in_channels=2, out_channels=3, input_size=(1, 40), kernel_size=(1, 5), dilation=(1, 3)),
+        _case("odd same stride 3", in_channels=3, out_channels=3, input_size=(10, 10), kernel_size=(4, 4), stride=3,
+              padding="same"),
+        _case("large dilation", in_channels=2, out_channels=2, input_size=(20, 20), kernel_size=(3, 3), dilation=9),
+    ]
+
+
+def resnet50() -> list[Case]:
+    """Torchvision's ResNet-50 (v1.5: stride 2 in the 3x3) at 224x224, batch 2, distinct layers only."""
+    cases = [_case("conv1", in_channels=3, out_channels=64, input_size=(224, 224), kernel_size=(7, 7), stride=2,
+                   padding=3)]
+    inplanes, size = 64, 56
+    for stage, (planes, blocks, stride) in enumerate([(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)], start=1):
+        for block in range(blocks):
+            s = stride if block == 0 else 1
+            out_size = size // s
+            prefix = f"layer{stage}.{block}"
+            cases.append(_case(f"{prefix}.conv1", in_channels=inplanes, out_channels=planes,
+                               input_size=(size, size), kernel_size=(1, 1), bias=False))
+            cases.append(_case(f"{prefix}.conv2", in_channels=planes, out_channels=planes, input_size=(size, size),
+                               kernel_size=(3, 3), stride=s, padding=1, bias=False))
+            cases.append(_case(f"{prefix}.conv3", in_channels=planes, out_channels=planes * 4,
+                               input_size=(out_size, out_size), kernel_size=(1, 1), bias=False))
+            if block == 0:
+                cases.append(_case(f"{prefix}.downsample", in_channels=inplanes, out_channels=planes * 4,
+                                   input_size=(size, size), kernel_size=(1, 1), stride=s, bias=False))
+            inplanes, size = planes * 4, out_size
+    return dedupe(cases)
+
+
+def mobilenet_v2() -> list[Case]:
+    """Torchvision's MobileNetV2 (width 1.0) at 224x224, batch 2, distinct layers only."""
+    cases = [_case("features.0", in_channels=3, out_channels=32, input_size=(224, 224), kernel_size=(3, 3),
+                   stride=2, padding=1, bias=False)]
+    inp, size, index = 32, 112, 1
+    for expand, channels, repeats, stride in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                                              (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
+        for repeat in range(repeats):
+            s = stride if repeat == 0 else 1
+            hidden = inp * expand
+            prefix = f"features.{index}"
+            if expand != 1:
+                cases.append(_case(f"{prefix}.expand", in_channels=inp, out_channels=hidden, input_size=(size, size),
+                                   kernel_size=(1, 1), bias=False))
+            cases.append(_case(f"{prefix}.depthwise", in_channels=hidden, out_channels=hidden,
+                               input_size=(size, size), kernel_size=(3, 3), stride=s, padding=1, groups=hidden,
+                               bias=False))
+            size = (size + 2 - 3) // s + 1
+            cases.append(_case(f"{prefix}.project", in_channels=hidden, out_channels=channels,
+                               input_size=(size, size), kernel_size=(1, 1), bias=False))
+            inp, index = channels, index + 1
+    cases.append(_case("features.18", in_channels=320, out_channels=1280, input_size=(7, 7), kernel_size=(1, 1),
+                       bias=False))
+    return dedupe(cases)
+
+
+@hookimpl
+def convparity_register_grids(register):
+    register("smoke", smoke, "24 small cases touching every feature once")
+    register("default", default, "240 cases: kernel x stride x padding x dilation per rank, groups and bias cycling")
+    register("edge", edge, "corner cases: kernel = input, stride > kernel, padding > kernel, 1x1, many groups")
+    register("resnet50", resnet50, "every distinct conv layer of ResNet-50 at 224x224, batch 2")
+    register("mobilenet_v2", mobilenet_v2, "every distinct conv layer of MobileNetV2 at 224x224, batch 2")

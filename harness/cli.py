@@ -1,0 +1,207 @@
+"""The `convparity` command line: backends, grids, run, report, explain.
+
+Exit codes: 0 all good, 1 some row is fail/error/crash/timeout, 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harness.descriptor import Case, DescriptorError, parse_case
+from harness.grids import GridError, dedupe, random_cases, read_batch_file, read_toml_grid
+from harness.plugin_manager import PluginError, get_manager
+from harness.spec import DTYPES
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported as one line and exit code 2."""
+
+
+def _backends(names: list[str]) -> dict:
+    available = get_manager().backends()
+    if not names or names == ["all"]:
+        return available
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise UsageError(f"unknown backend {unknown[0]!r} (known: {', '.join(available) or 'none'})")
+    return {n: available[n] for n in dict.fromkeys(names)}
+
+
+def _dtypes(names: list[str] | None) -> tuple[str, ...]:
+    names = names or ["float64", "float32"]
+    for name in names:
+        if name not in DTYPES:
+            raise UsageError(f"unknown dtype {name!r} (known: {', '.join(DTYPES)})")
+    return tuple(dict.fromkeys(names))
+
+
+def collect_cases(args: argparse.Namespace) -> list[Case]:
+    """Cases from -g (named grid, TOML file or batch file), --batch, --case and --random, deduplicated."""
+    grids = get_manager().grids()
+    cases: list[Case] = []
+    for grid in args.grid or []:
+        if grid in grids:
+            cases += grids[grid].cases()
+        elif Path(grid).is_file():
+            cases += read_toml_grid(grid)[1] if grid.endswith(".toml") else read_batch_file(grid)
+        else:
+            raise UsageError(f"unknown grid {grid!r}: not a named grid ({', '.join(grids)}) nor a file")
+    for path in args.batch or []:
+        cases += read_batch_file(path)
+    biases = {"on": [True], "off": [False], "both": [True, False]}[args.bias]
+    for text in args.case or []:
+        cases += [parse_case(text, bias=bias) for bias in biases]
+    if args.random:
+        cases += random_cases(args.random, args.seed)
+    if not cases:
+        raise UsageError("no cases: give -g GRID, --case DESC, --batch FILE or --random N")
+    return dedupe(cases)
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    for name, backend in get_manager().backends().items():
+        reason = backend.availability()
+        print(f"{name:24} {'unavailable: ' + reason if reason else backend.version()}")
+    return 0
+
+
+def cmd_grids(args: argparse.Namespace) -> int:
+    for name, grid in get_manager().grids().items():
+        print(f"{name:16} {len(grid.cases()):5d} cases  {grid.description}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness import run_folder
+    from harness.report import write_summary
+    from harness.results import BAD_STATUSES, ResultsWriter, read_results
+    from harness.runner import RunSettings, run_in_process
+
+    backends = _backends(args.backend or [])
+    settings = RunSettings(backends=tuple(backends), dtypes=_dtypes(args.dtype), grids=tuple(args.grid or []),
+                           seed=args.seed, timeout=args.timeout, jobs=args.jobs,
+                           tolerance_factor=args.tolerance_factor)
+    cases = collect_cases(args)
+    out = Path(args.output) if args.output else run_folder.default_run_dir(Path("reports"), settings.grids)
+    run_folder.create(out)
+    versions = {n: ("" if b.availability() else b.version()) for n, b in backends.items()}
+    run_folder.write_metadata(out, settings, versions, cases=len(cases))
+    started = time.perf_counter()
+    writer = ResultsWriter(out)
+    try:
+        run_in_process(cases, backends, settings, writer.write)
+    finally:
+        writer.close()
+        run_folder.finish(out, started)
+    summary = write_summary(out)
+    results = read_results(out)
+    print(summary.to_string(index=False))
+    print(f"results: {out / 'results.csv'}")
+    return 1 if results["status"].isin(BAD_STATUSES).any() else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import run_folder
+    from harness.report import write_summary
+
+    directory = Path(args.directory)
+    run_folder.read_metadata(directory)
+    print(write_summary(directory).to_string(index=False))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from harness.compare import compare_tensor
+    from harness.evaluate import reference
+    from harness.inputs import make_inputs
+
+    (dtype,) = _dtypes([args.dtype])
+    backend = next(iter(_backends([args.backend]).values()))
+    spec = parse_case(args.descriptor, dtype=dtype, bias=not args.no_bias).spec
+    print(f"case     {spec.descriptor}  bias={spec.bias} dtype={dtype} seed={args.seed}")
+    print(f"shapes   x {spec.x_shape}  w {spec.w_shape}  y {spec.y_shape}  padding {spec.padding}")
+    reason = backend.availability() or backend.supports(spec)
+    if reason:
+        print(f"{backend.name}: unsupported or unavailable: {reason}")
+        return 0
+    inputs = make_inputs(spec, args.seed)
+    ref = reference(spec, inputs)
+    outputs = backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
+    bad = False
+    for tensor, out in zip(("y", "dx", "dw", "db"), outputs):
+        if tensor not in ref.values:
+            continue
+        if out is None:
+            print(f"{tensor:3} unsupported (backend computes no {tensor})")
+            continue
+        result = compare_tensor(tensor, np.asarray(out), ref.values[tensor], ref.magnitudes[tensor],
+                                reduction=spec.reductions[tensor], dtype=dtype,
+                                accumulation=getattr(backend, "accumulation", None),
+                                tolerance_factor=args.tolerance_factor)
+        bad |= not result.passed
+        print(f"{tensor:3} {'pass' if result.passed else 'FAIL'}  err_ratio {result.err_ratio:.3g}  "
+              f"max_abs {result.max_abs_err:.3g}  max_rel {result.max_rel_err:.3g}  allclose {result.allclose}")
+        if result.worst_index is not None:
+            at = result.worst_index
+            print(f"    worst at {at}: {backend.name} {result.worst_value!r}  reference {result.worst_reference!r}  "
+                  f"magnitude {float(ref.magnitudes[tensor][at])!r}  K={spec.reductions[tensor]}")
+        if result.message:
+            print(f"    {result.message}")
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="convparity", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("backends", help="list backends, their versions or why they are unavailable")
+    sub.add_parser("grids", help="list named grids")
+
+    run = sub.add_parser("run", help="run cases on backends and write a report folder")
+    run.add_argument("-b", "--backend", action="append", help="backend name (repeat; 'all' for every one)")
+    run.add_argument("-g", "--grid", action="append", help="named grid, TOML grid file or batch file (repeat)")
+    run.add_argument("--case", action="append", help="one benchdnn descriptor (repeat)")
+    run.add_argument("--batch", action="append", help="benchdnn batch file (repeat)")
+    run.add_argument("--random", type=int, default=0, metavar="N", help="N random cases (drawn with --seed)")
+    run.add_argument("--bias", choices=("on", "off", "both"), default="on", help="bias for --case cases")
+    run.add_argument("--dtype", action="append", help=f"one of {', '.join(DTYPES)} (repeat; default float64, float32)")
+    run.add_argument("-o", "--output", help="run folder (default reports/<time>-<grids>)")
+    run.add_argument("-j", "--jobs", type=int, default=1, help="parallel workers")
+    run.add_argument("--timeout", type=float, default=300.0, help="seconds per case before it is a timeout")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--tolerance-factor", type=float, default=1.0, help="scale the error bound")
+
+    report = sub.add_parser("report", help="rewrite the summaries of a run folder")
+    report.add_argument("directory")
+
+    explain = sub.add_parser("explain", help="one case in detail: every tensor and its worst element")
+    explain.add_argument("descriptor")
+    explain.add_argument("-b", "--backend", required=True)
+    explain.add_argument("--dtype", default="float32")
+    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--no-bias", action="store_true")
+    explain.add_argument("--tolerance-factor", type=float, default=1.0)
+    return parser
+
+
+COMMANDS = {"backends": cmd_backends, "grids": cmd_grids, "run": cmd_run, "report": cmd_report,
+            "explain": cmd_explain}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.run_folder import RunFolderError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, DescriptorError, GridError, RunFolderError, PluginError) as error:
+        print(f"convparity: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Comparison of a backend's tensor with the float64 reference under a rounding-error bound.
+
+For every element i of a tensor T (y, dx, dw or db) with reference value ref_i, the backend's
+out_i and magnitude mag_i (the same operation on |x|, |w|, |b|, |dy|: the sum of |products|):
+
+    bound_i = factor * (gamma(K_T, u_acc) * mag_i + u_out * |ref_i|),   gamma(K, u) = K u / (1 - K u)
+
+K_T is the reduction length, u_acc the unit roundoff of the accumulation precision and u_out that
+of the output dtype. err_ratio = max_i |out_i - ref_i| / bound_i; <= 1 passes. NaN or Inf where
+the reference is finite fails with ratio inf; a shape mismatch fails naming both shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.spec import UNIT_ROUNDOFF
+
+# torch.testing.assert_close defaults, for readers used to allclose verdicts.
+ALLCLOSE_TOLERANCES = {
+    "float64": (1e-7, 1e-7),
+    "float32": (1.3e-6, 1e-5),
+    "float16": (1e-3, 1e-5),
+    "bfloat16": (1.6e-2, 1e-5),
+}
+
+
+def default_accumulation(dtype: str) -> str:
+    """float64 accumulates in float64; every narrower dtype in float32 unless a backend declares otherwise."""
+    return "float64" if dtype == "float64" else "float32"
+
+
+def gamma(k: int, u: float) -> float:
+    """Higham's gamma_k = k u / (1 - k u): the relative error bound of a k-term sum; inf if k u >= 1."""
+    return k * u / (1 - k * u) if k * u < 1 else math.inf
+
+
+@dataclass(frozen=True)
+class TensorComparison:
+    """How one tensor of one case compares with the reference."""
+
+    tensor: str
+    passed: bool
+    err_ratio: float
+    max_abs_err: float
+    max_rel_err: float
+    worst_index: tuple[int, ...] | None
+    worst_value: float
+    worst_reference: float
+    allclose: bool
+    message: str
+
+
+def compare_tensor(
+    tensor: str,
+    out: np.ndarray,
+    ref: np.ndarray,
+    mag: np.ndarray,
+    *,
+    reduction: int,
+    dtype: str,
+    accumulation: str | None = None,
+    tolerance_factor: float = 1.0,
+) -> TensorComparison:
+    """Compare `out` with `ref` (both canonical layout); `mag` has ref's shape."""
+    if out.shape != ref.shape:
+        return TensorComparison(
+            tensor, False, math.inf, math.nan, math.nan, None, math.nan, math.nan, False,
+            f"{tensor} has shape {tuple(out.shape)}, expected {tuple(ref.shape)}",
+        )
+    out64 = np.asarray(out, dtype=np.float64)
+    err = np.abs(out64 - ref)
+    u_acc = UNIT_ROUNDOFF[accumulation or default_accumulation(dtype)]
+    bound = tolerance_factor * (gamma(reduction, u_acc) * mag + UNIT_ROUNDOFF[dtype] * np.abs(ref))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(err == 0, 0.0, err / bound)
+        rel = np.where(err == 0, 0.0, err / np.abs(ref))
+    nonfinite = ~np.isfinite(out64) & np.isfinite(ref)
+    ratio[nonfinite] = math.inf
+    rel[nonfinite] = math.inf
+    err[nonfinite] = math.inf
+    if ratio.size == 0:
+        return TensorComparison(tensor, True, 0.0, 0.0, 0.0, None, math.nan, math.nan, True, "empty tensor")
+    worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    err_ratio = float(ratio[worst])
+    rtol, atol = ALLCLOSE_TOLERANCES[dtype]
+    passed = err_ratio <= 1.0
+    count = int(np.count_nonzero(nonfinite))
+    if count:
+        message = f"{count} non-finite values where the reference is finite"
+    elif passed:
+        message = ""
+    else:
+        message = (
+            f"{int(np.count_nonzero(ratio > 1))} of {ratio.size} elements exceed the bound; worst at "
+            f"{tuple(int(i) for i in worst)}: {float(out64[worst])!r} vs reference {float(ref[worst])!r}"
+        )
+    return TensorComparison(
+        tensor=tensor,
+        passed=passed,
+        err_ratio=err_ratio,
+        max_abs_err=float(err.max()),
+        max_rel_err=float(rel.max()),
+        worst_index=tuple(int(i) for i in worst),
+        worst_value=float(out64[worst]),
+        worst_reference=float(ref[worst]),
+        allclose=bool(np.allclose(out64, ref, rtol=rtol, atol=atol)),
+        message=message,
+    )

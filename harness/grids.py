@@ -1,0 +1,212 @@
+"""Grids: where cases come from. Named grids (registered by plugins), TOML files, benchdnn batch
+files and random samples all produce a list of `Case`s.
+
+TOML grid file:
+
+    description = "what this grid checks"
+
+    [[product]]              # the cartesian product of every listed axis (more tables add more)
+    in_channels = [4, 8]     # axes: batch in_channels out_channels input_size kernel_size stride
+    input_size = [[9, 9]]    #       padding dilation groups bias; a missing axis takes the
+    kernel_size = [[3, 3]]   #       ConvSpec default (batch 2, 1 channel, stride 1, ...)
+    padding = [0, "same", [[0, 1], [1, 0]]]
+
+    [[case]]                 # explicit cases: a descriptor, or the same fields as single values
+    descriptor = "mb2ic3ih5iw7oc4oh2ow3kh3kw3sh2sw2"
+    bias = false
+    name = "blog post"
+
+Combinations of a product that are not valid convolutions (groups not dividing the channels, a
+kernel larger than the padded input) are skipped; an invalid explicit case is an error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.descriptor import Case, DescriptorError, parse_case
+from harness.spec import ConvSpec
+
+SPEC_FIELDS = (
+    "batch",
+    "in_channels",
+    "out_channels",
+    "input_size",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "bias",
+)
+
+
+class GridError(ValueError):
+    """A grid source that cannot be read; the message names the file, line or field at fault."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A named list of cases, built on demand."""
+
+    name: str
+    description: str
+    cases: Callable[[], list[Case]]
+
+
+def dedupe(cases: list[Case]) -> list[Case]:
+    """Cases in order, dropping any whose spec appeared before."""
+    seen: set[ConvSpec] = set()
+    kept = []
+    for case in cases:
+        if case.spec not in seen:
+            seen.add(case.spec)
+            kept.append(case)
+    return kept
+
+
+def read_batch_file(path: str | Path) -> list[Case]:
+    """A benchdnn batch file: one descriptor per line, `#` comments and blank lines ignored."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise GridError(f"cannot read batch file {path}: {error.strerror}") from None
+    cases = []
+    for number, line in enumerate(lines, start=1):
+        text = _strip_comment(line)
+        if not text:
+            continue
+        try:
+            cases.append(parse_case(text))
+        except DescriptorError as error:
+            raise GridError(f"{path}:{number}: {error}") from None
+    return cases
+
+
+def _strip_comment(line: str) -> str:
+    """The line up to a `#` that is not inside a quoted name, stripped."""
+    quoted = False
+    for index, char in enumerate(line):
+        if char == '"':
+            quoted = not quoted
+        elif char == "#" and not quoted:
+            return line[:index].strip()
+    return line.strip()
+
+
+def _tables(value: Any, path: Path, key: str) -> list[dict]:
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise GridError(f"{path}: {key!r} must be an array of tables, written [[{key}]]")
+    return value
+
+
+def _spec_from_fields(fields: dict[str, Any], where: str) -> ConvSpec:
+    unknown = sorted(set(fields) - set(SPEC_FIELDS))
+    if unknown:
+        raise GridError(f"{where}: unknown field {unknown[0]!r} (fields: {', '.join(SPEC_FIELDS)})")
+    for required in ("in_channels", "out_channels", "input_size", "kernel_size"):
+        if required not in fields:
+            raise GridError(f"{where}: missing field {required!r}")
+    try:
+        return ConvSpec(**{"batch": 2, **{k: _tuples(v) for k, v in fields.items()}})
+    except (TypeError, ValueError) as error:
+        raise GridError(f"{where}: {error}") from None
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def read_toml_grid(path: str | Path) -> tuple[str, list[Case]]:
+    """(description, cases) of a TOML grid file; see the module docstring for the format."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise GridError(f"cannot read grid file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise GridError(f"{path}: invalid TOML: {error}") from None
+    unknown = sorted(set(data) - {"description", "product", "case", "name"})
+    if unknown:
+        raise GridError(f"{path}: unknown table or key {unknown[0]!r} (expected description, product, case)")
+    cases: list[Case] = []
+    for index, table in enumerate(_tables(data.get("product", []), path, "product")):
+        where = f"{path}: [[product]] #{index + 1}"
+        axes = {}
+        for key, values in table.items():
+            if key not in SPEC_FIELDS:
+                raise GridError(f"{where}: unknown axis {key!r} (axes: {', '.join(SPEC_FIELDS)})")
+            if not isinstance(values, list) or not values:
+                raise GridError(f"{where}: axis {key!r} must be a non-empty list of values")
+            axes[key] = values
+        fields = {"batch": [2], **axes}
+        for required in ("in_channels", "out_channels", "input_size", "kernel_size"):
+            if required not in fields:
+                raise GridError(f"{where}: missing axis {required!r}")
+        for combo in itertools.product(*fields.values()):
+            try:
+                spec = ConvSpec(**{k: _tuples(v) for k, v in zip(fields, combo)})
+            except (TypeError, ValueError):
+                continue
+            cases.append(Case(spec))
+    for index, table in enumerate(_tables(data.get("case", []), path, "case")):
+        where = f"{path}: [[case]] #{index + 1}"
+        table = dict(table)
+        name = str(table.pop("name", ""))
+        if "descriptor" in table:
+            descriptor, bias = table.pop("descriptor"), table.pop("bias", True)
+            if table:
+                raise GridError(f"{where}: a case with a descriptor takes only name and bias, not {sorted(table)}")
+            if not isinstance(bias, bool):
+                raise GridError(f"{where}: bias must be true or false, got {bias!r}")
+            try:
+                cases.append(Case(parse_case(str(descriptor), bias=bias).spec, name))
+            except DescriptorError as error:
+                raise GridError(f"{where}: {error}") from None
+        else:
+            cases.append(Case(_spec_from_fields(table, where), name))
+    return str(data.get("description", "")), dedupe(cases)
+
+
+def random_cases(count: int, seed: int) -> list[Case]:
+    """`count` distinct valid cases drawn from a broad space: ranks 1 to 3, groups and depthwise,
+    asymmetric padding, stride and dilation up to 3, bias on and off. Same seed, same cases."""
+    if count < 1:
+        raise GridError(f"--random must be a positive number of cases, got {count}")
+    rng = random.Random(seed)
+    cases: list[Case] = []
+    seen: set[ConvSpec] = set()
+    while len(cases) < count:
+        rank = rng.choice((1, 2, 2, 3))
+        groups = rng.choice((1, 1, 2, 3, 4))
+        in_channels = groups * rng.randint(1, 4)
+        depthwise = rng.random() < 0.2
+        if depthwise:
+            groups = in_channels
+        out_channels = groups * rng.randint(1, 3)
+        largest = {1: 24, 2: 12, 3: 7}[rank]
+        try:
+            spec = ConvSpec(
+                batch=rng.randint(1, 3),
+                in_channels=in_channels,
+                out_channels=out_channels,
+                input_size=tuple(rng.randint(1, largest) for _ in range(rank)),
+                kernel_size=tuple(rng.randint(1, 5) for _ in range(rank)),
+                stride=tuple(rng.randint(1, 3) for _ in range(rank)),
+                padding=tuple((rng.randint(0, 3), rng.randint(0, 3)) for _ in range(rank)),
+                dilation=tuple(rng.choice((1, 1, 2, 3)) for _ in range(rank)),
+                groups=groups,
+                bias=rng.random() < 0.7,
+            )
+        except ValueError:
+            continue
+        if spec not in seen:
+            seen.add(spec)
+            cases.append(Case(spec, f"random-{seed}-{len(cases)}"))
+    return cases

@@ -1,0 +1,25 @@
+"""The hooks a convparity plugin can implement (pluggy project "convparity").
+
+A plugin is a module (or object) with functions marked `@hookimpl`; it is found through the
+`convparity` entry-point group. Both hooks are called once, when the plugin manager is first
+built, and take a `register` callback.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("convparity")
+hookimpl = pluggy.HookimplMarker("convparity")
+
+
+@hookspec
+def convparity_register_backends(register: Callable[[object], None]) -> None:
+    """Register backends: call `register(backend)` once per backend object (see harness.backend)."""
+
+
+@hookspec
+def convparity_register_grids(register: Callable[..., None]) -> None:
+    """Register named grids: call `register(name, cases, description)` with a callable returning Cases."""

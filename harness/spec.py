@@ -1,0 +1,203 @@
+"""ConvSpec: one convolution layer configuration, validated on construction.
+
+Field conventions (see DESIGN.md):
+- `input_size`, `kernel_size`, `stride`, `dilation`: one int per spatial dim (1 to 3 dims);
+  dilation 1 is a dense kernel (PyTorch's convention).
+- `padding`: one (before, after) pair per dim. Accepted on construction as an int, per-dim ints,
+  per-dim pairs, or "valid" / "same" (TensorFlow's rule: the odd pad goes at the end).
+- The end pad is stored in canonical form: the smallest one that gives the same windows, 0 where a
+  negative end pad would only drop input no window reaches. A negative end pad that changes the
+  output (it crops input a window would see) is kept.
+- `dtype`: "float64", "float32", "float16" or "bfloat16".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reference_impl.geometry import ConvGeometry
+
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The NumPy dtype for a spec dtype name (bfloat16 from ml_dtypes)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    return np.dtype(name)
+
+
+def _ints(field: str, value: Any, rank: int, minimum: int) -> tuple[int, ...]:
+    values = (value,) * rank if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) != rank or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{field} must be an int or {rank} ints (one per spatial dim), got {value!r}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{field} must be >= {minimum} in every dim, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _same_padding(size: int, effective_kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's "SAME": output ceil(i / s), total pad split with the odd element at the end."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + effective_kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _explicit_padding(value: Any, rank: int) -> tuple[tuple[int, int], ...]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return ((int(value), int(value)),) * rank
+    items = tuple(value)
+    if len(items) != rank:
+        raise ValueError(f"padding must be an int, {rank} ints, {rank} (before, after) pairs, 'same' or 'valid'")
+    pairs = []
+    for item in items:
+        pair = (item, item) if isinstance(item, (int, np.integer)) else tuple(item)
+        if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
+            raise ValueError(f"padding entries must be ints or (before, after) pairs of ints, got {value!r}")
+        pairs.append((int(pair[0]), int(pair[1])))
+    return tuple(pairs)
+
+
+def canonical_end_pad(size: int, before: int, after: int, effective_kernel: int, stride: int) -> int:
+    """The end pad that gives the same windows as `after`, in canonical form.
+
+    Windows reach the padded positions [0, (o - 1) * s + e); every end pad in
+    [exact, exact + s) gives the same output, where exact = (o - 1) * s + e - i - before.
+    """
+    out = (size + before + after - effective_kernel) // stride + 1
+    exact = (out - 1) * stride + effective_kernel - size - before
+    return 0 if exact <= 0 < exact + stride else exact
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One convolution: x (batch, in_channels, *input_size), w (out_channels, in_channels/groups, *kernel_size)."""
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    input_size: tuple[int, ...]
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...] = 1  # type: ignore[assignment]  # ints and strings are normalised
+    padding: tuple[tuple[int, int], ...] = 0  # type: ignore[assignment]  # in __post_init__
+    dilation: tuple[int, ...] = 1  # type: ignore[assignment]
+    groups: int = 1
+    bias: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
+        input_size = _ints("input_size", self.input_size, len(_as_tuple(self.input_size)), 1)
+        rank = len(input_size)
+        if not 1 <= rank <= 3:
+            raise ValueError(f"input_size must have 1 to 3 spatial dims, got {self.input_size!r}")
+        set_("input_size", input_size)
+        for field in ("batch", "in_channels", "out_channels", "groups"):
+            value = getattr(self, field)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{field} must be a positive int, got {value!r}")
+            set_(field, int(value))
+        set_("kernel_size", _ints("kernel_size", self.kernel_size, rank, 1))
+        for field in ("stride", "dilation"):
+            set_(field, _ints(field, getattr(self, field), rank, 1))
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise ValueError(f"bias must be True or False, got {self.bias!r}")
+        set_("bias", bool(self.bias))
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(
+                f"groups={self.groups} must divide in_channels={self.in_channels} and "
+                f"out_channels={self.out_channels}"
+            )
+        effective = tuple((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation))
+        padding: Any = 0 if self.padding == "valid" else self.padding
+        if padding == "same":
+            pairs = tuple(_same_padding(i, e, s) for i, e, s in zip(input_size, effective, self.stride))
+        elif isinstance(padding, str):
+            raise ValueError(f"padding must be 'same', 'valid', an int or per-dim pads, got {padding!r}")
+        else:
+            pairs = _explicit_padding(padding, rank)
+        for dim, ((lo, hi), size, e) in enumerate(zip(pairs, input_size, effective)):
+            if size + min(lo, 0) + min(hi, 0) < 1:
+                raise ValueError(f"padding {(lo, hi)} crops all {size} inputs of spatial dim {dim}")
+            if size + lo + hi < e:
+                raise ValueError(
+                    f"kernel_size: effective kernel {e} (kernel {self.kernel_size[dim]}, dilation "
+                    f"{self.dilation[dim]}) is larger than the padded input {size + lo + hi} in spatial dim {dim}"
+                )
+        set_(
+            "padding",
+            tuple(
+                (lo, canonical_end_pad(size, lo, hi, e, s))
+                for (lo, hi), size, e, s in zip(pairs, input_size, effective, self.stride)
+            ),
+        )
+
+    @property
+    def rank(self) -> int:
+        return len(self.input_size)
+
+    @property
+    def geometry(self) -> ConvGeometry:
+        return ConvGeometry(
+            batch=self.batch,
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            groups=self.groups,
+            input_size=self.input_size,
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            dilation=self.dilation,
+            padding=self.padding,
+        )
+
+    @property
+    def output_size(self) -> tuple[int, ...]:
+        return self.geometry.output_size
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.in_channels) + self.input_size
+
+    @property
+    def w_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+
+    @property
+    def y_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.out_channels) + self.output_size
+
+    @property
+    def reductions(self) -> dict[str, int]:
+        """Reduction length K_T of every tensor: how many products each element sums."""
+        kernel = math.prod(self.kernel_size)
+        return {
+            "y": self.in_channels // self.groups * kernel + (1 if self.bias else 0),
+            "dx": self.out_channels // self.groups * kernel,
+            "dw": self.batch * math.prod(self.output_size),
+            "db": self.batch * math.prod(self.output_size),
+        }
+
+    @property
+    def descriptor(self) -> str:
+        from harness.descriptor import format_descriptor
+
+        return format_descriptor(self)
+
+    def replace(self, **changes: Any) -> ConvSpec:
+        return dataclasses.replace(self, **changes)
+
+
+def _as_tuple(value: Any) -> tuple:
+    return (value,) if isinstance(value, (int, np.integer)) else tuple(value)

@@ -1,0 +1,38 @@
+"""Backend `reference`: the NumPy im2col reference itself, for self-checks of the harness."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import reference_impl
+from harness.backend import Outputs
+from harness.hookspecs import hookimpl
+from harness.spec import ConvSpec
+
+
+class ReferenceBackend:
+    """Runs reference_impl.conv_forward_backward in float64 and returns the results in the spec's dtype."""
+
+    name = "reference"
+
+    def version(self) -> str:
+        from harness import __version__
+
+        return f"convparity {__version__} (numpy {np.__version__})"
+
+    def availability(self) -> str | None:
+        return None
+
+    def supports(self, spec: ConvSpec) -> str | None:
+        return None
+
+    def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
+        y, dx, dw, db = reference_impl.conv_forward_backward(
+            x, w, b, dy, stride=spec.stride, padding=spec.padding, dilation=spec.dilation, groups=spec.groups
+        )
+        return tuple(None if t is None else t.astype(x.dtype) for t in (y, dx, dw, db))  # type: ignore[return-value]
+
+
+@hookimpl
+def convparity_register_backends(register):
+    register(ReferenceBackend())

@@ -1,0 +1,91 @@
+"""Reference N-d convolution in NumPy (im2col/col2im, float64 accumulation), forward and backward.
+
+Layouts: x (N, C, *spatial), w (O, C/groups, *kernel), b (O,), y and dy (N, O, *out), with 1 to 3
+spatial dims. `stride`/`dilation`: an int or one per dim (dilation 1 = dense kernel). `padding`: an
+int, one int per dim (symmetric) or one (before, after) pair per dim; negative values crop.
+Inputs of any floating dtype (bfloat16 included) are read as float64; results are float64.
+
+Output size per dim: floor((i + before + after - ((k - 1) * d + 1)) / s) + 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reference_impl.geometry import ConvGeometry, IntOrInts, Padding, check_shape, conv_geometry
+from reference_impl.im2col import DEFAULT_MEMORY_BUDGET, convolve
+
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "ConvGeometry",
+    "conv_backward",
+    "conv_forward",
+    "conv_forward_backward",
+    "conv_geometry",
+]
+
+
+def conv_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None = None,
+    *,
+    stride: IntOrInts = 1,
+    padding: Padding = 0,
+    dilation: IntOrInts = 1,
+    groups: int = 1,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> np.ndarray:
+    """y (N, O, *out) = conv(x (N, C, *in), w (O, C/groups, *kernel)) + b (O,)."""
+    geometry = conv_geometry(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    if b is not None:
+        check_shape("b", b, (geometry.out_channels,))
+    y, _, _, _ = convolve(geometry, x, w, b, None, forward=True, bias_grad=False, memory_budget=memory_budget)
+    return y
+
+
+def conv_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    *,
+    stride: IntOrInts = 1,
+    padding: Padding = 0,
+    dilation: IntOrInts = 1,
+    groups: int = 1,
+    bias: bool = True,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients (dx (N, C, *in), dw (O, C/groups, *kernel), db (O,) or None if not `bias`) for dy (N, O, *out)."""
+    geometry = conv_geometry(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    check_shape("dy", dy, (geometry.batch, geometry.out_channels) + geometry.output_size)
+    _, dx, dw, db = convolve(geometry, x, w, None, dy, forward=False, bias_grad=bias, memory_budget=memory_budget)
+    assert dx is not None and dw is not None
+    return dx, dw, db
+
+
+def conv_forward_backward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    dy: np.ndarray,
+    *,
+    stride: IntOrInts = 1,
+    padding: Padding = 0,
+    dilation: IntOrInts = 1,
+    groups: int = 1,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """y, dx, dw, db in one pass over the column buffer (db is None when b is None).
+
+    Faster than conv_forward + conv_backward: the columns are gathered once per tile.
+    """
+    geometry = conv_geometry(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    if b is not None:
+        check_shape("b", b, (geometry.out_channels,))
+    check_shape("dy", dy, (geometry.batch, geometry.out_channels) + geometry.output_size)
+    y, dx, dw, db = convolve(
+        geometry, x, w, b, dy, forward=True, bias_grad=b is not None, memory_budget=memory_budget
+    )
+    assert y is not None and dx is not None and dw is not None
+    return y, dx, dw, db

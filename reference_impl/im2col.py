@@ -1,0 +1,161 @@
+"""im2col / col2im convolution in float64: forward and backward, N-d, memory-bounded.
+
+The column matrix of one tile holds, for every input channel c and kernel offset k, the input
+values each output position of the tile sees through that offset:
+
+    cols (G, Cg * K, nb * P)    G groups, Cg = C / G channels per group, K = prod(kernel),
+                                nb images of the tile, P output positions per image in the tile
+
+so that, per group g, one GEMM gives the output and two more give the gradients:
+
+    y_g   (Og, nb*P)  = w_g (Og, Cg*K) @ cols_g
+    dw_g  (Og, Cg*K) += dy_g (Og, nb*P) @ cols_g.T
+    dcols_g           = w_g.T @ dy_g                  -> scattered back into dx (col2im)
+
+Tiles are whole images when one image's columns fit the memory budget, else runs of output rows
+(first spatial dim) of one image, so the buffer never exceeds max(budget, one output row's columns).
+The gradient of the columns reuses the same buffer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from reference_impl.geometry import ConvGeometry
+
+DEFAULT_MEMORY_BUDGET = 16 * 2**20
+"""Bytes for the column buffer (float64). 16 MiB measured fastest; see benchmarks/reference_speed.py."""
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Images n0:n1 and output rows r0:r1 (along the first spatial dim) of one GEMM pass."""
+
+    n0: int
+    n1: int
+    r0: int
+    r1: int
+
+
+def tiles(geometry: ConvGeometry, memory_budget: int) -> Iterator[Tile]:
+    """Split the output into tiles whose column matrix fits `memory_budget` bytes (at least one row)."""
+    if memory_budget < 1:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget}")
+    rows, *rest = geometry.output_size
+    row_bytes = 8 * geometry.in_channels * geometry.kernel_volume * math.prod(rest)
+    image_bytes = row_bytes * rows
+    if image_bytes <= memory_budget:
+        step = max(1, memory_budget // image_bytes)
+        for n0 in range(0, geometry.batch, step):
+            yield Tile(n0, min(n0 + step, geometry.batch), 0, rows)
+        return
+    step = max(1, memory_budget // row_bytes)
+    for n in range(geometry.batch):
+        for r0 in range(0, rows, step):
+            yield Tile(n, n + 1, r0, min(r0 + step, rows))
+
+
+def _window_slices(geometry: ConvGeometry, tile: Tile, offset: tuple[int, ...]) -> tuple[slice, ...]:
+    """Slices of the padded input that kernel offset `offset` sees for every output position of `tile`."""
+    slices = []
+    for dim, (k, d, s, o) in enumerate(
+        zip(offset, geometry.dilation, geometry.stride, geometry.output_size)
+    ):
+        first, count = (tile.r0, tile.r1 - tile.r0) if dim == 0 else (0, o)
+        start = first * s + k * d
+        slices.append(slice(start, start + (count - 1) * s + 1, s))
+    return tuple(slices)
+
+
+def pad(x: np.ndarray, padding: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """x (N, C, *spatial) in float64, cropped by negative and zero-padded by positive pads."""
+    crop = tuple(slice(max(0, -lo), size - max(0, -hi)) for (lo, hi), size in zip(padding, x.shape[2:]))
+    x = x[(slice(None), slice(None)) + crop]
+    if all(lo <= 0 and hi <= 0 for lo, hi in padding):
+        return np.asarray(x, dtype=np.float64)
+    grow = [(max(0, lo), max(0, hi)) for lo, hi in padding]
+    padded = np.zeros(x.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], grow)))
+    inner = tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[2:], grow))
+    padded[(slice(None), slice(None)) + inner] = x
+    return padded
+
+
+def unpad(dx_padded: np.ndarray, padding: tuple[tuple[int, int], ...], input_size: tuple[int, ...]) -> np.ndarray:
+    """Inverse of `pad` for gradients: crop positive pads off, put cropped input rows back as zeros."""
+    dx = np.zeros(dx_padded.shape[:2] + input_size)
+    src, dst = [], []
+    for (lo, hi), size, padded in zip(padding, input_size, dx_padded.shape[2:]):
+        src.append(slice(max(0, lo), padded - max(0, hi)))
+        dst.append(slice(max(0, -lo), size - max(0, -hi)))
+    dx[(slice(None), slice(None)) + tuple(dst)] = dx_padded[(slice(None), slice(None)) + tuple(src)]
+    return dx
+
+
+def convolve(
+    geometry: ConvGeometry,
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    dy: np.ndarray | None,
+    *,
+    forward: bool,
+    bias_grad: bool,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """One pass over the tiles computing y (if `forward`) and dx, dw (if `dy` is given), db (if also `bias_grad`).
+
+    x (N, C, *in), w (O, C/G, *kernel), b (O,) or None, dy (N, O, *out) or None; all float64 out.
+    """
+    g = geometry
+    groups, cin, cout = g.groups, g.in_channels, g.out_channels
+    group_rows = cin // groups * g.kernel_volume
+    offsets = list(np.ndindex(*g.kernel_size))
+    out_size = g.output_size
+
+    x_padded = pad(x, g.padding)
+    w_groups = np.asarray(w, dtype=np.float64).reshape(groups, cout // groups, group_rows)
+    y = np.empty((g.batch, cout) + out_size) if forward else None
+    if dy is not None:
+        dy = np.asarray(dy, dtype=np.float64)
+        dx_padded = np.zeros_like(x_padded)
+        dw_groups = np.zeros_like(w_groups)
+        w_groups_t = w_groups.transpose(0, 2, 1)
+
+    all_tiles = list(tiles(g, memory_budget))
+    biggest = max((t.n1 - t.n0) * (t.r1 - t.r0) for t in all_tiles)
+    buffer = np.empty(cin * g.kernel_volume * biggest * math.prod(out_size[1:]))
+    for tile in all_tiles:
+        images, rows = tile.n1 - tile.n0, tile.r1 - tile.r0
+        tile_out = (rows,) + out_size[1:]
+        positions = images * math.prod(tile_out)
+        cols = buffer[: cin * g.kernel_volume * positions]
+        cols_by_offset = cols.reshape((cin, g.kernel_volume, images) + tile_out)  # (C, K, nb, *tile_out)
+        for k, offset in enumerate(offsets):
+            window = x_padded[(slice(tile.n0, tile.n1), slice(None)) + _window_slices(g, tile, offset)]
+            cols_by_offset[:, k] = window.swapaxes(0, 1)  # (nb, C, *tile_out) -> (C, nb, *tile_out)
+        cols_groups = cols.reshape(groups, group_rows, positions)  # (G, Cg*K, nb*P)
+        out_index = (slice(tile.n0, tile.n1), slice(None), slice(tile.r0, tile.r1))
+        if forward:
+            y_tile = np.matmul(w_groups, cols_groups)  # (G, Og, nb*P)
+            y[out_index] = y_tile.reshape((cout, images) + tile_out).swapaxes(0, 1)
+        if dy is not None:
+            dy_tile = np.ascontiguousarray(dy[out_index].swapaxes(0, 1))  # (O, nb, *tile_out)
+            dy_groups = dy_tile.reshape(groups, cout // groups, positions)  # (G, Og, nb*P)
+            dw_groups += np.matmul(dy_groups, cols_groups.transpose(0, 2, 1))
+            np.matmul(w_groups_t, dy_groups, out=cols_groups)  # dcols, reusing the buffer
+            for k, offset in enumerate(offsets):
+                target = (slice(tile.n0, tile.n1), slice(None)) + _window_slices(g, tile, offset)
+                dx_padded[target] += cols_by_offset[:, k].swapaxes(0, 1)
+
+    if forward and b is not None:
+        y += np.asarray(b, dtype=np.float64).reshape((1, cout) + (1,) * g.rank)
+    if dy is None:
+        return y, None, None, None
+    dx = unpad(dx_padded, g.padding, g.input_size)
+    dw = dw_groups.reshape(w.shape)
+    db = dy.sum(axis=(0,) + tuple(range(2, dy.ndim))) if bias_grad else None
+    return y, dx, dw, db
