@@ -1,0 +1,29 @@
+"""Framework limits as data: which specs a backend cannot run, and the framework's own reason.
+
+Each backend keeps one tuple of `Limit`s; its `supports(spec)` returns the first matching reason, and
+reports show the lists (`convparity backends --limits`), so no limit hides in a scattered `if`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from harness.spec import ConvSpec
+
+
+@dataclass(frozen=True)
+class Limit:
+    """`condition` says in words which specs it covers; `reason` is what the framework says."""
+
+    condition: str
+    reason: str
+    applies: Callable[[ConvSpec], bool]
+
+
+def first_limit(limits: Iterable[Limit], spec: ConvSpec) -> str | None:
+    """The reason of the first limit that applies to `spec` ("condition: reason"), or None."""
+    for limit in limits:
+        if limit.applies(spec):
+            return f"{limit.condition}: {limit.reason}"
+    return None
