@@ -1,0 +1,1 @@
+"""convparity tests."""

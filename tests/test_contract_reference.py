@@ -1,0 +1,8 @@
+"""The contract suite applied to the built-in reference backend."""
+
+from harness.contract import BackendContract
+
+
+class TestReferenceBackend(BackendContract):
+    backend_name = "reference"
+    dtypes = ("float64", "float32", "float16", "bfloat16")
