@@ -103,7 +103,10 @@ def parse_case(text: str, *, dtype: str = "float32", bias: bool = True) -> Case:
             p = values.get("p" + dim, 0)
             o = (i - effective + 2 * p) // s + 1
         if o < 1:
-            raise DescriptorError(f"descriptor {text!r}: output size o{dim}={o} is not positive")
+            raise DescriptorError(
+                f"descriptor {text!r}: effective kernel {effective} in {dim} is larger than the padded input "
+                f"{i + 2 * p} (output size o{dim}={o})"
+            )
         padding.append((p, (o - 1) * s - i + effective - p))
         size.append(i)
         kernel.append(k)

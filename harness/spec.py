@@ -129,20 +129,21 @@ class ConvSpec:
         else:
             pairs = _explicit_padding(padding, rank)
         for dim, ((lo, hi), size, e) in enumerate(zip(pairs, input_size, effective)):
-            if size + min(lo, 0) + min(hi, 0) < 1:
+            if size + min(lo, 0) < 1:
                 raise ValueError(f"padding {(lo, hi)} crops all {size} inputs of spatial dim {dim}")
             if size + lo + hi < e:
                 raise ValueError(
                     f"kernel_size: effective kernel {e} (kernel {self.kernel_size[dim]}, dilation "
                     f"{self.dilation[dim]}) is larger than the padded input {size + lo + hi} in spatial dim {dim}"
                 )
-        set_(
-            "padding",
-            tuple(
-                (lo, canonical_end_pad(size, lo, hi, e, s))
-                for (lo, hi), size, e, s in zip(pairs, input_size, effective, self.stride)
-            ),
+        pairs = tuple(
+            (lo, canonical_end_pad(size, lo, hi, e, s))
+            for (lo, hi), size, e, s in zip(pairs, input_size, effective, self.stride)
         )
+        for dim, ((lo, hi), size) in enumerate(zip(pairs, input_size)):
+            if size + min(lo, 0) + min(hi, 0) < 1:
+                raise ValueError(f"padding {(lo, hi)} crops all {size} inputs of spatial dim {dim}")
+        set_("padding", pairs)
 
     @property
     def rank(self) -> int:
