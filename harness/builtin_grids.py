@@ -2,7 +2,7 @@
 
 - smoke: 24 small cases touching every feature once (ranks 1-3, stride, asymmetric padding,
   dilation, groups, depthwise, bias off), for a quick check of a backend.
-- default: 240 cases: kernel (1, odd, even, non-square) x stride x padding (none, symmetric,
+- default: 224 distinct cases: kernel (1, odd, even, non-square) x stride x padding (none, symmetric,
   asymmetric, same) x dilation, per rank, with groups (1, 2, depthwise) and bias cycling through them.
 - edge: the corners: kernel equal to the input, stride larger than the kernel, padding larger than
   the kernel, 1x1 outputs, one channel, many groups, batch 1.
@@ -96,7 +96,7 @@ def default() -> list[Case]:
                     bias=bias,
                 )
             )
-    return cases
+    return dedupe(cases)
 
 
 def edge() -> list[Case]:
@@ -186,7 +186,7 @@ def mobilenet_v2() -> list[Case]:
 @hookimpl
 def convparity_register_grids(register):
     register("smoke", smoke, "24 small cases touching every feature once")
-    register("default", default, "240 cases: kernel x stride x padding x dilation per rank, groups and bias cycling")
+    register("default", default, "224 cases: kernel x stride x padding x dilation per rank, groups and bias cycling")
     register("edge", edge, "corner cases: kernel = input, stride > kernel, padding > kernel, 1x1, many groups")
     register("resnet50", resnet50, "every distinct conv layer of ResNet-50 at 224x224, batch 2")
     register("mobilenet_v2", mobilenet_v2, "every distinct conv layer of MobileNetV2 at 224x224, batch 2")
