@@ -1,0 +1,56 @@
+"""The `blog-loops` backend: the blog post's Conv2d behind convparity's backend contract.
+
+It needs nothing from convparity itself: a pluggy hook implementation for the project name
+"convparity" and an object with name, version(), availability(), supports(spec) and run(...).
+The post's code covers 2-D convolution with one stride for both dims and nothing else, so every
+other spec is declared unsupported, with the reason, in `supports`.
+"""
+
+import numpy as np
+import pluggy
+
+from convparity_blog_loops.blog_conv import Conv2d
+
+hookimpl = pluggy.HookimplMarker("convparity")
+
+LIMITS = (
+    ("spatial rank is not 2", "the post's Conv2d is 2-D only", lambda spec: spec.rank != 2),
+    ("padding", "the post's Conv2d has no padding", lambda spec: any(p != (0, 0) for p in spec.padding)),
+    ("dilation > 1", "the post's Conv2d has no dilation", lambda spec: any(d != 1 for d in spec.dilation)),
+    ("groups > 1", "the post's Conv2d has no groups", lambda spec: spec.groups != 1),
+    ("different strides per dim", "the post's Conv2d takes one stride for both dims",
+     lambda spec: len(set(spec.stride)) != 1),
+)
+
+
+class BlogLoopsBackend:
+    name = "blog-loops"
+
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        return f"convparity-blog-loops {version('convparity-blog-loops')}"
+
+    def availability(self):
+        return None
+
+    def supports(self, spec):
+        for condition, reason, applies in LIMITS:
+            if applies(spec):
+                return f"{condition}: {reason}"
+        return None
+
+    def run(self, spec, x, w, b, dy):
+        """x (N, C, H, W), w (O, C, KH, KW), b (O,) or None, dy (N, O, OH, OW) -> y, dx, dw, db.
+
+        The post computes in float64 NumPy; inputs are widened to float64 the way it would read them."""
+        bias = np.zeros(spec.out_channels) if b is None else np.asarray(b, np.float64)
+        conv = Conv2d(stride=spec.stride[0], weight=np.asarray(w, np.float64), bias=bias)
+        y = conv(np.asarray(x, np.float64))
+        dx = conv.backward(np.asarray(dy, np.float64))
+        return y, dx, conv.dw, conv.db if b is not None else None
+
+
+@hookimpl
+def convparity_register_backends(register):
+    register(BlogLoopsBackend())
