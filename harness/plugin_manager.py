@@ -50,7 +50,7 @@ class PluginManager:
             for name in self._entry_point_names() | set(BUILTIN_PLUGINS):
                 if name not in only:
                     self._pm.set_blocked(name)
-        self._pm.load_setuptools_entrypoints(PROJECT)
+        self._load_entry_points()
         for name, module in BUILTIN_PLUGINS.items():
             if self._pm.get_plugin(name) is None and not self._pm.is_blocked(name):
                 try:
@@ -58,6 +58,26 @@ class PluginManager:
                 except ModuleNotFoundError as error:
                     if error.name != module:
                         raise
+        self._pm.check_pending()
+
+    def _load_entry_points(self) -> None:
+        from importlib.metadata import entry_points
+
+        for entry_point in entry_points(group=PROJECT):
+            if self._pm.get_plugin(entry_point.name) is not None or self._pm.is_blocked(entry_point.name):
+                continue
+            try:
+                plugin = entry_point.load()
+            except Exception as error:
+                raise PluginError(
+                    f"plugin {entry_point.name!r} ({entry_point.value}) failed to load: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            self._pm.register(plugin, name=entry_point.name)
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register one more plugin (a module or object with hook implementations)."""
+        self._pm.register(plugin, name=name)
         self._pm.check_pending()
 
     @staticmethod

@@ -1,0 +1,98 @@
+"""The plugin manager and the documentation of every hook."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from harness import hookimpl, hookspecs
+from harness.plugin_manager import PluginError, PluginManager
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "writing-a-backend.md"
+
+
+def hookspec_names():
+    return [name for name, fn in vars(hookspecs).items() if name.startswith("convparity_") and callable(fn)]
+
+
+@pytest.mark.parametrize("name", hookspec_names())
+def test_every_hookspec_has_a_documented_section(name):
+    signature = f"{name}({', '.join(inspect.signature(getattr(hookspecs, name)).parameters)})"
+    headings = re.findall(r"^#+ `(.+)`$", DOCS.read_text(), flags=re.MULTILINE)
+    assert signature in headings, f"docs/writing-a-backend.md needs a section headed `{signature}`"
+
+
+def test_hookspecs_have_docstrings():
+    assert hookspec_names() == ["convparity_register_backends", "convparity_register_grids"]
+    for name in hookspec_names():
+        assert getattr(hookspecs, name).__doc__.strip()
+
+
+def test_restriction_loads_only_the_named_plugins():
+    manager = PluginManager(only={"reference"})
+    assert list(manager.backends()) == ["reference"]
+    assert "smoke" in manager.grids()  # built-in grids are core, not subject to the restriction
+
+
+class Twin:
+    name = "reference"
+
+    def version(self):
+        return "0"
+
+    def availability(self):
+        return None
+
+    def supports(self, spec):
+        return None
+
+    def run(self, spec, x, w, b, dy):
+        raise AssertionError("never run")
+
+
+class TwinPlugin:
+    @hookimpl
+    def convparity_register_backends(self, register):
+        register(Twin())
+
+
+def test_duplicate_backend_names_are_an_error():
+    manager = PluginManager(only={"reference"})
+    manager.register(TwinPlugin(), name="twin")
+    with pytest.raises(PluginError, match="two plugins register a backend named 'reference'"):
+        manager.backends()
+
+
+class Incomplete:
+    name = "half"
+
+    def version(self):
+        return "0"
+
+
+class IncompletePlugin:
+    @hookimpl
+    def convparity_register_backends(self, register):
+        register(Incomplete())
+
+
+def test_backend_missing_a_member_is_named():
+    manager = PluginManager(only=set())
+    manager.register(IncompletePlugin(), name="incomplete")
+    with pytest.raises(TypeError, match="has no 'availability'"):
+        manager.backends()
+
+
+class Misspelt:
+    @hookimpl
+    def convparity_register_backend(self, register):
+        register(None)
+
+
+def test_hook_matching_no_spec_is_rejected():
+    manager = PluginManager(only=set())
+    with pytest.raises(Exception, match="unknown hook 'convparity_register_backend'"):
+        manager.register(Misspelt(), name="misspelt")
