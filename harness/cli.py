@@ -67,6 +67,9 @@ def cmd_backends(args: argparse.Namespace) -> int:
     for name, backend in get_manager().backends().items():
         reason = backend.availability()
         print(f"{name:24} {'unavailable: ' + reason if reason else backend.version()}")
+        if args.limits:
+            for limit in getattr(backend, "limits", ()):
+                print(f"{'':24}   - {limit.condition}: {limit.reason}")
     return 0
 
 
@@ -158,7 +161,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convparity", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("backends", help="list backends, their versions or why they are unavailable")
+    backends = sub.add_parser("backends", help="list backends, their versions or why they are unavailable")
+    backends.add_argument("--limits", action="store_true", help="also list each backend's declared limits")
     sub.add_parser("grids", help="list named grids")
 
     run = sub.add_parser("run", help="run cases on backends and write a report folder")
