@@ -1,0 +1,96 @@
+"""The command line: bad input is one line and exit 2; a run writes tidy results pandas reads back."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.cli import main
+from harness.evaluate import tensors
+from harness.grids import read_batch_file
+from harness.results import COLUMNS, read_results
+
+
+def run_cli(*args, cwd=None):
+    env_cmd = [sys.executable, "-m", "harness.cli", *args]
+    return subprocess.run(env_cmd, capture_output=True, text=True, cwd=cwd, timeout=300,
+                          env={**__import__("os").environ, "CONVPARITY_PLUGINS": "reference"})
+
+
+def one_error_line(result, fragment):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("convparity: error: ") and fragment in lines[0], lines[0]
+
+
+def test_unknown_backend(tmp_path):
+    one_error_line(run_cli("run", "-b", "nope", "-g", "smoke", "-o", str(tmp_path / "r")),
+                   "unknown backend 'nope' (known: reference)")
+
+
+def test_malformed_descriptor_points_at_token(tmp_path):
+    one_error_line(run_cli("run", "-b", "reference", "--case", "mb2ic3ih5kx3", "-o", str(tmp_path / "r")),
+                   "unknown key 'kx' at position 9 (mb2ic3ih5>>kx3<<)")
+
+
+def test_invalid_toml_gives_its_line(tmp_path):
+    grid = tmp_path / "grid.toml"
+    grid.write_text("[[product]]\nin_channels = [1\n")
+    one_error_line(run_cli("run", "-b", "reference", "-g", str(grid), "-o", str(tmp_path / "r")), "line 2")
+
+
+def test_unknown_dtype_and_grid(tmp_path):
+    one_error_line(run_cli("run", "-b", "reference", "-g", "smoke", "--dtype", "float8", "-o", str(tmp_path / "r")),
+                   "unknown dtype 'float8'")
+    one_error_line(run_cli("run", "-b", "reference", "-g", "smok", "-o", str(tmp_path / "r")),
+                   "unknown grid 'smok'")
+
+
+def test_output_folder_that_is_a_file_or_holds_a_run(tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    one_error_line(run_cli("run", "-b", "reference", "-g", "smoke", "-o", str(target)), "is a file")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "results.csv").write_text("keep me")
+    one_error_line(run_cli("run", "-b", "reference", "-g", "smoke", "-o", str(full)), "is not empty")
+    assert (full / "results.csv").read_text() == "keep me"
+
+
+def test_run_writes_tidy_results_with_dtypes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVPARITY_PLUGINS", "reference")
+    batch = tmp_path / "layers.txt"
+    batch.write_text('mb2ic3ih5iw7oc4oh2ow3kh3kw3sh2sw2 n"blog"\ng2ic4iw9oc2kw3pw1\n')
+    out = tmp_path / "run"
+    code = main(["run", "-b", "reference", "--batch", str(batch), "--case", "ic1id3oc1kd2", "--bias", "both",
+                 "--dtype", "float32", "--dtype", "bfloat16", "-o", str(out)])
+    assert code == 0
+    frame = read_results(out)
+    assert tuple(frame.columns) == COLUMNS
+    # 2 batch cases (bias on) + 1 descriptor x 2 biases; tensors: 4 with bias, 3 without; x 2 dtypes.
+    specs = [c.spec for c in read_batch_file(batch)]
+    expected = 2 * (sum(len(tensors(s)) for s in specs) + 4 + 3)
+    assert len(frame) == expected
+    assert set(frame["status"]) == {"pass"}
+    assert str(frame["err_ratio"].dtype) == "float64" and str(frame["bias"].dtype) == "bool"
+    assert str(frame["batch"].dtype) == "int64" and str(frame["case"].dtype) == "string"
+    assert set(frame.loc[frame["name"] == "blog", "output_size"]) == {"2x3"}
+    assert (out / "summary.csv").exists() and (out / "summary.md").exists() and (out / "run.json").exists()
+
+
+def test_explain_prints_every_tensor(capsys, monkeypatch):
+    monkeypatch.setenv("CONVPARITY_PLUGINS", "reference")
+    assert main(["explain", "mb2ic3ih5iw7oc4oh2ow3kh3kw3sh2sw2", "-b", "reference", "--dtype", "float16"]) == 0
+    out = capsys.readouterr().out
+    for tensor in ("y ", "dx ", "dw ", "db "):
+        assert f"\n{tensor}" in out
+    assert "worst at" in out
+
+
+@pytest.mark.parametrize("command", [["backends"], ["grids"], ["backends", "--limits"]])
+def test_listings(command):
+    result = run_cli(*command)
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
