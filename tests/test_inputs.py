@@ -16,7 +16,7 @@ def test_same_seed_same_values_and_shapes():
     for a, b in zip((first.x, first.w, first.b, first.dy), (second.x, second.w, second.b, second.dy)):
         np.testing.assert_array_equal(a, b)
     assert first.x.shape == (2, 4, 5, 6) and first.w.shape == (6, 2, 3, 2)
-    assert first.b.shape == (6,) and first.dy.shape == (2, 6, 5, 5)
+    assert first.b.shape == (6,) and first.dy.shape == (2, 6, 3, 5)
     assert not np.array_equal(first.x, make_inputs(SPEC, 4).x)
 
 
