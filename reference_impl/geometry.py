@@ -73,13 +73,26 @@ def check_floating(name: str, array: np.ndarray) -> None:
         raise ValueError(f"{name} must be a floating-point array, got dtype {array.dtype}")
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _as_tuple(name: str, value: object, expected: str) -> tuple:
+    """`value` as a tuple; a ValueError naming `name` if it is not iterable (a float, None, ...)."""
+    try:
+        return tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"{name} must be {expected}, got {value!r}") from None
+
+
 def per_dim(name: str, value: IntOrInts, rank: int, *, minimum: int) -> tuple[int, ...]:
     """An int or one int per spatial dim, as a tuple of `rank` ints, each >= minimum."""
-    values = (value,) * rank if isinstance(value, (int, np.integer)) else tuple(value)
+    expected = f"an int or {rank} ints (one per spatial dim)"
+    values = (value,) * rank if _is_int(value) else _as_tuple(name, value, expected)
     if len(values) != rank:
-        raise ValueError(f"{name} must be an int or {rank} ints (one per spatial dim), got {value!r}")
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
     for v in values:
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+        if not _is_int(v):
             raise ValueError(f"{name} must contain ints, got {value!r}")
         if v < minimum:
             raise ValueError(f"{name} must be >= {minimum} in every dim, got {value!r}")
@@ -88,20 +101,19 @@ def per_dim(name: str, value: IntOrInts, rank: int, *, minimum: int) -> tuple[in
 
 def per_dim_pairs(value: Padding, rank: int) -> tuple[tuple[int, int], ...]:
     """padding as an int, one int per dim (symmetric) or one (before, after) pair per dim."""
-    if isinstance(value, (int, np.integer)):
+    if _is_int(value):
         return ((int(value), int(value)),) * rank
-    items = tuple(value)
+    expected = f"an int, {rank} ints or {rank} (before, after) pairs"
+    items = _as_tuple("padding", value, expected)
     if len(items) != rank:
-        raise ValueError(
-            f"padding must be an int, {rank} ints or {rank} (before, after) pairs, got {value!r}"
-        )
+        raise ValueError(f"padding must be {expected}, got {value!r}")
     pairs = []
     for item in items:
-        if isinstance(item, (int, np.integer)):
+        if _is_int(item):
             pairs.append((int(item), int(item)))
             continue
-        pair = tuple(item)
-        if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        pair = tuple(item) if isinstance(item, (Sequence, np.ndarray)) else ()
+        if len(pair) != 2 or not all(_is_int(v) for v in pair):
             raise ValueError(f"padding entries must be ints or (before, after) int pairs, got {value!r}")
         pairs.append((int(pair[0]), int(pair[1])))
     return tuple(pairs)
