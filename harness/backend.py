@@ -14,13 +14,13 @@ A backend is any object with these members (no base class needed):
 
 from __future__ import annotations
 
-from typing import Optional, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from harness.spec import ConvSpec
 
-Outputs = tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]
+Outputs = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]
 
 
 class Unsupported(Exception):

@@ -65,7 +65,7 @@ def smoke() -> list[Case]:
     ]
 
 
-_DEFAULT_AXES = {
+_DEFAULT_AXES: dict[int, dict[str, Any]] = {
     1: {"input_size": (13,), "kernels": [(1,), (3,), (4,), (5,)], "strides": [1, 2, 3]},
     2: {"input_size": (9, 11), "kernels": [(1, 1), (3, 3), (2, 2), (3, 2)], "strides": [1, 2, (2, 1)]},
     3: {"input_size": (6, 7, 5), "kernels": [(1, 1, 1), (3, 3, 3), (2, 3, 1)], "strides": [1, 2]},

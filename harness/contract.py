@@ -69,7 +69,8 @@ def read_known_failures(path: str | Path) -> list[KnownFailure]:
             continue
         if len(fields) != 4 or not reason.strip():
             raise ValueError(f"{path}:{number}: expected 'CASE DTYPE TENSOR BIAS  # reason', got {line!r}")
-        entries.append(KnownFailure(*fields, reason=reason.strip(), line=number))
+        case, dtype, tensor, bias = fields
+        entries.append(KnownFailure(case, dtype, tensor, bias, reason=reason.strip(), line=number))
     return entries
 
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 import itertools
 import random
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.descriptor import Case, DescriptorError, parse_case
 from harness.spec import ConvSpec

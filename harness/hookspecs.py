@@ -7,7 +7,7 @@ built, and take a `register` callback.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pluggy
 

@@ -6,8 +6,8 @@ reports show the lists (`convparity backends --limits`), so no limit hides in a 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from harness.spec import ConvSpec
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from functools import cache
-from typing import Callable
 
 import pluggy
 

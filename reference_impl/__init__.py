@@ -41,6 +41,7 @@ def conv_forward(
     if b is not None:
         check_shape("b", b, (geometry.out_channels,))
     y, _, _, _ = convolve(geometry, x, w, b, None, forward=True, bias_grad=False, memory_budget=memory_budget)
+    assert y is not None
     return y
 
 

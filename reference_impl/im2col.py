@@ -20,8 +20,8 @@ The gradient of the columns reuses the same buffer.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -118,7 +118,7 @@ def convolve(
 
     x_padded = pad(x, g.padding)
     w_groups = np.asarray(w, dtype=np.float64).reshape(groups, cout // groups, group_rows)
-    y = np.empty((g.batch, cout) + out_size) if forward else None
+    y = np.empty((g.batch, cout) + out_size if forward else (0,))
     if dy is not None:
         dy = np.asarray(dy, dtype=np.float64)
         dx_padded = np.zeros_like(x_padded)
@@ -153,9 +153,10 @@ def convolve(
 
     if forward and b is not None:
         y += np.asarray(b, dtype=np.float64).reshape((1, cout) + (1,) * g.rank)
+    y_out = y if forward else None
     if dy is None:
-        return y, None, None, None
+        return y_out, None, None, None
     dx = unpad(dx_padded, g.padding, g.input_size)
     dw = dw_groups.reshape(w.shape)
     db = dy.sum(axis=(0,) + tuple(range(2, dy.ndim))) if bias_grad else None
-    return y, dx, dw, db
+    return y_out, dx, dw, db
