@@ -1,6 +1,7 @@
-"""The `convparity` command line: backends, grids, run, report, explain.
+"""The `convparity` command line: backends, grids, run, report, compare, explain.
 
-Exit codes: 0 all good, 1 some row is fail/error/crash/timeout, 2 bad input (one line on stderr).
+Exit codes: 0 all good, 1 some row is fail/error/crash/timeout (compare: some key regressed), 2 bad input
+(one line on stderr).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def cmd_grids(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import run_folder
-    from harness.report import write_summary
+    from harness.report import write_reports
     from harness.results import BAD_STATUSES, ResultsWriter, read_results
     from harness.runner import RunSettings, run_in_process
 
@@ -101,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         writer.close()
         run_folder.finish(out, started)
-    summary = write_summary(out)
+    summary = write_reports(out)
     results = read_results(out)
     print(summary.to_string(index=False))
     print(f"results: {out / 'results.csv'}")
@@ -110,12 +111,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness import run_folder
-    from harness.report import write_summary
+    from harness.report import write_reports
 
     directory = Path(args.directory)
     run_folder.read_metadata(directory)
-    print(write_summary(directory).to_string(index=False))
+    print(write_reports(directory).to_string(index=False))
+    print(f"report: {directory / 'report.html'}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness import run_compare
+
+    try:
+        thresholds = run_compare.Thresholds(run_compare.parse_factor(args.threshold), args.floor)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    old, new = Path(args.old), Path(args.new)
+    out = Path(args.out) if args.out else Path(f"compare-{old.resolve().name}-vs-{new.resolve().name}.csv")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out: folder {out.parent} does not exist")
+    comparison = run_compare.compare_runs(old, new, thresholds)
+    print(run_compare.summary_text(comparison, out))
+    print(f"comparison: {run_compare.write_csv(comparison, out)}")
+    if args.html:
+        print(f"html: {run_compare.write_html(comparison, out.with_suffix('.html'))}")
+    return 1 if comparison.regressed else 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -179,8 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--tolerance-factor", type=float, default=1.0, help="scale the error bound")
 
-    report = sub.add_parser("report", help="rewrite the summaries of a run folder")
+    report = sub.add_parser("report", help="rewrite summary.csv, summary.md and report.html of a run folder")
     report.add_argument("directory")
+
+    compare = sub.add_parser(
+        "compare", help="what changed between two runs; exit 1 on a regression",
+        description="Join two runs on (case, bias, dtype, backend, tensor). A regression is pass or "
+        "unsupported becoming fail/error/crash/timeout; a fix is fail/error/crash/timeout becoming pass; "
+        "worse is err_ratio > THRESHOLD x the old one and > FLOOR.")
+    compare.add_argument("old", metavar="OLD_DIR")
+    compare.add_argument("new", metavar="NEW_DIR")
+    compare.add_argument("--threshold", default="2x", help="err_ratio growth that counts as worse (2x)")
+    compare.add_argument("--floor", type=float, default=0.01,
+                         help="a grown err_ratio counts only above this value (0.01)")
+    compare.add_argument("--out", help="CSV of every joined row (default compare-OLD-vs-NEW.csv here)")
+    compare.add_argument("--html", action="store_true", help="also write it as HTML beside the CSV")
 
     explain = sub.add_parser("explain", help="one case in detail: every tensor and its worst element")
     explain.add_argument("descriptor")
@@ -193,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"backends": cmd_backends, "grids": cmd_grids, "run": cmd_run, "report": cmd_report,
+            "compare": cmd_compare,
             "explain": cmd_explain}
 
 

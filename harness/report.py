@@ -1,47 +1,73 @@
-"""Summaries of a run folder: summary.csv and summary.md from results.csv.
+"""A run folder's reports from its results.csv: summary.csv, summary.md and report.html.
 
-summary.csv: one row per (backend, dtype, tensor) with the count of every status and the worst
-err_ratio among compared rows.
+summary.csv: one row per (backend, dtype, tensor) with the count of every status, the worst
+err_ratio among compared rows and the colour band (harness.parity). summary.md opens with the
+parity matrix as a Markdown table, then the same counts as summary.csv. report.html is described in
+harness.html_report.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
 
-from harness.results import STATUSES, read_results
+from harness.html_report import write_html_report
+from harness.parity import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix, summarize
+from harness.results import read_results
 
-SUMMARY_KEYS = ["backend", "dtype", "tensor"]
+SUMMARY_CSV = "summary.csv"
+SUMMARY_MD = "summary.md"
 
 
-def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """Per backend x dtype x tensor: rows, a count column per status, worst_err_ratio."""
-    counts = (
-        results.groupby(SUMMARY_KEYS + ["status"], observed=True).size().unstack("status", fill_value=0)
-        .reindex(columns=list(STATUSES), fill_value=0)
+def _width(text: str) -> int:
+    """Terminal columns a string takes: wide characters (the band markers) count two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _markdown_text(value: object) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table, columns padded so that it also lines up in a terminal."""
+    body = [[_markdown_text(v) for v in row] for row in frame.itertuples(index=False)]
+    cells = [[str(c) for c in frame.columns], *body]
+    widths = [max(_width(row[i]) for row in cells) for i in range(len(frame.columns))]
+    lines = ["| " + " | ".join(t + " " * (w - _width(t)) for t, w in zip(row, widths, strict=True)) + " |"
+             for row in cells]
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([lines[0], rule, *lines[1:]])
+
+
+def markdown_cell(cell: pd.Series) -> str:
+    """One matrix cell in Markdown: band marker, pass/fail/unsupported counts, worst err_ratio."""
+    marker = BAND_BY_NAME[cell["band"]].marker
+    return f"{marker} {counts_text(cell)} · {format_ratio(cell['worst_err_ratio'])}"
+
+
+def summary_markdown(title: str, summary: pd.DataFrame) -> str:
+    """summary.md: the parity matrix first (with its legend), then the per-status counts."""
+    matrix = parity_matrix(summary, markdown_cell).fillna("—").reset_index()
+    legend = " · ".join(f"{band.marker} {band.name}: {band.meaning}" for band in BANDS)
+    counts = summary.assign(worst_err_ratio=summary["worst_err_ratio"].map(format_ratio))
+    return (
+        f"# convparity parity matrix: {title}\n\n{markdown_table(matrix)}\n\n"
+        "Cells: pass/fail/unsupported row counts (other statuses named), then the worst err_ratio "
+        f"(≤ 1 passes); — means no rows.\n{legend}\n\n"
+        f"## Rows per status\n\n{markdown_table(counts)}\n"
     )
-    worst = results.groupby(SUMMARY_KEYS, observed=True)["err_ratio"].max().rename("worst_err_ratio")
-    summary = counts.join(worst).reset_index()
-    summary.insert(3, "rows", summary[list(STATUSES)].sum(axis=1))
-    return summary
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (no optional dependency on tabulate)."""
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    cells = (
-        "| " + " | ".join("" if pd.isna(v) else f"{v:.3g}" if isinstance(v, float) else str(v) for v in row) + " |"
-        for row in frame.itertuples(index=False)
-    )
-    return "\n".join([header, rule, *cells])
-
-
-def write_summary(directory: str | Path) -> pd.DataFrame:
-    """Write DIR/summary.csv and DIR/summary.md from DIR/results.csv; return the summary."""
+def write_reports(directory: str | Path) -> pd.DataFrame:
+    """Write DIR/summary.csv, DIR/summary.md and DIR/report.html from DIR/results.csv; return the summary."""
     directory = Path(directory)
-    summary = summarize(read_results(directory))
-    summary.to_csv(directory / "summary.csv", index=False)
-    (directory / "summary.md").write_text(f"# convparity summary: {directory.name}\n\n{_markdown(summary)}\n")
+    results = read_results(directory)
+    summary = summarize(results)
+    summary.to_csv(directory / SUMMARY_CSV, index=False)
+    (directory / SUMMARY_MD).write_text(summary_markdown(directory.name, summary))
+    write_html_report(directory, results, summary)
     return summary

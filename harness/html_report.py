@@ -1,0 +1,151 @@
+"""report.html: one self-contained page that shows a run (inline CSS, figures as PNG data URIs).
+
+Sections, in order:
+- status totals of every row;
+- the parity matrix (harness.parity): backends x dtypes down, tensors across, each cell coloured by its
+  band and showing pass/fail/unsupported counts (other statuses named) and the worst err_ratio;
+- per backend, heatmaps of the worst err_ratio over spec axes (harness.heatmap);
+- every non-passing case: one line per (case, bias, dtype, backend, status, message), the tensors it
+  covers listed together, with descriptor, message and repro; failures (fail/error/crash/timeout)
+  first and open, then unsupported, then unavailable, collapsed;
+- the run's metadata from run.json (harness and backend versions, platform, seed, grids, duration).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from harness import html_page
+from harness.heatmap import backend_figure, compared_rows
+from harness.parity import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
+from harness.results import BAD_STATUSES, STATUSES, TENSORS
+from harness.run_folder import read_metadata
+
+REPORT_HTML = "report.html"
+CASE_COLUMNS = ["backend", "dtype", "bias", "case", "name", "status", "message", "repro"]
+SEVERITY = {s: i for i, s in enumerate(("crash", "timeout", "error", "fail", "unsupported", "unavailable"))}
+CASE_TABLE = ["backend", "dtype", "bias", "case", "name", "status", "tensors", "err_ratio", "message",
+              "repro"]
+
+
+def _matrix_cell(cell: pd.Series) -> str:
+    band = BAND_BY_NAME[cell["band"]]
+    counts, ratio = html_page.text(counts_text(cell)), html_page.text(format_ratio(cell["worst_err_ratio"]))
+    return (f'<div class="band-{band.name}" title="{html_page.text(band.meaning)}">{counts}'
+            f'<br/><span class="ratio">{ratio}</span></div>')
+
+
+def matrix_section(summary: pd.DataFrame) -> str:
+    """The coloured parity matrix with its legend."""
+    if summary.empty:
+        return "<h2>Parity matrix</h2>\n<p>No rows yet.</p>"
+    matrix = parity_matrix(summary, _matrix_cell).fillna('<div class="band-none">—</div>').reset_index()
+    matrix[["backend", "dtype"]] = matrix[["backend", "dtype"]].map(html_page.text)
+    legend = "".join(f'<span class="band-{b.name}">{html_page.text(b.name + ": " + b.meaning)}</span>'
+                     for b in BANDS)
+    return (
+        "<h2>Parity matrix</h2>\n<p>Each cell: pass/fail/unsupported rows (other statuses named), then the "
+        "worst err_ratio (≤ 1 passes; — no compared rows).</p>\n"
+        f'<p class="legend">{legend}</p>\n'
+        + html_page.table(matrix, markup_columns=matrix.columns, css_class="matrix")
+    )
+
+
+def heatmap_section(results: pd.DataFrame) -> str:
+    """A heatmap figure per backend that has compared rows."""
+    compared = compared_rows(results)
+    parts = ["<h2>Where errors grow</h2>"]
+    for backend, rows in compared.groupby("backend", sort=True, observed=True):
+        image = html_page.figure_img(backend_figure(str(backend), rows), f"{backend} heatmaps")
+        parts.append(f"<h3>{html_page.text(backend)}</h3>\n{image}")
+    if len(parts) == 1:
+        parts.append("<p>No compared rows: nothing to draw.</p>")
+    return "\n".join(parts)
+
+
+def non_passing_cases(results: pd.DataFrame) -> pd.DataFrame:
+    """Every non-passing row, the tensors of one (case, backend, status, message) joined on one line.
+
+    Columns: backend, dtype, bias, case, name, status, tensors ('y dx dw'), worst err_ratio, message,
+    repro; sorted by severity (crash, timeout, error, fail, unsupported, unavailable), backend, dtype.
+    """
+    rows = results[results["status"] != "pass"]
+    tensor_order = rows["tensor"].map({t: i for i, t in enumerate(TENSORS)})
+    rows = rows.assign(_tensor=tensor_order).sort_values("_tensor", kind="stable")
+    grouped = rows.groupby(CASE_COLUMNS, sort=False, dropna=False, observed=True)
+    cases = grouped.agg(tensors=("tensor", " ".join), err_ratio=("err_ratio", "max")).reset_index()
+    severity = cases["status"].map(SEVERITY).fillna(len(SEVERITY))
+    cases = cases.assign(_severity=severity).sort_values(["_severity", "backend", "dtype", "case"],
+                                                         kind="stable")
+    return cases[CASE_TABLE]
+
+
+def cases_section(results: pd.DataFrame) -> str:
+    """Non-passing cases in three collapsible tables: failures, unsupported, unavailable."""
+    cases = non_passing_cases(results)
+    cases = cases.assign(err_ratio=cases["err_ratio"].map(format_ratio), repro=html_page.code(cases["repro"]),
+                         case=html_page.code(cases["case"]))
+    groups = (("failures", list(BAD_STATUSES), True), ("unsupported", ["unsupported"], False),
+              ("unavailable", ["unavailable"], False))
+    parts = ["<h2>Non-passing cases</h2>"]
+    for title, statuses, opened in groups:
+        chosen = cases[cases["status"].isin(statuses)]
+        if len(chosen):
+            body = html_page.table(chosen, markup_columns=("case", "repro"))
+            parts.append(html_page.details(f"{title} ({len(chosen)} cases)", body, opened=opened))
+    if len(parts) == 1:
+        parts.append("<p>Every row passed.</p>")
+    return "\n".join(parts)
+
+
+def metadata_items(metadata: dict, results: pd.DataFrame) -> pd.DataFrame:
+    """run.json (and, for backends it does not list, the rows' versions) as (item, value) pairs."""
+    settings = metadata.get("settings", {})
+    platform = metadata.get("platform", {})
+    items = [
+        ("harness version", metadata.get("harness_version", "")),
+        ("started", metadata.get("started", "")),
+        ("finished", metadata.get("finished", "not finished")),
+        ("duration (s)", metadata.get("seconds", "")),
+        ("seed", settings.get("seed", "")),
+        ("grids", ", ".join(settings.get("grids", [])) or "(cases given on the command line)"),
+        ("cases", metadata.get("cases", "")),
+        ("dtypes", ", ".join(settings.get("dtypes", []))),
+        ("tolerance factor", settings.get("tolerance_factor", "")),
+        ("platform", ", ".join(f"{k} {v}" for k, v in platform.items() if v)),
+    ]
+    versions = dict(metadata.get("backend_versions", {}))
+    for backend, version in results.groupby("backend", observed=True)["backend_version"].first().items():
+        versions.setdefault(str(backend), version)
+    items += [(f"backend {name}", version or "unavailable") for name, version in sorted(versions.items())]
+    items += [(f"setting {k}", json.dumps(v)) for k, v in settings.items()
+              if k not in ("seed", "grids", "dtypes", "tolerance_factor") and v not in ({}, [], None)]
+    return pd.DataFrame(items, columns=["item", "value"])
+
+
+def totals_line(results: pd.DataFrame) -> str:
+    counts = results["status"].value_counts()
+    parts = [f"{counts[s]} {s}" for s in STATUSES if s in counts]
+    return f"<p>{len(results)} rows: {html_page.text(', '.join(parts) or 'none')}.</p>"
+
+
+def render(title: str, results: pd.DataFrame, summary: pd.DataFrame, metadata: dict) -> str:
+    """The whole page as a string."""
+    body = "\n".join([
+        totals_line(results),
+        matrix_section(summary),
+        heatmap_section(results),
+        cases_section(results),
+        "<h2>Run</h2>\n" + html_page.table(metadata_items(metadata, results)),
+    ])
+    return html_page.document(f"convparity report: {title}", body)
+
+
+def write_html_report(directory: Path, results: pd.DataFrame, summary: pd.DataFrame) -> Path:
+    """Write DIR/report.html from the run's rows, their summary (harness.parity.summarize) and run.json."""
+    path = directory / REPORT_HTML
+    path.write_text(render(directory.name, results, summary, read_metadata(directory)), encoding="utf-8")
+    return path

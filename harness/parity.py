@@ -1,0 +1,109 @@
+"""The parity matrix: per backend x dtype x tensor, the count of every status and the worst err_ratio.
+
+Each (backend, dtype, tensor) cell falls in one colour band, decided by its worst err_ratio (the
+bound ratio of harness.compare: <= 1 passes) and by whether any of its rows went bad:
+
+    exact  worst err_ratio == 0: every compared element equals the float64 reference
+    tight  0 < worst < 0.1: at least ten times inside the bound
+    near   0.1 <= worst <= 1: passes, but within a factor ten of the bound
+    fail   worst > 1 (inf included), or any row is fail / error / crash / timeout, whatever the ratio
+    none   nothing was compared: every row is unsupported or unavailable
+
+The HTML report colours cells with `Band.colour`; summary.md marks them with `Band.marker`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.results import BAD_STATUSES, STATUSES, TENSORS
+from harness.spec import DTYPES
+
+SUMMARY_KEYS = ["backend", "dtype", "tensor"]
+TIGHT_BELOW = 0.1
+PASS_AT_MOST = 1.0
+
+
+@dataclass(frozen=True)
+class Band:
+    """A colour band of the worst err_ratio: its name, what it means, HTML colour, Markdown marker."""
+
+    name: str
+    meaning: str
+    colour: str
+    marker: str
+
+
+BANDS = (
+    Band("exact", "err_ratio = 0", "#9cd3ff", "🟦"),
+    Band("tight", f"0 < err_ratio < {TIGHT_BELOW}", "#8ddb9a", "🟩"),
+    Band("near", f"{TIGHT_BELOW} ≤ err_ratio ≤ {PASS_AT_MOST:g}", "#f5dd76", "🟨"),
+    Band("fail", f"err_ratio > {PASS_AT_MOST:g}, or any {'/'.join(BAD_STATUSES)} row", "#f28b82", "🟥"),
+    Band("none", "nothing compared (all unsupported / unavailable)", "#e4e7eb", "⬜"),
+)
+BAND_BY_NAME = {band.name: band for band in BANDS}
+
+
+def bands(worst: pd.Series, bad_rows: pd.Series) -> pd.Series:
+    """The band name of every cell from its worst err_ratio (NaN: none compared) and its count of bad rows."""
+    conditions = [(bad_rows > 0) | (worst > PASS_AT_MOST), worst.isna(), worst == 0, worst < TIGHT_BELOW]
+    names = np.select(conditions, ["fail", "none", "exact", "tight"], default="near")
+    return pd.Series(names, index=worst.index, dtype="string")
+
+
+def format_ratio(value: float) -> str:
+    """err_ratio for people: '–' when missing, 'inf', '0', else two significant digits."""
+    if pd.isna(value):
+        return "–"
+    if math.isinf(value):
+        return "inf"
+    return "0" if value == 0 else f"{value:.2g}"
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """Per backend x dtype x tensor: rows, a count column per status, worst_err_ratio and band.
+
+    results: the rows of harness.results.read_results. Tensors come in y, dx, dw, db order.
+    """
+    counts = (
+        results.groupby(SUMMARY_KEYS + ["status"], observed=True).size().unstack("status", fill_value=0)
+        .reindex(columns=list(STATUSES), fill_value=0)
+    )
+    worst = results.groupby(SUMMARY_KEYS, observed=True)["err_ratio"].max().rename("worst_err_ratio")
+    summary = counts.join(worst).reset_index()
+    summary.insert(3, "rows", summary[list(STATUSES)].sum(axis=1))
+    summary["band"] = bands(summary["worst_err_ratio"], summary[list(BAD_STATUSES)].sum(axis=1))
+    return summary.sort_values(SUMMARY_KEYS, key=_display_order, kind="stable").reset_index(drop=True)
+
+
+def _display_order(column: pd.Series) -> pd.Series:
+    """Sort key: dtypes widest first (DTYPES order), tensors y, dx, dw, db; anything else as text."""
+    known = {"dtype": DTYPES, "tensor": TENSORS}.get(str(column.name))
+    if known is None:
+        return column
+    return column.map({name: i for i, name in enumerate(known)}).fillna(len(known))
+
+
+def counts_text(cell: pd.Series) -> str:
+    """'pass/fail/unsupported' counts of one summary row, other non-zero statuses named: '20/1/3 +2 error'."""
+    text = f"{cell['pass']}/{cell['fail']}/{cell['unsupported']}"
+    others = [f"+{cell[s]} {s}" for s in STATUSES if s not in ("pass", "fail", "unsupported") and cell[s]]
+    return " ".join([text, *others])
+
+
+def parity_matrix(summary: pd.DataFrame, cell: Callable[[pd.Series], str]) -> pd.DataFrame:
+    """The summary as a wide table: one row per (backend, dtype), one column per tensor present.
+
+    `cell` renders one summary row; a tensor a (backend, dtype) has no rows for (db without bias) is None.
+    """
+    present = [t for t in TENSORS if t in set(summary["tensor"])]
+    texts = summary.assign(cell=summary.apply(cell, axis=1) if len(summary) else [])
+    wide = texts.pivot(index=["backend", "dtype"], columns="tensor", values="cell")
+    rows = pd.MultiIndex.from_frame(summary[["backend", "dtype"]].drop_duplicates())
+    wide = wide.reindex(index=rows, columns=present).astype(object)
+    return wide.where(wide.notna(), None)

@@ -1,0 +1,220 @@
+"""Compare two runs (a framework upgrade, a new kernel, another machine): what changed from OLD to NEW.
+
+Rows are joined on harness.results.KEY = (case, bias, dtype, backend, tensor); a key written twice in
+one run (a resumed case) counts once, with its last row. Every joined key gets one change, the first
+of these that applies:
+
+    only_old    the key is in OLD only
+    only_new    the key is in NEW only
+    regression  OLD pass or unsupported -> NEW fail / error / crash / timeout. unsupported -> bad counts:
+                the backend now accepts a case it used to refuse and gets it wrong, a new wrong answer
+    fix         OLD fail / error / crash / timeout -> NEW pass
+    worse       err_ratio grew beyond the threshold: new > growth * old and new > floor; the floor keeps
+                noise among near-zero ratios (0 -> 1e-6) out. Applies whatever the statuses (pass -> pass,
+                fail -> fail)
+    changed     any other status change: pass -> unsupported, fail -> error, unavailable -> anything, ...
+    same        none of the above
+
+`convparity compare` prints a summary, writes every joined key to a CSV (and HTML on request) and
+exits 1 when any key is a regression. Backend versions of both runs are shown side by side.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness import html_page
+from harness.parity import format_ratio
+from harness.results import BAD_STATUSES, KEY, RESULTS_FILE, TENSORS, read_results
+from harness.run_folder import RunFolderError, read_metadata
+
+CHANGES = ("regression", "fix", "worse", "changed", "only_old", "only_new", "same")
+DESCRIPTIONS = {
+    "regression": "pass or unsupported became fail/error/crash/timeout",
+    "fix": "fail/error/crash/timeout became pass",
+    "worse": "err_ratio grew beyond the threshold",
+    "changed": "other status changes",
+    "only_old": "in the old run only",
+    "only_new": "in the new run only",
+    "same": "no change worth showing",
+}
+SIDE_COLUMNS = ["status", "err_ratio", "backend_version", "message"]
+COLUMNS = ["change", "backend", "dtype", "bias", "tensor", "case", "name", "status_old", "status_new",
+           "err_ratio_old", "err_ratio_new", "growth", "backend_version_old", "backend_version_new",
+           "message_old", "message_new", "repro"]
+SHOWN = ["backend", "dtype", "bias", "tensor", "status_old", "status_new", "err_ratio_old", "err_ratio_new",
+         "case"]
+VERSIONS = ["backend_version_old", "backend_version_new"]
+_FACTOR = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*[xX]?\s*")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a grown err_ratio counts as `worse`: new > growth * old and new > floor."""
+
+    growth: float = 2.0
+    floor: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.growth) and self.growth >= 1):
+            raise ValueError(f"threshold must be a finite factor >= 1 (like 2x), got {self.growth!r}")
+        if not (math.isfinite(self.floor) and self.floor >= 0):
+            raise ValueError(f"floor must be a finite err_ratio >= 0, got {self.floor!r}")
+
+
+def parse_factor(text: str) -> float:
+    """'2x', '2', '1.5X' -> the factor; anything else is a ValueError naming the threshold."""
+    match = _FACTOR.fullmatch(text)
+    if not match:
+        raise ValueError(f"threshold must be a factor like 2x or 1.5, got {text!r}")
+    return float(match.group(1))
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """Two runs joined: one row per key (COLUMNS), and each backend's version in both runs."""
+
+    old: Path
+    new: Path
+    thresholds: Thresholds
+    rows: pd.DataFrame
+    versions: pd.DataFrame
+
+    def counts(self) -> pd.Series:
+        """Keys per change, in CHANGES order (zeros included)."""
+        return self.rows["change"].value_counts().reindex(list(CHANGES), fill_value=0)
+
+    @property
+    def regressed(self) -> bool:
+        return bool((self.rows["change"] == "regression").any())
+
+
+def _load(directory: Path) -> tuple[pd.DataFrame, dict]:
+    metadata = read_metadata(directory)
+    if not (directory / RESULTS_FILE).is_file():
+        raise RunFolderError(f"{directory} has no {RESULTS_FILE}")
+    return read_results(directory).drop_duplicates(list(KEY), keep="last"), metadata
+
+
+def classify(joined: pd.DataFrame, thresholds: Thresholds) -> np.ndarray:
+    """The change of every joined key (see the module docstring); `joined` has the _old/_new columns."""
+    old, new = joined["status_old"], joined["status_new"]
+    ratio_old = joined["err_ratio_old"].to_numpy(dtype=float)
+    ratio_new = joined["err_ratio_new"].to_numpy(dtype=float)
+    only_old = new.isna().to_numpy(dtype=bool)
+    only_new = old.isna().to_numpy(dtype=bool)
+    with np.errstate(invalid="ignore"):
+        grew = (ratio_new > thresholds.growth * ratio_old) & (ratio_new > thresholds.floor)
+    conditions = [
+        only_old,
+        only_new,
+        (old.isin(["pass", "unsupported"]) & new.isin(BAD_STATUSES)).to_numpy(dtype=bool, na_value=False),
+        (old.isin(BAD_STATUSES) & (new == "pass")).to_numpy(dtype=bool, na_value=False),
+        grew,
+        (old != new).to_numpy(dtype=bool, na_value=False),
+    ]
+    changes = ["only_old", "only_new", "regression", "fix", "worse", "changed"]
+    return np.select(conditions, changes, default="same")
+
+
+def version_table(old: dict, new: dict) -> pd.DataFrame:
+    """backend, old version, new version, changed: from both runs' run.json ('' = unavailable there)."""
+    old_versions, new_versions = old.get("backend_versions", {}), new.get("backend_versions", {})
+    backends = sorted(set(old_versions) | set(new_versions))
+    table = pd.DataFrame({
+        "backend": backends,
+        "old": [old_versions.get(b, "(not in run)") or "unavailable" for b in backends],
+        "new": [new_versions.get(b, "(not in run)") or "unavailable" for b in backends],
+    })
+    return table.assign(changed=table["old"] != table["new"])
+
+
+def compare_runs(
+    old_dir: str | Path, new_dir: str | Path, thresholds: Thresholds | None = None
+) -> RunComparison:
+    """Join two run folders on KEY and classify every key; RunFolderError if either is not a run."""
+    thresholds = thresholds or Thresholds()
+    old_dir, new_dir = Path(old_dir), Path(new_dir)
+    (old, old_meta), (new, new_meta) = _load(old_dir), _load(new_dir)
+    keep = list(KEY) + SIDE_COLUMNS + ["name", "repro"]
+    joined = old[keep].merge(new[keep], on=list(KEY), how="outer", suffixes=("_old", "_new"), sort=False)
+    joined["change"] = classify(joined, thresholds)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        joined["growth"] = joined["err_ratio_new"] / joined["err_ratio_old"]
+    joined["name"] = joined["name_new"].fillna(joined["name_old"])
+    joined["repro"] = joined["repro_new"].fillna(joined["repro_old"])
+    joined = joined.assign(_change=joined["change"].map({c: i for i, c in enumerate(CHANGES)}),
+                           _tensor=joined["tensor"].map({t: i for i, t in enumerate(TENSORS)}))
+    rows = joined.sort_values(["_change", "backend", "dtype", "case", "bias", "_tensor"], kind="stable")
+    rows = rows[COLUMNS].reset_index(drop=True)
+    return RunComparison(old_dir, new_dir, thresholds, rows, version_table(old_meta, new_meta))
+
+
+def _readable(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`columns` of `rows` with ratios as text and '–' for the side a one-sided key lacks."""
+    shown = rows[columns].astype(object).fillna("–")
+    return shown.assign(err_ratio_old=rows["err_ratio_old"].map(format_ratio),
+                        err_ratio_new=rows["err_ratio_new"].map(format_ratio))
+
+
+def summary_text(comparison: RunComparison, csv_path: Path | None = None, limit: int = 20) -> str:
+    """The printed summary: versions side by side, keys per change, the first `limit` keys of each change."""
+    t = comparison.thresholds
+    counts = comparison.counts()
+    lines = [
+        f"old: {comparison.old}\nnew: {comparison.new}",
+        "backend versions:\n" + comparison.versions.to_string(index=False),
+        f"{len(comparison.rows)} keys: " + ", ".join(f"{counts[c]} {c}" for c in CHANGES)
+        + f"  (worse: err_ratio > {t.growth:g}x old and > {t.floor:g})",
+    ]
+    for change in CHANGES[:-1]:
+        chosen = comparison.rows[comparison.rows["change"] == change]
+        if chosen.empty:
+            continue
+        where = f" in {csv_path}" if csv_path else ""
+        more = f"\n  ... {len(chosen) - limit} more{where}" if len(chosen) > limit else ""
+        lines.append(f"{change} ({len(chosen)}: {DESCRIPTIONS[change]}):\n"
+                     + _readable(chosen.head(limit), SHOWN).to_string(index=False) + more)
+    return "\n\n".join(lines)
+
+
+def write_csv(comparison: RunComparison, path: Path) -> Path:
+    """Every joined key with its change, both statuses, ratios, versions and messages, and the repro."""
+    comparison.rows.to_csv(path, index=False)
+    return path
+
+
+def render_html(comparison: RunComparison) -> str:
+    """A self-contained page: versions side by side, keys per change, a table per change."""
+    t = comparison.thresholds
+    counts = comparison.counts().rename_axis("change").reset_index(name="keys")
+    counts["meaning"] = counts["change"].map(DESCRIPTIONS)
+    parts = [
+        f"<p>old: <code>{html_page.text(comparison.old)}</code><br/>"
+        f"new: <code>{html_page.text(comparison.new)}</code><br/>"
+        f"worse means err_ratio &gt; {t.growth:g}x the old one and &gt; {t.floor:g}.</p>",
+        "<h2>Backend versions</h2>\n" + html_page.table(comparison.versions),
+        "<h2>Changes</h2>\n" + html_page.table(counts),
+    ]
+    for change in CHANGES[:-1]:
+        chosen = comparison.rows[comparison.rows["change"] == change]
+        if len(chosen):
+            shown = _readable(chosen, SHOWN + VERSIONS).assign(
+                case=html_page.code(chosen["case"]), repro=html_page.code(chosen["repro"]),
+                message=chosen["message_new"].fillna(chosen["message_old"]))
+            table = html_page.table(shown, markup_columns=("case", "repro"))
+            parts.append(html_page.details(f"{change} ({len(chosen)}): {DESCRIPTIONS[change]}", table,
+                                           opened=change in ("regression", "fix", "worse")))
+    title = f"convparity compare: {comparison.old.name} -> {comparison.new.name}"
+    return html_page.document(title, "\n".join(parts))
+
+
+def write_html(comparison: RunComparison, path: Path) -> Path:
+    path.write_text(render_html(comparison), encoding="utf-8")
+    return path
