@@ -69,9 +69,7 @@ def make_case(
 
 
 @st.composite
-def _dim(
-    draw: st.DrawFn, *, rank: int, min_pad: int, max_pad: int
-) -> tuple[int, int, int, int, tuple[int, int]]:
+def _dim(draw: st.DrawFn, *, rank: int, min_pad: int, max_pad: int) -> tuple[int, int, int, int, tuple[int, int]]:
     """(input size, kernel, stride, dilation, (before, after)) of one spatial dim that gives >= 1 output."""
     small = rank == 3  # keep 3-D volumes small
     kernel = draw(st.integers(1, 2 if small else 3))

@@ -63,9 +63,7 @@ def _geometry(
     """Output size and, per kernel offset that reaches the input, (offset, output slices, input slices)."""
     output_size = tuple(
         output_length(size, kernel, s, d, before, after)
-        for size, kernel, s, d, (before, after) in zip(
-            x.shape[2:], w.shape[2:], stride, dilation, padding, strict=True
-        )
+        for size, kernel, s, d, (before, after) in zip(x.shape[2:], w.shape[2:], stride, dilation, padding, strict=True)
     )
     taps = []
     for offset in itertools.product(*(range(k) for k in w.shape[2:])):

@@ -8,23 +8,14 @@ from hypothesis import given, settings
 
 from reference_impl import conv_backward, conv_forward, conv_forward_backward
 from tests.reference.cases import ConvCase, conv_cases
-from tests.reference.direct import direct_backward, direct_forward
-
-TOLERANCE = dict(rtol=1e-12, atol=1e-12)
+from tests.reference.checks import assert_matches_direct_summation
 
 
 @settings(max_examples=300, deadline=None)
 @given(conv_cases())
 def test_forward_backward_matches_direct_summation(case: ConvCase) -> None:
-    y, dx, dw, db = conv_forward_backward(case.x, case.w, case.b, case.dy, **case.options)
-    dx_direct, dw_direct, db_direct = direct_backward(case.dy, case.x, case.w, **case.options)
-    np.testing.assert_allclose(y, direct_forward(case.x, case.w, case.b, **case.options), **TOLERANCE)
-    np.testing.assert_allclose(dx, dx_direct, **TOLERANCE)
-    np.testing.assert_allclose(dw, dw_direct, **TOLERANCE)
-    if case.b is None:
-        assert db is None
-    else:
-        np.testing.assert_allclose(db, db_direct, **TOLERANCE)
+    results = conv_forward_backward(case.x, case.w, case.b, case.dy, **case.options)
+    assert_matches_direct_summation(case, *results)
 
 
 @settings(max_examples=100, deadline=None)
@@ -32,14 +23,7 @@ def test_forward_backward_matches_direct_summation(case: ConvCase) -> None:
 def test_separate_forward_and_backward_match_direct_summation(case: ConvCase) -> None:
     y = conv_forward(case.x, case.w, case.b, **case.options)
     dx, dw, db = conv_backward(case.dy, case.x, case.w, bias=case.b is not None, **case.options)
-    dx_direct, dw_direct, db_direct = direct_backward(case.dy, case.x, case.w, **case.options)
-    np.testing.assert_allclose(y, direct_forward(case.x, case.w, case.b, **case.options), **TOLERANCE)
-    np.testing.assert_allclose(dx, dx_direct, **TOLERANCE)
-    np.testing.assert_allclose(dw, dw_direct, **TOLERANCE)
-    if case.b is None:
-        assert db is None
-    else:
-        np.testing.assert_allclose(db, db_direct, **TOLERANCE)
+    assert_matches_direct_summation(case, y, dx, dw, db)
 
 
 @settings(max_examples=20, deadline=None)
