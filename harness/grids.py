@@ -128,11 +128,14 @@ def read_toml_grid(path: str | Path) -> tuple[str, list[Case]]:
     """(description, cases) of a TOML grid file; see the module docstring for the format."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
     except OSError as error:
         raise GridError(f"cannot read grid file {path}: {error.strerror}") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise GridError(f"{path}: invalid TOML: {error}") from None
+        where = str(error).replace("(at end of document)", f"(at line {len(text.splitlines())}, end of file)")
+        raise GridError(f"{path}: invalid TOML: {where}") from None
     unknown = sorted(set(data) - {"description", "product", "case", "name"})
     if unknown:
         raise GridError(f"{path}: unknown table or key {unknown[0]!r} (expected description, product, case)")
