@@ -1,0 +1,180 @@
+"""Backends `torch`, `torch-channels_last` and `torch-cuda`: torch.nn.functional.conv{1,2,3}d and autograd.
+
+All three share one code path and differ only in device and memory format:
+
+- `torch`: CPU, contiguous (NCHW) tensors.
+- `torch-channels_last`: CPU, input, weight and upstream gradient in `channels_last` (2-D) or
+  `channels_last_3d` (3-D) memory format, which selects different kernels; 1-D convolutions have no
+  such format and are unsupported.
+- `torch-cuda`: the first CUDA device, with deterministic cuDNN, no benchmark autotuning and TF32 off
+  for convolutions and matmuls, so float32 means IEEE float32. Unavailable without a GPU.
+
+Padding: the symmetric, non-negative part of each dim's (before, after) pair goes to the conv's own
+`padding`; any remainder (asymmetric or negative, i.e. a crop) is an explicit `F.pad` before it, so
+autograd carries dx through both. torch is imported only when a backend is first asked about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+
+import numpy as np
+
+from harness.backend import Outputs
+from harness.hookspecs import hookimpl
+from harness.limits import Limit, first_limit
+from harness.spec import ConvSpec
+
+INSTALL_HINT = "pip install 'convparity[torch]'"
+
+# torch.Tensor.to(memory_format=torch.channels_last) on a 3-D (N, C, W) tensor raises
+# "required rank 4 tensor to use channels_last format": there is no channels-last format for 1-D convs.
+CHANNELS_LAST_LIMITS = (
+    Limit(
+        condition="rank 1 (3-D tensors)",
+        reason="torch has no channels-last memory format for 3-D tensors "
+        "(RuntimeError: required rank 4 tensor to use channels_last format)",
+        applies=lambda spec: spec.rank == 1,
+    ),
+)
+
+
+@cache
+def _torch() -> ModuleType:
+    import torch
+
+    return torch
+
+
+def _import_error() -> str | None:
+    try:
+        _torch()
+    except ImportError as error:
+        return f"torch is not installed ({INSTALL_HINT}): {error}"
+    return None
+
+
+def split_padding(padding: tuple[tuple[int, int], ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(conv padding per dim, F.pad amounts) for per-dim (before, after) pairs.
+
+    The conv takes the symmetric non-negative part s = max(min(before, after), 0); F.pad takes the
+    rest, last dim first as (before, after) pairs, e.g. ((1, 2), (-1, 0)) -> ((1, 0), (-1, 0, 0, 1)).
+    F.pad amounts are all zero when the padding is symmetric and non-negative.
+    """
+    symmetric = tuple(max(min(before, after), 0) for before, after in padding)
+    explicit = tuple(
+        amount
+        for (before, after), s in reversed(list(zip(padding, symmetric, strict=True)))
+        for amount in (before - s, after - s)
+    )
+    return symmetric, explicit
+
+
+@dataclass(frozen=True)
+class TorchBackend:
+    """One torch configuration: `device` "cpu" or "cuda", `channels_last` memory format or not."""
+
+    name: str
+    device: str = "cpu"
+    channels_last: bool = False
+
+    @property
+    def limits(self) -> tuple[Limit, ...]:
+        return CHANNELS_LAST_LIMITS if self.channels_last else ()
+
+    def availability(self) -> str | None:
+        missing = _import_error()
+        if missing or self.device == "cpu":
+            return missing
+        torch = _torch()
+        if not torch.cuda.is_available():
+            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            return f"no CUDA device: torch.cuda.is_available() is False (torch {torch.__version__}, {built})"
+        return None
+
+    def version(self) -> str:
+        torch = _torch()
+        if self.device == "cpu":
+            return torch.__version__
+        return (
+            f"{torch.__version__} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
+            f"{torch.cuda.get_device_name()})"
+        )
+
+    def supports(self, spec: ConvSpec) -> str | None:
+        return first_limit(self.limits, spec)
+
+    def run(
+        self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray
+    ) -> Outputs:
+        """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy)."""
+        torch = _torch()
+        if self.device == "cuda":
+            _ieee_deterministic_cuda()
+        functional = torch.nn.functional
+        conv = (functional.conv1d, functional.conv2d, functional.conv3d)[spec.rank - 1]
+        x_t, w_t, dy_t = (self._tensor(a, spec) for a in (x, w, dy))
+        b_t = None if b is None else self._tensor(b, spec)
+        leaves = [t for t in (x_t, w_t, b_t) if t is not None]
+        for leaf in leaves:
+            leaf.requires_grad_(True)
+        symmetric, explicit = split_padding(spec.padding)
+        padded = functional.pad(x_t, explicit) if any(explicit) else x_t
+        y_t = conv(self._formatted(padded, spec), w_t, b_t, stride=spec.stride, padding=symmetric,
+                   dilation=spec.dilation, groups=spec.groups)
+        grads = [_numpy(g) for g in torch.autograd.grad(y_t, leaves, grad_outputs=dy_t)]
+        dx, dw, db = grads if b is not None else (*grads, None)
+        return _numpy(y_t), dx, dw, db
+
+    def _tensor(self, array: np.ndarray, spec: ConvSpec):
+        """The array as a torch tensor of spec.dtype on the device, in this backend's memory format."""
+        torch = _torch()
+        dtype = getattr(torch, spec.dtype)
+        # torch.from_numpy cannot read ml_dtypes.bfloat16; float32 holds every bfloat16 value exactly.
+        source = array.astype(np.float32) if spec.dtype == "bfloat16" else np.ascontiguousarray(array)
+        return self._formatted(torch.from_numpy(source).to(device=self.device, dtype=dtype), spec)
+
+    def _formatted(self, tensor, spec: ConvSpec):
+        """`tensor` in channels-last memory format if this backend uses it and it is (N, C, *spatial)."""
+        if not self.channels_last or tensor.dim() != spec.rank + 2:
+            return tensor
+        torch = _torch()
+        memory_format = torch.channels_last_3d if spec.rank == 3 else torch.channels_last
+        return tensor.contiguous(memory_format=memory_format)
+
+
+def _numpy(tensor) -> np.ndarray:
+    """A CPU NumPy copy; bfloat16 as float32 holding the same values (NumPy has no bfloat16)."""
+    torch = _torch()
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+
+
+@cache
+def _ieee_deterministic_cuda() -> None:
+    """Once per process: deterministic cuDNN without autotuning, TF32 off for convs and matmuls."""
+    torch = _torch()
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    if hasattr(torch.backends.cudnn, "conv") and hasattr(torch.backends.cudnn.conv, "fp32_precision"):
+        # torch >= 2.9: the legacy allow_tf32 flags must not be mixed with these.
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+BACKENDS = (
+    TorchBackend("torch"),
+    TorchBackend("torch-channels_last", channels_last=True),
+    TorchBackend("torch-cuda", device="cuda"),
+)
+
+
+@hookimpl
+def convparity_register_backends(register):
+    for backend in BACKENDS:
+        register(backend)

@@ -1,0 +1,1 @@
+"""Tests of the built-in framework backends (each skipped when its framework is not installed)."""

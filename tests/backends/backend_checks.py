@@ -1,0 +1,58 @@
+"""Shared by the backend tests: extra specs, disagreements with the reference, a smoke sweep via the CLI.
+
+The contract suite (harness.contract) covers the smoke grid; these specs add what it does not reach:
+negative padding (crops) on either side and in every rank, large one-sided pads with stride and
+dilation, grouped 3-D convolutions, and depthwise with a channel multiplier and no bias.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from harness import cli
+from harness.backend import Backend
+from harness.evaluate import compare_rows, reference
+from harness.inputs import make_inputs
+from harness.results import read_results
+from harness.spec import ConvSpec
+
+SEED = 7
+
+EXTRA_SPECS = (
+    ConvSpec(batch=2, in_channels=3, out_channels=2, input_size=(12,), kernel_size=(3,), padding=((-2, -1),)),
+    ConvSpec(batch=2, in_channels=2, out_channels=4, input_size=(7, 8), kernel_size=(3, 2), stride=(1, 2),
+             padding=((-1, 2), (1, -2)), groups=2),
+    ConvSpec(batch=1, in_channels=4, out_channels=2, input_size=(5, 6, 4), kernel_size=(2, 2, 2), dilation=(1, 2, 1),
+             padding=((-1, 0), (0, -1), (1, 1)), groups=2),
+    ConvSpec(batch=2, in_channels=3, out_channels=6, input_size=(9, 10), kernel_size=(3, 3), stride=2, dilation=2,
+             padding=((3, 0), (0, 2)), groups=3, bias=False),
+    ConvSpec(batch=3, in_channels=2, out_channels=3, input_size=(6, 5, 7), kernel_size=(3, 1, 2), stride=(2, 1, 3),
+             padding=((2, 1), (0, 0), (1, 3))),
+)
+
+
+def disagreements(backend: Backend, specs: tuple[ConvSpec, ...], dtype: str) -> list[str]:
+    """One line per tensor of `specs` (cast to `dtype`) that is outside the error bound.
+
+    A spec the backend does not support is skipped; a tensor it does not compute (None) is not
+    compared. Exceptions from `run` propagate.
+    """
+    problems = []
+    for spec in (s.replace(dtype=dtype) for s in specs):
+        if backend.supports(spec):
+            continue
+        inputs = make_inputs(spec, SEED)
+        outputs = backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
+        rows = compare_rows(spec, "", backend.name, "", SEED, tuple(outputs), reference(spec, inputs), 0.0,
+                            accumulation=getattr(backend, "accumulation", None))
+        problems += [f"{row.case} {dtype} {row.tensor}: ratio {row.err_ratio:.3g} {row.message}"
+                     for row in rows if row.status == "fail"]
+    return problems
+
+
+def smoke_sweep(backend_name: str, output: Path) -> tuple[int, pd.DataFrame]:
+    """`convparity run -b NAME -g smoke` (float64 and float32) into `output`: (exit code, results)."""
+    code = cli.main(["run", "-b", backend_name, "-g", "smoke", "-o", str(output)])
+    return code, read_results(output)
