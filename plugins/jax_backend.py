@@ -1,0 +1,103 @@
+"""Backend `jax`: `lax.conv_general_dilated` for y and `jax.vjp` of it for dx, dw and db.
+
+Float64 is enabled explicitly (`jax_enable_x64`) before JAX computes anything: without it JAX
+silently computes float64 inputs in float32. The convolution runs at `Precision.HIGHEST`, so on
+accelerators float32 is not computed in bfloat16 or TF32 passes. One jitted function serves every
+spec: the geometry is a static argument, so JAX compiles once per (geometry, shapes, dtype) and
+reuses the executable when a spec comes back. JAX takes per-dim (before, after) pads, negative ones
+(crops) included, and NumPy arrays of ml_dtypes.bfloat16, so nothing is converted at the boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from types import ModuleType
+
+import numpy as np
+
+from harness.backend import Outputs
+from harness.hookspecs import hookimpl
+from harness.limits import Limit, first_limit
+from harness.spec import ConvSpec
+
+INSTALL_HINT = "pip install 'convparity[jax]'"
+SPATIAL = "DHW"
+
+# Verified with jax 0.10 on CPU: every rank, stride, dilation, group count, negative padding and
+# dtype of the spec runs, so JAX declares no limits.
+LIMITS: tuple[Limit, ...] = ()
+
+
+@cache
+def _jax() -> ModuleType:
+    """jax, with 64-bit types enabled before any computation."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def dimension_numbers(rank: int) -> tuple[str, str, str]:
+    """Canonical layouts as lax dimension numbers: rank 2 -> ("NCHW", "OIHW", "NCHW")."""
+    spatial = SPATIAL[-rank:]
+    return "NC" + spatial, "OI" + spatial, "NC" + spatial
+
+
+def _forward_backward(x, w, b, dy, *, stride, padding, dilation, groups):
+    """y = conv(x, w) + b and its vjp at dy: (y, dx, dw, db), db None when b is None."""
+    jax = _jax()
+    lax = jax.lax
+    rank = len(stride)
+
+    def forward(x, w, b):
+        y = lax.conv_general_dilated(
+            x, w, window_strides=stride, padding=padding, rhs_dilation=dilation, feature_group_count=groups,
+            dimension_numbers=dimension_numbers(rank), precision=lax.Precision.HIGHEST,
+        )
+        return y if b is None else y + b.reshape((1, -1) + (1,) * rank)
+
+    y, pullback = jax.vjp(forward, x, w, b)
+    dx, dw, db = pullback(dy)
+    return y, dx, dw, db
+
+
+@cache
+def _compiled() -> Callable:
+    return _jax().jit(_forward_backward, static_argnames=("stride", "padding", "dilation", "groups"))
+
+
+class JaxBackend:
+    """Runs on JAX's default device (the CPU unless a jaxlib with an accelerator is installed)."""
+
+    name = "jax"
+    limits = LIMITS
+
+    def availability(self) -> str | None:
+        try:
+            _jax()
+        except ImportError as error:
+            return f"jax is not installed ({INSTALL_HINT}): {error}"
+        return None
+
+    def version(self) -> str:
+        jax = _jax()
+        import jaxlib
+
+        return f"{jax.__version__} (jaxlib {jaxlib.__version__}, {jax.default_backend()})"
+
+    def supports(self, spec: ConvSpec) -> str | None:
+        return first_limit(self.limits, spec)
+
+    def run(
+        self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray
+    ) -> Outputs:
+        """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy)."""
+        outputs = _compiled()(x, w, b, dy, stride=spec.stride, padding=spec.padding, dilation=spec.dilation,
+                              groups=spec.groups)
+        return tuple(None if t is None else np.asarray(t) for t in outputs)  # type: ignore[return-value]
+
+
+@hookimpl
+def convparity_register_backends(register):
+    register(JaxBackend())

@@ -1,0 +1,77 @@
+"""The jax backend: contract suite, real float64, negative padding, narrow dtypes, compile-once reuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")
+
+from harness.contract import BackendContract  # noqa: E402
+from harness.inputs import make_inputs  # noqa: E402
+from harness.plugin_manager import get_manager  # noqa: E402
+from harness.spec import ConvSpec  # noqa: E402
+from plugins.jax_backend import _compiled, dimension_numbers  # noqa: E402
+from tests.backends.backend_checks import EXTRA_SPECS, disagreements, smoke_sweep  # noqa: E402
+
+
+class TestJax(BackendContract):
+    backend_name = "jax"
+
+
+@pytest.fixture(scope="module")
+def jax_backend():
+    return get_manager().backends()["jax"]
+
+
+def test_dimension_numbers_name_the_canonical_layouts():
+    assert dimension_numbers(1) == ("NCW", "OIW", "NCW")
+    assert dimension_numbers(2) == ("NCHW", "OIHW", "NCHW")
+    assert dimension_numbers(3) == ("NCDHW", "OIDHW", "NCDHW")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_agrees_on_negative_and_one_sided_padding_groups_and_dilation(jax_backend, dtype):
+    assert disagreements(jax_backend, EXTRA_SPECS, dtype) == []
+
+
+def test_float64_is_computed_in_float64(jax_backend):
+    """Without jax_enable_x64 JAX would return float32, off the reference by ~1e-8, not ~1e-16."""
+    spec = ConvSpec(batch=2, in_channels=8, out_channels=4, input_size=(10, 10), kernel_size=(3, 3), dtype="float64")
+    inputs = make_inputs(spec, 0)
+    y, dx, dw, db = jax_backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
+    assert {t.dtype for t in (y, dx, dw, db)} == {np.dtype(np.float64)}
+    exact = np.einsum("nchw,ochw->no", inputs.x[:, :, :3, :3], inputs.w) + inputs.b
+    np.testing.assert_allclose(y[:, :, 0, 0], exact, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_narrow_dtypes_agree_without_bias(jax_backend, dtype):
+    """Without a bias every tensor is one convolution, accumulated within the float32 bound.
+
+    With a bias y and db are not: JAX adds the bias after rounding the convolution to the narrow
+    dtype, and reduces dy to db in that dtype (see the parity report).
+    """
+    assert disagreements(jax_backend, tuple(s.replace(bias=False) for s in EXTRA_SPECS), dtype) == []
+
+
+def test_a_spec_compiles_once_and_is_reused(jax_backend):
+    spec = ConvSpec(batch=1, in_channels=2, out_channels=3, input_size=(11,), kernel_size=(4,), stride=3,
+                    padding=((2, -1),), dtype="float32")
+    inputs = make_inputs(spec, 1)
+    first = jax_backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
+    compiled = _compiled()._cache_size()
+    second = jax_backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
+    assert _compiled()._cache_size() == compiled
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = spec.replace(stride=(2,))
+    other_inputs = make_inputs(other, 1)
+    jax_backend.run(other, other_inputs.x, other_inputs.w, other_inputs.b, other_inputs.dy)
+    assert _compiled()._cache_size() == compiled + 1
+
+
+def test_smoke_sweep_through_the_cli(tmp_path):
+    code, results = smoke_sweep("jax", tmp_path / "run")
+    assert set(results["status"]) == {"pass"}, results[results["status"] != "pass"]
+    assert code == 0
