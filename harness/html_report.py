@@ -97,7 +97,7 @@ def cases_section(results: pd.DataFrame) -> str:
             body = html_page.table(chosen, markup_columns=("case", "repro"))
             parts.append(html_page.details(f"{title} ({len(chosen)} cases)", body, opened=opened))
     if len(parts) == 1:
-        parts.append("<p>Every row passed.</p>")
+        parts.append("<p>No non-passing rows.</p>")
     return "\n".join(parts)
 
 
