@@ -23,6 +23,8 @@ from harness.parity import PASS_AT_MOST, format_ratio
 from harness.spec import DTYPES
 
 LOG_LOW, LOG_HIGH = -4.0, 2.0
+CELL_INCHES = (0.46, 0.34)  # width, height of one heatmap cell
+MARGIN_INCHES = (0.95, 1.0, 1.25, 0.9, 0.45)  # left, between panels, colour bar, bottom, top
 COLOURS = matplotlib.colormaps["RdYlGn_r"].with_extremes(bad="#e4e7eb")
 
 
@@ -103,16 +105,28 @@ def _draw(ax, grid: pd.DataFrame, rows: Axis, columns: Axis):
 
 
 def backend_figure(backend: str, compared: pd.DataFrame) -> Figure:
-    """Figure of one backend's compared rows: a heatmap per PANELS pair and one colour bar."""
+    """Figure of one backend's compared rows: a heatmap per PANELS pair and one colour bar.
+
+    Margins are fixed in inches (tick labels, axis labels, colour bar) rather than computed by a layout
+    engine, which would measure every label and cost more than drawing.
+    """
     grids = [(worst_grid(compared, AXES[r], AXES[c]), AXES[r], AXES[c]) for r, c in PANELS]
-    widths = [max(grid.shape[1], 2) for grid, _, _ in grids]
-    height = max(grid.shape[0] for grid, _, _ in grids)
-    figure = Figure(figsize=(2.5 + 0.42 * sum(widths), 1.9 + 0.34 * height), layout="constrained")
-    axes = figure.subplots(1, len(grids), width_ratios=widths, squeeze=False)[0]
-    images = [_draw(ax, grid, rows, columns) for ax, (grid, rows, columns) in zip(axes, grids, strict=True)]
-    bar = figure.colorbar(images[-1], ax=list(axes), fraction=0.04, pad=0.02)
-    ticks = np.arange(LOG_LOW, LOG_HIGH + 1)
+    widths = [max(grid.shape[1], 2) * CELL_INCHES[0] for grid, _, _ in grids]
+    height = max(grid.shape[0] for grid, _, _ in grids) * CELL_INCHES[1] + 0.6
+    left, gap, bar_space, bottom, top = MARGIN_INCHES
+    figure_size = (left + sum(widths) + gap * (len(grids) - 1) + bar_space, bottom + height + top)
+    figure = Figure(figsize=figure_size)
+    frame_width, frame_height = figure_size
+    spec = figure.add_gridspec(1, len(grids), width_ratios=widths, wspace=gap / (sum(widths) / len(grids)),
+                               left=left / frame_width, right=1 - bar_space / frame_width,
+                               bottom=bottom / frame_height, top=1 - top / frame_height)
+    images = [_draw(figure.add_subplot(spec[0, i]), grid, rows, columns)
+              for i, (grid, rows, columns) in enumerate(grids)]
+    bar_left = 1 - (bar_space - 0.2) / frame_width
+    bar_axes = figure.add_axes((bar_left, bottom / frame_height, 0.15 / frame_width, height / frame_height))
+    bar = figure.colorbar(images[-1], cax=bar_axes)
+    ticks = [float(t) for t in range(int(LOG_LOW), int(LOG_HIGH) + 1)]
     bar.set_ticks(ticks, labels=[f"{10.0 ** t:g}" for t in ticks])
     bar.set_label("worst err_ratio (≤ 1 passes)")
-    figure.suptitle(f"{backend}: worst err_ratio")
+    figure.suptitle(f"{backend}: worst err_ratio", y=1 - 0.12 / frame_height, va="top")
     return figure
