@@ -179,8 +179,10 @@ def summary_text(comparison: RunComparison, csv_path: Path | None = None, limit:
             continue
         where = f" in {csv_path}" if csv_path else ""
         more = f"\n  ... {len(chosen) - limit} more{where}" if len(chosen) > limit else ""
-        lines.append(f"{change} ({len(chosen)}: {DESCRIPTIONS[change]}):\n"
-                     + _readable(chosen.head(limit), SHOWN).to_string(index=False) + more)
+        table = _readable(chosen.head(limit), SHOWN).to_string(index=False)
+        if change == "regression":
+            table += "\nrepro:\n" + "\n".join("  " + chosen["repro"].head(limit).drop_duplicates())
+        lines.append(f"{change} ({len(chosen)}: {DESCRIPTIONS[change]}):\n{table}{more}")
     return "\n\n".join(lines)
 
 

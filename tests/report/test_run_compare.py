@@ -146,6 +146,8 @@ def test_cli_regression_exits_1_and_writes_csv_and_html(runs, tmp_path, capsys):
     assert main(["compare", str(runs[0]), str(runs[1]), "--out", str(out), "--html"]) == 1
     printed = capsys.readouterr().out
     assert "15 keys: 2 regression, 1 fix, 3 worse, 3 changed, 1 only_old, 1 only_new, 4 same" in printed
+    # both regressions share one repro line
+    assert "\nrepro:\n  convparity explain c1 -b alpha --dtype float32\n" in printed
     versions = printed.split("backend versions:\n")[1].split("\n\n")[0].splitlines()
     assert [line.split() for line in versions] == [
         ["backend", "old", "new", "changed"], ["alpha", "1.0", "1.1", "True"],
