@@ -57,11 +57,13 @@ def bands(worst: pd.Series, bad_rows: pd.Series) -> pd.Series:
 
 
 def format_ratio(value: float) -> str:
-    """err_ratio for people: '–' when missing, 'inf', '0', else two significant digits."""
+    """err_ratio for people: '–' when missing, 'inf', '0', whole numbers from 10 to 9999, else two digits."""
     if pd.isna(value):
         return "–"
     if math.isinf(value):
         return "inf"
+    if 10 <= value < 9999.5:
+        return f"{value:.0f}"
     return "0" if value == 0 else f"{value:.2g}"
 
 

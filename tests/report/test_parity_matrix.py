@@ -36,7 +36,8 @@ def test_bands_have_distinct_colours_and_markers():
 
 
 @pytest.mark.parametrize(("value", "text"), [(math.nan, "–"), (math.inf, "inf"), (0.0, "0"), (0.0999, "0.1"),
-                                             (1e-7, "1e-07"), (3.5, "3.5"), (1234.5, "1.2e+03")])
+                                             (1e-7, "1e-07"), (3.5, "3.5"), (9.96, "10"), (190.4, "190"),
+                                             (9999.4, "9999"), (12345.0, "1.2e+04")])
 def test_format_ratio(value, text):
     assert format_ratio(value) == text
 
