@@ -12,9 +12,11 @@ so that, per group g, one GEMM gives the output and two more give the gradients:
     dw_g  (Og, Cg*K) += dy_g (Og, nb*P) @ cols_g.T
     dcols_g           = w_g.T @ dy_g                  -> scattered back into dx (col2im)
 
-Tiles are whole images when one image's columns fit the memory budget, else runs of output rows
-(first spatial dim) of one image, so the buffer never exceeds max(budget, one output row's columns).
-The gradient of the columns reuses the same buffer.
+A tile's scratch is its columns plus its blocks of y and dy as GEMM operands: C*K + 2*O float64
+values per output position. Tiles are runs of whole images when one image's scratch fits the memory
+budget, else runs of output rows (first spatial dim) of one image, split as evenly as possible, so
+the scratch never exceeds max(budget, one output row's). The gradient of the columns reuses the
+column buffer.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import numpy as np
 from reference_impl.geometry import ConvGeometry
 
 DEFAULT_MEMORY_BUDGET = 16 * 2**20
-"""Bytes for the column buffer (float64). 16 MiB measured fastest; see benchmarks/reference_speed.py."""
+"""Bytes of scratch per tile (columns, y and dy blocks; float64). 16 MiB measured fastest; see
+benchmarks/reference_speed.py."""
 
 
 @dataclass(frozen=True)
@@ -42,21 +45,27 @@ class Tile:
 
 
 def tiles(geometry: ConvGeometry, memory_budget: int) -> Iterator[Tile]:
-    """Split the output into tiles whose column matrix fits `memory_budget` bytes (at least one row)."""
+    """Split the output into tiles whose scratch fits `memory_budget` bytes (at least one row each)."""
     if memory_budget < 1:
         raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget}")
     rows, *rest = geometry.output_size
-    row_bytes = 8 * geometry.in_channels * geometry.kernel_volume * math.prod(rest)
+    position_bytes = 8 * (geometry.in_channels * geometry.kernel_volume + 2 * geometry.out_channels)
+    row_bytes = position_bytes * math.prod(rest)
     image_bytes = row_bytes * rows
     if image_bytes <= memory_budget:
-        step = max(1, memory_budget // image_bytes)
-        for n0 in range(0, geometry.batch, step):
-            yield Tile(n0, min(n0 + step, geometry.batch), 0, rows)
+        for n0, n1 in _even_runs(geometry.batch, memory_budget // image_bytes):
+            yield Tile(n0, n1, 0, rows)
         return
-    step = max(1, memory_budget // row_bytes)
     for n in range(geometry.batch):
-        for r0 in range(0, rows, step):
-            yield Tile(n, n + 1, r0, min(r0 + step, rows))
+        for r0, r1 in _even_runs(rows, max(1, memory_budget // row_bytes)):
+            yield Tile(n, n + 1, r0, r1)
+
+
+def _even_runs(count: int, longest: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of the fewest runs of at most `longest` covering range(count), lengths within 1."""
+    runs = -(-count // longest)
+    for i in range(runs):
+        yield count * i // runs, count * (i + 1) // runs
 
 
 def _window_slices(geometry: ConvGeometry, tile: Tile, offset: tuple[int, ...]) -> tuple[slice, ...]:
@@ -86,6 +95,8 @@ def pad(x: np.ndarray, padding: tuple[tuple[int, int], ...]) -> np.ndarray:
 
 def unpad(dx_padded: np.ndarray, padding: tuple[tuple[int, int], ...], input_size: tuple[int, ...]) -> np.ndarray:
     """Inverse of `pad` for gradients: crop positive pads off, put cropped input rows back as zeros."""
+    if all(lo == 0 and hi == 0 for lo, hi in padding):
+        return dx_padded
     dx = np.zeros(dx_padded.shape[:2] + input_size)
     src, dst = [], []
     for (lo, hi), size, padded in zip(padding, input_size, dx_padded.shape[2:]):
