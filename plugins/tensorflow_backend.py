@@ -1,0 +1,172 @@
+"""Backend `tensorflow`: tf.nn.conv2d / tf.nn.conv3d on the CPU, gradients from tf.GradientTape.
+
+Boundary: TensorFlow's CPU kernels have no channels-first convolution, so the canonical arrays are
+transposed to channels-last, x (N, *in, C) and dy (N, *out, O), and the weight to (*k, C/g, O); the
+results are transposed back. A rank-1 case runs as rank 2 with a height-1 dim (what tf.nn.conv1d does).
+Padding: a negative pad (a crop) slices the input first; the rest goes to conv2d's explicit `paddings`
+for ranks 1 and 2, and to tf.pad before a VALID conv3d for rank 3 (Conv3D takes only SAME or VALID).
+Groups: the filter's input depth C/g, from which conv2d and conv3d infer the group count.
+
+Paths: every case runs eagerly first. Where TensorFlow's eager CPU kernels refuse the case (they
+raise InvalidArgumentError or UnimplementedError: gradients of dilated or grouped convolutions in
+float64/float16, conv3d with dilation or groups, ...), the same forward and backward run again
+XLA-compiled (tf.function(jit_compile=True)), which handles all of them; an XLA refusal is raised as
+it is. Both paths compute y, dx, dw and db together, so one case's four tensors come from one path.
+TensorFlow is imported only when a backend is first asked about it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import cache, lru_cache
+from types import ModuleType
+
+import numpy as np
+
+from harness.backend import Outputs
+from harness.hookspecs import hookimpl
+from harness.limits import Limit, first_limit
+from harness.spec import ConvSpec
+
+INSTALL_HINT = "pip install 'convparity[tensorflow]'"
+
+# No spec that both TensorFlow's eager CPU kernels and XLA refuse is known (TensorFlow 2.21).
+LIMITS: tuple[Limit, ...] = ()
+
+
+@cache
+def tensorflow() -> ModuleType:
+    """The tensorflow module, imported on first use with its C++ logs limited to errors."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return tf
+
+
+def import_error(extra: str = "tensorflow") -> str | None:
+    """Why tensorflow cannot be imported here, or None."""
+    try:
+        tensorflow()
+    except ImportError as error:
+        return f"tensorflow is not installed (pip install 'convparity[{extra}]'): {error}"
+    return None
+
+
+def to_channels_last(array: np.ndarray) -> np.ndarray:
+    """(N, C, *spatial) -> (N, *spatial, C)."""
+    return np.moveaxis(array, 1, -1)
+
+
+def to_channels_first(array: np.ndarray) -> np.ndarray:
+    """(N, *spatial, C) -> (N, C, *spatial)."""
+    return np.moveaxis(array, -1, 1)
+
+
+def filter_layout(w: np.ndarray) -> np.ndarray:
+    """w (O, C/g, *k) -> (*k, C/g, O), the filter layout of TensorFlow and Keras."""
+    return np.transpose(w, tuple(range(2, w.ndim)) + (1, 0))
+
+
+def canonical_filter(w: np.ndarray) -> np.ndarray:
+    """(*k, C/g, O) -> (O, C/g, *k)."""
+    return np.transpose(w, (w.ndim - 1, w.ndim - 2) + tuple(range(w.ndim - 2)))
+
+
+def crop_slices(padding: tuple[tuple[int, int], ...]) -> tuple[slice, ...]:
+    """Per spatial dim, the slice that applies the negative part of its (before, after) pad."""
+    return tuple(slice(max(-before, 0), after if after < 0 else None) for before, after in padding)
+
+
+def eager_or_xla(step: Callable[..., list], *arrays: np.ndarray | None) -> list:
+    """`step(*tensors)` eagerly on the CPU, or XLA-compiled where the eager kernels refuse.
+
+    `step` takes one tensor per array (None stays None) and returns a list of tensors. TensorFlow
+    refuses a configuration its kernels lack with InvalidArgumentError or UnimplementedError; then
+    the same `step` runs as tf.function(jit_compile=True), and whatever XLA raises propagates.
+    """
+    tf = tensorflow()
+    with tf.device("/CPU:0"):
+        try:
+            return step(*(None if a is None else tf.constant(a) for a in arrays))
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+            return compiled(step)(*arrays)
+
+
+@lru_cache(maxsize=64)
+def compiled(step: Callable[..., list]) -> Callable[..., list]:
+    """`step` as one XLA-compiled tf.function, traced once per input shape and dtype."""
+    return tensorflow().function(step, jit_compile=True, autograph=False)
+
+
+def tape_gradients(forward: Callable, sources: list, dy) -> list:
+    """[y, dy/d(source) for each source] for y = forward(), with upstream gradient dy."""
+    tf = tensorflow()
+    with tf.GradientTape() as tape:
+        tape.watch(sources)
+        y = forward()
+    return [y, *tape.gradient(y, sources, output_gradients=dy)]
+
+
+def as_rank2(spec: ConvSpec) -> ConvSpec:
+    """A rank-1 spec as rank 2 with a height-1 dim (what tf.nn.conv1d does); ranks 2 and 3 unchanged."""
+    if spec.rank != 1:
+        return spec
+    return spec.replace(input_size=(1, *spec.input_size), kernel_size=(1, *spec.kernel_size),
+                        stride=(1, *spec.stride), padding=((0, 0), *spec.padding), dilation=(1, *spec.dilation))
+
+
+@lru_cache(maxsize=64)
+def training_step(spec: ConvSpec) -> Callable[..., list]:
+    """step(x, w, dy, b) -> [y, dx, dw(, db)] for a rank-2 or rank-3 spec, in TensorFlow's layout.
+
+    x (N, *in, C), w (*k, C/g, O), dy and y (N, *out, O), b (O,) or None. Cached per spec, so its
+    compiled form is traced once per case.
+    """
+    tf = tensorflow()
+    crop = (slice(None), *crop_slices(spec.padding), slice(None))
+    pads = [[0, 0], *([max(before, 0), max(after, 0)] for before, after in spec.padding), [0, 0]]
+
+    def conv(x, w, b):
+        x = x[crop]
+        if spec.rank == 3:
+            y = tf.nn.conv3d(tf.pad(x, pads), w, strides=[1, *spec.stride, 1], padding="VALID",
+                             dilations=[1, *spec.dilation, 1])
+        else:
+            y = tf.nn.conv2d(x, w, strides=spec.stride, padding=pads, dilations=spec.dilation)
+        return y if b is None else tf.nn.bias_add(y, b)
+
+    def step(x, w, dy, b):
+        return tape_gradients(lambda: conv(x, w, b), [x, w] + ([] if b is None else [b]), dy)
+
+    return step
+
+
+class TensorFlowBackend:
+    """tf.nn.conv2d / conv3d on the CPU in channels-last layout, eager or XLA-compiled (see module)."""
+
+    name = "tensorflow"
+    limits = LIMITS
+
+    def availability(self) -> str | None:
+        return import_error()
+
+    def version(self) -> str:
+        return tensorflow().__version__
+
+    def supports(self, spec: ConvSpec) -> str | None:
+        return first_limit(self.limits, spec)
+
+    def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
+        """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy)."""
+        tf_spec = as_rank2(spec)
+        x, w, dy = x.reshape(tf_spec.x_shape), w.reshape(tf_spec.w_shape), dy.reshape(tf_spec.y_shape)
+        results = eager_or_xla(training_step(tf_spec), to_channels_last(x), filter_layout(w), to_channels_last(dy), b)
+        y, dx, dw, *db = [np.asarray(t) for t in results]
+        return (to_channels_first(y).reshape(spec.y_shape), to_channels_first(dx).reshape(spec.x_shape),
+                canonical_filter(dw).reshape(spec.w_shape), db[0] if db else None)
+
+
+@hookimpl
+def convparity_register_backends(register):
+    register(TensorFlowBackend())

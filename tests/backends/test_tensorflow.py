@@ -1,0 +1,143 @@
+"""The tensorflow backend: contract suite, layout helpers, the XLA path where eager kernels refuse, CLI sweep."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from harness.contract import BackendContract  # noqa: E402
+from harness.evaluate import reference  # noqa: E402
+from harness.inputs import make_inputs  # noqa: E402
+from harness.plugin_manager import get_manager  # noqa: E402
+from harness.spec import ConvSpec  # noqa: E402
+from plugins.tensorflow_backend import (  # noqa: E402
+    as_rank2,
+    canonical_filter,
+    crop_slices,
+    filter_layout,
+    to_channels_first,
+    to_channels_last,
+    training_step,
+)
+from tests.backends.backend_checks import EXTRA_SPECS, disagreements, smoke_sweep  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class TestTensorFlow(BackendContract):
+    # float16 and bfloat16 are left out: TensorFlow adds the bias in the output dtype after rounding
+    # the convolution to it, and its eager CPU gradient kernels round partial sums of dx and dw to
+    # the output dtype, both beyond the float32-accumulation bound (parity reports show them as fail).
+    backend_name = "tensorflow"
+
+
+def backend():
+    return get_manager().backends()["tensorflow"]
+
+
+def test_layouts_move_channels_and_filter_axes():
+    x = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    assert to_channels_last(x)[1, 2, 4, 0] == x[1, 0, 2, 4]
+    np.testing.assert_array_equal(to_channels_first(to_channels_last(x)), x)
+    w = np.arange(6 * 2 * 3 * 4 * 5).reshape(6, 2, 3, 4, 5)  # (O, C/g, kd, kh, kw)
+    assert filter_layout(w).shape == (3, 4, 5, 2, 6)
+    assert filter_layout(w)[2, 1, 3, 1, 4] == w[4, 1, 2, 1, 3]
+    np.testing.assert_array_equal(canonical_filter(filter_layout(w)), w)
+
+
+def test_crop_slices_take_the_negative_part_of_each_pad():
+    assert crop_slices(((-2, -1), (1, -3), (0, 2))) == (slice(2, -1), slice(0, -3), slice(0, None))
+    assert np.arange(10)[crop_slices(((-2, -1),))[0]].tolist() == [2, 3, 4, 5, 6, 7, 8]
+
+
+def test_rank_1_runs_as_rank_2_with_a_height_1_dim():
+    spec = ConvSpec(batch=2, in_channels=3, out_channels=4, input_size=(11,), kernel_size=(3,), stride=2,
+                    padding=((2, -1),), dilation=2)
+    lifted = as_rank2(spec)
+    assert (lifted.input_size, lifted.kernel_size, lifted.stride, lifted.dilation) == ((1, 11), (1, 3), (1, 2), (1, 2))
+    assert lifted.padding == ((0, 0), *spec.padding) and lifted.output_size == (1, *spec.output_size)
+    assert as_rank2(lifted) is lifted
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_agrees_on_negative_and_one_sided_padding_groups_and_dilation(dtype):
+    assert disagreements(backend(), EXTRA_SPECS, dtype) == []
+
+
+# Specs whose eager CPU kernels TensorFlow 2.21 refuses, with the refusal it raises; they run XLA-compiled.
+EAGER_REFUSALS = [
+    (ConvSpec(batch=2, in_channels=3, out_channels=4, input_size=(9, 8), kernel_size=(3, 2), dilation=(2, 3),
+              padding=((1, 2), (0, 1)), dtype="float64"),
+     "Current CPU implementations do not yet support dilation rates larger than 1"),
+    (ConvSpec(batch=2, in_channels=4, out_channels=6, input_size=(7, 7), kernel_size=(3, 3), groups=2, stride=2,
+              padding=1, dtype="float64"),
+     "Gradients for grouped convolutions are not supported on CPU"),
+    (ConvSpec(batch=2, in_channels=2, out_channels=3, input_size=(7, 6, 5), kernel_size=(2, 2, 2),
+              dilation=(2, 1, 2), dtype="float64"),
+     "CPU implementation of Conv3D currently only supports dilated rates of 1"),
+    (ConvSpec(batch=1, in_channels=4, out_channels=4, input_size=(4, 5, 6), kernel_size=(2, 3, 2), groups=4,
+              padding=((1, 0), (0, 1), (1, 1)), dtype="float32"),
+     "input and filter must have the same depth"),
+]
+
+
+@pytest.mark.parametrize(("spec", "refusal"), EAGER_REFUSALS, ids=lambda v: getattr(v, "descriptor", ""))
+def test_where_eager_kernels_refuse_the_xla_path_agrees(spec, refusal):
+    inputs = make_inputs(spec, 3)
+    lifted = as_rank2(spec)
+    eager = [tf.constant(a) for a in (to_channels_last(inputs.x.reshape(lifted.x_shape)),
+                                      filter_layout(inputs.w.reshape(lifted.w_shape)),
+                                      to_channels_last(inputs.dy.reshape(lifted.y_shape)), inputs.b)]
+    with pytest.raises((tf.errors.InvalidArgumentError, tf.errors.UnimplementedError), match=refusal):
+        training_step(lifted)(*eager)
+    assert disagreements(backend(), (spec,), spec.dtype) == []
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_runs_in_canonical_layout(dtype):
+    """A layout mistake gives O(1) errors in y, dx or dw; rounding in float16/bfloat16 stays below 2**-5 of the range.
+
+    db has no layout to get wrong, and in bfloat16 it is inaccurate (see the BiasAddGrad test below).
+    """
+    for spec in (s.replace(dtype=dtype) for s in EXTRA_SPECS):
+        inputs = make_inputs(spec, 5)
+        ref = reference(spec, inputs)
+        outputs = backend().run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
+        assert all(out.dtype == np.dtype(inputs.x.dtype) for out in outputs[:3])
+        for tensor, out in zip(("y", "dx", "dw"), outputs):
+            error = np.max(np.abs(out.astype(np.float64) - ref.values[tensor]))
+            assert error < 2**-5 * np.max(np.abs(ref.values[tensor])), (spec.descriptor, tensor, error)
+
+
+@pytest.mark.xfail(strict=True, reason="TensorFlow 2.21's eager CPU BiasAddGrad sums bfloat16 in bfloat16: "
+                   "4096 ones give 256, so the tensorflow backend's bfloat16 db rows fail")
+def test_bfloat16_bias_gradient_sums_exactly():
+    """The bias gradient is a plain sum: 4096 ones are 4096 in any accumulation wider than bfloat16's 8 bits."""
+    ones = tf.ones((1, 4096, 1), tf.bfloat16)
+    with tf.device("/CPU:0"):
+        assert float(tf.raw_ops.BiasAddGrad(out_backprop=ones)[0]) == 4096.0
+
+
+def test_tensorflow_is_imported_lazily_and_its_absence_is_a_reason():
+    script = (
+        "import sys\n"
+        "import plugins.tensorflow_backend as plugin\n"
+        "assert 'tensorflow' not in sys.modules, 'imported at module import'\n"
+        "sys.modules['tensorflow'] = None\n"
+        "print(plugin.TensorFlowBackend().availability())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("tensorflow is not installed (pip install 'convparity[tensorflow]')")
+
+
+def test_smoke_sweep_through_the_cli(tmp_path):
+    code, results = smoke_sweep("tensorflow", tmp_path / "run")
+    assert set(results["status"]) == {"pass"}, results[results["status"] != "pass"]
+    assert code == 0
