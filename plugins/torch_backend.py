@@ -146,7 +146,7 @@ class TorchBackend:
 
 
 def _numpy(tensor) -> np.ndarray:
-    """A CPU NumPy copy; bfloat16 as float32 holding the same values (NumPy has no bfloat16)."""
+    """The tensor as a NumPy array (moved to the CPU); bfloat16 as float32 holding the same values."""
     torch = _torch()
     tensor = tensor.detach().cpu()
     return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
@@ -154,10 +154,16 @@ def _numpy(tensor) -> np.ndarray:
 
 @cache
 def _ieee_deterministic_cuda() -> None:
-    """Once per process: deterministic cuDNN without autotuning, TF32 off for convs and matmuls."""
+    """Once per process: deterministic cuDNN without autotuning, TF32 off for convs and matmuls.
+
+    Matmuls (which torch may pick for some convolutions) also keep float16 and bfloat16 reductions
+    in float32, the accumulation the comparison bound assumes.
+    """
     torch = _torch()
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
     if hasattr(torch.backends.cudnn, "conv") and hasattr(torch.backends.cudnn.conv, "fp32_precision"):
         # torch >= 2.9: the legacy allow_tf32 flags must not be mixed with these.
         torch.backends.cudnn.conv.fp32_precision = "ieee"

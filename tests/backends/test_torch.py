@@ -103,6 +103,7 @@ def test_cuda_runs_ieee_float32_and_deterministic_cudnn():
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     assert torch.backends.cudnn.conv.fp32_precision == "ieee"
     assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert not torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction
 
 
 @pytest.mark.parametrize("name", ["torch", "torch-channels_last"])
