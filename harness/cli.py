@@ -81,30 +81,68 @@ def cmd_grids(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from harness import run_folder
+    from harness.executor import LocalProcessExecutor
+    from harness.progress import SweepProgress
     from harness.report import write_reports
     from harness.results import BAD_STATUSES, ResultsWriter, read_results
-    from harness.runner import RunSettings, run_in_process
+    from harness.runner import RunSettings, expand, plan, run_sweep
 
-    backends = _backends(args.backend or [])
-    settings = RunSettings(backends=tuple(backends), dtypes=_dtypes(args.dtype), grids=tuple(args.grid or []),
-                           seed=args.seed, timeout=args.timeout, jobs=args.jobs,
-                           tolerance_factor=args.tolerance_factor)
-    cases = collect_cases(args)
-    out = Path(args.output) if args.output else run_folder.default_run_dir(Path("reports"), settings.grids)
-    run_folder.create(out)
-    versions = {n: ("" if b.availability() else b.version()) for n, b in backends.items()}
-    run_folder.write_metadata(out, settings, versions, cases=len(cases))
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"-j/--jobs must be at least 1, got {args.jobs}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if args.resume:
+        from_run_json = ("backend", "grid", "case", "batch", "random", "dtype", "output", "seed", "timeout",
+                         "tolerance_factor")
+        given = [name for name in from_run_json if getattr(args, name) not in (None, 0)]
+        if given:
+            raise UsageError(f"--resume takes the run's settings from {Path(args.resume) / run_folder.RUN_FILE}; "
+                             f"drop --{given[0].replace('_', '-')} (only -j may be given)")
+        out = Path(args.resume)
+        settings = run_folder.read_settings(out)
+        settings = dataclasses.replace(settings, jobs=args.jobs or settings.jobs)
+        cases = run_folder.read_cases(out)
+        done = run_folder.repair_results(out)
+    else:
+        args.seed = args.seed or 0
+        settings = RunSettings(backends=tuple(_backends(args.backend or [])), dtypes=_dtypes(args.dtype),
+                               grids=tuple(args.grid or []), seed=args.seed, timeout=args.timeout or 300.0,
+                               jobs=args.jobs or 1,
+                               tolerance_factor=1.0 if args.tolerance_factor is None else args.tolerance_factor)
+        grid_cases = collect_cases(args)
+        cases = expand(grid_cases, settings.dtypes)
+        out = Path(args.output) if args.output else run_folder.default_run_dir(Path("reports"), settings.grids)
+        run_folder.create(out)
+        run_folder.write_metadata(out, settings, {}, cases=len(grid_cases))
+        run_folder.write_cases(out, cases)
+        done = set()
+    items = plan(cases, settings.backends, done)
     started = time.perf_counter()
     writer = ResultsWriter(out)
+    progress = SweepProgress(total=len(cases), done=len(cases) - len(items))
+
+    def write(rows):
+        writer.write(rows)
+        progress.advance(rows)
+
     try:
-        run_in_process(cases, backends, settings, writer.write)
+        with LocalProcessExecutor(settings.jobs, log=out / "workers.log") as executor, progress:
+            run_sweep(items, settings, executor, write,
+                      on_versions=lambda versions: run_folder.write_metadata(out, settings, versions))
+    except KeyboardInterrupt:
+        print(f"convparity: interrupted; continue with: convparity run --resume {out}", file=sys.stderr)
+        return 130
     finally:
         writer.close()
         run_folder.finish(out, started)
     summary = write_reports(out)
     results = read_results(out)
     print(summary.to_string(index=False))
+    if args.resume:
+        print(f"resumed: {len(cases) - len(items)} of {len(cases)} case x dtype were done before")
     print(f"results: {out / 'results.csv'}")
     return 1 if results["status"].isin(BAD_STATUSES).any() else 0
 
@@ -195,10 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bias", choices=("on", "off", "both"), default="on", help="bias for --case cases")
     run.add_argument("--dtype", action="append", help=f"one of {', '.join(DTYPES)} (repeat; default float64, float32)")
     run.add_argument("-o", "--output", help="run folder (default reports/<time>-<grids>)")
-    run.add_argument("-j", "--jobs", type=int, default=1, help="parallel workers")
-    run.add_argument("--timeout", type=float, default=300.0, help="seconds per case before it is a timeout")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--tolerance-factor", type=float, default=1.0, help="scale the error bound")
+    run.add_argument("-j", "--jobs", type=int, help="tasks at once, each a backend running a case or the "
+                     "reference checking one: N cores busy at most (default 1)")
+    run.add_argument("--timeout", type=float, help="seconds one case may take on a backend before it is a timeout "
+                     "(default 300)")
+    run.add_argument("--seed", type=int, help="seed of the inputs and of --random (default 0)")
+    run.add_argument("--tolerance-factor", type=float, help="scale the error bound (default 1)")
+    run.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own settings "
+                     "(only -j may be given with it)")
 
     report = sub.add_parser("report", help="rewrite summary.csv, summary.md and report.html of a run folder")
     report.add_argument("directory")

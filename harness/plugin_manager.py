@@ -3,6 +3,8 @@
 Plugins come from the `convparity` entry-point group; the built-in ones are also imported from
 BUILTIN_PLUGINS when the project is used without being installed. `CONVPARITY_PLUGINS=a,b` restricts
 loading to the named plugins (entry-point names). `CONVPARITY_TRACE_HOOKS=1` prints every hook call.
+`CONVPARITY_EXTRA_PLUGINS=pkg.module,...` also registers those modules by import path (a plugin tried
+without packaging it, or the test suite's misbehaving backends); run workers inherit it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ class PluginManager:
                 except ModuleNotFoundError as error:
                     if error.name != module:
                         raise
+        for module in filter(None, (m.strip() for m in os.environ.get("CONVPARITY_EXTRA_PLUGINS", "").split(","))):
+            try:
+                self._pm.register(importlib.import_module(module), name=module)
+            except ImportError as error:
+                raise PluginError(f"CONVPARITY_EXTRA_PLUGINS: cannot import {module!r}: {error}") from error
         self._pm.check_pending()
 
     def _load_entry_points(self) -> None:

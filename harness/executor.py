@@ -1,0 +1,382 @@
+"""Where tasks run: the one seam between a sweep's logic and the processes that do its work.
+
+An `Executor` takes tasks (`submit`) and hands back their outcomes as they end (`next_outcome`),
+in any order. A task is a picklable callable with a `pool` name; tasks of one pool run in workers
+kept for that pool (a framework is imported once per worker, not per task). The sweep knows nothing
+else: swapping `LocalProcessExecutor` for one that submits to a cluster (e.g. Dask futures with
+`as_completed`, a worker crash read from `KilledWorker`) changes nothing outside this module.
+
+An outcome is the task's return value, or a failure that no task can report itself:
+- `crash`: the worker died (segfault, abort, out-of-memory kill); the signal or exit code is kept.
+- `timeout`: the task ran longer than its timeout; its worker is killed.
+- `error`: the task raised (type, message and innermost frame kept) or its result could not be sent.
+After a crash or timeout the next task of that pool gets a fresh worker.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import math
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+from collections import Counter, deque
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Protocol
+
+# Environment defaults for workers (a variable the user has set wins). NumPy's OpenBLAS threads spin
+# for ~0.1 s after each GEMM, stealing a core from whatever runs next (a framework's case right after
+# the reference's GEMMs, in the same process or not); told to sleep at once instead
+# (OPENBLAS_THREAD_TIMEOUT=4), they cost a wake-up per GEMM, which on small cases is more than the GEMM.
+# One BLAS thread per worker has neither cost; parallelism comes from -j. benchmarks/blas_spin.py measures it.
+WORKER_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1"}
+FAILURES = ("crash", "timeout", "error")
+SPARE_IDLE_SECONDS = 2.0
+
+
+class Task(Protocol):
+    pool: str
+
+    def __call__(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one submitted task ended. `tag` is the object given to `submit`, never sent to a worker.
+
+    `failure` is "" when the task returned `value`, else one of FAILURES with `message`;
+    `seconds` is how long the task ran before it failed (NaN when it returned).
+    """
+
+    tag: Any
+    value: Any = None
+    failure: str = ""
+    message: str = ""
+    seconds: float = math.nan
+
+
+class Executor(Protocol):
+    def submit(self, task: Task, tag: Any, timeout: float | None = None) -> None:
+        """Queue `task`; its outcome will carry `tag`. `timeout` counts from when a worker starts it."""
+
+    def next_outcome(self) -> Outcome:
+        """Block until some submitted task ends and return its outcome (each task's exactly once)."""
+
+    def close(self) -> None:
+        """Stop every worker; tasks still queued or running are dropped."""
+
+
+def describe_exception(error: BaseException) -> str:
+    """"Type: message (at file:line)" with the innermost frame, on one line."""
+    last = traceback.extract_tb(error.__traceback__)[-1:]
+    where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
+def describe_exit(pid: int, exitcode: int | None) -> str:
+    """Why a worker process ended, for crash rows: the signal by name, or the exit code."""
+    if exitcode is not None and exitcode < 0:
+        number = -exitcode
+        name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+        text = f"worker {pid} killed by {name} ({signal.strsignal(number)})"
+        if number == signal.SIGKILL:
+            text += ": killed from outside, often by the out-of-memory killer"
+        return text
+    return f"worker {pid} exited with code {exitcode}"
+
+
+_READY = "ready"
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: let the kernel SIGKILL this worker when the runner dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _serve(conn: Connection, pool: str, parent: int, log: str | None) -> None:
+    """A worker's life: announce readiness, then run tasks until told to stop (None) or orphaned."""
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
+    if log:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    faulthandler.enable()  # a segfault or abort leaves its Python traceback in the log
+    print(f"[convparity worker {os.getpid()} pool {pool}] started", file=sys.stderr, flush=True)
+    conn.send_bytes(pickle.dumps(_READY))
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            task = pickle.loads(data)
+            if task is None:
+                return
+            reply = (True, task())
+        except Exception as error:  # noqa: BLE001 - reported to the runner as the task's error
+            reply = (False, describe_exception(error))
+        try:
+            payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as error:  # noqa: BLE001
+            payload = pickle.dumps((False, f"the result could not be sent back: {describe_exception(error)}"))
+        conn.send_bytes(payload)
+
+
+@contextmanager
+def _environment_defaults(defaults: Mapping[str, str]) -> Iterator[None]:
+    """Set the variables the user has not set, for the duration (a spawned child copies os.environ)."""
+    added = [name for name in defaults if name not in os.environ]
+    for name in added:
+        os.environ[name] = defaults[name]
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+@dataclass
+class _Job:
+    task: Task
+    tag: Any
+    timeout: float | None
+    resent: bool = False
+
+
+@dataclass
+class _Worker:
+    pool: str
+    process: Any  # multiprocessing's SpawnProcess
+    conn: Connection
+    ready: bool = False
+    job: _Job | None = None
+    started: float = 0.0
+    idle_since: float = 0.0
+
+    @property
+    def deadline(self) -> float:
+        if self.job is None or not self.ready or self.job.timeout is None:
+            return math.inf
+        return self.started + self.job.timeout
+
+
+@dataclass
+class LocalProcessExecutor:
+    """Runs tasks in spawned worker processes on this machine, at most `jobs` at once.
+
+    Each pool keeps its workers between tasks (one at least, once started, so a sweep that cycles
+    through backends does not re-import frameworks); beyond one per pool, at most `jobs - 1` more
+    are kept, an idle one being retired when another pool needs the room. Worker output (and the
+    traceback faulthandler prints when a worker dies of a signal) goes to `log` when given.
+    """
+
+    jobs: int
+    log: Path | None = None
+    environment: Mapping[str, str] = field(default_factory=lambda: dict(WORKER_ENVIRONMENT))
+    _queue: list[_Job] = field(default_factory=list, init=False)
+    _workers: list[_Worker] = field(default_factory=list, init=False)
+    _retired: list[Any] = field(default_factory=list, init=False)
+    _outcomes: deque[Outcome] = field(default_factory=deque, init=False)
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be at least 1, got {self.jobs}")
+        self._context = multiprocessing.get_context("spawn")
+
+    def __enter__(self) -> LocalProcessExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, task: Task, tag: Any, timeout: float | None = None) -> None:
+        self._queue.append(_Job(task, tag, timeout))
+
+    def next_outcome(self) -> Outcome:
+        while not self._outcomes:
+            self._dispatch()
+            busy = [w for w in self._workers if w.job is not None]
+            if not busy:
+                raise RuntimeError("next_outcome() called with no task submitted")
+            deadline = min(w.deadline for w in busy)
+            timeout = None if deadline == math.inf else max(0.0, deadline - time.perf_counter())
+            ready = set(wait([w.conn for w in self._workers] + [w.process.sentinel for w in self._workers], timeout))
+            for worker in list(self._workers):
+                if worker.conn in ready or worker.process.sentinel in ready:
+                    self._service(worker)
+            now = time.perf_counter()
+            for worker in list(self._workers):
+                if worker.deadline <= now:
+                    job = worker.job
+                    self._remove(worker, kill=True)
+                    self._outcomes.append(Outcome(job.tag, failure="timeout", seconds=now - worker.started,
+                                                  message=f"no result after {job.timeout:g} s; worker killed"))
+        return self._outcomes.popleft()
+
+    def close(self) -> None:
+        for worker in self._workers:
+            if worker.job is None and worker.ready:
+                self._send(worker, None)
+            else:
+                worker.process.kill()
+        processes = [w.process for w in self._workers] + self._retired
+        end = time.perf_counter() + 5.0
+        for process in processes:
+            process.join(max(0.0, end - time.perf_counter()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for worker in self._workers:
+            worker.conn.close()
+        self._workers.clear()
+        self._retired.clear()
+        self._queue.clear()
+
+    # -- scheduling --------------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Start queued tasks while fewer than `jobs` run: oldest first, preferring an idle worker."""
+        while self._queue and sum(w.job is not None for w in self._workers) < self.jobs:
+            idle = {w.pool: w for w in self._workers if w.job is None}
+            job = next((j for j in self._queue if j.task.pool in idle), None)
+            if job is not None:
+                worker = idle[job.task.pool]
+            else:
+                job = next((j for j in self._queue if self._may_grow(j.task.pool)), None)
+                if job is None:
+                    return
+                worker = self._start(job.task.pool)
+            self._queue.remove(job)
+            self._assign(worker, job)
+
+    def _may_grow(self, pool: str) -> bool:
+        """Whether to start a worker for `pool` now that a slot is free and no idle worker can use it.
+
+        A pool's first worker always; an extra one only for a backlog (two tasks or more waiting) and
+        within `jobs - 1` extras in all, retiring another pool's extra that has been idle for
+        SPARE_IDLE_SECONDS if there is no room (so pools do not take turns re-importing frameworks).
+        """
+        counts = Counter(w.pool for w in self._workers)
+        if not counts[pool]:
+            return True
+        if sum(j.task.pool == pool for j in self._queue) < 2:
+            return False
+        if len(self._workers) - len(counts) < self.jobs - 1:
+            return True
+        now = time.perf_counter()
+        spare = next((w for w in self._workers if w.job is None and w.pool != pool and counts[w.pool] > 1
+                      and now - w.idle_since >= SPARE_IDLE_SECONDS), None)
+        if spare is None:
+            return False
+        self._send(spare, None)
+        self._workers.remove(spare)
+        spare.conn.close()
+        self._retired.append(spare.process)
+        return True
+
+    def _start(self, pool: str) -> _Worker:
+        parent_end, child_end = self._context.Pipe()
+        log = str(self.log) if self.log else None
+        process = self._context.Process(target=_serve, args=(child_end, pool, os.getpid(), log),
+                                        name=f"convparity-{pool}", daemon=True)
+        with _environment_defaults(self.environment):
+            process.start()
+        child_end.close()
+        worker = _Worker(pool, process, parent_end)
+        self._workers.append(worker)
+        return worker
+
+    def _assign(self, worker: _Worker, job: _Job) -> None:
+        worker.job = job
+        if worker.ready:
+            self._send_job(worker)
+
+    def _send_job(self, worker: _Worker) -> None:
+        job = worker.job
+        try:
+            data = pickle.dumps(job.task, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as error:  # noqa: BLE001 - an unpicklable task fails alone
+            worker.job = None
+            self._outcomes.append(Outcome(job.tag, failure="error",
+                                          message=f"the task could not be sent: {describe_exception(error)}"))
+            return
+        worker.started = time.perf_counter()
+        if self._send(worker, data):
+            return
+        if job.resent:  # a second worker gone before it could take the task: report it
+            self._died(worker)
+            return
+        job.resent = True  # the worker died while idle: the task never ran, give it a fresh worker
+        worker.job = None
+        self._remove(worker, kill=True)
+        self._queue.insert(0, job)
+
+    @staticmethod
+    def _send(worker: _Worker, data: bytes | None) -> bool:
+        try:
+            worker.conn.send_bytes(pickle.dumps(None) if data is None else data)
+        except OSError:  # BrokenPipeError and friends: the worker is gone
+            return False
+        return True
+
+    # -- what workers say --------------------------------------------------------------------------
+
+    def _service(self, worker: _Worker) -> None:
+        """Read what `worker` sent (readiness or a result), or learn that it died."""
+        if not worker.conn.poll():
+            if not worker.process.is_alive():
+                self._died(worker)
+            return
+        try:
+            message = pickle.loads(worker.conn.recv_bytes())
+        except (EOFError, OSError):
+            self._died(worker)
+            return
+        worker.idle_since = time.perf_counter()
+        if not worker.ready:
+            worker.ready = True
+            if worker.job is not None:
+                self._send_job(worker)
+            return
+        job, worker.job = worker.job, None
+        ok, value = message
+        if ok:
+            self._outcomes.append(Outcome(job.tag, value=value))
+        else:
+            self._outcomes.append(Outcome(job.tag, failure="error", message=value,
+                                          seconds=time.perf_counter() - worker.started))
+
+    def _died(self, worker: _Worker) -> None:
+        job = worker.job
+        seconds = time.perf_counter() - worker.started if worker.ready else math.nan
+        self._remove(worker, kill=False)
+        if job is not None:
+            message = describe_exit(worker.process.pid, worker.process.exitcode)
+            if not worker.ready:
+                message += " before it was ready"
+            if self.log:
+                message += f"; its output is in {self.log.name}"
+            self._outcomes.append(Outcome(job.tag, failure="crash", message=message, seconds=seconds))
+
+    def _remove(self, worker: _Worker, *, kill: bool) -> None:
+        if kill:
+            worker.process.kill()
+        worker.process.join(5.0)
+        worker.conn.close()
+        self._workers.remove(worker)

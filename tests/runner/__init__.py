@@ -1,0 +1,1 @@
+"""The runner: worker processes, failure isolation, resume."""

@@ -1,0 +1,69 @@
+"""Small tasks for the executor's tests; importable by spawned workers."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Pid:
+    pool: str
+
+    def __call__(self) -> int:
+        return os.getpid()
+
+
+@dataclass(frozen=True)
+class Abort:
+    pool: str
+
+    def __call__(self) -> None:
+        os.abort()
+
+
+@dataclass(frozen=True)
+class Sleep:
+    pool: str
+    seconds: float
+
+    def __call__(self) -> None:
+        time.sleep(self.seconds)
+
+
+@dataclass(frozen=True)
+class Divide:
+    pool: str
+
+    def __call__(self) -> float:
+        return 1 / 0
+
+
+@dataclass(frozen=True)
+class Unpicklable:
+    pool: str
+
+    def __call__(self):
+        return lambda: None
+
+
+@dataclass(frozen=True)
+class Meet:
+    """Announce itself with a file, then wait (up to `patience` s) for the other's: true if they met."""
+
+    pool: str
+    folder: str
+    me: str
+    other: str
+    patience: float = 10.0
+
+    def __call__(self) -> bool:
+        Path(self.folder, self.me).touch()
+        end = time.monotonic() + self.patience
+        while time.monotonic() < end:
+            if Path(self.folder, self.other).exists():
+                return True
+            time.sleep(0.01)
+        return False
