@@ -79,7 +79,7 @@ def crop_slices(padding: tuple[tuple[int, int], ...]) -> tuple[slice, ...]:
 
 
 def eager_or_xla(step: Callable[..., list], *arrays: np.ndarray | None) -> list:
-    """`step(*tensors)` eagerly on the CPU, or XLA-compiled where the eager kernels refuse.
+    """`step(*tensors)` on the CPU as it is (eager, or a graph if it is a tf.function), else XLA-compiled.
 
     `step` takes one tensor per array (None stays None) and returns a list of tensors. TensorFlow
     refuses a configuration its kernels lack with InvalidArgumentError or UnimplementedError; then
@@ -93,7 +93,7 @@ def eager_or_xla(step: Callable[..., list], *arrays: np.ndarray | None) -> list:
             return compiled(step)(*arrays)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def compiled(step: Callable[..., list]) -> Callable[..., list]:
     """`step` as one XLA-compiled tf.function, traced once per input shape and dtype."""
     return tensorflow().function(step, jit_compile=True, autograph=False)
@@ -116,7 +116,7 @@ def as_rank2(spec: ConvSpec) -> ConvSpec:
                         stride=(1, *spec.stride), padding=((0, 0), *spec.padding), dilation=(1, *spec.dilation))
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def training_step(spec: ConvSpec) -> Callable[..., list]:
     """step(x, w, dy, b) -> [y, dx, dw(, db)] for a rank-2 or rank-3 spec, in TensorFlow's layout.
 

@@ -1,0 +1,129 @@
+"""The keras backend: contract suite, Keras' own limit, the channels_first bias bug, "same" padding, CLI sweep."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from harness.contract import BackendContract, read_known_failures  # noqa: E402
+from harness.evaluate import reference, status_rows  # noqa: E402
+from harness.inputs import make_inputs  # noqa: E402
+from harness.plugin_manager import get_manager  # noqa: E402
+from harness.results import TENSORS  # noqa: E402
+from harness.spec import ConvSpec  # noqa: E402
+from plugins.keras_backend import LIMITS, conv_layer, is_same_padding  # noqa: E402
+from tests.backends.backend_checks import EXTRA_SPECS, disagreements, smoke_sweep  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+KNOWN_FAILURES = ROOT / "plugins" / "known_failures" / "keras.txt"
+# Last output size 4 == out_channels 4: the case Keras 3.15 adds the bias to along the wrong axis.
+BIAS_BUG_SPEC = ConvSpec(batch=2, in_channels=3, out_channels=4, input_size=(5, 6), kernel_size=(3, 3),
+                         dtype="float64")
+
+
+class TestKeras(BackendContract):
+    # float16 and bfloat16 are left out: the bias is added after the convolution is rounded to the
+    # output dtype, beyond the float32-accumulation bound for y and db (parity reports show them).
+    backend_name = "keras"
+    known_failures = KNOWN_FAILURES
+
+
+def backend():
+    return get_manager().backends()["keras"]
+
+
+def hits_bias_bug(spec: ConvSpec) -> bool:
+    """The cases of the Keras 3.15 bias bug: a bias and a last output size equal to out_channels."""
+    return spec.bias and spec.output_size[-1] == spec.out_channels
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_agrees_on_negative_and_one_sided_padding_groups_and_dilation(dtype):
+    assert not any(hits_bias_bug(spec) for spec in EXTRA_SPECS)
+    assert disagreements(backend(), EXTRA_SPECS, dtype) == []
+
+
+@pytest.mark.xfail(strict=True, reason="Keras 3.15 keras.ops.add (TensorFlow backend) turns a (1, C, 1, 1) "
+                   "operand into tf.nn.bias_add along the LAST axis when that axis has size C")
+def test_keras_adds_a_channels_first_bias_like_numpy():
+    y = np.zeros((1, 4, 3, 4))
+    bias = np.arange(1.0, 5.0).reshape(1, 4, 1, 1)
+    np.testing.assert_array_equal(np.asarray(keras.ops.add(y, bias)), y + bias)
+
+
+def test_bias_bug_explains_the_wrong_y_and_db_exactly():
+    """y is the convolution plus b along the last axis, db sums dy over all but the last axis; dx, dw are right."""
+    spec = BIAS_BUG_SPEC
+    assert hits_bias_bug(spec)
+    inputs = make_inputs(spec, 11)
+    ref = reference(spec, inputs)
+    y, dx, dw, db = backend().run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
+    convolution = ref.values["y"] - inputs.b[:, None, None]
+    np.testing.assert_allclose(y, convolution + inputs.b, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(db, inputs.dy.sum(axis=(0, 1, 2)), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dx, ref.values["dx"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dw, ref.values["dw"], rtol=0, atol=1e-12)
+    assert disagreements(backend(), (spec.replace(bias=False),), "float64") == []
+
+
+def test_known_failures_are_exactly_the_bias_bug_cases():
+    known = read_known_failures(KNOWN_FAILURES)
+    grids = get_manager().grids()
+    for case in grids["smoke"].cases() + grids["default"].cases():
+        for row in status_rows(case.spec, case.name, "keras", "", 0, "fail", ""):
+            expected = hits_bias_bug(case.spec) and row.tensor in ("y", "db")
+            assert any(k.matches(row) for k in known) == expected, (row.case, row.tensor, row.bias)
+
+
+def test_stride_with_dilation_limit_is_keras_own_message():
+    (limit,) = LIMITS
+    message = limit.reason.removeprefix("ValueError: ")
+    for strides, dilation in [(2, 2), ((2, 1), (1, 2))]:
+        with pytest.raises(ValueError, match="Received: strides=") as raised:
+            keras.layers.Conv2D(4, 3, strides=strides, dilation_rate=dilation, data_format="channels_first")
+        assert message in str(raised.value)
+    spec = ConvSpec(batch=1, in_channels=2, out_channels=2, input_size=(9, 9), kernel_size=(3, 3), stride=(1, 2),
+                    dilation=(2, 1))
+    assert backend().supports(spec) == f"{limit.condition}: {limit.reason}"
+    assert backend().supports(spec.replace(stride=1)) is None
+
+
+def test_tensorflow_same_padding_uses_the_layers_own_same():
+    same = ConvSpec(batch=2, in_channels=2, out_channels=3, input_size=(7, 8), kernel_size=(2, 3), stride=2,
+                    padding="same")
+    asymmetric = same.replace(padding=((1, 0), (0, 1)))
+    assert is_same_padding(same) and not is_same_padding(asymmetric)
+    assert conv_layer(same).padding == "same" and conv_layer(asymmetric).padding == "valid"
+    for spec in (same, asymmetric):
+        assert disagreements(backend(), (spec.replace(bias=False),), "float64") == []
+
+
+def test_other_keras_backends_make_it_unavailable_with_the_reason():
+    script = "from plugins.keras_backend import KerasBackend; print(KerasBackend().availability())"
+    environment = {**os.environ, "KERAS_BACKEND": "jax"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "keras runs on its 'jax' backend (KERAS_BACKEND); this plugin needs 'tensorflow'"
+
+
+def test_smoke_sweep_through_the_cli(tmp_path):
+    code, results = smoke_sweep("keras", tmp_path / "run")
+    assert set(results["status"]) <= {"pass", "unsupported", "fail"}
+    known = read_known_failures(KNOWN_FAILURES)
+    failed = results[results["status"] == "fail"]
+    assert len(failed) > 0 and code == 1
+    for row in failed.itertuples():
+        assert row.tensor in ("y", "db") and any(k.matches(row) for k in known), row.case
+    unsupported = results[results["status"] == "unsupported"]
+    assert len(unsupported) == len(TENSORS) * 2  # "2d stride dilation", bias on, in float64 and float32
+    assert unsupported["message"].str.contains("not supported in conjunction with `dilation_rate > 1`").all()
+
