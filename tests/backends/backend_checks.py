@@ -52,7 +52,8 @@ def disagreements(backend: Backend, specs: tuple[ConvSpec, ...], dtype: str) -> 
     return problems
 
 
-def smoke_sweep(backend_name: str, output: Path) -> tuple[int, pd.DataFrame]:
-    """`convparity run -b NAME -g smoke` (float64 and float32) into `output`: (exit code, results)."""
-    code = cli.main(["run", "-b", backend_name, "-g", "smoke", "-o", str(output)])
+def smoke_sweep(backend_name: str, output: Path, dtypes: tuple[str, ...] = ()) -> tuple[int, pd.DataFrame]:
+    """`convparity run -b NAME -g smoke` into `output` (float64 and float32 unless `dtypes`): (exit code, results)."""
+    dtype_options = [word for dtype in dtypes for word in ("--dtype", dtype)]
+    code = cli.main(["run", "-b", backend_name, "-g", "smoke", "-o", str(output), *dtype_options])
     return code, read_results(output)
