@@ -84,20 +84,22 @@ class BackendContract:
     seed: ClassVar[int] = 0
 
     @pytest.fixture(scope="class")
-    def backend(self) -> Backend:
+    @classmethod
+    def backend(cls) -> Backend:
         backends = get_manager().backends()
-        if self.backend_name not in backends:
-            pytest.fail(f"backend {self.backend_name!r} is not registered (registered: {', '.join(backends)})")
-        backend = backends[self.backend_name]
+        if cls.backend_name not in backends:
+            pytest.fail(f"backend {cls.backend_name!r} is not registered (registered: {', '.join(backends)})")
+        backend = backends[cls.backend_name]
         reason = backend.availability()
         if reason:
-            pytest.skip(f"{self.backend_name} unavailable: {reason}")
+            pytest.skip(f"{cls.backend_name} unavailable: {reason}")
         return backend
 
     @pytest.fixture(scope="class")
-    def cases(self) -> list[Case]:
-        grid = get_manager().grids()[self.grid]
-        return [Case(c.spec.replace(dtype=d), c.name) for c in grid.cases() for d in self.dtypes]
+    @classmethod
+    def cases(cls) -> list[Case]:
+        grid = get_manager().grids()[cls.grid]
+        return [Case(c.spec.replace(dtype=d), c.name) for c in grid.cases() for d in cls.dtypes]
 
     def test_registered_with_contract_members(self) -> None:
         backends = get_manager().backends()
