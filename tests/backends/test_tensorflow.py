@@ -115,13 +115,31 @@ def test_half_precision_runs_in_canonical_layout(dtype):
             assert error < 2**-5 * np.max(np.abs(ref.values[tensor])), (spec.descriptor, tensor, error)
 
 
-@pytest.mark.xfail(strict=True, reason="TensorFlow 2.21's eager CPU BiasAddGrad sums bfloat16 in bfloat16: "
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="TensorFlow 2.21's eager CPU BiasAddGrad sums bfloat16 in bfloat16: "
                    "4096 ones give 256, so the tensorflow backend's bfloat16 db rows fail")
 def test_bfloat16_bias_gradient_sums_exactly():
     """The bias gradient is a plain sum: 4096 ones are 4096 in any accumulation wider than bfloat16's 8 bits."""
     ones = tf.ones((1, 4096, 1), tf.bfloat16)
     with tf.device("/CPU:0"):
         assert float(tf.raw_ops.BiasAddGrad(out_backprop=ones)[0]) == 4096.0
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="TensorFlow 2.21's graph optimizer fuses an NCHW Conv2D with a following "
+                   "BiasAdd(data_format='NHWC') and adds the bias along the channels; eager and XLA add it along the "
+                   "last axis, as the op says")
+def test_graph_mode_keeps_the_bias_add_data_format():
+    """float32 on the CPU (oneDNN): a graph must compute what the same ops compute eagerly."""
+    x = tf.constant(np.linspace(-1, 1, 3 * 5 * 6).reshape(1, 3, 5, 6), tf.float32)  # NCHW
+    w = tf.constant(np.linspace(-1, 1, 3 * 3 * 3 * 4).reshape(3, 3, 3, 4), tf.float32)  # 4 filters: y (1, 4, 3, 4)
+    bias = tf.constant([1.0, 2.0, 3.0, 4.0])
+
+    def conv_bias(x):
+        return tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "VALID", data_format="NCHW"), bias, data_format="NHWC")
+
+    with tf.device("/CPU:0"):
+        np.testing.assert_allclose(tf.function(conv_bias)(x), conv_bias(x), rtol=0, atol=1e-6)
 
 
 def test_tensorflow_is_imported_lazily_and_its_absence_is_a_reason():
