@@ -10,6 +10,8 @@ A backend is any object with these members (no base class needed):
   dtype; `x (N, C, *in)`, `w (O, C/groups, *kernel)`, `b (O,)` or None when `spec.bias` is false,
   `dy (N, O, *out)`, all of `spec.dtype`. A forward-only backend returns None for the gradients.
   `run` may raise `Unsupported` when it discovers only while running that it cannot run the spec.
+- optional `accumulation`: {input dtype: accumulation dtype} where it accumulates in other than
+  float32 (float64 for float64 inputs), e.g. {"float16": "float16"}; the error bound follows it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,15 @@ class Backend(Protocol):
     def run(
         self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray
     ) -> Outputs: ...
+
+
+def declared_accumulation(backend: object, dtype: str) -> str | None:
+    """The accumulation dtype `backend` declares for inputs of `dtype`, or None for the default.
+
+    A backend declares it as an attribute mapping input dtypes to accumulation dtypes, e.g.
+    `accumulation = {"float16": "float16"}`; dtypes it does not name keep the default bound.
+    """
+    return dict(getattr(backend, "accumulation", None) or {}).get(dtype)
 
 
 def check_backend(backend: object) -> None:

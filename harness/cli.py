@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.backend import declared_accumulation
 from harness.descriptor import Case, DescriptorError, parse_case
 from harness.grids import GridError, dedupe, random_cases, read_batch_file, read_toml_grid
 from harness.plugin_manager import PluginError, get_manager
@@ -203,7 +204,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             continue
         result = compare_tensor(tensor, np.asarray(out), ref.values[tensor], ref.magnitudes[tensor],
                                 reduction=spec.reductions[tensor], dtype=dtype,
-                                accumulation=getattr(backend, "accumulation", None),
+                                accumulation=declared_accumulation(backend, dtype),
                                 tolerance_factor=args.tolerance_factor)
         bad |= not result.passed
         print(f"{tensor:3} {'pass' if result.passed else 'FAIL'}  err_ratio {result.err_ratio:.3g}  "

@@ -3,10 +3,11 @@
 For every element i of a tensor T (y, dx, dw or db) with reference value ref_i, the backend's
 out_i and magnitude mag_i (the same operation on |x|, |w|, |b|, |dy|: the sum of |products|):
 
-    bound_i = factor * (gamma(K_T, u_acc) * mag_i + u_out * |ref_i|),   gamma(K, u) = K u / (1 - K u)
+    bound_i = factor * (gamma(K_T, u_acc) * mag_i + u_out * |ref_i| + eta_out),   gamma(K, u) = K u / (1 - K u)
 
-K_T is the reduction length, u_acc the unit roundoff of the accumulation precision and u_out that
-of the output dtype. err_ratio = max_i |out_i - ref_i| / bound_i; <= 1 passes. NaN or Inf where
+K_T is the reduction length, u_acc the unit roundoff of the accumulation precision, u_out that of
+the output dtype and eta_out half its smallest subnormal: rounding a result into the subnormal range
+(|ref| < 6.1e-5 in float16) errs by up to eta_out absolutely, not u_out relatively. err_ratio = max_i |out_i - ref_i| / bound_i; <= 1 passes. NaN or Inf where
 the reference is finite fails with ratio inf; a shape mismatch fails naming both shapes.
 """
 
@@ -18,6 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.spec import UNIT_ROUNDOFF
+
+# Half the smallest subnormal: the absolute rounding error of a result that lands below the normal range.
+UNDERFLOW = {"float64": 2.0**-1075, "float32": 2.0**-150, "float16": 2.0**-25, "bfloat16": 2.0**-134}
 
 # torch.testing.assert_close defaults, for readers used to allclose verdicts.
 ALLCLOSE_TOLERANCES = {
@@ -74,7 +78,7 @@ def compare_tensor(
     out64 = np.asarray(out, dtype=np.float64)
     err = np.abs(out64 - ref)
     u_acc = UNIT_ROUNDOFF[accumulation or default_accumulation(dtype)]
-    bound = tolerance_factor * (gamma(reduction, u_acc) * mag + UNIT_ROUNDOFF[dtype] * np.abs(ref))
+    bound = tolerance_factor * (gamma(reduction, u_acc) * mag + UNIT_ROUNDOFF[dtype] * np.abs(ref) + UNDERFLOW[dtype])
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(err == 0, 0.0, err / bound)
         rel = np.where(err == 0, 0.0, err / np.abs(ref))

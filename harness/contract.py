@@ -30,7 +30,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from harness.backend import Backend, Unsupported, check_backend
+from harness.backend import Backend, Unsupported, check_backend, declared_accumulation
 from harness.descriptor import Case
 from harness.evaluate import compare_rows, reference
 from harness.inputs import make_inputs
@@ -155,7 +155,7 @@ class BackendContract:
                 continue
             ref = reference(case.spec, make_inputs(case.spec, self.seed))
             rows = compare_rows(case.spec, case.name, backend.name, version, self.seed, tuple(outputs), ref, 0.0,
-                                accumulation=getattr(backend, "accumulation", None))
+                                accumulation=declared_accumulation(backend, case.spec.dtype))
             for row in rows:
                 if row.status != "fail":
                     continue

@@ -153,3 +153,15 @@ def test_allclose_verdict_uses_torch_defaults():
     result = compare_tensor("y", ref + 1e-4, ref, mag, reduction=100, dtype="float32")
     assert result.passed and not result.allclose
     assert compare_tensor("y", ref + 1e-6, ref, mag, reduction=100, dtype="float32").allclose
+
+
+def test_float16_subnormal_results_are_bounded_absolutely():
+    # 3e-6 is subnormal in float16 (spacing 2**-24 ~ 6e-8): rounding errs by up to 2**-25 absolutely,
+    # which is 10x more than u_out * |ref| = 2**-11 * 3e-6 ~ 1.5e-9 allows.
+    ref = np.array([3.0e-6])
+    out = ref.astype(np.float16).astype(np.float64)
+    assert abs(out[0] - ref[0]) > 2.0**-11 * 3.0e-6
+    result = compare_tensor("y", out, ref, np.zeros(1), reduction=1, dtype="float16")
+    assert result.passed, result.err_ratio
+    wrong = compare_tensor("y", out + 2.0**-24, ref, np.zeros(1), reduction=1, dtype="float16")
+    assert not wrong.passed

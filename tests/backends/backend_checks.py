@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness import cli
-from harness.backend import Backend
+from harness.backend import Backend, declared_accumulation
 from harness.evaluate import compare_rows, reference
 from harness.inputs import make_inputs
 from harness.results import read_results
@@ -46,7 +46,7 @@ def disagreements(backend: Backend, specs: tuple[ConvSpec, ...], dtype: str) -> 
         inputs = make_inputs(spec, SEED)
         outputs = backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
         rows = compare_rows(spec, "", backend.name, "", SEED, tuple(outputs), reference(spec, inputs), 0.0,
-                            accumulation=getattr(backend, "accumulation", None))
+                            accumulation=declared_accumulation(backend, spec.dtype))
         problems += [f"{row.case} {dtype} {row.tensor}: ratio {row.err_ratio:.3g} {row.message}"
                      for row in rows if row.status == "fail"]
     return problems
