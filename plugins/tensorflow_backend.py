@@ -29,8 +29,6 @@ from harness.hookspecs import hookimpl
 from harness.limits import Limit, first_limit
 from harness.spec import ConvSpec
 
-INSTALL_HINT = "pip install 'convparity[tensorflow]'"
-
 # No spec that both TensorFlow's eager CPU kernels and XLA refuse is known (TensorFlow 2.21).
 LIMITS: tuple[Limit, ...] = ()
 
@@ -42,15 +40,6 @@ def tensorflow() -> ModuleType:
     import tensorflow as tf
 
     return tf
-
-
-def import_error(extra: str = "tensorflow") -> str | None:
-    """Why tensorflow cannot be imported here, or None."""
-    try:
-        tensorflow()
-    except ImportError as error:
-        return f"tensorflow is not installed (pip install 'convparity[{extra}]'): {error}"
-    return None
 
 
 def to_channels_last(array: np.ndarray) -> np.ndarray:
@@ -149,7 +138,11 @@ class TensorFlowBackend:
     limits = LIMITS
 
     def availability(self) -> str | None:
-        return import_error()
+        try:
+            tensorflow()
+        except ImportError as error:
+            return f"tensorflow is not installed (pip install 'convparity[tensorflow]'): {error}"
+        return None
 
     def version(self) -> str:
         return tensorflow().__version__
