@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Sequence, TypeGuard, Union
 
 import numpy as np
 
@@ -73,7 +73,8 @@ def check_floating(name: str, array: np.ndarray) -> None:
         raise ValueError(f"{name} must be a floating-point array, got dtype {array.dtype}")
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int | np.integer]:
+    """An int or NumPy integer, not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 

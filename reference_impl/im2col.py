@@ -3,20 +3,19 @@
 The column matrix of one tile holds, for every input channel c and kernel offset k, the input
 values each output position of the tile sees through that offset:
 
-    cols (G, Cg * K, nb * P)    G groups, Cg = C / G channels per group, K = prod(kernel),
-                                nb images of the tile, P output positions per image in the tile
+    cols (nb, G, Cg * K, P)     nb images of the tile, G groups, Cg = C / G channels per group,
+                                K = prod(kernel), P output positions per image in the tile
 
-so that, per group g, one GEMM gives the output and two more give the gradients:
+so that, per image and group, one GEMM gives the output and two more give the gradients:
 
-    y_g   (Og, nb*P)  = w_g (Og, Cg*K) @ cols_g
-    dw_g  (Og, Cg*K) += dy_g (Og, nb*P) @ cols_g.T
+    y_g   (Og, P)     = w_g (Og, Cg*K) @ cols_g       written straight into y
+    dw_g  (Og, Cg*K) += dy_g (Og, P) @ cols_g.T       dy_g read in place
     dcols_g           = w_g.T @ dy_g                  -> scattered back into dx (col2im)
 
-A tile's scratch is its columns plus its blocks of y and dy as GEMM operands: C*K + 2*O float64
-values per output position. Tiles are runs of whole images when one image's scratch fits the memory
-budget, else runs of output rows (first spatial dim) of one image, split as evenly as possible, so
-the scratch never exceeds max(budget, one output row's). The gradient of the columns reuses the
-column buffer.
+Tiles are runs of whole images when one image's columns fit the memory budget, else runs of output
+rows (first spatial dim) of one image, split as evenly as possible, so the column buffer never
+exceeds max(budget, one output row's columns). The gradient of the columns reuses that buffer; the
+only other per-tile scratch is one dw-sized GEMM result.
 """
 
 from __future__ import annotations
@@ -30,8 +29,7 @@ import numpy as np
 from reference_impl.geometry import ConvGeometry
 
 DEFAULT_MEMORY_BUDGET = 16 * 2**20
-"""Bytes of scratch per tile (columns, y and dy blocks; float64). 16 MiB measured fastest; see
-benchmarks/reference_speed.py."""
+"""Bytes for the column buffer (float64). See the budget sweep of benchmarks/reference_speed.py."""
 
 
 @dataclass(frozen=True)
@@ -45,12 +43,11 @@ class Tile:
 
 
 def tiles(geometry: ConvGeometry, memory_budget: int) -> Iterator[Tile]:
-    """Split the output into tiles whose scratch fits `memory_budget` bytes (at least one row each)."""
+    """Split the output into tiles whose column matrix fits `memory_budget` bytes (at least one row each)."""
     if memory_budget < 1:
         raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget}")
     rows, *rest = geometry.output_size
-    position_bytes = 8 * (geometry.in_channels * geometry.kernel_volume + 2 * geometry.out_channels)
-    row_bytes = position_bytes * math.prod(rest)
+    row_bytes = 8 * geometry.in_channels * geometry.kernel_volume * math.prod(rest)
     image_bytes = row_bytes * rows
     if image_bytes <= memory_budget:
         for n0, n1 in _even_runs(geometry.batch, memory_budget // image_bytes):
@@ -106,6 +103,13 @@ def unpad(dx_padded: np.ndarray, padding: tuple[tuple[int, int], ...], input_siz
     return dx
 
 
+def _view(block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A tile of C-contiguous y or dy reshaped without a copy (tiles cut only the first spatial dim)."""
+    view = block.view()
+    view.shape = shape  # raises rather than copy
+    return view
+
+
 def convolve(
     geometry: ConvGeometry,
     x: np.ndarray,
@@ -131,7 +135,7 @@ def convolve(
     w_groups = np.asarray(w, dtype=np.float64).reshape(groups, cout // groups, group_rows)
     y = np.empty((g.batch, cout) + out_size if forward else (0,))
     if dy is not None:
-        dy = np.asarray(dy, dtype=np.float64)
+        dy = np.ascontiguousarray(dy, dtype=np.float64)
         dx_padded = np.zeros_like(x_padded)
         dw_groups = np.zeros_like(w_groups)
         w_groups_t = w_groups.transpose(0, 2, 1)
@@ -142,25 +146,24 @@ def convolve(
     for tile in all_tiles:
         images, rows = tile.n1 - tile.n0, tile.r1 - tile.r0
         tile_out = (rows,) + out_size[1:]
-        positions = images * math.prod(tile_out)
-        cols = buffer[: cin * g.kernel_volume * positions]
-        cols_by_offset = cols.reshape((cin, g.kernel_volume, images) + tile_out)  # (C, K, nb, *tile_out)
+        positions = math.prod(tile_out)
+        cols = buffer[: images * cin * g.kernel_volume * positions]
+        cols_by_offset = cols.reshape((images, cin, g.kernel_volume) + tile_out)  # (nb, C, K, *tile_out)
         for k, offset in enumerate(offsets):
-            window = x_padded[(slice(tile.n0, tile.n1), slice(None)) + _window_slices(g, tile, offset)]
-            cols_by_offset[:, k] = window.swapaxes(0, 1)  # (nb, C, *tile_out) -> (C, nb, *tile_out)
-        cols_groups = cols.reshape(groups, group_rows, positions)  # (G, Cg*K, nb*P)
+            cols_by_offset[:, :, k] = x_padded[(slice(tile.n0, tile.n1), slice(None)) + _window_slices(g, tile, offset)]
+        cols_groups = cols.reshape(images, groups, group_rows, positions)  # (nb, G, Cg*K, P)
         out_index = (slice(tile.n0, tile.n1), slice(None), slice(tile.r0, tile.r1))
+        block_shape = (images, groups, cout // groups, positions)  # (nb, G, Og, P): a view of y or dy
         if forward:
-            y_tile = np.matmul(w_groups, cols_groups)  # (G, Og, nb*P)
-            y[out_index] = y_tile.reshape((cout, images) + tile_out).swapaxes(0, 1)
+            np.matmul(w_groups, cols_groups, out=_view(y[out_index], block_shape))
         if dy is not None:
-            dy_tile = np.ascontiguousarray(dy[out_index].swapaxes(0, 1))  # (O, nb, *tile_out)
-            dy_groups = dy_tile.reshape(groups, cout // groups, positions)  # (G, Og, nb*P)
-            dw_groups += np.matmul(dy_groups, cols_groups.transpose(0, 2, 1))
+            dy_groups = _view(dy[out_index], block_shape)
+            for image in range(images):
+                dw_groups += np.matmul(dy_groups[image], cols_groups[image].transpose(0, 2, 1))
             np.matmul(w_groups_t, dy_groups, out=cols_groups)  # dcols, reusing the buffer
             for k, offset in enumerate(offsets):
                 target = (slice(tile.n0, tile.n1), slice(None)) + _window_slices(g, tile, offset)
-                dx_padded[target] += cols_by_offset[:, k].swapaxes(0, 1)
+                dx_padded[target] += cols_by_offset[:, :, k]
 
     if forward and b is not None:
         y += np.asarray(b, dtype=np.float64).reshape((1, cout) + (1,) * g.rank)

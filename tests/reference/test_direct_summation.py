@@ -34,3 +34,17 @@ def test_inputs_are_left_unchanged(case: ConvCase) -> None:
     conv_forward_backward(*arrays, **case.options)
     for array, copy in zip(arrays, copies, strict=True):
         np.testing.assert_array_equal(array, copy)
+
+
+def strided_twin(array: np.ndarray) -> np.ndarray:
+    """The same values as a non-contiguous view: every other element of a doubled array."""
+    return np.repeat(array, 2, axis=-1)[..., ::2]
+
+
+@settings(max_examples=30, deadline=None)
+@given(conv_cases(bias=True))
+def test_non_contiguous_inputs(case: ConvCase) -> None:
+    """Fortran-ordered and strided arrays give the same results as C-ordered ones."""
+    x, w, dy = strided_twin(case.x), np.asfortranarray(case.w), np.asfortranarray(case.dy)
+    results = conv_forward_backward(x, w, strided_twin(case.b), dy, **case.options)
+    assert_matches_direct_summation(case, *results)
