@@ -3,12 +3,14 @@
 For every element i of a tensor T (y, dx, dw or db) with reference value ref_i, the backend's
 out_i and magnitude mag_i (the same operation on |x|, |w|, |b|, |dy|: the sum of |products|):
 
-    bound_i = factor * (gamma(K_T, u_acc) * mag_i + u_out * |ref_i| + eta_out),   gamma(K, u) = K u / (1 - K u)
+    bound_i = factor * (gamma(K_T, u_acc) * mag_i + u_out * |ref_i| + eta_out)
+    gamma(K, u) = K u / (1 - K u)
 
 K_T is the reduction length, u_acc the unit roundoff of the accumulation precision, u_out that of
 the output dtype and eta_out half its smallest subnormal: rounding a result into the subnormal range
-(|ref| < 6.1e-5 in float16) errs by up to eta_out absolutely, not u_out relatively. err_ratio = max_i |out_i - ref_i| / bound_i; <= 1 passes. NaN or Inf where
-the reference is finite fails with ratio inf; a shape mismatch fails naming both shapes.
+(|ref| < 6.1e-5 in float16) errs by up to eta_out absolutely, not u_out relatively.
+err_ratio = max_i |out_i - ref_i| / bound_i; <= 1 passes. NaN or Inf where the reference is finite
+fails with ratio inf; a shape mismatch fails naming both shapes.
 """
 
 from __future__ import annotations
