@@ -83,9 +83,10 @@ def cmd_grids(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import dataclasses
+    import os
 
     from harness import run_folder
-    from harness.executor import LocalProcessExecutor
+    from harness.executor import WORKER_ENVIRONMENT, LocalProcessExecutor
     from harness.progress import SweepProgress
     from harness.report import write_reports
     from harness.results import BAD_STATUSES, ResultsWriter, read_results
@@ -117,7 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cases = expand(grid_cases, settings.dtypes)
         out = Path(args.output) if args.output else run_folder.default_run_dir(Path("reports"), settings.grids)
         run_folder.create(out)
-        run_folder.write_metadata(out, settings, {}, cases=len(grid_cases))
+        run_folder.write_metadata(out, settings, {}, cases=len(grid_cases), worker_environment={
+            name: os.environ.get(name, value) for name, value in WORKER_ENVIRONMENT.items()})
         run_folder.write_cases(out, cases)
         done = set()
     items = plan(cases, settings.backends, done)

@@ -32,14 +32,18 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Protocol
 
-# Environment defaults for workers (a variable the user has set wins). NumPy's OpenBLAS threads spin
-# for ~0.1 s after each GEMM, stealing a core from whatever runs next (a framework's case right after
-# the reference's GEMMs, in the same process or not); told to sleep at once instead
-# (OPENBLAS_THREAD_TIMEOUT=4), they cost a wake-up per GEMM, which on small cases is more than the GEMM.
-# One BLAS thread per worker has neither cost; parallelism comes from -j. benchmarks/blas_spin.py measures it.
-WORKER_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1"}
+# Environment defaults for workers (a variable the user has set wins): one thread per worker, so -j N
+# keeps N cores busy, no worker's threads fight another's, and a backend's numbers do not depend on -j.
+# It also tames NumPy's OpenBLAS: its threads spin ~0.1 s after each GEMM, stealing a core from what
+# runs next, in the same process or not (OPENBLAS_THREAD_TIMEOUT=4 stops the spin but then every
+# GEMM waits for its threads to wake). benchmarks/blas_spin.py measures both.
+WORKER_ENVIRONMENT = {
+    "OMP_NUM_THREADS": "1",  # OpenMP: PyTorch's intra-op pool, oneDNN
+    "OPENBLAS_NUM_THREADS": "1",  # NumPy's BLAS: the reference, NumPy-based backends
+    "MKL_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",  # TensorFlow's intra-op pool
+}
 FAILURES = ("crash", "timeout", "error")
-SPARE_IDLE_SECONDS = 2.0
 
 
 class Task(Protocol):
@@ -164,10 +168,11 @@ class _Worker:
     pool: str
     process: Any  # multiprocessing's SpawnProcess
     conn: Connection
+    spawned: float
     ready: bool = False
     job: _Job | None = None
     started: float = 0.0
-    idle_since: float = 0.0
+    tasks_done: int = 0
 
     @property
     def deadline(self) -> float:
@@ -193,6 +198,8 @@ class LocalProcessExecutor:
     _workers: list[_Worker] = field(default_factory=list, init=False)
     _retired: list[Any] = field(default_factory=list, init=False)
     _outcomes: deque[Outcome] = field(default_factory=deque, init=False)
+    _pool_seconds: Counter[str] = field(default_factory=Counter, init=False)
+    _start_up_seconds: dict[str, float] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -209,8 +216,8 @@ class LocalProcessExecutor:
         self._queue.append(_Job(task, tag, timeout))
 
     def next_outcome(self) -> Outcome:
+        self._dispatch()
         while not self._outcomes:
-            self._dispatch()
             busy = [w for w in self._workers if w.job is not None]
             if not busy:
                 raise RuntimeError("next_outcome() called with no task submitted")
@@ -227,6 +234,7 @@ class LocalProcessExecutor:
                     self._remove(worker, kill=True)
                     self._outcomes.append(Outcome(job.tag, failure="timeout", seconds=now - worker.started,
                                                   message=f"no result after {job.timeout:g} s; worker killed"))
+            self._dispatch()  # keep the workers busy while the caller handles the outcome
         return self._outcomes.popleft()
 
     def close(self) -> None:
@@ -268,20 +276,24 @@ class LocalProcessExecutor:
     def _may_grow(self, pool: str) -> bool:
         """Whether to start a worker for `pool` now that a slot is free and no idle worker can use it.
 
-        A pool's first worker always; an extra one only for a backlog (two tasks or more waiting) and
-        within `jobs - 1` extras in all, retiring another pool's extra that has been idle for
-        SPARE_IDLE_SECONDS if there is no room (so pools do not take turns re-importing frameworks).
+        A pool's first worker always; another one for a backlog (two tasks or more waiting), with
+        `jobs - 1` extra workers in all, going where the time goes: a pool deserves
+        1 + (jobs - 1) x its fraction of the task time (rounded), so slow framework cases earn more
+        workers than fast ones. A pool below that may retire an idle worker of a pool above it.
+        Allocations move only towards these numbers, so pools do not take turns restarting workers.
+        And a worker must be worth its start-up (spawn, imports, first task: a second or more for a
+        framework): a pool grows only once its tasks have taken twice that long.
         """
         counts = Counter(w.pool for w in self._workers)
         if not counts[pool]:
             return True
-        if sum(j.task.pool == pool for j in self._queue) < 2:
+        deserved = self._deserved()
+        if (not deserved or counts[pool] >= deserved[pool] or sum(j.task.pool == pool for j in self._queue) < 2
+                or self._pool_seconds[pool] < 2 * self._start_up_seconds.get(pool, math.inf)):
             return False
         if len(self._workers) - len(counts) < self.jobs - 1:
             return True
-        now = time.perf_counter()
-        spare = next((w for w in self._workers if w.job is None and w.pool != pool and counts[w.pool] > 1
-                      and now - w.idle_since >= SPARE_IDLE_SECONDS), None)
+        spare = next((w for w in self._workers if w.job is None and counts[w.pool] > deserved[w.pool]), None)
         if spare is None:
             return False
         self._send(spare, None)
@@ -289,6 +301,14 @@ class LocalProcessExecutor:
         spare.conn.close()
         self._retired.append(spare.process)
         return True
+
+    def _deserved(self) -> dict[str, int]:
+        """Workers each pool in use deserves (see `_may_grow`); empty until each has measured load."""
+        pools = {w.pool for w in self._workers} | {j.task.pool for j in self._queue}
+        if any(not self._pool_seconds[p] for p in pools):
+            return {}
+        total = sum(self._pool_seconds[p] for p in pools)
+        return {p: 1 + round((self.jobs - 1) * self._pool_seconds[p] / total) for p in pools}
 
     def _start(self, pool: str) -> _Worker:
         parent_end, child_end = self._context.Pipe()
@@ -298,7 +318,7 @@ class LocalProcessExecutor:
         with _environment_defaults(self.environment):
             process.start()
         child_end.close()
-        worker = _Worker(pool, process, parent_end)
+        worker = _Worker(pool, process, parent_end, spawned=time.perf_counter())
         self._workers.append(worker)
         return worker
 
@@ -348,13 +368,19 @@ class LocalProcessExecutor:
         except (EOFError, OSError):
             self._died(worker)
             return
-        worker.idle_since = time.perf_counter()
         if not worker.ready:
             worker.ready = True
             if worker.job is not None:
                 self._send_job(worker)
             return
         job, worker.job = worker.job, None
+        now = time.perf_counter()
+        if worker.tasks_done:
+            self._pool_seconds[worker.pool] += now - worker.started
+        else:  # a worker's first task pays for imports: count it as start-up, not as the pool's load
+            start_up = max(self._start_up_seconds.get(worker.pool, 0.0), now - worker.spawned)
+            self._start_up_seconds[worker.pool] = start_up
+        worker.tasks_done += 1
         ok, value = message
         if ok:
             self._outcomes.append(Outcome(job.tag, value=value))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from harness.descriptor import Case
 from harness.executor import Executor, Outcome
 from harness.results import Row
-from harness.tasks import BackendInfo, BackendResult, EvaluateCase, Probe, Ran, RunCase, Status, case_rows
+from harness.tasks import BackendInfo, BackendResult, EvaluateCase, Probe, Ran, RunCase, Status, WarmUp, case_rows
 
 DoneKey = tuple[str, bool, str, str]  # (descriptor, bias, dtype, backend) whose rows are all written
 
@@ -95,6 +95,8 @@ class _Sweep:
         for name in self.backends:
             self.waiting[name] = []
             self.submit(Probe(name), ("probe", name))
+        if items:
+            self.submit(WarmUp(), ("warm-up", None))
         pending = iter(items)
         while True:
             while self.in_flight < window and (item := next(pending, None)) is not None:
@@ -104,7 +106,9 @@ class _Sweep:
             outcome = self.executor.next_outcome()
             self.tasks -= 1
             kind, subject = outcome.tag
-            {"probe": self.probe_ended, "run": self.run_ended, "evaluate": self.evaluate_ended}[kind](subject, outcome)
+            handle = {"probe": self.probe_ended, "run": self.run_ended, "evaluate": self.evaluate_ended}.get(kind)
+            if handle:  # a warm-up has nothing to hand over
+                handle(subject, outcome)
 
     def versions(self) -> dict[str, str]:
         return {name: info.version if isinstance(info, BackendInfo) else "" for name, info in self.probed.items()}

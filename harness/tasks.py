@@ -22,7 +22,7 @@ from functools import cache
 
 import numpy as np
 
-from harness.backend import Backend, Unsupported
+from harness.backend import Backend, Unsupported, declared_accumulation
 from harness.evaluate import compare_rows, reference, status_rows
 from harness.executor import describe_exception
 from harness.inputs import make_inputs
@@ -69,11 +69,14 @@ class Status:
 
 @cache
 def _backend(name: str) -> Backend:
+    """The backend registered as `name` in this process, its framework imported (by `availability`),
+    so that no case's time includes the import."""
     from harness.plugin_manager import get_manager
 
     backends = get_manager().backends()
     if name not in backends:
         raise LookupError(f"backend {name!r} is not registered in this worker (registered: {', '.join(backends)})")
+    backends[name].availability()
     return backends[name]
 
 
@@ -100,7 +103,7 @@ def run_case(backend: Backend, spec: ConvSpec, seed: int) -> Ran | Status:
             return Status("error", f"run() returned {tensor} as {_kind(out)} of dtype {array.dtype}, "
                                    f"expected a floating array", seconds)
         arrays.append(array)
-    return Ran(tuple(arrays), seconds, getattr(backend, "accumulation", None))
+    return Ran(tuple(arrays), seconds, declared_accumulation(backend, spec.dtype))
 
 
 def _kind(value: object) -> str:
@@ -121,6 +124,16 @@ class Probe:
         backend = _backend(self.backend)
         reason = backend.availability()
         return BackendInfo(version="" if reason else backend.version(), unavailable=reason or None)
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    """Nothing to do: submitted first so that the reference's worker starts alongside the backends'."""
+
+    pool: str = REFERENCE_POOL
+
+    def __call__(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)

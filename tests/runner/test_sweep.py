@@ -12,7 +12,7 @@ from harness.descriptor import parse_case
 from harness.executor import Outcome
 from harness.results import read_results
 from harness.runner import RunSettings, expand, plan, run_sweep
-from harness.tasks import EvaluateCase, Probe, RunCase
+from harness.tasks import EvaluateCase, RunCase
 
 # out_channels 2, 3, 4: the faulty backends misbehave on the middle one only (oc3).
 DESCRIPTORS = ["mb2ic2ih5iw5oc2kh3kw3", "mb2ic2ih5iw5oc3kh3kw3", "mb2ic2ih5iw5oc4kh3kw3"]
@@ -31,13 +31,13 @@ class InlineExecutor:
     def submit(self, task, tag, timeout=None) -> None:
         self.queue.append((task, tag))
         self.submitted.append(task)
-        if not isinstance(task, Probe):
+        if isinstance(task, (RunCase, EvaluateCase)):
             self.in_flight_specs[task.spec] += 1
             self.most_specs_in_flight = max(self.most_specs_in_flight, len(+self.in_flight_specs))
 
     def next_outcome(self) -> Outcome:
         task, tag = self.queue.popleft()
-        if not isinstance(task, Probe):
+        if isinstance(task, (RunCase, EvaluateCase)):
             self.in_flight_specs[task.spec] -= 1
         return Outcome(tag, value=task())
 
@@ -56,7 +56,7 @@ def test_reference_once_per_case_and_bounded_look_ahead(faulty_plugins):
 
     kinds = Counter(type(task).__name__ for task in executor.submitted)
     # One reference evaluation per case x dtype for all backends; nothing runs on the unavailable one.
-    assert kinds == {"Probe": 3, "RunCase": 2 * len(cases), "EvaluateCase": len(cases)}
+    assert kinds == {"Probe": 3, "WarmUp": 1, "RunCase": 2 * len(cases), "EvaluateCase": len(cases)}
     assert {task.backend for task in executor.submitted if isinstance(task, RunCase)} == set(backends[:2])
     assert Counter(t.spec for t in executor.submitted if isinstance(t, EvaluateCase)) == Counter(c.spec for c in cases)
     assert executor.most_specs_in_flight <= 3
