@@ -20,6 +20,7 @@ import argparse
 import math
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -39,6 +40,8 @@ from tests.reference.blog import load_blog_conv  # noqa: E402
 
 MIB = 2**20
 UNBOUNDED = 2**62
+PAUSE = 0.3  # seconds between timed blocks, longer than OpenBLAS's and OpenMP's spin after work
+BLOCKS = 2
 Results = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -139,25 +142,31 @@ def run_naive(blog_conv: ModuleType, shape: Shape, inputs: Inputs) -> Results:
     return y, dx[:, :, p : dx.shape[2] - p, p : dx.shape[3] - p], conv.dw, conv.db
 
 
-def interleaved_medians(
+def blocked_medians(
     runs: dict[str, Callable[[], object]], repeats: int, min_seconds: float
-) -> tuple[dict[str, float], int]:
-    """Median wall time of each run, taking turns (a load change hits all alike), and the rounds made.
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Median wall time of each run, and how many calls were timed for it.
 
-    One warm-up round, then max(repeats, enough rounds for min_seconds of timing) rounds, at most 200.
+    Each run is timed in its own blocks of back-to-back calls, after a pause: OpenBLAS and PyTorch's
+    OpenMP threads keep spinning for ~0.1-0.2 s after their work and would slow the other library's
+    next call. Blocks alternate (two per run) so a change in machine load hits every run alike.
+    After one warm-up call each: max(repeats, enough calls for min_seconds of timing) calls, at most 200.
     """
-    start = time.perf_counter()
-    for run in runs.values():
+    counts = {}
+    for name, run in runs.items():
+        time.sleep(PAUSE)
+        start = time.perf_counter()
         run()
-    warm_up = time.perf_counter() - start
-    rounds = max(repeats, min(200, math.ceil(min_seconds / max(warm_up, 1e-9))))
+        counts[name] = max(repeats, min(200, math.ceil(min_seconds / max(time.perf_counter() - start, 1e-9))))
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
+    for block in range(BLOCKS):
         for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}, rounds
+            time.sleep(PAUSE)
+            for _ in range(counts[name] * (block + 1) // BLOCKS - counts[name] * block // BLOCKS):
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}, counts
 
 
 def gemm_peak_flops(size: int, repeats: int) -> float:
@@ -171,6 +180,21 @@ def gemm_peak_flops(size: int, repeats: int) -> float:
         np.matmul(a, b)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
+
+
+def page_faults_per_call(run: Callable[[], object], calls: int = 5) -> float:
+    """Median minor page faults of one call after a warm-up: fresh memory the OS must map.
+
+    In a virtual machine a fault can cost tens of microseconds, so a run that keeps returning its
+    buffers to the OS (glibc does for large blocks) pays for them again on every call.
+    """
+    run()
+    faults = []
+    for _ in range(calls):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        run()
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return statistics.median(faults)
 
 
 def peak_extra_bytes(run: Callable[[], object]) -> int:
@@ -215,6 +239,8 @@ class Measurement:
     naive_diff: float | None = None
     naive_note: str = ""
     peak_bytes: int | None = None
+    reference_faults: float | None = None
+    torch_faults: float | None = None
 
     @property
     def torch_ratio(self) -> float | None:
@@ -247,17 +273,19 @@ def measure(
     contenders = {"reference": lambda: run_reference(shape, inputs)}
     if torch is not None:
         contenders["torch"] = lambda: run_torch(torch, shape, inputs)
-    medians, rounds = interleaved_medians(contenders, args.repeats, args.min_seconds)
-    result = Measurement(shape, medians["reference"], rounds, torch_s=medians.get("torch"))
+    medians, counts = blocked_medians(contenders, args.repeats, args.min_seconds)
+    result = Measurement(shape, medians["reference"], counts["reference"], torch_s=medians.get("torch"))
+    result.reference_faults = page_faults_per_call(contenders["reference"])
     if torch is not None:
         result.torch_diff = max_difference(run_torch(torch, shape, inputs), reference)
+        result.torch_faults = page_faults_per_call(contenders["torch"])
     result.naive_note = "skipped: --no-naive" if blog_conv is None else naive_skip_reason(shape, args.naive_limit)
     if blog_conv is not None and not result.naive_note:
         result.naive_diff = max_difference(run_naive(blog_conv, shape, inputs), reference)
-        naive, naive_rounds = interleaved_medians(
+        naive, naive_counts = blocked_medians(
             {"naive": lambda: run_naive(blog_conv, shape, inputs)}, args.naive_repeats, 0.0
         )
-        result.naive_s, result.naive_note = naive["naive"], f"median of {naive_rounds}"
+        result.naive_s, result.naive_note = naive["naive"], f"median of {naive_counts['naive']}"
     if args.memory:
         result.peak_bytes = peak_extra_bytes(lambda: run_reference(shape, inputs))
     return result
@@ -284,16 +312,19 @@ def print_speed(measurements: Sequence[Measurement], peak_flops: float) -> None:
             fmt(None if m.torch_s is None else m.torch_s * 1e3, ".2f"), fmt(m.torch_ratio, ".2f"),
             f"{achieved / 1e9:.2f}", f"{achieved / peak_flops:.1%}",
             fmt(None if m.naive_s is None else m.naive_s * 1e3, ".1f"), fmt(m.naive_speedup, ".0f"),
+            fmt(m.reference_faults, ".0f"), fmt(m.torch_faults, ".0f"),
             fmt(m.torch_diff, ".1e"), fmt(m.naive_diff, ".1e"),
         ])  # fmt: skip
     print_table(
-        ["shape (N x C x H x W, O, k, s, p, g)", "GFLOP", "ref ms", "runs", "torch ms", "ref/torch",
-         "ref GFLOP/s", "of peak", "naive ms", "naive/ref", "|ref-torch|", "|ref-naive|"],
+        ["shape (N x C x H x W, O, k, s, p, g)", "GFLOP", "ref ms", "ref runs", "torch ms", "ref/torch",
+         "ref GFLOP/s", "of peak", "naive ms", "naive/ref", "ref faults", "torch faults",
+         "|ref-torch|", "|ref-naive|"],
         rows,
     )  # fmt: skip
     for m in measurements:
         if m.naive_s is None or m.naive_note.startswith("median"):
             print(f"  naive loops, {m.shape.label}: {m.naive_note}")
+    print("  faults: minor page faults per call (median of 5), memory the OS maps afresh on every call")
     print("  |ref-x|: largest difference over y, dx, dw, db, relative to that tensor's largest value")
 
 
@@ -316,13 +347,13 @@ def print_budget_sweep(args: argparse.Namespace) -> None:
     inputs = make_inputs(SWEEP_SHAPE)
     print(f"\nmemory_budget sweep on {SWEEP_SHAPE.label}")
     runs = {budget: (lambda budget=budget: run_reference(SWEEP_SHAPE, inputs, budget)) for budget in SWEEP_BUDGETS}
-    medians, rounds = interleaved_medians(runs, args.repeats, args.min_seconds)
+    medians, counts = blocked_medians(runs, args.repeats, args.min_seconds)
     rows = []
     for budget, run in runs.items():
         name = "unbounded" if budget == UNBOUNDED else f"{budget // MIB} MiB"
         if budget == DEFAULT_MEMORY_BUDGET:
             name += " (default)"
-        rows.append([name, f"{medians[budget] * 1e3:.1f}", str(rounds), f"{peak_extra_bytes(run) / MIB:.1f}"])
+        rows.append([name, f"{medians[budget] * 1e3:.1f}", str(counts[budget]), f"{peak_extra_bytes(run) / MIB:.1f}"])
     print_table(["budget", "median ms", "runs", "peak MiB"], rows)
 
 
