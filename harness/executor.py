@@ -186,9 +186,10 @@ class LocalProcessExecutor:
     """Runs tasks in spawned worker processes on this machine, at most `jobs` at once.
 
     Each pool keeps its workers between tasks (one at least, once started, so a sweep that cycles
-    through backends does not re-import frameworks); beyond one per pool, at most `jobs - 1` more
-    are kept, an idle one being retired when another pool needs the room. Worker output (and the
-    traceback faulthandler prints when a worker dies of a signal) goes to `log` when given.
+    through backends does not re-import frameworks); beyond one per pool, `jobs - 1` more in all go
+    to the pools whose tasks take the most time (see `_may_grow`). Workers get WORKER_ENVIRONMENT.
+    Worker output (and the traceback faulthandler prints when a worker dies of a signal) goes to
+    `log` when given.
     """
 
     jobs: int
