@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from harness.spec import ConvSpec
@@ -104,7 +104,7 @@ class ResultsWriter:
 
     def write(self, rows: Iterable[Row]) -> None:
         for row in rows:
-            self._writer.writerow(asdict(row))
+            self._writer.writerow({column: getattr(row, column) for column in COLUMNS})  # asdict deep-copies
         self._file.flush()
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ float64 Conv kernel drops that limit by itself. onnx and onnxruntime are importe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -74,6 +75,10 @@ def _session(spec: ConvSpec):
     _, ort = _modules()
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: ORT's warnings would flood a sweep's output
+    # ORT sizes its thread pool by the cores, not OMP_NUM_THREADS: follow the runner's per-worker setting.
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit():
+        options.intra_op_num_threads = int(threads)
     return ort.InferenceSession(conv_model(spec), options, providers=[PROVIDER])
 
 
