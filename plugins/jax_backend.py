@@ -10,6 +10,7 @@ reuses the executable when a spec comes back. JAX takes per-dim (before, after) 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import cache
 from types import ModuleType
@@ -31,7 +32,12 @@ LIMITS: tuple[Limit, ...] = ()
 
 @cache
 def _jax() -> ModuleType:
-    """jax, with 64-bit types enabled before any computation."""
+    """jax, with 64-bit types enabled before any computation.
+
+    XLA's CPU client sizes its thread pools by the cores, not OMP_NUM_THREADS; where the runner asks a
+    worker for one thread, XLA is told so before it starts (a user's own XLA_FLAGS win)."""
+    if os.environ.get("OMP_NUM_THREADS") == "1" and "XLA_FLAGS" not in os.environ:
+        os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     import jax
 
     jax.config.update("jax_enable_x64", True)
