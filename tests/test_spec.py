@@ -94,7 +94,10 @@ def test_canonical_padding_computes_the_same_convolution(size, kernel, stride, b
         return
     rng = np.random.default_rng(seed)
     x, w = rng.standard_normal(s.x_shape), rng.standard_normal(s.w_shape)
-    raw = reference_impl.conv_forward(x, w, stride=stride, padding=((before, after),))
+    try:
+        raw = reference_impl.conv_forward(x, w, stride=stride, padding=((before, after),))
+    except ValueError:  # the raw pads crop every input: the reference refuses, the spec normalises
+        return
     canonical = reference_impl.conv_forward(x, w, stride=stride, padding=s.padding)
     np.testing.assert_array_equal(raw, canonical)
 
