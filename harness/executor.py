@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 import traceback
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -199,7 +199,7 @@ class LocalProcessExecutor:
     _workers: list[_Worker] = field(default_factory=list, init=False)
     _retired: list[Any] = field(default_factory=list, init=False)
     _outcomes: deque[Outcome] = field(default_factory=deque, init=False)
-    _pool_seconds: Counter[str] = field(default_factory=Counter, init=False)
+    _pool_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float), init=False)
     _start_up_seconds: dict[str, float] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -232,6 +232,7 @@ class LocalProcessExecutor:
             for worker in list(self._workers):
                 if worker.deadline <= now:
                     job = worker.job
+                    assert job is not None  # only a busy worker has a deadline
                     self._remove(worker, kill=True)
                     self._outcomes.append(Outcome(job.tag, failure="timeout", seconds=now - worker.started,
                                                   message=f"no result after {job.timeout:g} s; worker killed"))
@@ -330,6 +331,7 @@ class LocalProcessExecutor:
 
     def _send_job(self, worker: _Worker) -> None:
         job = worker.job
+        assert job is not None
         try:
             data = pickle.dumps(job.task, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as error:  # noqa: BLE001 - an unpicklable task fails alone
@@ -375,6 +377,7 @@ class LocalProcessExecutor:
                 self._send_job(worker)
             return
         job, worker.job = worker.job, None
+        assert job is not None
         now = time.perf_counter()
         if worker.tasks_done:
             self._pool_seconds[worker.pool] += now - worker.started

@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from harness.descriptor import Case, format_descriptor, parse_case
 from harness.results import COLUMNS, RESULTS_FILE
@@ -94,9 +95,10 @@ CASE_COLUMNS = ("descriptor", "bias", "dtype", "name")
 
 def read_settings(directory: Path) -> RunSettings:
     """The settings a run was started with, from its run.json."""
-    stored = read_metadata(directory).get("settings")
+    stored: Any = read_metadata(directory).get("settings")
     try:
-        return RunSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
+        return RunSettings(**fields)
     except (AttributeError, TypeError) as error:
         raise RunFolderError(f"{directory / RUN_FILE}: settings not understood ({error})") from None
 
@@ -177,7 +179,7 @@ def _records(text: str) -> list[tuple[tuple[int, int], list[str], bool]]:
             offset += len(line)
             yield line
 
-    records = []
+    records: list[tuple[tuple[int, int], list[str], bool]] = []
     start = 0
     reader = csv.reader(counted())
     while True:

@@ -15,8 +15,9 @@ The unit of work is an `Item`: one case in one dtype and the backends that still
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness.descriptor import Case
 from harness.executor import Executor, Outcome
@@ -63,7 +64,7 @@ def done_key(case: Case, backend: str) -> DoneKey:
     return (spec.descriptor, spec.bias, spec.dtype, backend)
 
 
-def plan(cases: Iterable[Case], backends: tuple[str, ...], done: set[DoneKey] = frozenset()) -> list[Item]:
+def plan(cases: Iterable[Case], backends: tuple[str, ...], done: Set[DoneKey] = frozenset()) -> list[Item]:
     """The items still to run: each case (with its dtype) and the backends whose rows are not all written."""
     items = []
     for case in cases:
@@ -106,7 +107,9 @@ class _Sweep:
             outcome = self.executor.next_outcome()
             self.tasks -= 1
             kind, subject = outcome.tag
-            handle = {"probe": self.probe_ended, "run": self.run_ended, "evaluate": self.evaluate_ended}.get(kind)
+            handlers: dict[str, Callable[[Any, Outcome], None]] = {
+                "probe": self.probe_ended, "run": self.run_ended, "evaluate": self.evaluate_ended}
+            handle = handlers.get(kind)
             if handle:  # a warm-up has nothing to hand over
                 handle(subject, outcome)
 
