@@ -16,6 +16,7 @@ A backend is any object with these members (no base class needed):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -42,6 +43,15 @@ class Backend(Protocol):
     def run(
         self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray
     ) -> Outputs: ...
+
+
+def missing_framework(load: Callable[[], object], framework: str, extra: str) -> str | None:
+    """None when `load()` imports the framework, else why not and how to install it (for `availability`)."""
+    try:
+        load()
+    except ImportError as error:
+        return f"{framework} is not installed (pip install 'convparity[{extra}]'): {error}"
+    return None
 
 
 def declared_accumulation(backend: object, dtype: str) -> str | None:

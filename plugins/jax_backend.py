@@ -17,12 +17,11 @@ from types import ModuleType
 
 import numpy as np
 
-from harness.backend import Outputs
+from harness.backend import Outputs, missing_framework
 from harness.hookspecs import hookimpl
 from harness.limits import Limit, first_limit
 from harness.spec import ConvSpec
 
-INSTALL_HINT = "pip install 'convparity[jax]'"
 SPATIAL = "DHW"
 
 # Verified with jax 0.10 on CPU: every rank, stride, dilation, group count, negative padding and
@@ -80,11 +79,7 @@ class JaxBackend:
     limits = LIMITS
 
     def availability(self) -> str | None:
-        try:
-            _jax()
-        except ImportError as error:
-            return f"jax is not installed ({INSTALL_HINT}): {error}"
-        return None
+        return missing_framework(_jax, "jax", "jax")
 
     def version(self) -> str:
         jax = _jax()

@@ -21,12 +21,11 @@ from types import ModuleType
 
 import numpy as np
 
-from harness.backend import Outputs
+from harness.backend import Outputs, missing_framework
 from harness.hookspecs import hookimpl
 from harness.limits import Limit, first_limit
 from harness.spec import DTYPES, ConvSpec
 
-INSTALL_HINT = "pip install 'convparity[onnxruntime]'"
 PROVIDER = "CPUExecutionProvider"
 # Conv-22 is the newest Conv; it is the first to admit bfloat16.
 OPSET = 22
@@ -125,11 +124,7 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def availability(self) -> str | None:
-        try:
-            _modules()
-        except ImportError as error:
-            return f"onnxruntime and onnx are needed ({INSTALL_HINT}): {error}"
-        return None
+        return missing_framework(_modules, "onnxruntime or onnx", "onnxruntime")
 
     def version(self) -> str:
         _, ort = _modules()

@@ -24,7 +24,7 @@ from types import ModuleType
 
 import numpy as np
 
-from harness.backend import Outputs
+from harness.backend import Outputs, missing_framework
 from harness.hookspecs import hookimpl
 from harness.limits import Limit, first_limit
 from harness.spec import ConvSpec
@@ -138,11 +138,7 @@ class TensorFlowBackend:
     limits = LIMITS
 
     def availability(self) -> str | None:
-        try:
-            tensorflow()
-        except ImportError as error:
-            return f"tensorflow is not installed (pip install 'convparity[tensorflow]'): {error}"
-        return None
+        return missing_framework(tensorflow, "tensorflow", "tensorflow")
 
     def version(self) -> str:
         return tensorflow().__version__

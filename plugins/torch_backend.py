@@ -22,12 +22,10 @@ from types import ModuleType
 
 import numpy as np
 
-from harness.backend import Outputs
+from harness.backend import Outputs, missing_framework
 from harness.hookspecs import hookimpl
 from harness.limits import Limit, first_limit
 from harness.spec import ConvSpec
-
-INSTALL_HINT = "pip install 'convparity[torch]'"
 
 # torch.Tensor.to(memory_format=torch.channels_last) on a 3-D (N, C, W) tensor raises
 # "required rank 4 tensor to use channels_last format": there is no channels-last format for 1-D convs.
@@ -46,14 +44,6 @@ def _torch() -> ModuleType:
     import torch
 
     return torch
-
-
-def _import_error() -> str | None:
-    try:
-        _torch()
-    except ImportError as error:
-        return f"torch is not installed ({INSTALL_HINT}): {error}"
-    return None
 
 
 def split_padding(padding: tuple[tuple[int, int], ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -85,7 +75,7 @@ class TorchBackend:
         return CHANNELS_LAST_LIMITS if self.channels_last else ()
 
     def availability(self) -> str | None:
-        missing = _import_error()
+        missing = missing_framework(_torch, "torch", "torch")
         if missing or self.device == "cpu":
             return missing
         torch = _torch()
