@@ -42,6 +42,7 @@ MIB = 2**20
 UNBOUNDED = 2**62
 PAUSE = 0.3  # seconds between timed blocks, longer than OpenBLAS's and OpenMP's spin after work
 BLOCKS = 2
+STEADY = 0.15  # largest change of the GEMM peak between start and end of a run taken as a quiet machine
 Results = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -455,6 +456,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             print_budget_sweep(args)
     print_targets(measurements)
     print_load("at the end")
+    print_steadiness(peak_flops, gemm_peak_flops(args.gemm_size, repeats=3))
+
+
+def print_steadiness(peak_at_start: float, peak_at_end: float) -> None:
+    """The GEMM peak again: if it moved, the machine's capacity changed during the run."""
+    change = peak_at_end / peak_at_start - 1
+    print(f"float64 GEMM peak at the end: {peak_at_end / 1e9:.1f} GFLOP/s ({change:+.0%})")
+    if abs(change) > STEADY:
+        print(f"  WARNING: the GEMM peak moved by more than {STEADY:.0%}: other work shared the machine; rerun")
 
 
 if __name__ == "__main__":
