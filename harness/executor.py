@@ -43,6 +43,10 @@ WORKER_ENVIRONMENT = {
     "MKL_NUM_THREADS": "1",
     "TF_NUM_INTRAOP_THREADS": "1",  # TensorFlow's intra-op pool
 }
+# Some pools ignore those variables and size themselves by the cores a process may use: XLA compiles
+# a jax program's fusions on two threads of a 2-core machine, TensorFlow's graph runs on two inter-op
+# threads. So while workers keep one thread each, each running task is also pinned to a core of its
+# own (`slot_cores`): -j 1 would otherwise keep ~1.4 cores busy and -j N could not be N times faster.
 FAILURES = ("crash", "timeout", "error")
 
 
@@ -98,6 +102,32 @@ def describe_exit(pid: int, exitcode: int | None) -> str:
 
 
 _READY = "ready"
+
+
+def slot_cores(jobs: int, environment: Mapping[str, str]) -> list[int]:
+    """The core each of `jobs` running tasks is pinned to (Linux), or [] to pin nothing.
+
+    Pinned only while workers are asked for one thread (OMP_NUM_THREADS "1", the default: a user who
+    raises it wants threads to spread) and there is a core per job among the runner's own cores.
+    """
+    threads = os.environ.get("OMP_NUM_THREADS", environment.get("OMP_NUM_THREADS"))
+    if not sys.platform.startswith("linux") or threads != "1":
+        return []
+    cores = sorted(os.sched_getaffinity(0))
+    return cores[:jobs] if jobs <= len(cores) else []
+
+
+def pin_process(pid: int, core: int) -> None:
+    """Let every thread of process `pid` run only on `core` (threads it starts later inherit that)."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # the process is gone: sending it the task will say so
+        return
+    for thread in threads:
+        try:
+            os.sched_setaffinity(int(thread), {core})
+        except OSError:  # the thread ended meanwhile
+            continue
 
 
 def _die_with_parent(parent: int) -> None:
@@ -173,6 +203,7 @@ class _Worker:
     job: _Job | None = None
     started: float = 0.0
     tasks_done: int = 0
+    core: int | None = None  # the core its threads are pinned to, if any
 
     @property
     def deadline(self) -> float:
@@ -187,7 +218,8 @@ class LocalProcessExecutor:
 
     Each pool keeps its workers between tasks (one at least, once started, so a sweep that cycles
     through backends does not re-import frameworks); beyond one per pool, `jobs - 1` more in all go
-    to the pools whose tasks take the most time (see `_may_grow`). Workers get WORKER_ENVIRONMENT.
+    to the pools whose tasks take the most time (see `_may_grow`). Workers get WORKER_ENVIRONMENT, and
+    a running task's worker is pinned to a core no other running task has (see `slot_cores`).
     Worker output (and the traceback faulthandler prints when a worker dies of a signal) goes to
     `log` when given.
     """
@@ -206,6 +238,7 @@ class LocalProcessExecutor:
         if self.jobs < 1:
             raise ValueError(f"jobs must be at least 1, got {self.jobs}")
         self._context = multiprocessing.get_context("spawn")
+        self._cores = slot_cores(self.jobs, self.environment)
 
     def __enter__(self) -> LocalProcessExecutor:
         return self
@@ -339,6 +372,7 @@ class LocalProcessExecutor:
             self._outcomes.append(Outcome(job.tag, failure="error",
                                           message=f"the task could not be sent: {describe_exception(error)}"))
             return
+        self._pin(worker)
         worker.started = time.perf_counter()
         if self._send(worker, data):
             return
@@ -349,6 +383,17 @@ class LocalProcessExecutor:
         worker.job = None
         self._remove(worker, kill=True)
         self._queue.insert(0, job)
+
+    def _pin(self, worker: _Worker) -> None:
+        """Pin `worker`, about to run a task, to a core no other running task holds (its own if free)."""
+        if not self._cores:
+            return
+        held = {w.core for w in self._workers if w is not worker and w.job is not None and w.ready}
+        free = [core for core in self._cores if core not in held]
+        core = worker.core if worker.core in free else free[0]
+        if core != worker.core:
+            pin_process(worker.process.pid, core)
+            worker.core = core
 
     @staticmethod
     def _send(worker: _Worker, data: bytes | None) -> bool:
