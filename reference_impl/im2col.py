@@ -160,7 +160,10 @@ def convolve(
             dy_groups = _view(dy[out_index], block_shape)
             for image in range(images):
                 dw_groups += np.matmul(dy_groups[image], cols_groups[image].transpose(0, 2, 1))
-            np.matmul(w_groups_t, dy_groups, out=cols_groups)  # dcols, reusing the buffer
+            # dcols, reusing the buffer. With one output channel per group (depthwise) each group's
+            # product is an outer product (inner dimension 1), which a broadcast multiply does ~5x faster.
+            product = np.multiply if cout == groups else np.matmul
+            product(w_groups_t, dy_groups, out=cols_groups)
             for k, offset in enumerate(offsets):
                 target = (slice(tile.n0, tile.n1), slice(None)) + _window_slices(g, tile, offset)
                 dx_padded[target] += cols_by_offset[:, :, k]
