@@ -8,13 +8,14 @@ arguments the public functions accept.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, TypeGuard, Union
+from typing import TypeGuard
 
 import numpy as np
 
-IntOrInts = Union[int, Sequence[int]]
-Padding = Union[int, Sequence[int], Sequence[Sequence[int]]]
+IntOrInts = int | Sequence[int]
+Padding = int | Sequence[int] | Sequence[Sequence[int]]
 
 # ml_dtypes' bfloat16 (and the float8 family) are NumPy "void"-kind dtypes, yet floating point.
 _EXTRA_FLOAT_NAMES = ("bfloat16", "float8")
