@@ -1,32 +1,37 @@
 """How much faster a grid finishes with -j 2 than with -j 1 (target: 1.6x on 2 cores, default grid).
 
-Times the whole sweep through the real runner (`run_sweep` + `LocalProcessExecutor`, rows written
-to a results.csv), from before the first worker starts to after the last one stops, so worker
-start-up and each backend's probe (its framework's import) are included. Default grid, float64 and
-float32 (480 items); backends `reference`, then `reference` + `torch` when torch is installed.
-Best of --repeat runs each. Also prints each backend's start-up: spawn + import + probe, which no
--j shortens, and the CPU time of every process, to tell waiting from work.
+Times the whole sweep through the real runner, as `convparity run` does it (`run_sweep` +
+`LocalProcessExecutor`, rows written to a results.csv), from before the first worker starts to after
+the last one stops, so worker start-up and each backend's probe (its framework's import) are included.
+-j 1 and -j 2 runs alternate (so a change in the machine's load hits both) and the medians of --repeat
+runs each are compared. Also prints each backend's start-up (spawn + import + probe, once), the CPU
+time of every process (to tell waiting from work: -j 1 must keep one core busy, not more), the
+cores the running tasks are pinned to, and whether every run wrote the same rows (all but `seconds`).
 
-    python benchmarks/jobs_speedup.py                                  # ~1 minute on 2 cores
-    python benchmarks/jobs_speedup.py --grid mobilenet_v2 --repeat 1   # larger cases
+    python benchmarks/jobs_speedup.py                  # reference, then reference + torch: ~1 minute
+    python benchmarks/jobs_speedup.py -b reference -b torch -b torch-channels_last -b tensorflow \\
+        -b jax -b onnxruntime -b keras --dtype float32 --repeat 2    # every framework: ~15 minutes
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
+import os
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from harness.executor import LocalProcessExecutor
+from harness.executor import WORKER_ENVIRONMENT, LocalProcessExecutor, slot_cores
 from harness.plugin_manager import get_manager
-from harness.results import ResultsWriter
+from harness.results import RESULTS_FILE, ResultsWriter
 from harness.runner import RunSettings, expand, plan, run_sweep
 from harness.tasks import Probe
 
-DTYPES = ("float64", "float32")
+JOBS = (1, 2)
 
 
 def cpu_seconds() -> float:
@@ -34,10 +39,11 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def sweep(cases, backends: tuple[str, ...], jobs: int) -> tuple[float, float]:
-    """(wall, CPU) seconds of one sweep of `cases` (each in DTYPES)."""
-    settings = RunSettings(backends=backends, dtypes=DTYPES, jobs=jobs)
-    items = plan(expand(cases, DTYPES), backends)
+def sweep(cases, backends: tuple[str, ...], dtypes: tuple[str, ...], jobs: int) -> tuple[float, float, list]:
+    """(wall, CPU) seconds of one sweep of `cases` in `dtypes` on `backends`, and its rows sorted,
+    each without its `seconds`."""
+    settings = RunSettings(backends=backends, dtypes=dtypes, jobs=jobs)
+    items = plan(expand(cases, dtypes), backends)
     with tempfile.TemporaryDirectory() as folder:
         writer = ResultsWriter(Path(folder))
         cpu, start = cpu_seconds(), time.perf_counter()
@@ -45,7 +51,9 @@ def sweep(cases, backends: tuple[str, ...], jobs: int) -> tuple[float, float]:
             run_sweep(items, settings, executor, writer.write)
         wall = time.perf_counter() - start
         writer.close()
-    return wall, cpu_seconds() - cpu
+        with open(Path(folder) / RESULTS_FILE, newline="") as file:
+            rows = sorted(tuple(v for k, v in row.items() if k != "seconds") for row in csv.DictReader(file))
+    return wall, cpu_seconds() - cpu, rows
 
 
 def startup(backend: str) -> float:
@@ -59,22 +67,41 @@ def startup(backend: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("-b", "--backend", action="append", help="one group of these backends (repeatable); "
+                        "default: reference, then reference + torch when torch is installed")
+    parser.add_argument("--dtype", action="append", help="repeatable; default float64 and float32")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each -j (medians are compared)")
     parser.add_argument("--grid", default="default", help="a named grid")
     args = parser.parse_args()
     cases = get_manager().grids()[args.grid].cases()
-    groups = [("reference",)]
-    if importlib.util.find_spec("torch") and importlib.util.find_spec("plugins.torch_backend"):
-        groups.append(("reference", "torch"))
+    dtypes = tuple(args.dtype or ("float64", "float32"))
+    if args.backend:
+        groups = [tuple(args.backend)]
+    else:
+        groups = [("reference",)]
+        if importlib.util.find_spec("torch") and importlib.util.find_spec("plugins.torch_backend"):
+            groups.append(("reference", "torch"))
+    print(f"cores {sorted(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.2f}; running tasks "
+          f"pinned to " + ", ".join(f"-j {j}: {slot_cores(j, WORKER_ENVIRONMENT) or 'none'}" for j in JOBS))
     for backend in dict.fromkeys(b for group in groups for b in group):
-        print(f"start-up of a {backend} worker: {min(startup(backend) for _ in range(args.repeat)):.2f} s")
-    print(f"grid {args.grid}, {len(cases) * len(DTYPES)} items, best of {args.repeat} (CPU: all processes)")
+        print(f"start-up of a {backend} worker: {startup(backend):.2f} s")
+    print(f"grid {args.grid}, {len(cases) * len(dtypes)} items ({', '.join(dtypes)}), medians of {args.repeat} "
+          f"(CPU: all processes)")
     for backends in groups:
-        best = {jobs: min((sweep(cases, backends, jobs) for _ in range(args.repeat)), key=lambda r: r[0])
-                for jobs in (1, 2)}
-        (wall1, cpu1), (wall2, cpu2) = best[1], best[2]
-        print(f"{' + '.join(backends):20} -j 1 {wall1:6.2f} s (CPU {cpu1:5.2f} s)   -j 2 {wall2:6.2f} s "
-              f"(CPU {cpu2:5.2f} s)   speed-up {wall1 / wall2:.2f}x")
+        runs: dict[int, list[tuple[float, float]]] = {jobs: [] for jobs in JOBS}
+        rows = []
+        for _ in range(args.repeat):
+            for jobs in JOBS:
+                wall, cpu, written = sweep(cases, backends, dtypes, jobs)
+                runs[jobs].append((wall, cpu))
+                rows.append(written)
+        (wall1, cpu1), (wall2, cpu2) = ((statistics.median(w for w, _ in runs[jobs]),
+                                         statistics.median(c for _, c in runs[jobs])) for jobs in JOBS)
+        walls = "; ".join(f"-j {jobs}: " + ", ".join(f"{w:.1f}" for w, _ in runs[jobs]) for jobs in JOBS)
+        same = "the same" if all(r == rows[0] for r in rows) else "DIFFERENT"
+        print(f"{' + '.join(backends)}\n  -j 1 {wall1:6.2f} s (CPU {cpu1:6.2f} s)   -j 2 {wall2:6.2f} s "
+              f"(CPU {cpu2:6.2f} s)   speed-up {wall1 / wall2:.2f}x   (walls {walls}; load average "
+              f"{os.getloadavg()[0]:.2f})\n  {len(rows[0])} rows, {same} in every run")
 
 
 if __name__ == "__main__":
