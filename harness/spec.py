@@ -5,9 +5,9 @@ Field conventions (see DESIGN.md):
   dilation 1 is a dense kernel (PyTorch's convention).
 - `padding`: one (before, after) pair per dim. Accepted on construction as an int, per-dim ints,
   per-dim pairs, or "valid" / "same" (TensorFlow's rule: the odd pad goes at the end).
-- The end pad is stored in canonical form: the smallest one that gives the same windows, 0 where a
-  negative end pad would only drop input no window reaches. A negative end pad that changes the
-  output (it crops input a window would see) is kept.
+- The end pad is stored in canonical form: 0 where a negative end pad would only drop input no
+  window reaches (or a positive one only adds zeros none reaches), else the smallest padding or the
+  smallest crop that gives the same windows. A crop that changes the output is kept.
 - `dtype`: "float64", "float32", "float16" or "bfloat16".
 """
 
@@ -73,10 +73,11 @@ def canonical_end_pad(size: int, before: int, after: int, effective_kernel: int,
 
     Windows reach the padded positions [0, (o - 1) * s + e); every end pad in
     [exact, exact + s) gives the same output, where exact = (o - 1) * s + e - i - before.
+    Canonical: 0 when it is in that range; else the smallest padding, or the smallest crop.
     """
     out = (size + before + after - effective_kernel) // stride + 1
     exact = (out - 1) * stride + effective_kernel - size - before
-    return 0 if exact <= 0 < exact + stride else exact
+    return min(max(exact, 0), exact + stride - 1)
 
 
 @dataclass(frozen=True)
