@@ -40,7 +40,8 @@ class PluginError(Exception):
 class PluginManager:
     """Wraps pluggy's manager with one typed method per hook."""
 
-    def __init__(self, only: set[str] | None = None) -> None:
+    def __init__(self, only: set[str] | None = None, extra: tuple[str, ...] = ()) -> None:
+        """`only`: load just these plugins (entry-point names); `extra`: also import these modules."""
         self._pm = pluggy.PluginManager(PROJECT)
         self._pm.add_hookspecs(hookspecs)
         if os.environ.get("CONVPARITY_TRACE_HOOKS"):
@@ -60,7 +61,7 @@ class PluginManager:
                 except ModuleNotFoundError as error:
                     if error.name != module:
                         raise
-        for module in filter(None, (m.strip() for m in os.environ.get("CONVPARITY_EXTRA_PLUGINS", "").split(","))):
+        for module in extra:
             try:
                 self._pm.register(importlib.import_module(module), name=module)
             except ImportError as error:
@@ -123,8 +124,13 @@ class PluginManager:
         return dict(sorted(found.items()))
 
 
-@cache
 def get_manager() -> PluginManager:
-    """The process-wide manager, honouring CONVPARITY_PLUGINS."""
-    only = os.environ.get("CONVPARITY_PLUGINS")
-    return PluginManager({n.strip() for n in only.split(",") if n.strip()} if only else None)
+    """The process-wide manager for the current CONVPARITY_PLUGINS and CONVPARITY_EXTRA_PLUGINS
+    (one manager per setting, so changing either variable never reuses a manager built under the other)."""
+    return _manager(os.environ.get("CONVPARITY_PLUGINS", ""), os.environ.get("CONVPARITY_EXTRA_PLUGINS", ""))
+
+
+@cache
+def _manager(only: str, extra: str) -> PluginManager:
+    names = {n.strip() for n in only.split(",") if n.strip()}
+    return PluginManager(names if only else None, tuple(m.strip() for m in extra.split(",") if m.strip()))

@@ -36,7 +36,7 @@ def _jax() -> ModuleType:
     XLA's CPU client sizes its thread pools by the cores, not OMP_NUM_THREADS; where the runner asks a
     worker for one thread, XLA is told so before it starts (a user's own XLA_FLAGS win)."""
     if os.environ.get("OMP_NUM_THREADS") == "1" and "XLA_FLAGS" not in os.environ:
-        os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
     import jax
 
     jax.config.update("jax_enable_x64", True)
