@@ -67,3 +67,17 @@ class Meet:
                 return True
             time.sleep(0.01)
         return False
+
+
+@dataclass(frozen=True)
+class Cores:
+    """The cores this worker may run on (os.sched_getaffinity), after meeting `other` like Meet."""
+
+    pool: str
+    folder: str
+    me: str
+    other: str
+
+    def __call__(self) -> set[int]:
+        Meet(self.pool, self.folder, self.me, self.other)()
+        return os.sched_getaffinity(0)

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from harness.executor import LocalProcessExecutor
-from tests.runner.sample_tasks import Abort, Divide, Meet, Pid, Sleep, Unpicklable
+from tests.runner.sample_tasks import Abort, Cores, Divide, Meet, Pid, Sleep, Unpicklable
 
 
 def outcomes(executor, count):
@@ -68,3 +68,16 @@ def test_bad_jobs_and_empty_wait():
         LocalProcessExecutor(jobs=0)
     with LocalProcessExecutor(jobs=1) as executor, pytest.raises(RuntimeError, match="no task submitted"):
         executor.next_outcome()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="pinning needs Linux and two cores")
+def test_running_tasks_are_pinned_to_cores_of_their_own(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # a user's own thread count turns pinning off
+    with LocalProcessExecutor(jobs=2) as executor:
+        executor.submit(Cores("a", str(tmp_path), "one", "two"), 1)
+        executor.submit(Cores("b", str(tmp_path), "two", "one"), 2)
+        got = outcomes(executor, 2)
+    first, second = got[1].value, got[2].value
+    assert len(first) == len(second) == 1 and first != second
+    assert first | second <= os.sched_getaffinity(0)
