@@ -141,16 +141,26 @@ def convolve(
         w_groups_t = w_groups.transpose(0, 2, 1)
 
     all_tiles = list(tiles(g, memory_budget))
-    biggest = max((t.n1 - t.n0) * (t.r1 - t.r0) for t in all_tiles)
+    # A 1x1 kernel with stride 1 and no padding needs no columns: each image is its own column
+    # matrix (Cg rows per group), and its column gradient is dx itself.
+    pointwise = g.kernel_volume == 1 and set(g.stride) == {1} and x_padded.flags.c_contiguous and all(
+        p == (0, 0) for p in g.padding)
+    gathered = [t for t in all_tiles if not (pointwise and t.r1 - t.r0 == out_size[0])]
+    biggest = max(((t.n1 - t.n0) * (t.r1 - t.r0) for t in gathered), default=0)
     buffer = np.empty(cin * g.kernel_volume * biggest * math.prod(out_size[1:]))
     for tile in all_tiles:
         images, rows = tile.n1 - tile.n0, tile.r1 - tile.r0
         tile_out = (rows,) + out_size[1:]
         positions = math.prod(tile_out)
-        cols = buffer[: images * cin * g.kernel_volume * positions]
-        cols_by_offset = cols.reshape((images, cin, g.kernel_volume) + tile_out)  # (nb, C, K, *tile_out)
-        for k, offset in enumerate(offsets):
-            cols_by_offset[:, :, k] = x_padded[(slice(tile.n0, tile.n1), slice(None)) + _window_slices(g, tile, offset)]
+        whole_images = pointwise and tile.r1 - tile.r0 == out_size[0]
+        if whole_images:
+            cols = x_padded[tile.n0 : tile.n1].reshape(-1)  # a view: x is the column matrix
+        else:
+            cols = buffer[: images * cin * g.kernel_volume * positions]
+            cols_by_offset = cols.reshape((images, cin, g.kernel_volume) + tile_out)  # (nb, C, K, *tile_out)
+            for k, offset in enumerate(offsets):
+                window = _window_slices(g, tile, offset)
+                cols_by_offset[:, :, k] = x_padded[(slice(tile.n0, tile.n1), slice(None)) + window]
         cols_groups = cols.reshape(images, groups, group_rows, positions)  # (nb, G, Cg*K, P)
         out_index = (slice(tile.n0, tile.n1), slice(None), slice(tile.r0, tile.r1))
         block_shape = (images, groups, cout // groups, positions)  # (nb, G, Og, P): a view of y or dy
@@ -163,6 +173,9 @@ def convolve(
             # dcols, reusing the buffer. With one output channel per group (depthwise) each group's
             # product is an outer product (inner dimension 1), which a broadcast multiply does ~5x faster.
             product = np.multiply if cout == groups else np.matmul
+            if whole_images:  # each input element has exactly one column entry: dcols is dx
+                product(w_groups_t, dy_groups, out=dx_padded[tile.n0 : tile.n1].reshape(cols_groups.shape))
+                continue
             product(w_groups_t, dy_groups, out=cols_groups)
             for k, offset in enumerate(offsets):
                 target = (slice(tile.n0, tile.n1), slice(None)) + _window_slices(g, tile, offset)
