@@ -3,7 +3,8 @@
 Grammar (oneDNN benchdnn's conv driver): keys followed by non-negative ints, underscores optional,
 an optional `n"name"` last. Defaults: g1, mb2, s*1, d*0 (benchdnn's dilation counts from 0, so `dh1`
 is PyTorch dilation 2). The spatial rank is 3 if any d-dim key is given, else 2 if any h key, else 1;
-missing h keys copy d, missing w keys copy h. Without o keys, p defaults to 0 and
+a dim given no key at all copies the keys of the one before it (h from d, w from h); in a dim
+with keys, a missing s, p or d takes its default. Without o keys, p defaults to 0 and
 o = (i - ((k - 1)(d + 1) + 1) + 2p) // s + 1; with o keys and no p, p = ((o - 1)s - i + effk) // 2.
 The end pad is (o - 1)s - i + effk - p. dtype and bias are not part of the descriptor.
 Extension: a p value may be negative (a crop), so every ConvSpec has a descriptor.
@@ -79,10 +80,11 @@ def parse_case(text: str, *, dtype: str = "float32", bias: bool = True) -> Case:
         p + "h" in values for p in SPATIAL_PREFIXES
     ) else 1
     dims = DIMS[3 - rank :]
-    for prefix in SPATIAL_PREFIXES:
-        for previous, dim in zip(dims, dims[1:]):
-            if prefix + dim not in values and prefix + previous in values:
-                values[prefix + dim] = values[prefix + previous]
+    for previous, dim in zip(dims, dims[1:]):
+        if not any(prefix + dim in values for prefix in SPATIAL_PREFIXES):  # a dim with no keys copies the last
+            for prefix in SPATIAL_PREFIXES:
+                if prefix + previous in values:
+                    values[prefix + dim] = values[prefix + previous]
     for key in ("ic", "oc") + tuple(p + dims[-1] for p in ("i", "k")):
         if key not in values:
             raise DescriptorError(f"descriptor {text!r}: missing required key {key!r}")

@@ -88,3 +88,12 @@ def test_errors_point_at_the_token(text, fragment):
     with pytest.raises(DescriptorError) as error:
         parse_descriptor(text)
     assert fragment in str(error.value)
+
+
+def test_a_dim_with_its_own_keys_copies_nothing():
+    # benchdnn: w copies h only when no w key is given; sh2 with kw3 leaves sw at its default 1, pw 0, dw 0.
+    spec = parse_descriptor("mb2ic3ih8iw8oc4kh3kw3sh2ph1dh1")
+    assert spec.stride == (2, 1) and spec.dilation == (2, 1)
+    assert spec.padding[1] == (0, 0) and spec.padding[0][0] == 1
+    three = parse_descriptor("ic2id5ih6iw7oc2kd3kh2kw2sd2")
+    assert three.stride == (2, 1, 1) and three.kernel_size == (3, 2, 2)
