@@ -7,21 +7,42 @@ Exit codes: 0 all good, 1 some row is fail/error/crash/timeout (compare: some ke
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from harness.backend import declared_accumulation
+from harness.backend import Unsupported, declared_accumulation
 from harness.descriptor import Case, DescriptorError, parse_case
 from harness.grids import GridError, dedupe, random_cases, read_batch_file, read_toml_grid
 from harness.plugin_manager import PluginError, get_manager
+from harness.results import RESULTS_FILE
 from harness.spec import DTYPES
 
 
 class UsageError(ValueError):
     """Bad command-line input: reported as one line and exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2, like every other bad input."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"convparity: error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def tolerance_factor(text: str) -> float:
+    """A finite factor > 0: a negative or infinite one would pass every row, NaN would fail every row."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
 
 
 def _backends(names: list[str]) -> dict:
@@ -156,6 +177,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     directory = Path(args.directory)
     run_folder.read_metadata(directory)
+    if not (directory / RESULTS_FILE).is_file():
+        raise UsageError(f"{directory} has no {RESULTS_FILE}: the run wrote no rows yet")
     print(write_reports(directory).to_string(index=False))
     print(f"report: {directory / 'report.html'}")
     return 0
@@ -196,7 +219,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 0
     inputs = make_inputs(spec, args.seed)
     ref = reference(spec, inputs)
-    outputs = backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
+    try:
+        outputs = backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
+    except Unsupported as error:
+        print(f"{backend.name}: unsupported: {error}")
+        return 0
+    except Exception as error:  # noqa: BLE001 - the backend's failure is the answer, as in a run's error row
+        print(f"{backend.name}: error: {type(error).__name__}: {error}")
+        return 1
+    if not isinstance(outputs, (tuple, list)) or len(outputs) != 4:
+        print(f"{backend.name}: error: run() must return (y, dx, dw, db), got {type(outputs).__name__}")
+        return 1
     bad = False
     for tensor, out in zip(("y", "dx", "dw", "db"), outputs):
         if tensor not in ref.values:
@@ -221,8 +254,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convparity", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="convparity", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     backends = sub.add_parser("backends", help="list backends, their versions or why they are unavailable")
     backends.add_argument("--limits", action="store_true", help="also list each backend's declared limits")
     sub.add_parser("grids", help="list named grids")
@@ -241,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="seconds one case may take on a backend before it is a timeout "
                      "(default 300)")
     run.add_argument("--seed", type=int, help="seed of the inputs and of --random (default 0)")
-    run.add_argument("--tolerance-factor", type=float, help="scale the error bound (default 1)")
+    run.add_argument("--tolerance-factor", type=tolerance_factor, help="scale the error bound (default 1)")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own settings "
                      "(only -j may be given with it)")
 
@@ -267,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--dtype", default="float32")
     explain.add_argument("--seed", type=int, default=0)
     explain.add_argument("--no-bias", action="store_true")
-    explain.add_argument("--tolerance-factor", type=float, default=1.0)
+    explain.add_argument("--tolerance-factor", type=tolerance_factor, default=1.0)
     return parser
 
 

@@ -45,17 +45,19 @@ def reference(spec: ConvSpec, inputs: Inputs) -> Reference:
     return Reference(values={t: values[t] for t in tensors(spec)}, magnitudes={t: magnitudes[t] for t in tensors(spec)})
 
 
-def repro(spec: ConvSpec, backend: str, seed: int) -> str:
-    """The command line that re-runs and explains this case alone."""
+def repro(spec: ConvSpec, backend: str, seed: int, tolerance_factor: float = 1.0) -> str:
+    """The command line that re-runs and explains this case alone, under the same bound."""
     words = ["convparity", "explain", spec.descriptor, "-b", backend, "--dtype", spec.dtype, "--seed", str(seed)]
     if not spec.bias:
         words.append("--no-bias")
+    if tolerance_factor != 1.0:
+        words += ["--tolerance-factor", repr(tolerance_factor)]
     return shlex.join(words)
 
 
-def _base(spec: ConvSpec, name: str, backend: str, version: str, seed: int) -> dict:
+def _base(spec: ConvSpec, name: str, backend: str, version: str, seed: int, tolerance_factor: float = 1.0) -> dict:
     return {**Row.spec_columns(spec), "name": name, "backend": backend, "backend_version": version,
-            "reduction": 0, "repro": repro(spec, backend, seed)}
+            "reduction": 0, "repro": repro(spec, backend, seed, tolerance_factor)}
 
 
 def status_rows(
@@ -81,7 +83,7 @@ def compare_rows(
     accumulation: str | None = None,
 ) -> list[Row]:
     """One row per tensor: pass/fail from the bound, or unsupported where the backend gave no gradient."""
-    base = _base(spec, name, backend, version, seed)
+    base = _base(spec, name, backend, version, seed, tolerance_factor)
     reductions = spec.reductions
     rows = []
     for tensor, out in zip(TENSORS, outputs):

@@ -90,6 +90,24 @@ def read_batch_file(path: str | Path) -> list[Case]:
     return cases
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _well_typed(field: str, value: Any) -> bool:
+    """Whether `value` has a type `field` accepts, so a product skips only geometrically invalid combinations."""
+    if field == "bias":
+        return isinstance(value, bool)
+    if field in ("batch", "in_channels", "out_channels", "groups"):
+        return _is_int(value)
+    if field == "padding":
+        if value in ("same", "valid") or _is_int(value):
+            return True
+        return isinstance(value, list) and all(
+            _is_int(v) or (isinstance(v, list) and len(v) == 2 and all(map(_is_int, v))) for v in value)
+    return _is_int(value) or (isinstance(value, list) and all(map(_is_int, value)))
+
+
 def _strip_comment(line: str) -> str:
     """The line up to a `#` that is not inside a quoted name, stripped."""
     quoted = False
@@ -148,6 +166,9 @@ def read_toml_grid(path: str | Path) -> tuple[str, list[Case]]:
                 raise GridError(f"{where}: unknown axis {key!r} (axes: {', '.join(SPEC_FIELDS)})")
             if not isinstance(values, list) or not values:
                 raise GridError(f"{where}: axis {key!r} must be a non-empty list of values")
+            for value in values:
+                if not _well_typed(key, value):
+                    raise GridError(f"{where}: axis {key!r} has a value of the wrong type: {value!r}")
             axes[key] = values
         fields = {"batch": [2], **axes}
         for required in ("in_channels", "out_channels", "input_size", "kernel_size"):

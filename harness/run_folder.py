@@ -58,8 +58,7 @@ def write_metadata(directory: Path, settings: RunSettings, versions: dict[str, s
     """Write (or update) run.json with the settings, versions, platform and times."""
     from harness import __version__
 
-    path = directory / RUN_FILE
-    previous = json.loads(path.read_text()) if path.exists() else {}
+    previous = read_metadata(directory) if (directory / RUN_FILE).exists() else {}
     data = {
         **previous,
         "harness_version": __version__,
@@ -70,21 +69,34 @@ def write_metadata(directory: Path, settings: RunSettings, versions: dict[str, s
         "started": previous.get("started", datetime.now(UTC).isoformat(timespec="seconds")),
         **extra,
     }
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    _write_json(directory, data)
+
+
+def _write_json(directory: Path, data: dict) -> None:
+    """Replace run.json atomically: an interruption leaves the old file or the new one, never half of one."""
+    temporary = directory / (RUN_FILE + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(temporary, directory / RUN_FILE)
 
 
 def read_metadata(directory: Path) -> dict:
     path = directory / RUN_FILE
     if not path.is_file():
         raise RunFolderError(f"{directory} is not a convparity run folder (no {RUN_FILE})")
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunFolderError(f"{path} is damaged: {error}") from None
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path} is damaged: not a JSON object")
+    return data
 
 
 def finish(directory: Path, started: float) -> None:
     data = read_metadata(directory)
     data["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     data["seconds"] = round(data.get("seconds", 0.0) + time.perf_counter() - started, 3)
-    (directory / RUN_FILE).write_text(json.dumps(data, indent=2) + "\n")
+    _write_json(directory, data)
 
 
 # -- resuming ----------------------------------------------------------------------------------------

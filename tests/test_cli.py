@@ -94,3 +94,27 @@ def test_explain_prints_every_tensor(capsys, monkeypatch):
 def test_listings(command):
     result = run_cli(*command)
     assert result.returncode == 0 and result.stdout.strip(), result.stderr
+
+
+@pytest.mark.parametrize("factor", ["-1", "0", "inf", "nan", "two"])
+def test_tolerance_factor_must_be_finite_and_positive(tmp_path, factor):
+    # a negative or infinite factor would pass every row; NaN would fail every row
+    one_error_line(run_cli("run", "-b", "reference", "-g", "smoke", "--tolerance-factor", factor,
+                           "-o", str(tmp_path / "r")), "--tolerance-factor: must be")
+
+
+def test_report_on_a_folder_without_rows_or_with_a_damaged_run_json(tmp_path):
+    (tmp_path / "run.json").write_text('{"settings": {}}')
+    one_error_line(run_cli("report", str(tmp_path)), "has no results.csv")
+    (tmp_path / "run.json").write_text('{"sett')
+    one_error_line(run_cli("report", str(tmp_path)), "run.json is damaged")
+
+
+def test_repro_carries_a_non_default_tolerance_factor():
+    from harness.evaluate import repro
+    from harness.spec import ConvSpec
+
+    spec = ConvSpec(batch=1, in_channels=1, out_channels=1, input_size=(4,), kernel_size=(2,), bias=False)
+    assert repro(spec, "torch", 3) == (
+        "convparity explain g1mb1ic1iw4oc1ow3kw2sw1pw0dw0 -b torch --dtype float32 --seed 3 --no-bias")
+    assert repro(spec, "torch", 3, 2.5).endswith("--no-bias --tolerance-factor 2.5")

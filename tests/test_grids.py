@@ -143,3 +143,14 @@ def test_random_cases_are_valid_distinct_and_reproducible():
     assert all(parse_descriptor(s.descriptor, bias=s.bias) == s for s in specs)
     with pytest.raises(GridError, match="positive"):
         random_cases(0, seed=1)
+
+
+@pytest.mark.parametrize(("axis", "value"), [("in_channels", '["4"]'), ("padding", '["sme", 1]'),
+                                              ("bias", "[1]"), ("kernel_size", "[[3, 3.5]]")])
+def test_toml_product_value_of_wrong_type_is_an_error_not_a_skip(tmp_path, axis, value):
+    fields = {"in_channels": "[4]", "out_channels": "[4]", "input_size": "[[6, 6]]", "kernel_size": "[[3, 3]]"}
+    fields[axis] = value
+    path = tmp_path / "typed.toml"
+    path.write_text("[[product]]\n" + "".join(f"{k} = {v}\n" for k, v in fields.items()))
+    with pytest.raises(GridError, match=f"axis '{axis}' has a value of the wrong type"):
+        read_toml_grid(path)
