@@ -94,9 +94,6 @@ class PluginManager:
 
         return {ep.name for ep in entry_points(group=PROJECT)}
 
-    def plugin_names(self) -> list[str]:
-        return sorted(name for name, _ in self._pm.list_name_plugin())
-
     def backends(self) -> dict[str, Backend]:
         """Every registered backend by name; duplicate names are an error naming both."""
         found: dict[str, Backend] = {}

@@ -38,7 +38,6 @@ class RunSettings:
     timeout: float = 300.0
     jobs: int = 1
     tolerance_factor: float = 1.0
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
