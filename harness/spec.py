@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from reference_impl.geometry import ConvGeometry
+from reference_impl.geometry import ConvGeometry, per_dim, per_dim_pairs
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
@@ -37,35 +37,11 @@ def numpy_dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
-def _ints(field: str, value: Any, rank: int, minimum: int) -> tuple[int, ...]:
-    values = (value,) * rank if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(values) != rank or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{field} must be an int or {rank} ints (one per spatial dim), got {value!r}")
-    if any(v < minimum for v in values):
-        raise ValueError(f"{field} must be >= {minimum} in every dim, got {value!r}")
-    return tuple(int(v) for v in values)
-
-
 def _same_padding(size: int, effective_kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow's "SAME": output ceil(i / s), total pad split with the odd element at the end."""
     out = -(-size // stride)
     total = max((out - 1) * stride + effective_kernel - size, 0)
     return total // 2, total - total // 2
-
-
-def _explicit_padding(value: Any, rank: int) -> tuple[tuple[int, int], ...]:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return ((int(value), int(value)),) * rank
-    items = tuple(value)
-    if len(items) != rank:
-        raise ValueError(f"padding must be an int, {rank} ints, {rank} (before, after) pairs, 'same' or 'valid'")
-    pairs = []
-    for item in items:
-        pair = (item, item) if isinstance(item, (int, np.integer)) else tuple(item)
-        if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
-            raise ValueError(f"padding entries must be ints or (before, after) pairs of ints, got {value!r}")
-        pairs.append((int(pair[0]), int(pair[1])))
-    return tuple(pairs)
 
 
 def canonical_end_pad(size: int, before: int, after: int, effective_kernel: int, stride: int) -> int:
@@ -98,19 +74,22 @@ class ConvSpec:
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
-        input_size = _ints("input_size", self.input_size, len(_as_tuple(self.input_size)), 1)
-        rank = len(input_size)
+        try:
+            rank = 1 if isinstance(self.input_size, (int, np.integer)) else len(self.input_size)
+        except TypeError:
+            rank = 1  # not a size at all: per_dim names the field
         if not 1 <= rank <= 3:
             raise ValueError(f"input_size must have 1 to 3 spatial dims, got {self.input_size!r}")
+        input_size = per_dim("input_size", self.input_size, rank, minimum=1)
         set_("input_size", input_size)
         for field in ("batch", "in_channels", "out_channels", "groups"):
             value = getattr(self, field)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{field} must be a positive int, got {value!r}")
             set_(field, int(value))
-        set_("kernel_size", _ints("kernel_size", self.kernel_size, rank, 1))
+        set_("kernel_size", per_dim("kernel_size", self.kernel_size, rank, minimum=1))
         for field in ("stride", "dilation"):
-            set_(field, _ints(field, getattr(self, field), rank, 1))
+            set_(field, per_dim(field, getattr(self, field), rank, minimum=1))
         if not isinstance(self.bias, (bool, np.bool_)):
             raise ValueError(f"bias must be True or False, got {self.bias!r}")
         set_("bias", bool(self.bias))
@@ -128,7 +107,7 @@ class ConvSpec:
         elif isinstance(padding, str):
             raise ValueError(f"padding must be 'same', 'valid', an int or per-dim pads, got {padding!r}")
         else:
-            pairs = _explicit_padding(padding, rank)
+            pairs = per_dim_pairs(padding, rank)
         for dim, ((lo, hi), size, e) in enumerate(zip(pairs, input_size, effective)):
             if size + min(lo, 0) < 1:
                 raise ValueError(f"padding {(lo, hi)} crops all {size} inputs of spatial dim {dim}")
@@ -200,6 +179,3 @@ class ConvSpec:
     def replace(self, **changes: Any) -> ConvSpec:
         return dataclasses.replace(self, **changes)
 
-
-def _as_tuple(value: Any) -> tuple:
-    return (value,) if isinstance(value, (int, np.integer)) else tuple(value)
