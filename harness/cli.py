@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.backend import Unsupported, declared_accumulation
 from harness.descriptor import Case, DescriptorError, parse_case
 from harness.grids import GridError, dedupe, random_cases, read_batch_file, read_toml_grid
 from harness.plugin_manager import PluginError, get_manager
@@ -207,31 +206,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from harness.compare import compare_tensor
     from harness.evaluate import reference
     from harness.inputs import make_inputs
+    from harness.tasks import Status, run_case
 
     (dtype,) = _dtypes([args.dtype])
     backend = next(iter(_backends([args.backend]).values()))
     spec = parse_case(args.descriptor, dtype=dtype, bias=not args.no_bias).spec
     print(f"case     {spec.descriptor}  bias={spec.bias} dtype={dtype} seed={args.seed}")
     print(f"shapes   x {spec.x_shape}  w {spec.w_shape}  y {spec.y_shape}  padding {spec.padding}")
-    reason = backend.availability() or backend.supports(spec)
+    reason = backend.availability()
     if reason:
-        print(f"{backend.name}: unsupported or unavailable: {reason}")
+        print(f"{backend.name}: unavailable: {reason}")
         return 0
-    inputs = make_inputs(spec, args.seed)
-    ref = reference(spec, inputs)
-    try:
-        outputs = backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
-    except Unsupported as error:
-        print(f"{backend.name}: unsupported: {error}")
-        return 0
-    except Exception as error:  # noqa: BLE001 - the backend's failure is the answer, as in a run's error row
-        print(f"{backend.name}: error: {type(error).__name__}: {error}")
-        return 1
-    if not isinstance(outputs, (tuple, list)) or len(outputs) != 4:
-        print(f"{backend.name}: error: run() must return (y, dx, dw, db), got {type(outputs).__name__}")
-        return 1
+    ran = run_case(backend, spec, args.seed)  # the same checks as a sweep's worker, in this process
+    if isinstance(ran, Status):
+        print(f"{backend.name}: {ran.status}: {ran.message}")
+        return 1 if ran.status == "error" else 0
+    ref = reference(spec, make_inputs(spec, args.seed))
     bad = False
-    for tensor, out in zip(("y", "dx", "dw", "db"), outputs):
+    for tensor, out in zip(("y", "dx", "dw", "db"), ran.outputs):
         if tensor not in ref.values:
             continue
         if out is None:
@@ -239,7 +231,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             continue
         result = compare_tensor(tensor, np.asarray(out), ref.values[tensor], ref.magnitudes[tensor],
                                 reduction=spec.reductions[tensor], dtype=dtype,
-                                accumulation=declared_accumulation(backend, dtype),
+                                accumulation=ran.accumulation,
                                 tolerance_factor=args.tolerance_factor)
         bad |= not result.passed
         print(f"{tensor:3} {'pass' if result.passed else 'FAIL'}  err_ratio {result.err_ratio:.3g}  "
