@@ -23,13 +23,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.builtin_grids import default
-from harness.evaluate import compare_rows, reference
-from harness.executor import LocalProcessExecutor
-from harness.inputs import make_inputs
+from harness.cases.builtin_grids import default
+from harness.cases.inputs import make_inputs
+from harness.evaluation.verdict import compare_rows, reference
 from harness.results import ResultsWriter
-from harness.runner import RunSettings, expand, plan, run_sweep
-from harness.tasks import BackendResult, EvaluateCase, Probe, RunCase, run_case
+from harness.running.executor import LocalProcessExecutor
+from harness.running.runner import expand, plan, run_sweep
+from harness.running.tasks import BackendResult, EvaluateCase, Probe, RunCase, run_case
+from harness.settings import RunSettings
 from plugins.reference_backend import ReferenceBackend
 
 SETTINGS = RunSettings(backends=("reference",), dtypes=("float64", "float32"), jobs=1)

@@ -25,11 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.executor import WORKER_ENVIRONMENT, LocalProcessExecutor, slot_cores
-from harness.plugin_manager import get_manager
+from harness.backends.manager import get_manager
 from harness.results import RESULTS_FILE, ResultsWriter
-from harness.runner import RunSettings, expand, plan, run_sweep
-from harness.tasks import Probe
+from harness.running.executor import WORKER_ENVIRONMENT, LocalProcessExecutor, slot_cores
+from harness.running.runner import expand, plan, run_sweep
+from harness.running.tasks import Probe
+from harness.settings import RunSettings
 
 JOBS = (1, 2)
 

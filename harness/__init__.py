@@ -1,21 +1,48 @@
-"""convparity: does a framework's convolution (y, dx, dw, db) agree with a float64 reference?"""
+"""convparity: does a framework's convolution (y, dx, dw, db) agree with a float64 reference?
 
-from harness.backend import Backend, Unsupported
-from harness.descriptor import Case, DescriptorError, format_descriptor, parse_case, parse_descriptor
-from harness.hookspecs import hookimpl
-from harness.spec import DTYPES, ConvSpec
+The public names below are imported on first use (PEP 562), so `from harness import Limit` in a
+plugin loads the limits module alone, not NumPy-heavy evaluation or pandas-heavy reporting.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+_PUBLIC = {
+    "DTYPES": "harness.cases.spec",
+    "ConvSpec": "harness.cases.spec",
+    "Case": "harness.cases.descriptor",
+    "DescriptorError": "harness.cases.descriptor",
+    "format_descriptor": "harness.cases.descriptor",
+    "parse_case": "harness.cases.descriptor",
+    "parse_descriptor": "harness.cases.descriptor",
+    "Backend": "harness.backends.contract",
+    "Unsupported": "harness.backends.limits",
+    "Limit": "harness.backends.limits",
+    "hookimpl": "harness.backends.hookspecs",
+    "read_results": "harness.results",
+}
+
 __all__ = [
-    "DTYPES",
-    "Backend",
-    "Case",
-    "ConvSpec",
-    "DescriptorError",
-    "Unsupported",
-    "format_descriptor",
-    "hookimpl",
-    "parse_case",
-    "parse_descriptor",
+    "DTYPES", "Backend", "Case", "ConvSpec", "DescriptorError", "Limit", "Unsupported", "format_descriptor",
+    "hookimpl", "parse_case", "parse_descriptor", "read_results",
 ]
+
+if TYPE_CHECKING:
+    from harness.backends.contract import Backend
+    from harness.backends.hookspecs import hookimpl
+    from harness.backends.limits import Limit, Unsupported
+    from harness.cases.descriptor import Case, DescriptorError, format_descriptor, parse_case, parse_descriptor
+    from harness.cases.spec import DTYPES, ConvSpec
+    from harness.results import read_results
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value

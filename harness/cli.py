@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.descriptor import Case, DescriptorError, parse_case
-from harness.grids import GridError, dedupe, random_cases, read_batch_file, read_toml_grid
-from harness.plugin_manager import PluginError, get_manager
+from harness.backends.manager import PluginError, get_manager
+from harness.cases.descriptor import Case, DescriptorError, parse_case
+from harness.cases.grids import GridError, dedupe, random_cases, read_batch_file, read_toml_grid
+from harness.cases.spec import DTYPES
 from harness.results import RESULTS_FILE
-from harness.spec import DTYPES
 
 
 class UsageError(ValueError):
@@ -105,12 +105,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     import dataclasses
     import os
 
-    from harness import run_folder
-    from harness.executor import WORKER_ENVIRONMENT, LocalProcessExecutor
-    from harness.progress import SweepProgress
-    from harness.report import write_reports
+    from harness.reporting.summaries import write_reports
     from harness.results import BAD_STATUSES, ResultsWriter, read_results
-    from harness.runner import RunSettings, expand, plan, run_sweep
+    from harness.running import run_folder
+    from harness.running.executor import WORKER_ENVIRONMENT, LocalProcessExecutor
+    from harness.running.progress import SweepProgress
+    from harness.running.runner import expand, plan, run_sweep
+    from harness.settings import RunSettings
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"-j/--jobs must be at least 1, got {args.jobs}")
@@ -171,8 +172,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness import run_folder
-    from harness.report import write_reports
+    from harness.reporting.summaries import write_reports
+    from harness.running import run_folder
 
     directory = Path(args.directory)
     run_folder.read_metadata(directory)
@@ -184,7 +185,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness import run_compare
+    from harness.reporting import compare_runs as run_compare
 
     try:
         thresholds = run_compare.Thresholds(run_compare.parse_factor(args.threshold), args.floor)
@@ -203,10 +204,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from harness.compare import compare_tensor
-    from harness.evaluate import reference
-    from harness.inputs import make_inputs
-    from harness.tasks import Status, run_case
+    from harness.cases.inputs import make_inputs
+    from harness.evaluation.bound import compare_tensor
+    from harness.evaluation.verdict import reference
+    from harness.running.tasks import Status, run_case
 
     (dtype,) = _dtypes([args.dtype])
     backend = next(iter(_backends([args.backend]).values()))
@@ -302,7 +303,7 @@ COMMANDS = {"backends": cmd_backends, "grids": cmd_grids, "run": cmd_run, "repor
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.run_folder import RunFolderError
+    from harness.running.run_folder import RunFolderError
 
     args = build_parser().parse_args(argv)
     try:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from harness.spec import ConvSpec
+from harness.cases.spec import ConvSpec
 
 STATUSES = ("pass", "fail", "unsupported", "error", "crash", "timeout", "unavailable")
 BAD_STATUSES = ("fail", "error", "crash", "timeout")

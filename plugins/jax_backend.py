@@ -17,10 +17,10 @@ from types import ModuleType
 
 import numpy as np
 
-from harness.backend import Outputs, missing_framework
-from harness.hookspecs import hookimpl
-from harness.limits import Limit, first_limit
-from harness.spec import ConvSpec
+from harness.backends.contract import Outputs, missing_framework
+from harness.backends.hookspecs import hookimpl
+from harness.backends.limits import Limit, first_limit
+from harness.cases.spec import ConvSpec
 
 SPATIAL = "DHW"
 

@@ -21,10 +21,10 @@ from types import ModuleType
 
 import numpy as np
 
-from harness.backend import Outputs, missing_framework
-from harness.hookspecs import hookimpl
-from harness.limits import Limit, first_limit
-from harness.spec import DTYPES, ConvSpec
+from harness.backends.contract import Outputs, missing_framework
+from harness.backends.hookspecs import hookimpl
+from harness.backends.limits import Limit, first_limit
+from harness.cases.spec import DTYPES, ConvSpec
 
 PROVIDER = "CPUExecutionProvider"
 # Conv-22 is the newest Conv; it is the first to admit bfloat16.

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 import reference_impl
-from harness.backend import Outputs
-from harness.hookspecs import hookimpl
-from harness.spec import ConvSpec
+from harness.backends.contract import Outputs
+from harness.backends.hookspecs import hookimpl
+from harness.cases.spec import ConvSpec
 
 
 class ReferenceBackend:

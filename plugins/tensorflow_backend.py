@@ -24,10 +24,10 @@ from types import ModuleType
 
 import numpy as np
 
-from harness.backend import Outputs, missing_framework
-from harness.hookspecs import hookimpl
-from harness.limits import Limit, first_limit
-from harness.spec import ConvSpec
+from harness.backends.contract import Outputs, missing_framework
+from harness.backends.hookspecs import hookimpl
+from harness.backends.limits import Limit, first_limit
+from harness.cases.spec import ConvSpec
 
 # No spec that both TensorFlow's eager CPU kernels and XLA refuse is known (TensorFlow 2.21).
 LIMITS: tuple[Limit, ...] = ()

@@ -22,10 +22,10 @@ from types import ModuleType
 
 import numpy as np
 
-from harness.backend import Outputs, missing_framework
-from harness.hookspecs import hookimpl
-from harness.limits import Limit, first_limit
-from harness.spec import ConvSpec
+from harness.backends.contract import Outputs, missing_framework
+from harness.backends.hookspecs import hookimpl
+from harness.backends.limits import Limit, first_limit
+from harness.cases.spec import ConvSpec
 
 # torch.Tensor.to(memory_format=torch.channels_last) on a 3-D (N, C, W) tensor raises
 # "required rank 4 tensor to use channels_last format": there is no channels-last format for 1-D convs.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from harness.spec import DTYPES, ConvSpec
+from harness.cases.spec import DTYPES, ConvSpec
 
 
 @st.composite

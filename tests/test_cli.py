@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from harness.cases.grids import read_batch_file
 from harness.cli import main
-from harness.evaluate import tensors
-from harness.grids import read_batch_file
+from harness.evaluation.verdict import tensors
 from harness.results import COLUMNS, read_results
 
 
@@ -111,8 +111,8 @@ def test_report_on_a_folder_without_rows_or_with_a_damaged_run_json(tmp_path):
 
 
 def test_repro_carries_a_non_default_tolerance_factor():
-    from harness.evaluate import repro
-    from harness.spec import ConvSpec
+    from harness.cases.spec import ConvSpec
+    from harness.evaluation.verdict import repro
 
     spec = ConvSpec(batch=1, in_channels=1, out_channels=1, input_size=(4,), kernel_size=(2,), bias=False)
     assert repro(spec, "torch", 3) == (

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import reference_impl
-from harness.compare import compare_tensor, gamma
-from harness.evaluate import compare_rows, reference
-from harness.inputs import make_inputs
-from harness.spec import ConvSpec
+from harness.cases.inputs import make_inputs
+from harness.cases.spec import ConvSpec
+from harness.evaluation.bound import compare_tensor, gamma
+from harness.evaluation.verdict import compare_rows, reference
 
 # Large reductions: y sums 128 * 3 * 3 = 1152 products, dw and db sum 2 * 24 * 24 = 1152.
 BIG = ConvSpec(batch=2, in_channels=128, out_channels=8, input_size=(24, 24), kernel_size=(3, 3), padding=1,

@@ -1,6 +1,6 @@
 """The contract suite applied to the built-in reference backend."""
 
-from harness.contract import BackendContract
+from harness.testing.contract_suite import BackendContract
 
 
 class TestReferenceBackend(BackendContract):

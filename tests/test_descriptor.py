@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 
-from harness.descriptor import DescriptorError, format_descriptor, parse_case, parse_descriptor
-from harness.spec import ConvSpec
+from harness.cases.descriptor import DescriptorError, format_descriptor, parse_case, parse_descriptor
+from harness.cases.spec import ConvSpec
 from tests.strategies import conv_specs
 
 

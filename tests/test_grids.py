@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.builtin_grids import default, edge, mobilenet_v2, resnet50, smoke
-from harness.descriptor import parse_descriptor
-from harness.grids import GridError, random_cases, read_batch_file, read_toml_grid
-from harness.spec import ConvSpec
+from harness.cases.builtin_grids import default, edge, mobilenet_v2, resnet50, smoke
+from harness.cases.descriptor import parse_descriptor
+from harness.cases.grids import GridError, random_cases, read_batch_file, read_toml_grid
+from harness.cases.spec import ConvSpec
 
 
 def test_smoke_is_small_and_covers_every_feature():

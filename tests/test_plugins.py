@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import hookimpl, hookspecs
-from harness.plugin_manager import PluginError, PluginManager
+from harness.backends import hookspecs
+from harness.backends.hookspecs import hookimpl
+from harness.backends.manager import PluginError, PluginManager
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "writing-a-backend.md"
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference_impl
-from harness.spec import ConvSpec, numpy_dtype
+from harness.cases.spec import ConvSpec, numpy_dtype
 
 
 def spec(**changes):

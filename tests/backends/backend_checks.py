@@ -1,6 +1,6 @@
 """Shared by the backend tests: extra specs, disagreements with the reference, a smoke sweep via the CLI.
 
-The contract suite (harness.contract) covers the smoke grid; these specs add what it does not reach:
+The contract suite (harness.testing.contract_suite) covers the smoke grid; these specs add what it does not reach:
 negative padding (crops) on either side and in every rank, large one-sided pads with stride and
 dilation, grouped 3-D convolutions, and depthwise with a channel multiplier and no bias.
 """
@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from harness import cli
-from harness.backend import Backend, declared_accumulation
-from harness.evaluate import compare_rows, reference
-from harness.inputs import make_inputs
+from harness.backends.contract import Backend, declared_accumulation
+from harness.cases.inputs import make_inputs
+from harness.cases.spec import ConvSpec
+from harness.evaluation.verdict import compare_rows, reference
 from harness.results import read_results
-from harness.spec import ConvSpec
 
 SEED = 7
 

@@ -13,12 +13,12 @@ import pytest
 pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from harness.contract import BackendContract, read_known_failures  # noqa: E402
-from harness.evaluate import reference, status_rows  # noqa: E402
-from harness.inputs import make_inputs  # noqa: E402
-from harness.plugin_manager import get_manager  # noqa: E402
+from harness.backends.manager import get_manager  # noqa: E402
+from harness.cases.inputs import make_inputs  # noqa: E402
+from harness.cases.spec import ConvSpec  # noqa: E402
+from harness.evaluation.verdict import reference, status_rows  # noqa: E402
 from harness.results import TENSORS  # noqa: E402
-from harness.spec import ConvSpec  # noqa: E402
+from harness.testing.contract_suite import BackendContract, read_known_failures  # noqa: E402
 from plugins.keras_backend import LIMITS, conv_layer, is_same_padding  # noqa: E402
 from tests.backends.backend_checks import EXTRA_SPECS, disagreements, smoke_sweep  # noqa: E402
 

@@ -8,10 +8,10 @@ import pytest
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from harness.contract import BackendContract  # noqa: E402
-from harness.inputs import make_inputs  # noqa: E402
-from harness.plugin_manager import get_manager  # noqa: E402
-from harness.spec import ConvSpec  # noqa: E402
+from harness.backends.manager import get_manager  # noqa: E402
+from harness.cases.inputs import make_inputs  # noqa: E402
+from harness.cases.spec import ConvSpec  # noqa: E402
+from harness.testing.contract_suite import BackendContract  # noqa: E402
 from plugins.onnxruntime_backend import conv_model  # noqa: E402
 from tests.backends.backend_checks import EXTRA_SPECS, disagreements, smoke_sweep  # noqa: E402
 

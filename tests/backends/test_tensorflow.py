@@ -11,11 +11,11 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from harness.contract import BackendContract  # noqa: E402
-from harness.evaluate import reference  # noqa: E402
-from harness.inputs import make_inputs  # noqa: E402
-from harness.plugin_manager import get_manager  # noqa: E402
-from harness.spec import ConvSpec  # noqa: E402
+from harness.backends.manager import get_manager  # noqa: E402
+from harness.cases.inputs import make_inputs  # noqa: E402
+from harness.cases.spec import ConvSpec  # noqa: E402
+from harness.evaluation.verdict import reference  # noqa: E402
+from harness.testing.contract_suite import BackendContract  # noqa: E402
 from plugins.tensorflow_backend import (  # noqa: E402
     as_rank2,
     canonical_filter,

@@ -6,10 +6,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from harness.contract import BackendContract  # noqa: E402
-from harness.inputs import make_inputs  # noqa: E402
-from harness.plugin_manager import get_manager  # noqa: E402
-from harness.spec import ConvSpec  # noqa: E402
+from harness.backends.manager import get_manager  # noqa: E402
+from harness.cases.inputs import make_inputs  # noqa: E402
+from harness.cases.spec import ConvSpec  # noqa: E402
+from harness.testing.contract_suite import BackendContract  # noqa: E402
 from plugins.torch_backend import CHANNELS_LAST_LIMITS, split_padding  # noqa: E402
 from tests.backends.backend_checks import EXTRA_SPECS, disagreements, smoke_sweep  # noqa: E402
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from harness.heatmap import AXES, backend_figure, compared_rows, worst_grid
+from harness.reporting.heatmap import AXES, backend_figure, compared_rows, worst_grid
 from harness.results import read_results
 from tests.report.mixed import ROWS, VERSIONS
 from tests.report.runs import write_run

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.html_report import non_passing_cases
-from harness.report import write_reports
+from harness.reporting.html_report import non_passing_cases
+from harness.reporting.summaries import write_reports
 from harness.results import TENSORS, read_results
 from tests.report.mixed import MATRIX, ROWS, VERSIONS
 from tests.report.pages import find_table, parse_page, png_size, table_rows

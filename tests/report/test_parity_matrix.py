@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from harness.parity import BANDS, bands, format_ratio
-from harness.report import write_reports
+from harness.reporting.matrix import BANDS, bands, format_ratio
+from harness.reporting.summaries import write_reports
 from harness.results import TENSORS
 from tests.report.mixed import MATRIX, ROWS, VERSIONS
 from tests.report.runs import write_run

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.run_compare import Thresholds, compare_runs, parse_factor
+from harness.reporting.compare_runs import Thresholds, compare_runs, parse_factor
 from tests.report.pages import find_table, parse_page, table_rows
 from tests.report.runs import write_run
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import tasks
+from harness.running import tasks
 from tests.runner import faulty_backends
 
 

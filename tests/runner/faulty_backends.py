@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 import reference_impl
-from harness.hookspecs import hookimpl
+from harness.backends.hookspecs import hookimpl
 
 FAULTY_OUT_CHANNELS = 3
 SLOW_SECONDS = 0.04

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from harness.executor import LocalProcessExecutor
+from harness.running.executor import LocalProcessExecutor
 from tests.runner.sample_tasks import Abort, Cores, Divide, Meet, Pid, Sleep, Unpicklable
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.descriptor import parse_case
-from harness.evaluate import status_rows
+from harness.cases.descriptor import parse_case
+from harness.evaluation.verdict import status_rows
 from harness.results import KEY, RESULTS_FILE, ResultsWriter, read_results
-from harness.run_folder import repair_results
+from harness.running.run_folder import repair_results
 from tests.runner import faulty_backends
 
 BIASED = parse_case("mb2ic2ih5iw5oc2kh3kw3", dtype="float32", bias=True).spec

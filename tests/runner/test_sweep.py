@@ -7,12 +7,13 @@ from collections import Counter, deque
 
 import pytest
 
+from harness.cases.descriptor import parse_case
 from harness.cli import main
-from harness.descriptor import parse_case
-from harness.executor import Outcome
 from harness.results import read_results
-from harness.runner import RunSettings, expand, plan, run_sweep
-from harness.tasks import EvaluateCase, RunCase
+from harness.running.executor import Outcome
+from harness.running.runner import expand, plan, run_sweep
+from harness.running.tasks import EvaluateCase, RunCase
+from harness.settings import RunSettings
 
 # out_channels 2, 3, 4: the faulty backends misbehave on the middle one only (oc3).
 DESCRIPTORS = ["mb2ic2ih5iw5oc2kh3kw3", "mb2ic2ih5iw5oc3kh3kw3", "mb2ic2ih5iw5oc4kh3kw3"]
@@ -128,8 +129,8 @@ def test_every_fault_gets_its_status_and_the_sweep_completes(faulty_plugins, tmp
 def test_progress_only_on_a_terminal():
     import io
 
-    from harness.progress import SweepProgress
     from harness.results import Row
+    from harness.running.progress import SweepProgress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

@@ -2,9 +2,9 @@
 
 from importlib.metadata import entry_points
 
-from harness.contract import BackendContract
-from harness.plugin_manager import get_manager
-from harness.spec import ConvSpec
+from harness.backends.manager import get_manager
+from harness.cases.spec import ConvSpec
+from harness.testing.contract_suite import BackendContract
 
 
 def test_installed_entry_point():

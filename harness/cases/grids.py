@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.descriptor import Case, DescriptorError, parse_case
-from harness.spec import ConvSpec
+from harness.cases.descriptor import Case, DescriptorError, parse_case
+from harness.cases.spec import ConvSpec
 
 SPEC_FIELDS = (
     "batch",

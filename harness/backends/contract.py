@@ -21,13 +21,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from harness.spec import ConvSpec
+from harness.cases.spec import ConvSpec
 
 Outputs = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]
-
-
-class Unsupported(Exception):
-    """Raised by a backend's `run` for a spec it cannot express; the message is the reason."""
 
 
 @runtime_checkable

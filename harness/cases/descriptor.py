@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from harness.spec import ConvSpec
+from harness.cases.spec import ConvSpec
 
 DIMS = ("d", "h", "w")
 SPATIAL_PREFIXES = ("i", "o", "k", "s", "p", "d")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.spec import ConvSpec, numpy_dtype
+from harness.cases.spec import ConvSpec, numpy_dtype
 
 
 @dataclass(frozen=True)

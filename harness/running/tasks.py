@@ -22,12 +22,13 @@ from functools import cache
 
 import numpy as np
 
-from harness.backend import Backend, Unsupported, declared_accumulation
-from harness.evaluate import compare_rows, reference, status_rows
-from harness.executor import describe_exception
-from harness.inputs import make_inputs
+from harness.backends.contract import Backend, declared_accumulation
+from harness.backends.limits import Unsupported
+from harness.cases.inputs import make_inputs
+from harness.cases.spec import ConvSpec
+from harness.evaluation.verdict import compare_rows, reference, status_rows
 from harness.results import TENSORS, Row
-from harness.spec import ConvSpec
+from harness.running.executor import describe_exception
 
 REFERENCE_POOL = "reference"
 
@@ -71,7 +72,7 @@ class Status:
 def _backend(name: str) -> Backend:
     """The backend registered as `name` in this process, its framework imported (by `availability`),
     so that no case's time includes the import."""
-    from harness.plugin_manager import get_manager
+    from harness.backends.manager import get_manager
 
     backends = get_manager().backends()
     if name not in backends:

@@ -17,9 +17,9 @@ from functools import cache
 
 import pluggy
 
-from harness import hookspecs
-from harness.backend import Backend, check_backend
-from harness.grids import Grid
+from harness.backends import hookspecs
+from harness.backends.contract import Backend, check_backend
+from harness.cases.grids import Grid
 
 PROJECT = "convparity"
 BUILTIN_PLUGINS = {
@@ -30,7 +30,7 @@ BUILTIN_PLUGINS = {
     "onnxruntime": "plugins.onnxruntime_backend",
     "keras": "plugins.keras_backend",
 }
-CORE_PLUGINS = {"grids": "harness.builtin_grids"}
+CORE_PLUGINS = {"grids": "harness.cases.builtin_grids"}
 
 
 class PluginError(Exception):

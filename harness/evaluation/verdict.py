@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 import reference_impl
-from harness.backend import Outputs
-from harness.compare import compare_tensor
-from harness.inputs import Inputs
+from harness.backends.contract import Outputs
+from harness.cases.inputs import Inputs
+from harness.cases.spec import ConvSpec
+from harness.evaluation.bound import compare_tensor
 from harness.results import TENSORS, Row
-from harness.spec import ConvSpec
 
 
 @dataclass(frozen=True)

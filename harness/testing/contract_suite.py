@@ -1,6 +1,6 @@
 """The backend contract tests, for every backend author to reuse with pytest.
 
-    from harness.contract import BackendContract
+    from harness.testing.contract_suite import BackendContract
 
     class TestMyBackend(BackendContract):
         backend_name = "my-backend"
@@ -30,11 +30,12 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from harness.backend import Backend, Unsupported, check_backend, declared_accumulation
-from harness.descriptor import Case
-from harness.evaluate import compare_rows, reference
-from harness.inputs import make_inputs
-from harness.plugin_manager import get_manager
+from harness.backends.contract import Backend, check_backend, declared_accumulation
+from harness.backends.limits import Unsupported
+from harness.backends.manager import get_manager
+from harness.cases.descriptor import Case
+from harness.cases.inputs import make_inputs
+from harness.evaluation.verdict import compare_rows, reference
 from harness.results import Row
 
 

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import html_page
-from harness.parity import format_ratio
+from harness.reporting import html_page
+from harness.reporting.matrix import format_ratio
 from harness.results import BAD_STATUSES, KEY, RESULTS_FILE, TENSORS, read_results
-from harness.run_folder import RunFolderError, read_metadata
+from harness.running.run_folder import RunFolderError, read_metadata
 
 CHANGES = ("regression", "fix", "worse", "changed", "only_old", "only_new", "same")
 DESCRIPTIONS = {

@@ -1,6 +1,6 @@
 """Runs a sweep: every case x dtype on every backend, rows written as each case finishes.
 
-The sweep decides what runs and in which order; an `Executor` (harness.executor) decides where.
+The sweep decides what runs and in which order; an `Executor` (harness.running.executor) decides where.
 The unit of work is an `Item`: one case in one dtype and the backends that still lack its rows.
 
 - Each backend is probed once first (in its own worker, the parent never imports a framework);
@@ -19,25 +19,23 @@ from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.descriptor import Case
-from harness.executor import Executor, Outcome
+from harness.cases.descriptor import Case
 from harness.results import Row
-from harness.tasks import BackendInfo, BackendResult, EvaluateCase, Probe, Ran, RunCase, Status, WarmUp, case_rows
+from harness.running.executor import Executor, Outcome
+from harness.running.tasks import (
+    BackendInfo,
+    BackendResult,
+    EvaluateCase,
+    Probe,
+    Ran,
+    RunCase,
+    Status,
+    WarmUp,
+    case_rows,
+)
+from harness.settings import RunSettings
 
 DoneKey = tuple[str, bool, str, str]  # (descriptor, bias, dtype, backend) whose rows are all written
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Everything that decides a run's rows; saved in run.json so `--resume` needs nothing else."""
-
-    backends: tuple[str, ...]
-    dtypes: tuple[str, ...]
-    grids: tuple[str, ...] = ()
-    seed: int = 0
-    timeout: float = 300.0
-    jobs: int = 1
-    tolerance_factor: float = 1.0
 
 
 @dataclass

@@ -17,7 +17,7 @@ hookimpl = pluggy.HookimplMarker("convparity")
 
 @hookspec
 def convparity_register_backends(register: Callable[[object], None]) -> None:
-    """Register backends: call `register(backend)` once per backend object (see harness.backend)."""
+    """Register backends: call `register(backend)` once per backend object (see harness.backends.contract)."""
 
 
 @hookspec

@@ -1,9 +1,9 @@
 """A run folder's reports from its results.csv: summary.csv, summary.md and report.html.
 
 summary.csv: one row per (backend, dtype, tensor) with the count of every status, the worst
-err_ratio among compared rows and the colour band (harness.parity). summary.md opens with the
+err_ratio among compared rows and the colour band (harness.reporting.matrix). summary.md opens with the
 parity matrix as a Markdown table, then the same counts as summary.csv. report.html is described in
-harness.html_report.
+harness.reporting.html_report.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.html_report import write_html_report
-from harness.parity import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix, summarize
+from harness.reporting.html_report import write_html_report
+from harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix, summarize
 from harness.results import read_results
 
 SUMMARY_CSV = "summary.csv"

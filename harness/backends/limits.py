@@ -2,14 +2,22 @@
 
 Each backend keeps one tuple of `Limit`s; its `supports(spec)` returns the first matching reason, and
 reports show the lists (`convparity backends --limits`), so no limit hides in a scattered `if`.
+`Unsupported` is what a backend's `run` raises for a spec it finds out only then it cannot run.
+This module imports nothing else of the harness, so a plugin can import it cheaply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from harness.spec import ConvSpec
+if TYPE_CHECKING:
+    from harness.cases.spec import ConvSpec
+
+
+class Unsupported(Exception):
+    """Raised by a backend's `run` for a spec it cannot express; the message is the reason."""
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.descriptor import Case, format_descriptor, parse_case
+from harness.cases.descriptor import Case, format_descriptor, parse_case
 from harness.results import COLUMNS, RESULTS_FILE
-from harness.runner import RunSettings
+from harness.settings import RunSettings
 
 RUN_FILE = "run.json"
 

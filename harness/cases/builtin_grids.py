@@ -14,10 +14,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from harness.descriptor import Case
-from harness.grids import dedupe
-from harness.hookspecs import hookimpl
-from harness.spec import ConvSpec
+from harness.backends.hookspecs import hookimpl
+from harness.cases.descriptor import Case
+from harness.cases.grids import dedupe
+from harness.cases.spec import ConvSpec
 
 
 def _case(name: str, **fields: Any) -> Case:

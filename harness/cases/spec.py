@@ -172,7 +172,7 @@ class ConvSpec:
 
     @property
     def descriptor(self) -> str:
-        from harness.descriptor import format_descriptor
+        from harness.cases.descriptor import format_descriptor
 
         return format_descriptor(self)
 

@@ -2,9 +2,9 @@
 
 Sections, in order:
 - status totals of every row;
-- the parity matrix (harness.parity): backends x dtypes down, tensors across, each cell coloured by its
+- the parity matrix (harness.reporting.matrix): backends x dtypes down, tensors across, each cell coloured by its
   band and showing pass/fail/unsupported counts (other statuses named) and the worst err_ratio;
-- per backend, heatmaps of the worst err_ratio over spec axes (harness.heatmap);
+- per backend, heatmaps of the worst err_ratio over spec axes (harness.reporting.heatmap);
 - every non-passing case: one line per (case, bias, dtype, backend, status, message), the tensors it
   covers listed together, with descriptor, message and repro; failures (fail/error/crash/timeout)
   first and open, then unsupported, then unavailable, collapsed;
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import html_page
-from harness.heatmap import backend_figure, compared_rows
-from harness.parity import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
+from harness.reporting import html_page
+from harness.reporting.heatmap import backend_figure, compared_rows
+from harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
 from harness.results import BAD_STATUSES, STATUSES, TENSORS
-from harness.run_folder import read_metadata
+from harness.running.run_folder import read_metadata
 
 REPORT_HTML = "report.html"
 CASE_COLUMNS = ["backend", "dtype", "bias", "case", "name", "status", "message", "repro"]
@@ -145,7 +145,7 @@ def render(title: str, results: pd.DataFrame, summary: pd.DataFrame, metadata: d
 
 
 def write_html_report(directory: Path, results: pd.DataFrame, summary: pd.DataFrame) -> Path:
-    """Write DIR/report.html from the run's rows, their summary (harness.parity.summarize) and run.json."""
+    """Write DIR/report.html from the run's rows, their summary (harness.reporting.matrix.summarize) and run.json."""
     path = directory / REPORT_HTML
     path.write_text(render(directory.name, results, summary, read_metadata(directory)), encoding="utf-8")
     return path
