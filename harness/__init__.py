@@ -23,21 +23,29 @@ _PUBLIC = {
     "Unsupported": "harness.backends.limits",
     "Limit": "harness.backends.limits",
     "hookimpl": "harness.backends.hookspecs",
+    "Deviation": "harness.backends.deviations",
     "read_results": "harness.results",
+    "sweep": "harness.running.sweep",
+    "resume": "harness.running.sweep",
+    "evaluate_case": "harness.evaluation.verdict",
 }
 
 __all__ = [
-    "DTYPES", "Backend", "Case", "ConvSpec", "DescriptorError", "Limit", "Unsupported", "format_descriptor",
-    "hookimpl", "parse_case", "parse_descriptor", "read_results",
+    "DTYPES", "Backend", "Case", "ConvSpec", "DescriptorError", "Deviation", "Limit", "Unsupported",
+    "evaluate_case", "format_descriptor", "hookimpl", "parse_case", "parse_descriptor", "read_results", "resume",
+    "sweep",
 ]
 
 if TYPE_CHECKING:
     from harness.backends.contract import Backend
+    from harness.backends.deviations import Deviation
     from harness.backends.hookspecs import hookimpl
     from harness.backends.limits import Limit, Unsupported
     from harness.cases.descriptor import Case, DescriptorError, format_descriptor, parse_case, parse_descriptor
     from harness.cases.spec import DTYPES, ConvSpec
+    from harness.evaluation.verdict import evaluate_case
     from harness.results import read_results
+    from harness.running.sweep import resume, sweep
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,9 @@
 """The `convparity` command line: backends, grids, run, report, compare, explain.
 
-Exit codes: 0 all good, 1 some row is fail/error/crash/timeout (compare: some key regressed), 2 bad input
-(one line on stderr).
+Argument parsing only: every command calls one public function of the harness.
+Exit codes: 0 all good, 1 some row is fail/error/crash/timeout (compare: some key regressed; with
+--strict also xpass), 2 bad input or an unusable folder (one line on stderr), 3 only the reference side
+failed, 130/143 interrupted by SIGINT/SIGTERM (every finished row kept).
 """
 
 from __future__ import annotations
@@ -9,16 +11,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
 from harness.backends.manager import PluginError, get_manager
-from harness.cases.descriptor import Case, DescriptorError, parse_case
-from harness.cases.grids import GridError, dedupe, random_cases, read_batch_file, read_toml_grid
+from harness.cases.descriptor import DescriptorError, parse_case
+from harness.cases.grids import GridError
 from harness.cases.spec import DTYPES
-from harness.results import RESULTS_FILE
+from harness.running.interrupts import Interrupted, signals_as_interrupts
 
 
 class UsageError(ValueError):
@@ -44,14 +43,14 @@ def tolerance_factor(text: str) -> float:
     return value
 
 
-def _backends(names: list[str]) -> dict:
-    available = get_manager().backends()
-    if not names or names == ["all"]:
-        return available
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise UsageError(f"unknown backend {unknown[0]!r} (known: {', '.join(available) or 'none'})")
-    return {n: available[n] for n in dict.fromkeys(names)}
+def _backend(name: str):
+    """The registered backend `name`, or a UsageError naming the known ones (or why it is broken)."""
+    manager = get_manager()
+    backends = manager.backends()
+    if name not in backends:
+        why = f": {manager.broken[name]}" if name in manager.broken else f" (known: {', '.join(backends) or 'none'})"
+        raise UsageError(f"unknown backend {name!r}{why}")
+    return backends[name]
 
 
 def _dtypes(names: list[str] | None) -> tuple[str, ...]:
@@ -62,36 +61,25 @@ def _dtypes(names: list[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def collect_cases(args: argparse.Namespace) -> list[Case]:
-    """Cases from -g (named grid, TOML file or batch file), --batch, --case and --random, deduplicated."""
-    grids = get_manager().grids()
-    cases: list[Case] = []
-    for grid in args.grid or []:
-        if grid in grids:
-            cases += grids[grid].cases()
-        elif Path(grid).is_file():
-            cases += read_toml_grid(grid)[1] if grid.endswith(".toml") else read_batch_file(grid)
-        else:
-            raise UsageError(f"unknown grid {grid!r}: not a named grid ({', '.join(grids)}) nor a file")
-    for path in args.batch or []:
-        cases += read_batch_file(path)
-    biases = {"on": [True], "off": [False], "both": [True, False]}[args.bias]
-    for text in args.case or []:
-        cases += [parse_case(text, bias=bias) for bias in biases]
-    if args.random:
-        cases += random_cases(args.random, args.seed)
-    if not cases:
-        raise UsageError("no cases: give -g GRID, --case DESC, --batch FILE or --random N")
-    return dedupe(cases)
-
-
 def cmd_backends(args: argparse.Namespace) -> int:
-    for name, backend in get_manager().backends().items():
-        reason = backend.availability()
-        print(f"{name:24} {'unavailable: ' + reason if reason else backend.version()}")
+    from harness.backends.contract import optional_members
+
+    manager = get_manager()
+    for name, backend in manager.backends().items():
+        try:
+            reason = backend.availability()
+            state = "unavailable: " + reason if reason else backend.version()
+        except Exception as error:  # noqa: BLE001 - a plugin that raises is listed with why, like a broken one
+            state = f"broken: availability() or version() raised {' '.join(f'{type(error).__name__}: {error}'.split())}"
+        print(f"{name:24} {state}")
         if args.limits:
-            for limit in getattr(backend, "limits", ()):
-                print(f"{'':24}   - {limit.condition}: {limit.reason}")
+            members = optional_members(backend)
+            for limit in members.limits:
+                print(f"{'':24}   - limit: {limit.condition}: {limit.reason}")
+            for deviation in members.deviations:
+                print(f"{'':24}   - known deviation: {deviation.describe()}")
+    for name, reason in manager.broken.items():
+        print(f"{name:24} broken: {reason}")
     return 0
 
 
@@ -101,74 +89,49 @@ def cmd_grids(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selection_arguments(args: argparse.Namespace) -> dict:
+    return dict(grids=args.grid or (), cases=args.case or (), batch_files=args.batch or (), bias=args.bias,
+                random=args.random, seed=args.seed or 0)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    import dataclasses
-    import os
-
-    from harness.reporting.summaries import write_reports
-    from harness.results import BAD_STATUSES, ResultsWriter, read_results
     from harness.running import run_folder
-    from harness.running.executor import WORKER_ENVIRONMENT, LocalProcessExecutor
-    from harness.running.progress import SweepProgress
-    from harness.running.runner import expand, plan, run_sweep
-    from harness.settings import RunSettings
+    from harness.running.sweep import resume, sweep
 
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"-j/--jobs must be at least 1, got {args.jobs}")
-    if args.timeout is not None and not args.timeout > 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if args.resume:
-        from_run_json = ("backend", "grid", "case", "batch", "random", "dtype", "output", "seed", "timeout",
-                         "tolerance_factor")
-        given = [name for name in from_run_json if getattr(args, name) not in (None, 0)]
+        given = [option for option, value in (
+            ("-b", args.backend), ("-g", args.grid), ("--case", args.case), ("--batch", args.batch),
+            ("--random", args.random), ("--bias", args.bias != "on"), ("--dtype", args.dtype), ("-o", args.output),
+            ("--seed", args.seed is not None), ("--timeout", args.timeout), ("--startup-timeout", args.startup_timeout),
+            ("--reference-timeout", args.reference_timeout), ("--tolerance-factor", args.tolerance_factor),
+            ("--max-cases", args.max_cases)) if value]
         if given:
             raise UsageError(f"--resume takes the run's settings from {Path(args.resume) / run_folder.RUN_FILE}; "
-                             f"drop --{given[0].replace('_', '-')} (only -j may be given)")
-        out = Path(args.resume)
-        settings = run_folder.read_settings(out)
-        settings = dataclasses.replace(settings, jobs=args.jobs or settings.jobs)
-        cases = run_folder.read_cases(out)
-        done = run_folder.repair_results(out)
+                             f"{given[0]} would be ignored: drop it (only -j and --strict may be given)")
+        run = resume(args.resume, jobs=args.jobs, progress=True)
     else:
-        args.seed = args.seed or 0
-        settings = RunSettings(backends=tuple(_backends(args.backend or [])), dtypes=_dtypes(args.dtype),
-                               grids=tuple(args.grid or []), seed=args.seed, timeout=args.timeout or 300.0,
-                               jobs=args.jobs or 1,
-                               tolerance_factor=1.0 if args.tolerance_factor is None else args.tolerance_factor)
-        grid_cases = collect_cases(args)
-        cases = expand(grid_cases, settings.dtypes)
-        out = Path(args.output) if args.output else run_folder.default_run_dir(Path("reports"), settings.grids)
-        run_folder.create(out)
-        run_folder.write_metadata(out, settings, {}, cases=len(grid_cases), worker_environment={
-            name: os.environ.get(name, value) for name, value in WORKER_ENVIRONMENT.items()})
-        run_folder.write_cases(out, cases)
-        done = set()
-    items = plan(cases, settings.backends, done)
-    started = time.perf_counter()
-    writer = ResultsWriter(out)
-    progress = SweepProgress(total=len(cases), done=len(cases) - len(items))
-
-    def write(rows):
-        writer.write(rows)
-        progress.advance(rows)
-
+        settings = {name: value for name, value in (
+            ("timeout", args.timeout), ("startup_timeout", args.startup_timeout),
+            ("reference_timeout", args.reference_timeout), ("tolerance_factor", args.tolerance_factor),
+            ("max_cases", args.max_cases)) if value is not None}
+        run = sweep(backends=args.backend, dtypes=args.dtype or ("float64", "float32"), jobs=args.jobs or 1,
+                    out=args.output, progress=True, **_selection_arguments(args), **settings)
+    for name, reason in run.unavailable.items():
+        print(f"convparity: backend {name} is unavailable, it ran nothing: {reason}", file=sys.stderr)
     try:
-        with LocalProcessExecutor(settings.jobs, log=out / "workers.log") as executor, progress:
-            run_sweep(items, settings, executor, write,
-                      on_versions=lambda versions: run_folder.write_metadata(out, settings, versions))
-    except KeyboardInterrupt:
-        print(f"convparity: interrupted; continue with: convparity run --resume {out}", file=sys.stderr)
+        summary = run.summary
+    except (Interrupted, KeyboardInterrupt):
+        run_folder.mark_interrupted(run.path)
+        print(f"convparity: interrupted while writing the reports; every row is kept; write them with: "
+              f"convparity report {run.path}", file=sys.stderr)
         return 130
-    finally:
-        writer.close()
-        run_folder.finish(out, started)
-    summary = write_reports(out)
-    results = read_results(out)
     print(summary.to_string(index=False))
-    if args.resume:
-        print(f"resumed: {len(cases) - len(items)} of {len(cases)} case x dtype were done before")
-    print(f"results: {out / 'results.csv'}")
-    return 1 if results["status"].isin(BAD_STATUSES).any() else 0
+    if run.resumed_items:
+        print(f"resumed: {run.resumed_items} case x dtype were drawn before"
+              + (f"; dropped {run.dropped_duplicates} duplicate rows" if run.dropped_duplicates else ""))
+    print(f"results: {run.path / 'results.csv'}")
+    print(f"report:  {run.path / 'report.html'}")
+    return run.exit_code(strict=args.strict)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -177,8 +140,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     directory = Path(args.directory)
     run_folder.read_metadata(directory)
-    if not (directory / RESULTS_FILE).is_file():
-        raise UsageError(f"{directory} has no {RESULTS_FILE}: the run wrote no rows yet")
     print(write_reports(directory).to_string(index=False))
     print(f"report: {directory / 'report.html'}")
     return 0
@@ -192,58 +153,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     old, new = Path(args.old), Path(args.new)
-    out = Path(args.out) if args.out else Path(f"compare-{old.resolve().name}-vs-{new.resolve().name}.csv")
+    out = Path(args.out) if args.out else new / f"compare-{old.resolve().name}.csv"
     if not out.parent.is_dir():
         raise UsageError(f"--out: folder {out.parent} does not exist")
     comparison = run_compare.compare_runs(old, new, thresholds)
     print(run_compare.summary_text(comparison, out))
     print(f"comparison: {run_compare.write_csv(comparison, out)}")
-    if args.html:
-        print(f"html: {run_compare.write_html(comparison, out.with_suffix('.html'))}")
+    print(f"html:       {run_compare.write_html(comparison, out.with_suffix('.html'))}")
     return 1 if comparison.regressed else 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from harness.cases.inputs import make_inputs
-    from harness.evaluation.bound import compare_tensor
-    from harness.evaluation.verdict import reference
-    from harness.running.tasks import Status, run_case
+    from harness.evaluation.explain import explain
 
     (dtype,) = _dtypes([args.dtype])
-    backend = next(iter(_backends([args.backend]).values()))
-    spec = parse_case(args.descriptor, dtype=dtype, bias=not args.no_bias).spec
-    print(f"case     {spec.descriptor}  bias={spec.bias} dtype={dtype} seed={args.seed}")
-    print(f"shapes   x {spec.x_shape}  w {spec.w_shape}  y {spec.y_shape}  padding {spec.padding}")
-    reason = backend.availability()
-    if reason:
-        print(f"{backend.name}: unavailable: {reason}")
-        return 0
-    ran = run_case(backend, spec, args.seed)  # the same checks as a sweep's worker, in this process
-    if isinstance(ran, Status):
-        print(f"{backend.name}: {ran.status}: {ran.message}")
-        return 1 if ran.status == "error" else 0
-    ref = reference(spec, make_inputs(spec, args.seed))
-    bad = False
-    for tensor, out in zip(("y", "dx", "dw", "db"), ran.outputs):
-        if tensor not in ref.values:
-            continue
-        if out is None:
-            print(f"{tensor:3} unsupported (backend computes no {tensor})")
-            continue
-        result = compare_tensor(tensor, np.asarray(out), ref.values[tensor], ref.magnitudes[tensor],
-                                reduction=spec.reductions[tensor], dtype=dtype,
-                                accumulation=ran.accumulation,
-                                tolerance_factor=args.tolerance_factor)
-        bad |= not result.passed
-        print(f"{tensor:3} {'pass' if result.passed else 'FAIL'}  err_ratio {result.err_ratio:.3g}  "
-              f"max_abs {result.max_abs_err:.3g}  max_rel {result.max_rel_err:.3g}  allclose {result.allclose}")
-        if result.worst_index is not None:
-            at = result.worst_index
-            print(f"    worst at {at}: {backend.name} {result.worst_value!r}  reference {result.worst_reference!r}  "
-                  f"magnitude {float(ref.magnitudes[tensor][at])!r}  K={spec.reductions[tensor]}")
-        if result.message:
-            print(f"    {result.message}")
-    return 1 if bad else 0
+    backend = _backend(args.backend)
+    spec = parse_case(args.descriptor, dtype=dtype, bias=args.bias == "on").spec
+    return explain(backend, spec, seed=args.seed, tolerance_factor=args.tolerance_factor, out=sys.stdout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,45 +180,50 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("grids", help="list named grids")
 
     run = sub.add_parser("run", help="run cases on backends and write a report folder")
-    run.add_argument("-b", "--backend", action="append", help="backend name (repeat; 'all' for every one)")
+    run.add_argument("-b", "--backend", action="append", help="backend name (repeat; 'all' for every available one)")
     run.add_argument("-g", "--grid", action="append", help="named grid, TOML grid file or batch file (repeat)")
     run.add_argument("--case", action="append", help="one benchdnn descriptor (repeat)")
     run.add_argument("--batch", action="append", help="benchdnn batch file (repeat)")
     run.add_argument("--random", type=int, default=0, metavar="N", help="N random cases (drawn with --seed)")
-    run.add_argument("--bias", choices=("on", "off", "both"), default="on", help="bias for --case cases")
+    run.add_argument("--bias", choices=("on", "off", "both"), default="on", help="bias for --case cases (default on)")
     run.add_argument("--dtype", action="append", help=f"one of {', '.join(DTYPES)} (repeat; default float64, float32)")
     run.add_argument("-o", "--output", help="run folder (default reports/<time>-<grids>)")
     run.add_argument("-j", "--jobs", type=int, help="tasks at once, each a backend running a case or the "
                      "reference checking one: N cores busy at most (default 1)")
-    run.add_argument("--timeout", type=float, help="seconds one case may take on a backend before it is a timeout "
-                     "(default 300)")
+    run.add_argument("--timeout", type=float, help="seconds one backend may take on one case before it is a "
+                     "timeout (default 300; framework start-up and the reference have their own)")
+    run.add_argument("--startup-timeout", type=float, help="seconds a backend's worker may take to start, "
+                     "framework imports included (default 900)")
+    run.add_argument("--reference-timeout", type=float, help="seconds the reference may take on one case "
+                     "(default 1800); past it the case's rows read reference-error")
     run.add_argument("--seed", type=int, help="seed of the inputs and of --random (default 0)")
     run.add_argument("--tolerance-factor", type=tolerance_factor, help="scale the error bound (default 1)")
+    run.add_argument("--max-cases", type=int, help="refuse a selection of more cases than this (default 1000000)")
+    run.add_argument("--strict", action="store_true", help="exit 1 when a declared deviation no longer happens (xpass)")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own settings "
-                     "(only -j may be given with it)")
+                     "(only -j and --strict may be given with it)")
 
     report = sub.add_parser("report", help="rewrite summary.csv, summary.md and report.html of a run folder")
     report.add_argument("directory")
 
     compare = sub.add_parser(
         "compare", help="what changed between two runs; exit 1 on a regression",
-        description="Join two runs on (case, bias, dtype, backend, tensor). A regression is pass or "
+        description="Join two runs on (case, bias, dtype, backend, tensor). A regression is pass, xfail or "
         "unsupported becoming fail/error/crash/timeout; a fix is fail/error/crash/timeout becoming pass; "
-        "worse is err_ratio > THRESHOLD x the old one and > FLOOR.")
+        "worse is err_ratio > THRESHOLD x the old one and > FLOOR. reference-error rows are never regressions.")
     compare.add_argument("old", metavar="OLD_DIR")
     compare.add_argument("new", metavar="NEW_DIR")
     compare.add_argument("--threshold", default="2x", help="err_ratio growth that counts as worse (2x)")
     compare.add_argument("--floor", type=float, default=0.01,
                          help="a grown err_ratio counts only above this value (0.01)")
-    compare.add_argument("--out", help="CSV of every joined row (default compare-OLD-vs-NEW.csv here)")
-    compare.add_argument("--html", action="store_true", help="also write it as HTML beside the CSV")
+    compare.add_argument("--out", help="CSV of every joined row; HTML beside it (default NEW_DIR/compare-OLD.csv)")
 
     explain = sub.add_parser("explain", help="one case in detail: every tensor and its worst element")
     explain.add_argument("descriptor")
     explain.add_argument("-b", "--backend", required=True)
     explain.add_argument("--dtype", default="float32")
     explain.add_argument("--seed", type=int, default=0)
-    explain.add_argument("--no-bias", action="store_true")
+    explain.add_argument("--bias", choices=("on", "off"), default="on")
     explain.add_argument("--tolerance-factor", type=tolerance_factor, default=1.0)
     return parser
 
@@ -303,14 +234,26 @@ COMMANDS = {"backends": cmd_backends, "grids": cmd_grids, "run": cmd_run, "repor
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness.backends.contract import BackendContractError
+    from harness.results import ResultsError
     from harness.running.run_folder import RunFolderError
+    from harness.running.sweep import SweepError, SweepInterrupted
+    from harness.settings import SettingsError
 
-    args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except (UsageError, DescriptorError, GridError, RunFolderError, PluginError) as error:
-        print(f"convparity: error: {error}", file=sys.stderr)
-        return 2
+    with signals_as_interrupts():
+        try:
+            args = build_parser().parse_args(argv)
+            return COMMANDS[args.command](args)
+        except (UsageError, DescriptorError, GridError, RunFolderError, PluginError, SweepError, SettingsError,
+                ResultsError, BackendContractError) as error:
+            print(f"convparity: error: {error}", file=sys.stderr)
+            return 2
+        except SweepInterrupted as interrupted:
+            print(f"convparity: {interrupted}", file=sys.stderr)
+            return interrupted.exit_code
+        except (Interrupted, KeyboardInterrupt) as interrupted:
+            print("convparity: interrupted", file=sys.stderr)
+            return getattr(interrupted, "exit_code", 130)
 
 
 if __name__ == "__main__":

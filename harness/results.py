@@ -14,10 +14,19 @@ from pathlib import Path
 
 from harness.cases.spec import ConvSpec
 
-STATUSES = ("pass", "fail", "unsupported", "error", "crash", "timeout", "unavailable")
-BAD_STATUSES = ("fail", "error", "crash", "timeout")
+# Every row has one status (see README "How a tensor passes"): the verdicts, then what kept a tensor
+# from being compared. An unavailable backend has no rows: it is named once, in run.json and reports.
+STATUSES = ("pass", "fail", "xfail", "xpass", "unsupported", "error", "crash", "timeout", "reference-error")
+BAD_STATUSES = ("fail", "error", "crash", "timeout")  # the backend's failures: `run` exits 1
+STALE_STATUSES = ("xpass",)  # a declared deviation that no longer happens: exit 1 under --strict
+REFERENCE_STATUSES = ("reference-error",)  # the harness's own failure, never charged to a backend
 TENSORS = ("y", "dx", "dw", "db")
 RESULTS_FILE = "results.csv"
+
+
+def bias_word(bias: bool) -> str:
+    """How bias is spelled in every flag, file and column: "on" or "off"."""
+    return "on" if bias else "off"
 
 
 def dims(values: Iterable) -> str:
@@ -43,9 +52,11 @@ class Row:
     worst_index: str = ""
     worst_value: float = math.nan
     worst_reference: float = math.nan
-    allclose: str = ""
+    allclose: bool | None = None
     reduction: int = 0
+    accumulation: str = ""
     message: str = ""
+    deviation: str = ""
     seconds: float = math.nan
     rank: int = 0
     batch: int = 0
@@ -86,8 +97,31 @@ PANDAS_DTYPES = {
     **{f.name: "float64" for f in fields(Row) if f.type == "float"},
     **{f.name: "int64" for f in fields(Row) if f.type == "int"},
     "bias": "bool",
+    "allclose": "boolean",  # pandas' nullable boolean: <NA> where nothing was compared
 }
 KEY = ("case", "bias", "dtype", "backend", "tensor")
+# A spreadsheet executes a cell that starts with one of these (OWASP, "CSV injection"): such text
+# cells are written with a leading apostrophe, as are cells starting with one, and read back without it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def csv_cell(value: object) -> object:
+    """A Row value as written to results.csv: bias on/off, allclose true/false, text made inert."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _text_cell(value: str) -> str:
+    return value[1:] if value.startswith("'") else value
+
+
+class ResultsError(ValueError):
+    """A results.csv that cannot be read as this version writes it; the message names file and line."""
 
 
 class ResultsWriter:
@@ -96,15 +130,16 @@ class ResultsWriter:
     def __init__(self, directory: Path) -> None:
         self.path = directory / RESULTS_FILE
         new = not self.path.exists() or self.path.stat().st_size == 0
-        self._file = self.path.open("a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
+        self._file = self.path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
         if new:
-            self._writer.writeheader()
+            self._writer.writerow(COLUMNS)
             self._file.flush()
 
     def write(self, rows: Iterable[Row]) -> None:
         for row in rows:
-            self._writer.writerow({column: getattr(row, column) for column in COLUMNS})  # asdict deep-copies
+            self._writer.writerow([bias_word(row.bias) if column == "bias" else csv_cell(getattr(row, column))
+                                   for column in COLUMNS])
         self._file.flush()
 
     def close(self) -> None:
@@ -112,9 +147,41 @@ class ResultsWriter:
 
 
 def read_results(directory: str | Path):
-    """results.csv as a pandas DataFrame with the documented column dtypes."""
+    """results.csv as a pandas DataFrame with the documented column dtypes (bias and allclose as booleans).
+
+    A damaged file (other columns, a cell that is not of its column's type) raises ResultsError naming
+    the file and the line.
+    """
     import pandas as pd
 
-    frame = pd.read_csv(Path(directory) / RESULTS_FILE, dtype=PANDAS_DTYPES, keep_default_na=False,
-                        na_values={c: ["", "nan", "NaN"] for c, t in PANDAS_DTYPES.items() if t == "float64"})
+    path = Path(directory) / RESULTS_FILE
+    text_columns = [c for c, t in PANDAS_DTYPES.items() if t == "string"]
+    converters = {"bias": _flag("bias", {"on": True, "off": False}),
+                  "allclose": _flag("allclose", {"true": True, "false": False, "": None}),
+                  **{c: _text_cell for c in text_columns}}
+    try:
+        frame = pd.read_csv(path, dtype={c: t for c, t in PANDAS_DTYPES.items() if c not in converters},
+                            converters=converters, keep_default_na=False, encoding="utf-8",
+                            na_values={c: ["", "nan", "NaN"] for c, t in PANDAS_DTYPES.items() if t == "float64"})
+    except FileNotFoundError:
+        raise ResultsError(f"{path} does not exist: the run wrote no rows yet") from None
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise ResultsError(f"{path} is damaged: {' '.join(str(error).split())}") from None
+    if tuple(frame.columns) != COLUMNS:
+        missing = [c for c in COLUMNS if c not in frame.columns]
+        raise ResultsError(f"{path} has other columns than this version of convparity writes"
+                           + (f" (missing {', '.join(missing)})" if missing else ""))
+    for column in text_columns:
+        frame[column] = frame[column].astype("string")
+    frame["bias"] = frame["bias"].astype(bool)
+    frame["allclose"] = frame["allclose"].astype("boolean")
     return frame
+
+
+def _flag(column: str, words: dict[str, bool | None]):
+    def convert(text: str) -> bool | None:
+        if text not in words:
+            raise ValueError(f"column {column!r}: {text!r} is none of {', '.join(repr(w) for w in words)}")
+        return words[text]
+
+    return convert

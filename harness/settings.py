@@ -1,18 +1,90 @@
-"""RunSettings: everything that decides a run's rows, shared by the runner and the reports."""
+"""RunSettings: everything that decides a run's rows, shared by the runner and the reports.
+
+Validated on construction, so a hand-edited run.json (duplicate backends, a string where a list
+belongs, negative jobs, a tolerance <= 0, a timeout that is not a number) is refused with the
+field named, never trusted silently.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from harness.cases.spec import DTYPES
+
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_STARTUP_TIMEOUT = 900.0
+DEFAULT_REFERENCE_TIMEOUT = 1800.0
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names it."""
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Everything that decides a run's rows; saved in run.json so `--resume` needs nothing else."""
+    """Everything that decides a run's rows; saved in run.json so `--resume` needs nothing else.
+
+    timeout: seconds one backend may take on one case; startup_timeout: seconds a backend's worker may
+    take to start (framework imports); reference_timeout: seconds the reference may take on one case.
+    """
 
     backends: tuple[str, ...]
     dtypes: tuple[str, ...]
     grids: tuple[str, ...] = ()
     seed: int = 0
-    timeout: float = 300.0
+    timeout: float = DEFAULT_TIMEOUT
     jobs: int = 1
     tolerance_factor: float = 1.0
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+    reference_timeout: float = DEFAULT_REFERENCE_TIMEOUT
+
+    def __post_init__(self) -> None:
+        for name in ("backends", "dtypes", "grids"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) and v for v in value):
+                raise SettingsError(f"{name} must be a list of names, got {value!r}")
+            if len(set(value)) != len(value):
+                raise SettingsError(f"{name} lists {next(v for v in value if list(value).count(v) > 1)!r} twice")
+            object.__setattr__(self, name, tuple(value))
+        unknown = [d for d in self.dtypes if d not in DTYPES]
+        if unknown:
+            raise SettingsError(f"dtypes: unknown dtype {unknown[0]!r} (known: {', '.join(DTYPES)})")
+        for name in ("seed", "jobs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise SettingsError(f"{name} must be an integer, got {value!r}")
+        if self.seed < 0:
+            raise SettingsError(f"seed must be >= 0, got {self.seed}")
+        if self.jobs < 1:
+            raise SettingsError(f"jobs must be at least 1, got {self.jobs}")
+        for name in ("timeout", "tolerance_factor", "startup_timeout", "reference_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not (
+                    math.isfinite(value) and value > 0):
+                raise SettingsError(f"{name} must be a finite number > 0, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, stored: object) -> RunSettings:
+        """Settings as run.json keeps them; SettingsError names the field at fault."""
+        if not isinstance(stored, dict):
+            raise SettingsError(f"settings must be a JSON object, got {type(stored).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(stored) - known)
+        if unknown:
+            raise SettingsError(f"unknown setting {unknown[0]!r}")
+        missing = [name for name in ("backends", "dtypes") if name not in stored]
+        if missing:
+            raise SettingsError(f"missing setting {missing[0]!r}")
+        return cls(**stored)
+
+    def differences(self, other: RunSettings) -> dict[str, tuple[Any, Any]]:
+        """The settings that decide which rows a run has, or their statuses, and differ: {name: (self's, other's)}."""
+        ignored = {"jobs", "timeout", "startup_timeout", "reference_timeout"}
+        return {f.name: (getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
+                if f.name not in ignored and getattr(self, f.name) != getattr(other, f.name)}

@@ -23,7 +23,7 @@ import numpy as np
 
 from harness.backends.contract import Outputs, missing_framework
 from harness.backends.hookspecs import hookimpl
-from harness.backends.limits import Limit, first_limit
+from harness.backends.limits import DeclaredLimits, Limit
 from harness.cases.spec import DTYPES, ConvSpec
 
 PROVIDER = "CPUExecutionProvider"
@@ -118,7 +118,7 @@ def refusal(probe: Probe) -> str | None:
     return None
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(DeclaredLimits):
     """Forward-only Conv on ONNX Runtime's CPU provider; gradients are None."""
 
     name = "onnxruntime"
@@ -134,9 +134,6 @@ class OnnxRuntimeBackend:
     def limits(self) -> tuple[Limit, ...]:
         """One Limit per probe ONNX Runtime refuses, with its reason; empty when it is not installed."""
         return () if self.availability() else _probed_limits()
-
-    def supports(self, spec: ConvSpec) -> str | None:
-        return first_limit(self.limits, spec)
 
     def run(
         self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray

@@ -25,12 +25,35 @@ from types import ModuleType
 import numpy as np
 
 from harness.backends.contract import Outputs, missing_framework
+from harness.backends.deviations import Deviation
 from harness.backends.hookspecs import hookimpl
-from harness.backends.limits import Limit, first_limit
+from harness.backends.limits import DeclaredLimits, Limit
 from harness.cases.spec import ConvSpec
 
 # No spec that both TensorFlow's eager CPU kernels and XLA refuse is known (TensorFlow 2.21).
 LIMITS: tuple[Limit, ...] = ()
+
+HALF = ("float16", "bfloat16")
+# Adding the bias as its own op in the output dtype rounds twice, round(round(conv) + b): beyond the
+# bound where the bias cancels much of the convolution. A precision choice (Keras on TensorFlow and JAX
+# make it too), not expressible as an accumulation, so declared here; non-strict: cases without such
+# cancellation pass. Evidence: tests/backends/test_tensorflow.py::test_half_precision_bias_rounds_twice.
+BIAS_ROUNDED_IN_OUTPUT_DTYPE = Deviation(
+    condition="bias, float16/bfloat16", dtypes=HALF, tensors=("y",), bias=True, strict=False,
+    reason="the bias is added in the output dtype after the convolution is rounded to it (two roundings)",
+    upstream="a precision choice, not reported")
+DEVIATIONS = (
+    BIAS_ROUNDED_IN_OUTPUT_DTYPE,
+    # Evidence: tests/backends/test_tensorflow.py::test_half_precision_gradients_round_partial_sums.
+    Deviation(condition="float16/bfloat16 gradients on the eager CPU kernels", dtypes=HALF, tensors=("dx", "dw"),
+              strict=False, versions=">=2.21",
+              reason="eager CPU Conv2DBackpropInput/Filter round partial sums of dx and dw to the output dtype",
+              upstream="not reported yet"),
+    # Evidence: tests/backends/test_tensorflow.py::test_bfloat16_bias_gradient_sums_exactly (4096 ones give 256).
+    Deviation(condition="bias, bfloat16", dtypes=("bfloat16",), tensors=("db",), bias=True, strict=False,
+              versions=">=2.21", reason="eager CPU BiasAddGrad sums bfloat16 in bfloat16: 4096 ones give 256",
+              upstream="not reported yet"),
+)
 
 
 @cache
@@ -131,20 +154,18 @@ def training_step(spec: ConvSpec) -> Callable[..., list]:
     return step
 
 
-class TensorFlowBackend:
+class TensorFlowBackend(DeclaredLimits):
     """tf.nn.conv2d / conv3d on the CPU in channels-last layout, eager or XLA-compiled (see module)."""
 
     name = "tensorflow"
     limits = LIMITS
+    deviations = DEVIATIONS
 
     def availability(self) -> str | None:
         return missing_framework(tensorflow, "tensorflow", "tensorflow")
 
     def version(self) -> str:
         return tensorflow().__version__
-
-    def supports(self, spec: ConvSpec) -> str | None:
-        return first_limit(self.limits, spec)
 
     def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
         """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy)."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from harness.backends.contract import Outputs, missing_framework
 from harness.backends.hookspecs import hookimpl
-from harness.backends.limits import Limit, first_limit
+from harness.backends.limits import DeclaredLimits, Limit
 from harness.cases.spec import ConvSpec
 
 # torch.Tensor.to(memory_format=torch.channels_last) on a 3-D (N, C, W) tensor raises
@@ -63,7 +63,7 @@ def split_padding(padding: tuple[tuple[int, int], ...]) -> tuple[tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class TorchBackend:
+class TorchBackend(DeclaredLimits):
     """One torch configuration: `device` "cpu" or "cuda", `channels_last` memory format or not."""
 
     name: str
@@ -92,9 +92,6 @@ class TorchBackend:
             f"{torch.__version__} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
             f"{torch.cuda.get_device_name()})"
         )
-
-    def supports(self, spec: ConvSpec) -> str | None:
-        return first_limit(self.limits, spec)
 
     def run(
         self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray

@@ -104,8 +104,10 @@ def test_tolerance_factor_must_be_finite_and_positive(tmp_path, factor):
 
 
 def test_report_on_a_folder_without_rows_or_with_a_damaged_run_json(tmp_path):
+    (tmp_path / "run.json").write_text('{"settings": {"backends": ["reference"], "dtypes": ["float32"]}}')
+    one_error_line(run_cli("report", str(tmp_path)), "results.csv does not exist: the run wrote no rows yet")
     (tmp_path / "run.json").write_text('{"settings": {}}')
-    one_error_line(run_cli("report", str(tmp_path)), "has no results.csv")
+    one_error_line(run_cli("report", str(tmp_path)), "run.json: missing setting 'backends'")
     (tmp_path / "run.json").write_text('{"sett')
     one_error_line(run_cli("report", str(tmp_path)), "run.json is damaged")
 
@@ -116,5 +118,5 @@ def test_repro_carries_a_non_default_tolerance_factor():
 
     spec = ConvSpec(batch=1, in_channels=1, out_channels=1, input_size=(4,), kernel_size=(2,), bias=False)
     assert repro(spec, "torch", 3) == (
-        "convparity explain g1mb1ic1iw4oc1ow3kw2sw1pw0dw0 -b torch --dtype float32 --seed 3 --no-bias")
-    assert repro(spec, "torch", 3, 2.5).endswith("--no-bias --tolerance-factor 2.5")
+        "convparity explain g1mb1ic1iw4oc1ow3kw2sw1pw0dw0 -b torch --dtype float32 --seed 3 --bias off")
+    assert repro(spec, "torch", 3, 2.5).endswith("--bias off --tolerance-factor 2.5")

@@ -104,8 +104,10 @@ input_size = [9]
 kernel_size = [2]
 stride = 3
 ''')
-    description, cases = read_toml_grid(path)
+    grid = read_toml_grid(path)
+    description, cases = grid.description, list(grid)
     assert description == "two axes"
+    assert grid.size == 2 * 1 * 2 * 3 + 2  # every combination, valid or not, and the explicit cases
     # 2 x 1 x 2 x 3 combinations, minus groups=2 with in_channels=3 (3 combinations): 9, plus 2 cases.
     assert len(cases) == 11
     assert cases[-2].name == "blog" and cases[-2].spec.bias is False
@@ -134,7 +136,7 @@ def test_toml_errors_name_line_or_field(tmp_path, text, message):
 
 
 def test_random_cases_are_valid_distinct_and_reproducible():
-    first = random_cases(200, seed=7)
+    first = list(random_cases(200, seed=7))
     assert [c.spec for c in first] == [c.spec for c in random_cases(200, seed=7)]
     assert [c.spec for c in first] != [c.spec for c in random_cases(200, seed=8)]
     specs = [c.spec for c in first]
@@ -142,7 +144,7 @@ def test_random_cases_are_valid_distinct_and_reproducible():
     assert {s.rank for s in specs} == {1, 2, 3}
     assert all(parse_descriptor(s.descriptor, bias=s.bias) == s for s in specs)
     with pytest.raises(GridError, match="positive"):
-        random_cases(0, seed=1)
+        next(random_cases(0, seed=1))
 
 
 @pytest.mark.parametrize(("axis", "value"), [("in_channels", '["4"]'), ("padding", '["sme", 1]'),

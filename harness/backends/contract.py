@@ -1,33 +1,49 @@
-"""The backend contract: what a plugin registers and the harness calls.
+"""The backend contract: every member of a backend that the harness reads, required or optional.
 
 A backend is any object with these members (no base class needed):
 
-- `name`: unique string, e.g. "torch" or "torch-channels_last".
-- `version() -> str`: the framework's version (called only when available).
+required
+- `name: str`: unique, e.g. "torch" or "torch-channels_last".
+- `version() -> str`: the framework's version (called only when available). Its first word is
+  the version that `Deviation.versions` ranges are matched against ("3.15.0 (tensorflow 2.21)").
 - `availability() -> str | None`: None when usable here, else why not ("torch is not installed").
 - `supports(spec) -> str | None`: None when the backend can run `spec`, else the reason it cannot.
 - `run(spec, x, w, b, dy) -> (y, dx, dw, db)`: NumPy arrays in canonical layout, any floating
-  dtype; `x (N, C, *in)`, `w (O, C/groups, *kernel)`, `b (O,)` or None when `spec.bias` is false,
-  `dy (N, O, *out)`, all of `spec.dtype`. A forward-only backend returns None for the gradients.
-  `run` may raise `Unsupported` when it discovers only while running that it cannot run the spec.
-- optional `accumulation`: {input dtype: accumulation dtype} where it accumulates in other than
-  float32 (float64 for float64 inputs), e.g. {"float16": "float16"}; the error bound follows it.
+  dtype at least as wide as `spec.dtype`; `x (N, C, *in)`, `w (O, C/groups, *kernel)`, `b (O,)` or
+  None when `spec.bias` is false, `dy (N, O, *out)`, all of `spec.dtype`. A forward-only backend
+  returns None for the gradients. `run` may raise `Unsupported` when it finds out only while
+  running that it cannot run the spec.
+
+optional (read with `optional_members`, validated by `check_backend` at registration)
+- `limits: tuple[Limit, ...]`: the specs it cannot run, with the framework's reason (listed by
+  `convparity backends --limits`; `supports` usually answers from them with `first_limit`).
+- `deviations: tuple[Deviation, ...]`: known wrong results, turning matching fails into xfail.
+- `accumulation: Mapping[str, str]`: {input dtype: accumulation dtype} where it accumulates in
+  other than the default (float64 for float64, float32 otherwise), e.g. {"float16": "float16"}.
+  Never narrower than the input dtype, so no declaration can widen the bound past the dtype itself.
+- `resources: Mapping[str, float]`: worker resources a task of this backend needs on a cluster,
+  e.g. {"GPU": 1} (Dask resource restrictions).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from harness.cases.spec import ConvSpec
+from harness.backends.deviations import Deviation
+from harness.backends.limits import Limit
+from harness.cases.spec import DTYPES, UNIT_ROUNDOFF, ConvSpec
 
 Outputs = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]
 
 
 @runtime_checkable
 class Backend(Protocol):
+    """The required members (see the module docstring for the optional ones)."""
+
     name: str
 
     def version(self) -> str: ...
@@ -41,6 +57,87 @@ class Backend(Protocol):
     ) -> Outputs: ...
 
 
+@dataclass(frozen=True)
+class OptionalMembers:
+    """A backend's optional members, validated, with their defaults where it has none."""
+
+    limits: tuple[Limit, ...] = ()
+    deviations: tuple[Deviation, ...] = ()
+    accumulation: Mapping[str, str] = None  # type: ignore[assignment]  # {} after __post_init__
+    resources: Mapping[str, float] = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "accumulation", dict(self.accumulation or {}))
+        object.__setattr__(self, "resources", dict(self.resources or {}))
+
+
+class BackendContractError(TypeError):
+    """A backend that does not meet the contract; the message names the backend and the member."""
+
+
+REQUIRED_METHODS = ("version", "availability", "supports", "run")
+
+
+def _fail(backend: object, member: str, problem: str) -> BackendContractError:
+    name = getattr(backend, "name", None)
+    who = f"backend {name!r}" if isinstance(name, str) and name else f"backend {backend!r}"
+    return BackendContractError(f"{who}: {member} {problem} (see docs/writing-a-backend.md)")
+
+
+def optional_members(backend: object) -> OptionalMembers:
+    """The optional members of `backend`, checked: a wrong type or value raises BackendContractError."""
+    limits = _tuple_of(backend, "limits", Limit)
+    deviations = _tuple_of(backend, "deviations", Deviation)
+    accumulation = getattr(backend, "accumulation", None) or {}
+    if not isinstance(accumulation, Mapping):
+        raise _fail(backend, "accumulation", f"must be a mapping of dtype names, got {type(accumulation).__name__}")
+    for dtype, accumulated in accumulation.items():
+        if dtype not in DTYPES or accumulated not in DTYPES:
+            raise _fail(backend, "accumulation",
+                        f"maps {dtype!r} to {accumulated!r}: both must be of {', '.join(DTYPES)}")
+        if UNIT_ROUNDOFF[accumulated] > UNIT_ROUNDOFF[dtype]:
+            raise _fail(backend, "accumulation", f"declares {accumulated} accumulation for {dtype} inputs: "
+                                                 "an accumulation may not be narrower than its input dtype")
+    resources = getattr(backend, "resources", None) or {}
+    if not isinstance(resources, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+            for k, v in resources.items()):
+        raise _fail(backend, "resources", f"must map resource names to positive numbers, got {resources!r}")
+    return OptionalMembers(limits, deviations, accumulation, resources)
+
+
+def _tuple_of(backend: object, member: str, kind: type) -> tuple:
+    value = getattr(backend, member, None) or ()
+    if not isinstance(value, (tuple, list)):
+        raise _fail(backend, member, f"must be a tuple of {kind.__name__}, got {type(value).__name__}")
+    for index, item in enumerate(value):
+        if not isinstance(item, kind):
+            raise _fail(backend, f"{member}[{index}]",
+                        f"must be a {kind.__name__}, got {type(item).__name__}: {item!r}")
+    return tuple(value)
+
+
+def check_backend(backend: object) -> None:
+    """Raise BackendContractError naming the backend and member where `backend` breaks the contract."""
+    name = getattr(backend, "name", None)
+    if not isinstance(name, str) or not name.strip():
+        raise _fail(backend, "name", f"must be a non-empty string, got {name!r}")
+    for member in REQUIRED_METHODS:
+        if not callable(getattr(backend, member, None)):
+            raise _fail(backend, member, "is missing or not callable")
+    optional_members(backend)
+
+
+def declared_accumulation(backend: object, dtype: str) -> str:
+    """The accumulation precision of the bound for inputs of `dtype` on `backend` (declared or default)."""
+    return optional_members(backend).accumulation.get(dtype) or default_accumulation(dtype)
+
+
+def default_accumulation(dtype: str) -> str:
+    """float64 accumulates in float64; every narrower dtype in float32 unless a backend declares otherwise."""
+    return "float64" if dtype == "float64" else "float32"
+
+
 def missing_framework(load: Callable[[], object], framework: str, extra: str) -> str | None:
     """None when `load()` imports the framework, else why not and how to install it (for `availability`)."""
     try:
@@ -48,21 +145,3 @@ def missing_framework(load: Callable[[], object], framework: str, extra: str) ->
     except ImportError as error:
         return f"{framework} is not installed (pip install 'convparity[{extra}]'): {error}"
     return None
-
-
-def declared_accumulation(backend: object, dtype: str) -> str | None:
-    """The accumulation dtype `backend` declares for inputs of `dtype`, or None for the default.
-
-    A backend declares it as an attribute mapping input dtypes to accumulation dtypes, e.g.
-    `accumulation = {"float16": "float16"}`; dtypes it does not name keep the default bound.
-    """
-    return dict(getattr(backend, "accumulation", None) or {}).get(dtype)
-
-
-def check_backend(backend: object) -> None:
-    """Raise TypeError naming the missing member when `backend` does not meet the contract."""
-    for member in ("name", "version", "availability", "supports", "run"):
-        if not hasattr(backend, member):
-            raise TypeError(f"backend {backend!r} has no {member!r}: see docs/writing-a-backend.md")
-    if not isinstance(backend.name, str) or not backend.name:  # type: ignore[attr-defined]
-        raise TypeError(f"backend {backend!r} must have a non-empty string name")

@@ -35,3 +35,12 @@ def first_limit(limits: Iterable[Limit], spec: ConvSpec) -> str | None:
         if limit.applies(spec):
             return f"{limit.condition}: {limit.reason}"
     return None
+
+
+class DeclaredLimits:
+    """Mixin for backends whose `supports` is answered from their `limits` alone."""
+
+    limits: tuple[Limit, ...] = ()
+
+    def supports(self, spec: ConvSpec) -> str | None:
+        return first_limit(self.limits, spec)

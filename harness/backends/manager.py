@@ -4,7 +4,11 @@ Plugins come from the `convparity` entry-point group; the built-in ones are also
 BUILTIN_PLUGINS when the project is used without being installed. `CONVPARITY_PLUGINS=a,b` restricts
 loading to the named plugins (entry-point names). `CONVPARITY_TRACE_HOOKS=1` prints every hook call.
 `CONVPARITY_EXTRA_PLUGINS=pkg.module,...` also registers those modules by import path (a plugin tried
-without packaging it, or the test suite's misbehaving backends); run workers inherit it.
+without packaging it, or the test suite's misbehaving backends). Both settings are read once, into a
+`PluginSelection` that sweep tasks carry to their workers.
+
+A plugin that fails to import, or registers a backend that breaks the contract, does not stop the
+others: it is kept in `broken` with the reason, and `convparity backends` lists it.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
 import pluggy
 
 from harness.backends import hookspecs
-from harness.backends.contract import Backend, check_backend
+from harness.backends.contract import Backend, BackendContractError, check_backend
 from harness.cases.grids import Grid
 
 PROJECT = "convparity"
@@ -34,16 +39,25 @@ CORE_PLUGINS = {"grids": "harness.cases.builtin_grids"}
 
 
 class PluginError(Exception):
-    """A plugin that cannot be loaded or registers something invalid."""
+    """A plugin setting that cannot be honoured (an extra module that does not import, a duplicate name)."""
+
+
+def _describe(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
 
 
 class PluginManager:
-    """Wraps pluggy's manager with one typed method per hook."""
+    """Wraps pluggy's manager with one typed method per hook.
+
+    `broken` maps a plugin (or backend) name to why it could not be used: it failed to import, its
+    hook raised, or it registered a backend that breaks the contract. The rest load as usual.
+    """
 
     def __init__(self, only: set[str] | None = None, extra: tuple[str, ...] = ()) -> None:
         """`only`: load just these plugins (entry-point names); `extra`: also import these modules."""
         self._pm = pluggy.PluginManager(PROJECT)
         self._pm.add_hookspecs(hookspecs)
+        self.broken: dict[str, str] = {}
         if os.environ.get("CONVPARITY_TRACE_HOOKS"):
             self._pm.trace.root.setwriter(lambda message: print(message, end="", file=sys.stderr))
             self._pm.enable_tracing()
@@ -55,17 +69,20 @@ class PluginManager:
                     self._pm.set_blocked(name)
         self._load_entry_points()
         for name, module in BUILTIN_PLUGINS.items():
-            if self._pm.get_plugin(name) is None and not self._pm.is_blocked(name):
+            if self._pm.get_plugin(name) is None and not self._pm.is_blocked(name) and name not in self.broken:
                 try:
                     self._pm.register(importlib.import_module(module), name=name)
                 except ModuleNotFoundError as error:
                     if error.name != module:
-                        raise
+                        self.broken[name] = f"plugin module {module} failed to import: {_describe(error)}"
+                except Exception as error:  # noqa: BLE001 - a broken plugin must not stop the others
+                    self.broken[name] = f"plugin module {module} failed to import: {_describe(error)}"
         for module in extra:
             try:
-                self._pm.register(importlib.import_module(module), name=module)
-            except ImportError as error:
-                raise PluginError(f"CONVPARITY_EXTRA_PLUGINS: cannot import {module!r}: {error}") from error
+                plugin = importlib.import_module(module)
+            except Exception as error:  # noqa: BLE001
+                raise PluginError(f"CONVPARITY_EXTRA_PLUGINS: cannot import {module!r}: {_describe(error)}") from None
+            self._pm.register(plugin, name=module)
         self._pm.check_pending()
 
     def _load_entry_points(self) -> None:
@@ -76,11 +93,9 @@ class PluginManager:
                 continue
             try:
                 plugin = entry_point.load()
-            except Exception as error:
-                raise PluginError(
-                    f"plugin {entry_point.name!r} ({entry_point.value}) failed to load: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
+            except Exception as error:  # noqa: BLE001 - a broken plugin must not stop the others
+                self.broken[entry_point.name] = f"plugin {entry_point.value} failed to load: {_describe(error)}"
+                continue
             self._pm.register(plugin, name=entry_point.name)
 
     def register(self, plugin: object, name: str | None = None) -> None:
@@ -94,18 +109,33 @@ class PluginManager:
 
         return {ep.name for ep in entry_points(group=PROJECT)}
 
+    def _call_each(self, hook_name: str, register: Callable[..., None]) -> None:
+        """Call every plugin's implementation of a registration hook on its own: one that raises is
+        recorded in `broken` and the others still register."""
+        for implementation in getattr(self._pm.hook, hook_name).get_hookimpls():
+            try:
+                implementation.function(register=register)
+            except PluginError:
+                raise
+            except Exception as error:  # noqa: BLE001
+                self.broken[implementation.plugin_name] = f"{hook_name} raised {_describe(error)}"
+
     def backends(self) -> dict[str, Backend]:
-        """Every registered backend by name; duplicate names are an error naming both."""
+        """Every usable registered backend by name; a duplicate name is a PluginError naming it."""
         found: dict[str, Backend] = {}
 
         def register(backend: object) -> None:
-            check_backend(backend)
+            try:
+                check_backend(backend)
+            except BackendContractError as error:
+                self.broken[str(getattr(backend, "name", backend))] = str(error)
+                return
             name = backend.name  # type: ignore[attr-defined]
             if name in found:
                 raise PluginError(f"two plugins register a backend named {name!r}")
             found[name] = backend  # type: ignore[assignment]
 
-        self._pm.hook.convparity_register_backends(register=register)
+        self._call_each("convparity_register_backends", register)
         return dict(sorted(found.items()))
 
     def grids(self) -> dict[str, Grid]:
@@ -117,17 +147,39 @@ class PluginManager:
                 raise PluginError(f"two plugins register a grid named {name!r}")
             found[name] = Grid(name, description, cases)
 
-        self._pm.hook.convparity_register_grids(register=register)
+        self._call_each("convparity_register_grids", register)
         return dict(sorted(found.items()))
+
+
+@dataclass(frozen=True)
+class PluginSelection:
+    """Which plugins load: `only` these entry-point names (None: all), plus `extra` modules by import path.
+
+    Picklable, so a sweep's tasks carry it to workers anywhere; `from_environment()` reads
+    CONVPARITY_PLUGINS and CONVPARITY_EXTRA_PLUGINS once, in the process that starts the sweep.
+    """
+
+    only: tuple[str, ...] | None = None
+    extra: tuple[str, ...] = ()
+
+    @classmethod
+    def from_environment(cls) -> PluginSelection:
+        only = os.environ.get("CONVPARITY_PLUGINS", "")
+        extra = os.environ.get("CONVPARITY_EXTRA_PLUGINS", "")
+        return cls(tuple(sorted({n.strip() for n in only.split(",") if n.strip()})) if only else None,
+                   tuple(m.strip() for m in extra.split(",") if m.strip()))
+
+    def manager(self) -> PluginManager:
+        """The process-wide manager for this selection (built once per selection and process)."""
+        return _manager(self)
 
 
 def get_manager() -> PluginManager:
     """The process-wide manager for the current CONVPARITY_PLUGINS and CONVPARITY_EXTRA_PLUGINS
     (one manager per setting, so changing either variable never reuses a manager built under the other)."""
-    return _manager(os.environ.get("CONVPARITY_PLUGINS", ""), os.environ.get("CONVPARITY_EXTRA_PLUGINS", ""))
+    return PluginSelection.from_environment().manager()
 
 
 @cache
-def _manager(only: str, extra: str) -> PluginManager:
-    names = {n.strip() for n in only.split(",") if n.strip()}
-    return PluginManager(names if only else None, tuple(m.strip() for m in extra.split(",") if m.strip()))
+def _manager(selection: PluginSelection) -> PluginManager:
+    return PluginManager(set(selection.only) if selection.only is not None else None, selection.extra)

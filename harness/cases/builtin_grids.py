@@ -15,8 +15,8 @@ import itertools
 from typing import Any
 
 from harness.backends.hookspecs import hookimpl
+from harness.cases.dedupe import dedupe
 from harness.cases.descriptor import Case
-from harness.cases.grids import dedupe
 from harness.cases.spec import ConvSpec
 
 
@@ -96,7 +96,7 @@ def default() -> list[Case]:
                     bias=bias,
                 )
             )
-    return dedupe(cases)
+    return list(dedupe(cases))
 
 
 def edge() -> list[Case]:
@@ -154,7 +154,7 @@ def resnet50() -> list[Case]:
                 cases.append(_case(f"{prefix}.downsample", in_channels=inplanes, out_channels=planes * 4,
                                    input_size=(size, size), kernel_size=(1, 1), stride=s, bias=False))
             inplanes, size = planes * 4, out_size
-    return dedupe(cases)
+    return list(dedupe(cases))
 
 
 def mobilenet_v2() -> list[Case]:
@@ -180,7 +180,7 @@ def mobilenet_v2() -> list[Case]:
             inp, index = channels, index + 1
     cases.append(_case("features.18", in_channels=320, out_channels=1280, input_size=(7, 7), kernel_size=(1, 1),
                        bias=False))
-    return dedupe(cases)
+    return list(dedupe(cases))
 
 
 @hookimpl

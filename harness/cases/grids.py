@@ -1,5 +1,5 @@
 """Grids: where cases come from. Named grids (registered by plugins), TOML files, benchdnn batch
-files and random samples all produce a list of `Case`s.
+files and random samples all produce `Case`s; TOML grids and random samples lazily, in any number.
 
 TOML grid file:
 
@@ -23,13 +23,15 @@ kernel larger than the padded input) are skipped; an invalid explicit case is an
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.cases.dedupe import SeenSet
 from harness.cases.descriptor import Case, DescriptorError, parse_case
 from harness.cases.spec import ConvSpec
 
@@ -60,26 +62,22 @@ class Grid:
     cases: Callable[[], list[Case]]
 
 
-def dedupe(cases: list[Case]) -> list[Case]:
-    """Cases in order, dropping any whose spec appeared before."""
-    seen: set[ConvSpec] = set()
-    kept = []
-    for case in cases:
-        if case.spec not in seen:
-            seen.add(case.spec)
-            kept.append(case)
-    return kept
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of a grid or batch file; GridError naming the file when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise GridError(f"{what} {path} is not UTF-8 text: byte 0x{error.object[error.start]:02x} at offset "
+                        f"{error.start}") from None
+    except OSError as error:
+        raise GridError(f"cannot read {what} {path}: {error.strerror}") from None
 
 
 def read_batch_file(path: str | Path) -> list[Case]:
     """A benchdnn batch file: one descriptor per line, `#` comments and blank lines ignored."""
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as error:
-        raise GridError(f"cannot read batch file {path}: {error.strerror}") from None
     cases = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_text(path, "batch file").splitlines(), start=1):
         text = _strip_comment(line)
         if not text:
             continue
@@ -142,13 +140,38 @@ def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-def read_toml_grid(path: str | Path) -> tuple[str, list[Case]]:
-    """(description, cases) of a TOML grid file; see the module docstring for the format."""
+@dataclass(frozen=True)
+class TomlGrid:
+    """A TOML grid file, validated: iterate it for its cases (lazily: a product of any size streams).
+
+    `size` counts every combination of the products plus the explicit cases: an upper bound, since
+    combinations that are not valid convolutions are skipped.
+    """
+
+    path: Path
+    description: str
+    products: tuple[dict[str, list], ...]
+    explicit: tuple[Case, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(math.prod(len(values) for values in axes.values()) for axes in self.products) + len(self.explicit)
+
+    def __iter__(self) -> Iterator[Case]:
+        for axes in self.products:
+            for combo in itertools.product(*axes.values()):
+                try:
+                    spec = ConvSpec(**{k: _tuples(v) for k, v in zip(axes, combo)})
+                except (TypeError, ValueError):
+                    continue
+                yield Case(spec)
+        yield from self.explicit
+
+
+def read_toml_grid(path: str | Path) -> TomlGrid:
+    """A TOML grid file, checked throughout (see the module docstring for the format)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise GridError(f"cannot read grid file {path}: {error.strerror}") from None
+    text = read_text(path, "grid file")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -157,7 +180,7 @@ def read_toml_grid(path: str | Path) -> tuple[str, list[Case]]:
     unknown = sorted(set(data) - {"description", "product", "case", "name"})
     if unknown:
         raise GridError(f"{path}: unknown table or key {unknown[0]!r} (expected description, product, case)")
-    cases: list[Case] = []
+    products = []
     for index, table in enumerate(_tables(data.get("product", []), path, "product")):
         where = f"{path}: [[product]] #{index + 1}"
         axes = {}
@@ -174,12 +197,8 @@ def read_toml_grid(path: str | Path) -> tuple[str, list[Case]]:
         for required in ("in_channels", "out_channels", "input_size", "kernel_size"):
             if required not in fields:
                 raise GridError(f"{where}: missing axis {required!r}")
-        for combo in itertools.product(*fields.values()):
-            try:
-                spec = ConvSpec(**{k: _tuples(v) for k, v in zip(fields, combo)})
-            except (TypeError, ValueError):
-                continue
-            cases.append(Case(spec))
+        products.append(fields)
+    explicit = []
     for index, table in enumerate(_tables(data.get("case", []), path, "case")):
         where = f"{path}: [[case]] #{index + 1}"
         table = dict(table)
@@ -191,23 +210,19 @@ def read_toml_grid(path: str | Path) -> tuple[str, list[Case]]:
             if not isinstance(bias, bool):
                 raise GridError(f"{where}: bias must be true or false, got {bias!r}")
             try:
-                cases.append(Case(parse_case(str(descriptor), bias=bias).spec, name))
+                explicit.append(Case(parse_case(str(descriptor), bias=bias).spec, name))
             except DescriptorError as error:
                 raise GridError(f"{where}: {error}") from None
         else:
-            cases.append(Case(_spec_from_fields(table, where), name))
-    return str(data.get("description", "")), dedupe(cases)
+            explicit.append(Case(_spec_from_fields(table, where), name))
+    return TomlGrid(path, str(data.get("description", "")), tuple(products), tuple(explicit))
 
 
-def random_cases(count: int, seed: int) -> list[Case]:
-    """`count` distinct valid cases drawn from a broad space: ranks 1 to 3, groups and depthwise,
-    asymmetric padding, stride and dilation up to 3, bias on and off. Same seed, same cases."""
-    if count < 1:
-        raise GridError(f"--random must be a positive number of cases, got {count}")
+def random_specs(seed: int) -> Iterator[ConvSpec]:
+    """An endless stream of valid specs drawn from a broad space: ranks 1 to 3, groups and depthwise,
+    asymmetric padding, stride and dilation up to 3, bias on and off. Same seed, same stream."""
     rng = random.Random(seed)
-    cases: list[Case] = []
-    seen: set[ConvSpec] = set()
-    while len(cases) < count:
+    while True:
         rank = rng.choice((1, 2, 2, 3))
         groups = rng.choice((1, 1, 2, 3, 4))
         in_channels = groups * rng.randint(1, 4)
@@ -217,7 +232,7 @@ def random_cases(count: int, seed: int) -> list[Case]:
         out_channels = groups * rng.randint(1, 3)
         largest = {1: 24, 2: 12, 3: 7}[rank]
         try:
-            spec = ConvSpec(
+            yield ConvSpec(
                 batch=rng.randint(1, 3),
                 in_channels=in_channels,
                 out_channels=out_channels,
@@ -231,7 +246,23 @@ def random_cases(count: int, seed: int) -> list[Case]:
             )
         except ValueError:
             continue
-        if spec not in seen:
-            seen.add(spec)
-            cases.append(Case(spec, f"random-{seed}-{len(cases)}"))
-    return cases
+
+
+def random_cases(count: int, seed: int, seen: SeenSet | None = None) -> Iterator[Case]:
+    """`count` distinct cases from `random_specs(seed)` (distinct also from those in `seen`), lazily,
+    named random-SEED-K."""
+    if not isinstance(count, int) or count < 1:
+        raise GridError(f"--random must be a positive number of cases, got {count}")
+    own = seen is None
+    seen = seen or SeenSet()
+    try:
+        made = 0
+        for spec in random_specs(seed):
+            if made == count:
+                return
+            if seen.add(spec):
+                yield Case(spec, f"random-{seed}-{made}")
+                made += 1
+    finally:
+        if own:
+            seen.close()

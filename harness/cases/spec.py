@@ -160,6 +160,12 @@ class ConvSpec:
         return (self.batch, self.out_channels) + self.output_size
 
     @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """The canonical shape of every tensor: x, w, b, y and the gradients dy, dx, dw, db."""
+        return {"x": self.x_shape, "w": self.w_shape, "b": (self.out_channels,), "y": self.y_shape,
+                "dy": self.y_shape, "dx": self.x_shape, "dw": self.w_shape, "db": (self.out_channels,)}
+
+    @property
     def reductions(self) -> dict[str, int]:
         """Reduction length K_T of every tensor: how many products each element sums."""
         kernel = math.prod(self.kernel_size)

@@ -34,11 +34,6 @@ ALLCLOSE_TOLERANCES = {
 }
 
 
-def default_accumulation(dtype: str) -> str:
-    """float64 accumulates in float64; every narrower dtype in float32 unless a backend declares otherwise."""
-    return "float64" if dtype == "float64" else "float32"
-
-
 def gamma(k: int, u: float) -> float:
     """Higham's gamma_k = k u / (1 - k u): the relative error bound of a k-term sum; inf if k u >= 1."""
     return k * u / (1 - k * u) if k * u < 1 else math.inf
@@ -68,10 +63,11 @@ def compare_tensor(
     *,
     reduction: int,
     dtype: str,
-    accumulation: str | None = None,
+    accumulation: str,
     tolerance_factor: float = 1.0,
 ) -> TensorComparison:
-    """Compare `out` with `ref` (both canonical layout); `mag` has ref's shape."""
+    """Compare `out` with `ref` (both canonical layout); `mag` has ref's shape; `accumulation` names the
+    precision the sums are bounded in (harness.backends.contract.declared_accumulation)."""
     if out.shape != ref.shape:
         return TensorComparison(
             tensor, False, math.inf, math.nan, math.nan, None, math.nan, math.nan, False,
@@ -79,7 +75,7 @@ def compare_tensor(
         )
     out64 = np.asarray(out, dtype=np.float64)
     err = np.abs(out64 - ref)
-    u_acc = UNIT_ROUNDOFF[accumulation or default_accumulation(dtype)]
+    u_acc = UNIT_ROUNDOFF[accumulation]
     bound = tolerance_factor * (gamma(reduction, u_acc) * mag + UNIT_ROUNDOFF[dtype] * np.abs(ref) + UNDERFLOW[dtype])
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(err == 0, 0.0, err / bound)

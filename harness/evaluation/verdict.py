@@ -1,23 +1,182 @@
-"""From one case's numbers to its rows: reference results, comparison, statuses.
+"""The one path from (backend, spec, seed) to rows: every verdict in convparity is decided here.
 
-Kept apart from the runner so that whichever process runs a backend, the rows come out the same.
+It has two halves, so that each runs where it belongs:
+
+- `run_backend(backend, spec, seed)`, in the backend's own worker: asks `supports`, draws the
+  inputs, calls `run`, and validates everything it returned (a tuple of four, each tensor a
+  floating array of the right shape and at least the input's precision, or None for a gradient it
+  does not compute). The result is `Ran` (outputs plus the problems found, the accumulation the
+  bound will use and the declared deviations covering the case) or `Status` (unsupported, error).
+  Whatever a backend returns, nothing malformed leaves its worker.
+- `case_rows(spec, name, seed, tolerance_factor, results)`, in a reference worker: computes the
+  float64 reference once for every backend that ran, compares each tensor under the bound, and
+  applies the declared deviations (fail -> xfail, pass -> xpass). If the reference itself fails,
+  every backend that ran gets `reference-error` rows, never a status charged to the backend.
+
+`evaluate_case` runs both halves in this process: the contract suite, `convparity explain` and the
+tests call it, the sweep's workers call the halves, and no other code judges outputs.
 """
 
 from __future__ import annotations
 
 import math
 import shlex
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 import reference_impl
-from harness.backends.contract import Outputs
-from harness.cases.inputs import Inputs
-from harness.cases.spec import ConvSpec
-from harness.evaluation.bound import compare_tensor
-from harness.results import TENSORS, Row
+from harness.backends.contract import Backend, default_accumulation, optional_members
+from harness.backends.deviations import DeviationRecord, matching
+from harness.backends.limits import Unsupported
+from harness.cases.inputs import Inputs, make_inputs
+from harness.cases.spec import UNIT_ROUNDOFF, ConvSpec
+from harness.evaluation.bound import TensorComparison, compare_tensor
+from harness.results import TENSORS, Row, bias_word
+from harness.running.executor import describe_exception
 
+
+@dataclass(frozen=True)
+class Ran:
+    """A backend's validated outputs for one case.
+
+    outputs: y (N, O, *out), dx (N, C, *in), dw (O, C/groups, *kernel), db (O,) as floating NumPy
+    arrays, or None where the backend computes no such tensor (db is None without a bias).
+    problems: (tensor, why) for tensors that fail before any comparison (wrong shape, narrower dtype).
+    accumulation: the precision the bound assumes for this backend and dtype.
+    deviations: the backend's declared deviations that cover this case.
+    """
+
+    outputs: tuple[np.ndarray | None, ...]
+    seconds: float
+    accumulation: str
+    problems: tuple[tuple[str, str], ...] = ()
+    deviations: tuple[DeviationRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class Status:
+    """A result without outputs: unsupported, error, crash, timeout or reference-error, with why."""
+
+    status: str
+    message: str
+    seconds: float = math.nan
+
+
+@dataclass(frozen=True)
+class BackendResult:
+    """One backend's part in a case: its name, version and what it returned."""
+
+    backend: str
+    version: str
+    result: Ran | Status
+
+
+# -- the backend's half ----------------------------------------------------------------------------
+
+def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "") -> Ran | Status:
+    """One case on one backend in this process: validated outputs, or unsupported / error with the reason.
+
+    `version` is the backend's version (the first word selects the declared deviations); asked of the
+    backend when not given.
+    """
+    try:
+        reason = backend.supports(spec)
+    except Exception as error:  # noqa: BLE001 - a plugin's exception is a result, not a harness failure
+        return Status("error", f"supports() raised {describe_exception(error)}")
+    if reason:
+        return Status("unsupported", str(reason))
+    inputs = make_inputs(spec, seed)
+    start = time.perf_counter()
+    try:
+        outputs = backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
+    except Unsupported as error:
+        return Status("unsupported", str(error) or "run() raised Unsupported", time.perf_counter() - start)
+    except Exception as error:  # noqa: BLE001
+        return Status("error", describe_exception(error), time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    try:
+        arrays, problems = validate_outputs(spec, outputs)
+        members = optional_members(backend)
+        accumulation = members.accumulation.get(spec.dtype) or default_accumulation(spec.dtype)
+        deviations = matching(members.deviations, spec, _framework_version(version or backend.version()))
+    except InvalidOutputs as error:
+        return Status("error", str(error), seconds)
+    except Exception as error:  # noqa: BLE001 - a broken declaration or version() is the backend's error
+        return Status("error", describe_exception(error), seconds)
+    return Ran(arrays, seconds, accumulation, problems, deviations)
+
+
+def _framework_version(version: str) -> str:
+    words = str(version).split()
+    return words[0] if words else ""
+
+
+class InvalidOutputs(ValueError):
+    """What `run` returned is not (y, dx, dw, db) of floating arrays: an `error` row, with why."""
+
+
+def validate_outputs(spec: ConvSpec, outputs: object,
+                     ) -> tuple[tuple[np.ndarray | None, ...], tuple[tuple[str, str], ...]]:
+    """The four tensors as plain floating NumPy arrays, and the tensors that fail as returned.
+
+    Raises InvalidOutputs for what cannot be compared at all: not a 4-tuple, y None, a tensor that
+    is not an array of floats (integers, objects, structured records). A wrong shape or a dtype
+    narrower than `spec.dtype` is a problem of that tensor: its row fails, saying so.
+    """
+    if not isinstance(outputs, (tuple, list)) or len(outputs) != len(TENSORS):
+        raise InvalidOutputs(f"run() must return (y, dx, dw, db), got {_kind(outputs)}")
+    expected = spec.shapes
+    arrays: list[np.ndarray | None] = []
+    problems: list[tuple[str, str]] = []
+    for tensor, out in zip(TENSORS, outputs):
+        if out is None or (tensor == "db" and not spec.bias):
+            if tensor == "y" and out is None:
+                raise InvalidOutputs("run() returned None for y: every backend computes the forward output")
+            arrays.append(None)
+            continue
+        try:
+            array = np.asarray(out)
+        except Exception as error:  # noqa: BLE001 - an object NumPy cannot read
+            raise InvalidOutputs(f"run() returned {tensor} as {_kind(out)}: {describe_exception(error)}") from None
+        width = float_precision(array.dtype)
+        if width is None:
+            raise InvalidOutputs(f"run() returned {tensor} as {_kind(out)} of dtype {array.dtype}, "
+                                 "expected an array of floats")
+        array = np.ascontiguousarray(array).view(np.ndarray)
+        if array.shape != expected[tensor]:
+            problems.append((tensor, f"{tensor} has shape {array.shape}, expected {expected[tensor]}"))
+        elif width > UNIT_ROUNDOFF[spec.dtype]:
+            problems.append((tensor, f"{tensor} returned as {array.dtype}, narrower than the {spec.dtype} inputs"))
+        arrays.append(array)
+    return tuple(arrays), tuple(problems)
+
+
+def float_precision(dtype: np.dtype) -> float | None:
+    """The unit roundoff of a floating dtype (bfloat16 and other ml_dtypes floats included), else None."""
+    if dtype.names is not None or dtype.subdtype is not None:
+        return None
+    if dtype.kind == "f":
+        return float(np.finfo(dtype).eps) / 2
+    if dtype.kind == "V":
+        try:
+            import ml_dtypes
+
+            return float(ml_dtypes.finfo(dtype).eps) / 2
+        except (ImportError, TypeError, ValueError):
+            return None
+    return None
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+# -- the reference's half --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Reference:
@@ -47,12 +206,39 @@ def reference(spec: ConvSpec, inputs: Inputs) -> Reference:
 
 def repro(spec: ConvSpec, backend: str, seed: int, tolerance_factor: float = 1.0) -> str:
     """The command line that re-runs and explains this case alone, under the same bound."""
-    words = ["convparity", "explain", spec.descriptor, "-b", backend, "--dtype", spec.dtype, "--seed", str(seed)]
-    if not spec.bias:
-        words.append("--no-bias")
+    words = ["convparity", "explain", spec.descriptor, "-b", backend, "--dtype", spec.dtype, "--seed", str(seed),
+             "--bias", bias_word(spec.bias)]
     if tolerance_factor != 1.0:
         words += ["--tolerance-factor", repr(tolerance_factor)]
     return shlex.join(words)
+
+
+def case_rows(spec: ConvSpec, name: str, seed: int, tolerance_factor: float,
+              results: Sequence[BackendResult]) -> list[Row]:
+    """The rows of one case for every backend in `results`, in that order.
+
+    The reference is computed once, only when some backend ran; if computing it raises, every
+    backend that ran gets `reference-error` rows with the reason.
+    """
+    ref: Reference | Status | None = None
+    rows: list[Row] = []
+    for part in results:
+        result = part.result
+        if isinstance(result, Ran) and ref is None:
+            try:
+                ref = reference(spec, make_inputs(spec, seed))
+            except Exception as error:  # noqa: BLE001 - MemoryError included: the reference's own failure
+                ref = Status("reference-error", f"the reference failed: {describe_exception(error)}")
+        if isinstance(result, Ran) and isinstance(ref, Status):
+            result = Status(ref.status, ref.message, result.seconds)
+        if isinstance(result, Status):
+            rows += status_rows(spec, name, part.backend, part.version, seed, result.status, result.message,
+                                result.seconds)
+        else:
+            assert isinstance(ref, Reference)
+            rows += compare_rows(spec, name, part.backend, part.version, seed, result, ref,
+                                 tolerance_factor=tolerance_factor)
+    return rows
 
 
 def _base(spec: ConvSpec, name: str, backend: str, version: str, seed: int, tolerance_factor: float = 1.0) -> dict:
@@ -64,49 +250,73 @@ def status_rows(
     spec: ConvSpec, name: str, backend: str, version: str, seed: int, status: str, message: str,
     seconds: float = math.nan,
 ) -> list[Row]:
-    """The same status for every tensor of the case (unsupported, error, crash, timeout, unavailable)."""
+    """The same status for every tensor of the case (unsupported, error, crash, timeout, reference-error)."""
     base = _base(spec, name, backend, version, seed)
     return [Row(**base, tensor=t, status=status, message=message, seconds=seconds) for t in tensors(spec)]
 
 
-def compare_rows(
-    spec: ConvSpec,
-    name: str,
-    backend: str,
-    version: str,
-    seed: int,
-    outputs: Outputs,
-    ref: Reference,
-    seconds: float,
-    *,
-    tolerance_factor: float = 1.0,
-    accumulation: str | None = None,
-) -> list[Row]:
-    """One row per tensor: pass/fail from the bound, or unsupported where the backend gave no gradient."""
+def compare_rows(spec: ConvSpec, name: str, backend: str, version: str, seed: int, ran: Ran, ref: Reference, *,
+                 tolerance_factor: float = 1.0) -> list[Row]:
+    """One row per tensor: pass/fail under the bound, then xfail/xpass where a declared deviation covers it."""
     base = _base(spec, name, backend, version, seed, tolerance_factor)
     reductions = spec.reductions
+    problems = dict(ran.problems)
     rows = []
-    for tensor, out in zip(TENSORS, outputs):
+    for tensor, out in zip(TENSORS, ran.outputs):
         if tensor not in ref.values:
             continue
-        base["reduction"] = reductions[tensor]
+        base.update(reduction=reductions[tensor], accumulation=ran.accumulation)
         if out is None:
-            rows.append(Row(**base, tensor=tensor, status="unsupported", seconds=seconds,
+            rows.append(Row(**base, tensor=tensor, status="unsupported", seconds=ran.seconds,
                             message=f"{backend} computes no {tensor} (forward only)"))
             continue
-        result = compare_tensor(
-            tensor, np.asarray(out), ref.values[tensor], ref.magnitudes[tensor], reduction=reductions[tensor],
-            dtype=spec.dtype, accumulation=accumulation, tolerance_factor=tolerance_factor,
-        )
-        rows.append(Row(
-            **base, tensor=tensor, status="pass" if result.passed else "fail", err_ratio=result.err_ratio,
-            max_abs_err=result.max_abs_err, max_rel_err=result.max_rel_err,
-            worst_index="" if result.worst_index is None else dims_index(result.worst_index),
-            worst_value=result.worst_value, worst_reference=result.worst_reference,
-            allclose=str(result.allclose).lower(), message=result.message, seconds=seconds,
-        ))
+        if tensor in problems:
+            row = Row(**base, tensor=tensor, status="fail", err_ratio=math.inf, message=problems[tensor],
+                      seconds=ran.seconds)
+        else:
+            result = compare_tensor(tensor, out, ref.values[tensor], ref.magnitudes[tensor],
+                                    reduction=reductions[tensor], dtype=spec.dtype, accumulation=ran.accumulation,
+                                    tolerance_factor=tolerance_factor)
+            row = Row(**base, tensor=tensor, seconds=ran.seconds, **comparison_columns(result))
+        rows.append(apply_deviations(row, ran.deviations))
     return rows
 
 
-def dims_index(index: tuple[int, ...]) -> str:
-    return "(" + ", ".join(map(str, index)) + ")"
+def comparison_columns(result: TensorComparison) -> dict:
+    """The Row fields of one tensor comparison."""
+    return dict(
+        status="pass" if result.passed else "fail", err_ratio=result.err_ratio, max_abs_err=result.max_abs_err,
+        max_rel_err=result.max_rel_err,
+        worst_index="" if result.worst_index is None else "(" + ", ".join(map(str, result.worst_index)) + ")",
+        worst_value=result.worst_value, worst_reference=result.worst_reference, allclose=result.allclose,
+        message=result.message,
+    )
+
+
+def apply_deviations(row: Row, deviations: Sequence[DeviationRecord]) -> Row:
+    """`row` with a covering declaration applied: fail -> xfail, pass -> xpass (strict ones); else as it is."""
+    covering = [d for d in deviations if d.covers(row.tensor)]
+    if not covering or row.status not in ("pass", "fail"):
+        return row
+    if row.status == "fail":
+        declared = covering[0]
+        row.status = "xfail"
+        row.message = f"known deviation: {declared.reason}; {row.message}".rstrip("; ")
+    else:
+        strict = [d for d in covering if d.strict]
+        if not strict:
+            return row
+        declared = strict[0]
+        row.status = "xpass"
+        row.message = f"declared deviation did not happen (stale declaration?): {declared.reason}"
+    row.deviation = declared.text
+    return row
+
+
+def evaluate_case(backend: Backend, spec: ConvSpec, *, name: str = "", seed: int = 0,
+                  tolerance_factor: float = 1.0) -> tuple[Ran | Status, list[Row]]:
+    """Both halves in this process: what the backend returned and the case's rows (no availability check)."""
+    version = backend.version()
+    result = run_backend(backend, spec, seed, version)
+    rows = case_rows(spec, name, seed, tolerance_factor, (BackendResult(backend.name, version, result),))
+    return result, rows

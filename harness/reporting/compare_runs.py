@@ -6,17 +6,22 @@ of these that applies:
 
     only_old    the key is in OLD only
     only_new    the key is in NEW only
-    regression  OLD pass or unsupported -> NEW fail / error / crash / timeout. unsupported -> bad counts:
-                the backend now accepts a case it used to refuse and gets it wrong, a new wrong answer
+    regression  OLD pass, xfail or unsupported -> NEW fail / error / crash / timeout. unsupported -> bad
+                counts: the backend now accepts a case it used to refuse and gets it wrong, a new wrong
+                answer; xfail -> fail: a declared deviation no longer covers what fails. Only when both
+                runs have the same settings (seed, tolerance factor, dtypes, grids); otherwise such keys
+                are `changed` and the summary says why. reference-error, on either side, is never a
+                regression: the reference failed, not the backend
     fix         OLD fail / error / crash / timeout -> NEW pass
     worse       err_ratio grew beyond the threshold: new > growth * old and new > floor; the floor keeps
                 noise among near-zero ratios (0 -> 1e-6) out. Applies whatever the statuses (pass -> pass,
                 fail -> fail)
-    changed     any other status change: pass -> unsupported, fail -> error, unavailable -> anything, ...
+    changed     any other status change: pass -> unsupported, fail -> error, anything <-> reference-error, ...
     same        none of the above
 
-`convparity compare` prints a summary, writes every joined key to a CSV (and HTML on request) and
-exits 1 when any key is a regression. Backend versions of both runs are shown side by side.
+`convparity compare` prints the settings that differ between the runs, a summary, writes every joined
+key to a CSV and an HTML page (in the NEW run's folder unless told otherwise) and exits 1 when any key
+is a regression. Backend versions of both runs are shown side by side.
 """
 
 from __future__ import annotations
@@ -31,12 +36,16 @@ import pandas as pd
 
 from harness.reporting import html_page
 from harness.reporting.matrix import format_ratio
-from harness.results import BAD_STATUSES, KEY, RESULTS_FILE, TENSORS, read_results
-from harness.running.run_folder import RunFolderError, read_metadata
+from harness.results import BAD_STATUSES, KEY, RESULTS_FILE, TENSORS, bias_word, read_results
+from harness.running.run_folder import RunFolderError, atomic_write, read_metadata
+from harness.settings import RunSettings
 
+# Settings under which the same key can get another status: differing, no key is called a regression.
+# (Other settings that differ, grids, dtypes, backends, only change which keys exist.)
+ROW_DECIDING = {"seed", "tolerance_factor"}
 CHANGES = ("regression", "fix", "worse", "changed", "only_old", "only_new", "same")
 DESCRIPTIONS = {
-    "regression": "pass or unsupported became fail/error/crash/timeout",
+    "regression": "pass, xfail or unsupported became fail/error/crash/timeout",
     "fix": "fail/error/crash/timeout became pass",
     "worse": "err_ratio grew beyond the threshold",
     "changed": "other status changes",
@@ -85,6 +94,7 @@ class RunComparison:
     thresholds: Thresholds
     rows: pd.DataFrame
     versions: pd.DataFrame
+    differences: dict[str, tuple]
 
     def counts(self) -> pd.Series:
         """Keys per change, in CHANGES order (zeros included)."""
@@ -102,8 +112,9 @@ def _load(directory: Path) -> tuple[pd.DataFrame, dict]:
     return read_results(directory).drop_duplicates(list(KEY), keep="last"), metadata
 
 
-def classify(joined: pd.DataFrame, thresholds: Thresholds) -> np.ndarray:
-    """The change of every joined key (see the module docstring); `joined` has the _old/_new columns."""
+def classify(joined: pd.DataFrame, thresholds: Thresholds, comparable: bool = True) -> np.ndarray:
+    """The change of every joined key (see the module docstring); `joined` has the _old/_new columns.
+    `comparable`: whether both runs had the same row-deciding settings (else nothing is a regression)."""
     old, new = joined["status_old"], joined["status_new"]
     ratio_old = joined["err_ratio_old"].to_numpy(dtype=float)
     ratio_new = joined["err_ratio_new"].to_numpy(dtype=float)
@@ -114,7 +125,8 @@ def classify(joined: pd.DataFrame, thresholds: Thresholds) -> np.ndarray:
     conditions = [
         only_old,
         only_new,
-        (old.isin(["pass", "unsupported"]) & new.isin(BAD_STATUSES)).to_numpy(dtype=bool, na_value=False),
+        (old.isin(["pass", "xfail", "unsupported"]) & new.isin(BAD_STATUSES)).to_numpy(dtype=bool, na_value=False)
+        & comparable,
         (old.isin(BAD_STATUSES) & (new == "pass")).to_numpy(dtype=bool, na_value=False),
         grew,
         (old != new).to_numpy(dtype=bool, na_value=False),
@@ -142,9 +154,10 @@ def compare_runs(
     thresholds = thresholds or Thresholds()
     old_dir, new_dir = Path(old_dir), Path(new_dir)
     (old, old_meta), (new, new_meta) = _load(old_dir), _load(new_dir)
+    differences = settings_differences(old_meta, new_meta)
     keep = list(KEY) + SIDE_COLUMNS + ["name", "repro"]
     joined = old[keep].merge(new[keep], on=list(KEY), how="outer", suffixes=("_old", "_new"), sort=False)
-    joined["change"] = classify(joined, thresholds)
+    joined["change"] = classify(joined, thresholds, comparable=not set(differences) & ROW_DECIDING)
     with np.errstate(divide="ignore", invalid="ignore"):
         joined["growth"] = joined["err_ratio_new"] / joined["err_ratio_old"]
     joined["name"] = joined["name_new"].fillna(joined["name_old"])
@@ -153,12 +166,19 @@ def compare_runs(
                            _tensor=joined["tensor"].map({t: i for i, t in enumerate(TENSORS)}))
     rows = joined.sort_values(["_change", "backend", "dtype", "case", "bias", "_tensor"], kind="stable")
     rows = rows[COLUMNS].reset_index(drop=True)
-    return RunComparison(old_dir, new_dir, thresholds, rows, version_table(old_meta, new_meta))
+    return RunComparison(old_dir, new_dir, thresholds, rows, version_table(old_meta, new_meta), differences)
+
+
+def settings_differences(old: dict, new: dict) -> dict[str, tuple]:
+    """The row-deciding settings (seed, tolerance factor, dtypes, grids, backends) that differ: {name: (old, new)}."""
+    return RunSettings.from_json(old["settings"]).differences(RunSettings.from_json(new["settings"]))
 
 
 def _readable(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """`columns` of `rows` with ratios as text and '–' for the side a one-sided key lacks."""
     shown = rows[columns].astype(object).fillna("–")
+    if "bias" in columns:
+        shown["bias"] = rows["bias"].map(bias_word)
     return shown.assign(err_ratio_old=rows["err_ratio_old"].map(format_ratio),
                         err_ratio_new=rows["err_ratio_new"].map(format_ratio))
 
@@ -167,8 +187,13 @@ def summary_text(comparison: RunComparison, csv_path: Path | None = None, limit:
     """The printed summary: versions side by side, keys per change, the first `limit` keys of each change."""
     t = comparison.thresholds
     counts = comparison.counts()
-    lines = [
-        f"old: {comparison.old}\nnew: {comparison.new}",
+    lines = [f"old: {comparison.old}\nnew: {comparison.new}"]
+    if comparison.differences:
+        deciding = set(comparison.differences) & ROW_DECIDING
+        lines.append("settings that differ:\n" + "\n".join(
+            f"  {name}: {old!r} -> {new!r}" for name, (old, new) in comparison.differences.items())
+            + (f"\n  {', '.join(sorted(deciding))} decide statuses: no key is called a regression" if deciding else ""))
+    lines += [
         "backend versions:\n" + comparison.versions.to_string(index=False),
         f"{len(comparison.rows)} keys: " + ", ".join(f"{counts[c]} {c}" for c in CHANGES)
         + f"  (worse: err_ratio > {t.growth:g}x old and > {t.floor:g})",
@@ -188,8 +213,7 @@ def summary_text(comparison: RunComparison, csv_path: Path | None = None, limit:
 
 def write_csv(comparison: RunComparison, path: Path) -> Path:
     """Every joined key with its change, both statuses, ratios, versions and messages, and the repro."""
-    comparison.rows.to_csv(path, index=False)
-    return path
+    return atomic_write(path, lambda file: comparison.rows.to_csv(file, index=False))
 
 
 def render_html(comparison: RunComparison) -> str:
@@ -201,6 +225,12 @@ def render_html(comparison: RunComparison) -> str:
         f"<p>old: <code>{html_page.text(comparison.old)}</code><br/>"
         f"new: <code>{html_page.text(comparison.new)}</code><br/>"
         f"worse means err_ratio &gt; {t.growth:g}x the old one and &gt; {t.floor:g}.</p>",
+        "<h2>Settings that differ</h2>\n" + (html_page.table(pd.DataFrame(
+            [(name, repr(old), repr(new)) for name, (old, new) in comparison.differences.items()],
+            columns=["setting", "old", "new"]))
+            + ("<p>Seed or tolerance factor differ: no key is called a regression.</p>"
+               if set(comparison.differences) & ROW_DECIDING else "")
+            if comparison.differences else "<p>None.</p>"),
         "<h2>Backend versions</h2>\n" + html_page.table(comparison.versions),
         "<h2>Changes</h2>\n" + html_page.table(counts),
     ]
@@ -218,5 +248,5 @@ def render_html(comparison: RunComparison) -> str:
 
 
 def write_html(comparison: RunComparison, path: Path) -> Path:
-    path.write_text(render_html(comparison), encoding="utf-8")
-    return path
+    page = render_html(comparison)
+    return atomic_write(path, lambda file: file.write(page))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Iterable
 
 import pandas as pd
@@ -34,11 +35,29 @@ img { max-width: 100%; height: auto; }
 BAND_STYLE = "\n".join(f".band-{band.name} {{ background: {band.colour}; }}" for band in BANDS)
 
 
+# Characters that never reach a page: C0/C1 controls (but tab and newline), bidirectional overrides and
+# isolates (they reorder what a reader sees), and what XML 1.0 forbids (lone surrogates, U+FFFE/U+FFFF).
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+                     "\ud800-\udfff\ufffe\uffff]")
+_URL = re.compile(r"https?://[^\s()<>\"']+")
+
+
+def safe(value: str) -> str:
+    """`value` with every unsafe character replaced by U+FFFD, so it is visible but inert."""
+    return _UNSAFE.sub("\ufffd", value)
+
+
 def text(value: object) -> str:
-    """Escaped text of one value; missing values are empty."""
+    """Escaped, made-safe text of one value; missing values are empty."""
     if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
         return ""
-    return html.escape(str(value))
+    return html.escape(safe(str(value)))
+
+
+def linked(value: object) -> str:
+    """Escaped text with its http(s) URLs as links (for a `table` markup column)."""
+    escaped = text(value)
+    return _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
 
 
 def table(frame: pd.DataFrame, *, markup_columns: Iterable[str] = (), css_class: str = "") -> str:
@@ -48,7 +67,7 @@ def table(frame: pd.DataFrame, *, markup_columns: Iterable[str] = (), css_class:
     for column in escaped.columns:
         if column not in markup:
             escaped[column] = escaped[column].map(text)
-    escaped.columns = [html.escape(str(c)) for c in escaped.columns]
+    escaped.columns = [text(c) for c in escaped.columns]
     return escaped.to_html(index=False, escape=False, na_rep="", border=0, classes=css_class or None)
 
 
@@ -60,7 +79,7 @@ def code(values: pd.Series) -> pd.Series:
 def details(summary: str, body: str, *, opened: bool = False) -> str:
     """A collapsible section; `summary` is plain text."""
     attribute = ' open="open"' if opened else ""
-    return f"<details{attribute}><summary>{html.escape(summary)}</summary>\n{body}\n</details>"
+    return f"<details{attribute}><summary>{text(summary)}</summary>\n{body}\n</details>"
 
 
 def figure_img(figure: Figure, alt: str, dpi: int = 96) -> str:
@@ -69,13 +88,13 @@ def figure_img(figure: Figure, alt: str, dpi: int = 96) -> str:
     FigureCanvasAgg(figure)  # attaches the Agg canvas: no pyplot, no global backend state
     figure.savefig(buffer, format="png", dpi=dpi)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/>'
+    return f'<img alt="{text(alt)}" src="data:image/png;base64,{data}"/>'
 
 
 def document(title: str, body: str) -> str:
     """A complete HTML page with the inline style sheet."""
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8"/>\n'
-        f"<title>{html.escape(title)}</title>\n<style>{STYLE}{BAND_STYLE}</style>\n</head>\n"
-        f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n"
+        f"<title>{text(title)}</title>\n<style>{STYLE}{BAND_STYLE}</style>\n</head>\n"
+        f"<body>\n<h1>{text(title)}</h1>\n{body}\n</body>\n</html>\n"
     )

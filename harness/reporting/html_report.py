@@ -7,7 +7,8 @@ Sections, in order:
 - per backend, heatmaps of the worst err_ratio over spec axes (harness.reporting.heatmap);
 - every non-passing case: one line per (case, bias, dtype, backend, status, message), the tensors it
   covers listed together, with descriptor, message and repro; failures (fail/error/crash/timeout)
-  first and open, then unsupported, then unavailable, collapsed;
+  first and open, then known deviations (xfail, with the declared reason and upstream report) and
+  stale declarations (xpass), reference errors (the harness's own, never the backend's), unsupported;
 - the run's metadata from run.json (harness and backend versions, platform, seed, grids, duration).
 """
 
@@ -21,14 +22,20 @@ import pandas as pd
 from harness.reporting import html_page
 from harness.reporting.heatmap import backend_figure, compared_rows
 from harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
-from harness.results import BAD_STATUSES, STATUSES, TENSORS
-from harness.running.run_folder import read_metadata
+from harness.results import BAD_STATUSES, STATUSES, TENSORS, bias_word
+from harness.running.run_folder import atomic_write, read_metadata
 
 REPORT_HTML = "report.html"
-CASE_COLUMNS = ["backend", "dtype", "bias", "case", "name", "status", "message", "repro"]
-SEVERITY = {s: i for i, s in enumerate(("crash", "timeout", "error", "fail", "unsupported", "unavailable"))}
+CASE_COLUMNS = ["backend", "dtype", "bias", "case", "name", "status", "message", "deviation", "repro"]
+SEVERITY = {s: i for i, s in enumerate(("crash", "timeout", "error", "fail", "xpass", "xfail", "reference-error",
+                                        "unsupported"))}
 CASE_TABLE = ["backend", "dtype", "bias", "case", "name", "status", "tensors", "err_ratio", "message",
-              "repro"]
+              "deviation", "repro"]
+CASE_GROUPS = (("failures", list(BAD_STATUSES), True),
+               ("known deviations (xfail)", ["xfail"], True),
+               ("stale declarations (xpass): the declared deviation did not happen", ["xpass"], True),
+               ("reference errors (the harness's own failure, not the backend's)", ["reference-error"], True),
+               ("unsupported", ["unsupported"], False))
 
 
 def _matrix_cell(cell: pd.Series) -> str:
@@ -84,17 +91,16 @@ def non_passing_cases(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def cases_section(results: pd.DataFrame) -> str:
-    """Non-passing cases in three collapsible tables: failures, unsupported, unavailable."""
+    """Non-passing cases in collapsible tables by kind (CASE_GROUPS)."""
     cases = non_passing_cases(results)
     cases = cases.assign(err_ratio=cases["err_ratio"].map(format_ratio), repro=html_page.code(cases["repro"]),
-                         case=html_page.code(cases["case"]))
-    groups = (("failures", list(BAD_STATUSES), True), ("unsupported", ["unsupported"], False),
-              ("unavailable", ["unavailable"], False))
+                         bias=cases["bias"].map(bias_word),
+                         case=html_page.code(cases["case"]), deviation=cases["deviation"].map(html_page.linked))
     parts = ["<h2>Non-passing cases</h2>"]
-    for title, statuses, opened in groups:
+    for title, statuses, opened in CASE_GROUPS:
         chosen = cases[cases["status"].isin(statuses)]
         if len(chosen):
-            body = html_page.table(chosen, markup_columns=("case", "repro"))
+            body = html_page.table(chosen, markup_columns=("case", "repro", "deviation"))
             parts.append(html_page.details(f"{title} ({len(chosen)} cases)", body, opened=opened))
     if len(parts) == 1:
         parts.append("<p>No non-passing rows.</p>")
@@ -107,6 +113,8 @@ def metadata_items(metadata: dict, results: pd.DataFrame) -> pd.DataFrame:
     platform = metadata.get("platform", {})
     items = [
         ("harness version", metadata.get("harness_version", "")),
+        ("harness commit", metadata.get("harness_commit", "") or "not from a git checkout"),
+        ("status", metadata.get("status", "")),
         ("started", metadata.get("started", "")),
         ("finished", metadata.get("finished", "not finished")),
         ("duration (s)", metadata.get("seconds", "")),
@@ -120,22 +128,30 @@ def metadata_items(metadata: dict, results: pd.DataFrame) -> pd.DataFrame:
     versions = dict(metadata.get("backend_versions", {}))
     for backend, version in results.groupby("backend", observed=True)["backend_version"].first().items():
         versions.setdefault(str(backend), version)
-    items += [(f"backend {name}", version or "unavailable") for name, version in sorted(versions.items())]
+    items += [(f"backend {name}", version) for name, version in sorted(versions.items())]
+    items += [(f"backend {name}", f"unavailable: {reason}")
+              for name, reason in sorted(metadata.get("unavailable", {}).items())]
     items += [(f"setting {k}", json.dumps(v)) for k, v in settings.items()
               if k not in ("seed", "grids", "dtypes", "tolerance_factor") and v not in ({}, [], None)]
     return pd.DataFrame(items, columns=["item", "value"])
 
 
-def totals_line(results: pd.DataFrame) -> str:
+def totals_line(results: pd.DataFrame, metadata: dict) -> str:
+    """Row counts per status, and the backends that were unavailable (named once, never as rows)."""
     counts = results["status"].value_counts()
     parts = [f"{counts[s]} {s}" for s in STATUSES if s in counts]
-    return f"<p>{len(results)} rows: {html_page.text(', '.join(parts) or 'none')}.</p>"
+    line = f"<p>{len(results)} rows: {html_page.text(', '.join(parts) or 'none')}.</p>"
+    unavailable = metadata.get("unavailable", {})
+    if unavailable:
+        line += "\n<p>Unavailable, so not run: " + html_page.text("; ".join(
+            f"{name} ({reason})" for name, reason in sorted(unavailable.items()))) + ".</p>"
+    return line
 
 
 def render(title: str, results: pd.DataFrame, summary: pd.DataFrame, metadata: dict) -> str:
     """The whole page as a string."""
     body = "\n".join([
-        totals_line(results),
+        totals_line(results, metadata),
         matrix_section(summary),
         heatmap_section(results),
         cases_section(results),
@@ -146,6 +162,5 @@ def render(title: str, results: pd.DataFrame, summary: pd.DataFrame, metadata: d
 
 def write_html_report(directory: Path, results: pd.DataFrame, summary: pd.DataFrame) -> Path:
     """Write DIR/report.html from the run's rows, their summary (harness.reporting.matrix.summarize) and run.json."""
-    path = directory / REPORT_HTML
-    path.write_text(render(directory.name, results, summary, read_metadata(directory)), encoding="utf-8")
-    return path
+    page = render(directory.name, results, summary, read_metadata(directory))
+    return atomic_write(directory / REPORT_HTML, lambda file: file.write(page))

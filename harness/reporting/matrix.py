@@ -6,8 +6,10 @@ bound ratio of harness.evaluation.bound: <= 1 passes) and by whether any of its 
     exact  worst err_ratio == 0: every compared element equals the float64 reference
     tight  0 < worst < 0.1: at least ten times inside the bound
     near   0.1 <= worst <= 1: passes, but within a factor ten of the bound
-    fail   worst > 1 (inf included), or any row is fail / error / crash / timeout, whatever the ratio
-    none   nothing was compared: every row is unsupported or unavailable
+    known  nothing bad, but some rows fail as the backend declared (xfail), or a declaration went stale
+           (xpass); the worst ratio then includes them
+    fail   any row is fail / error / crash / timeout, whatever the ratio
+    none   nothing was compared: every row is unsupported or reference-error
 
 The HTML report colours cells with `Band.colour`; summary.md marks them with `Band.marker`.
 """
@@ -43,16 +45,19 @@ BANDS = (
     Band("exact", "err_ratio = 0", "#9cd3ff", "🟦"),
     Band("tight", f"0 < err_ratio < {TIGHT_BELOW}", "#8ddb9a", "🟩"),
     Band("near", f"{TIGHT_BELOW} ≤ err_ratio ≤ {PASS_AT_MOST:g}", "#f5dd76", "🟨"),
-    Band("fail", f"err_ratio > {PASS_AT_MOST:g}, or any {'/'.join(BAD_STATUSES)} row", "#f28b82", "🟥"),
-    Band("none", "nothing compared (all unsupported / unavailable)", "#e4e7eb", "⬜"),
+    Band("known", "only declared deviations fail (xfail), or one went stale (xpass)", "#c9b6f2", "🟪"),
+    Band("fail", f"any {'/'.join(BAD_STATUSES)} row", "#f28b82", "🟥"),
+    Band("none", "nothing compared (all unsupported / reference-error)", "#e4e7eb", "⬜"),
 )
 BAND_BY_NAME = {band.name: band for band in BANDS}
 
 
-def bands(worst: pd.Series, bad_rows: pd.Series) -> pd.Series:
-    """The band name of every cell from its worst err_ratio (NaN: none compared) and its count of bad rows."""
-    conditions = [(bad_rows > 0) | (worst > PASS_AT_MOST), worst.isna(), worst == 0, worst < TIGHT_BELOW]
-    names = np.select(conditions, ["fail", "none", "exact", "tight"], default="near")
+def bands(worst: pd.Series, bad_rows: pd.Series, declared_rows: pd.Series) -> pd.Series:
+    """The band name of every cell from its worst err_ratio (NaN: none compared), its count of bad rows
+    (fail/error/crash/timeout) and of rows a declared deviation covers (xfail/xpass)."""
+    conditions = [(bad_rows > 0) | (worst > PASS_AT_MOST) & (declared_rows == 0), declared_rows > 0, worst.isna(),
+                  worst == 0, worst < TIGHT_BELOW]
+    names = np.select(conditions, ["fail", "known", "none", "exact", "tight"], default="near")
     return pd.Series(names, index=worst.index, dtype="string")
 
 
@@ -79,7 +84,8 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     worst = results.groupby(SUMMARY_KEYS, observed=True)["err_ratio"].max().rename("worst_err_ratio")
     summary = counts.join(worst).reset_index()
     summary.insert(3, "rows", summary[list(STATUSES)].sum(axis=1))
-    summary["band"] = bands(summary["worst_err_ratio"], summary[list(BAD_STATUSES)].sum(axis=1))
+    summary["band"] = bands(summary["worst_err_ratio"], summary[list(BAD_STATUSES)].sum(axis=1),
+                            summary[["xfail", "xpass"]].sum(axis=1))
     return summary.sort_values(SUMMARY_KEYS, key=_display_order, kind="stable").reset_index(drop=True)
 
 

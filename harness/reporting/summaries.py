@@ -8,14 +8,17 @@ harness.reporting.html_report.
 
 from __future__ import annotations
 
+import html
 import unicodedata
 from pathlib import Path
 
 import pandas as pd
 
+from harness.reporting.html_page import safe
 from harness.reporting.html_report import write_html_report
 from harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix, summarize
 from harness.results import read_results
+from harness.running.run_folder import atomic_write
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -27,9 +30,12 @@ def _width(text: str) -> int:
 
 
 def _markdown_text(value: object) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    """One cell's text, inert in Markdown: HTML escaped, `|` escaped, no line breaks or unsafe characters."""
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
         return ""
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return html.escape(" ".join(safe(str(value)).split()), quote=False).replace("|", "\\|")
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -55,7 +61,7 @@ def summary_markdown(title: str, summary: pd.DataFrame) -> str:
     legend = " · ".join(f"{band.marker} {band.name}: {band.meaning}" for band in BANDS)
     counts = summary.assign(worst_err_ratio=summary["worst_err_ratio"].map(format_ratio))
     return (
-        f"# convparity parity matrix: {title}\n\n{markdown_table(matrix)}\n\n"
+        f"# convparity parity matrix: {_markdown_text(title)}\n\n{markdown_table(matrix)}\n\n"
         "Cells: pass/fail/unsupported row counts (other statuses named), then the worst err_ratio "
         f"(≤ 1 passes); — means no rows.\n{legend}\n\n"
         f"## Rows per status\n\n{markdown_table(counts)}\n"
@@ -67,7 +73,8 @@ def write_reports(directory: str | Path) -> pd.DataFrame:
     directory = Path(directory)
     results = read_results(directory)
     summary = summarize(results)
-    summary.to_csv(directory / SUMMARY_CSV, index=False)
-    (directory / SUMMARY_MD).write_text(summary_markdown(directory.name, summary))
+    atomic_write(directory / SUMMARY_CSV, lambda file: summary.to_csv(file, index=False))
+    markdown = summary_markdown(directory.name, summary)
+    atomic_write(directory / SUMMARY_MD, lambda file: file.write(markdown))
     write_html_report(directory, results, summary)
     return summary

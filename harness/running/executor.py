@@ -141,8 +141,9 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _serve(conn: Connection, pool: str, parent: int, log: str | None) -> None:
-    """A worker's life: announce readiness, then run tasks until told to stop (None) or orphaned."""
+def _serve(conn: Connection, pool: str, parent: int, log: str | None, prepare: Any) -> None:
+    """A worker's life: run `prepare` (a framework's imports), announce readiness, then run tasks until
+    told to stop (None) or orphaned. A `prepare` that raises is left for the first task to meet again."""
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
     if log:
@@ -152,6 +153,11 @@ def _serve(conn: Connection, pool: str, parent: int, log: str | None) -> None:
         os.close(fd)
     faulthandler.enable()  # a segfault or abort leaves its Python traceback in the log
     print(f"[convparity worker {os.getpid()} pool {pool}] started", file=sys.stderr, flush=True)
+    if prepare is not None:
+        try:
+            prepare()
+        except Exception as error:  # noqa: BLE001
+            print(f"[convparity worker {os.getpid()}] preparing failed: {describe_exception(error)}", file=sys.stderr)
     conn.send_bytes(pickle.dumps(_READY))
     while True:
         try:
@@ -204,12 +210,16 @@ class _Worker:
     started: float = 0.0
     tasks_done: int = 0
     core: int | None = None  # the core its threads are pinned to, if any
+    startup_timeout: float | None = None
 
     @property
     def deadline(self) -> float:
-        if self.job is None or not self.ready or self.job.timeout is None:
+        """When its job times out: from the task's start once ready, from the spawn while starting up."""
+        if self.job is None:
             return math.inf
-        return self.started + self.job.timeout
+        if not self.ready:
+            return math.inf if self.startup_timeout is None else self.spawned + self.startup_timeout
+        return math.inf if self.job.timeout is None else self.started + self.job.timeout
 
 
 @dataclass
@@ -221,11 +231,13 @@ class LocalProcessExecutor:
     to the pools whose tasks take the most time (see `_may_grow`). Workers get WORKER_ENVIRONMENT, and
     a running task's worker is pinned to a core no other running task has (see `slot_cores`).
     Worker output (and the traceback faulthandler prints when a worker dies of a signal) goes to
-    `log` when given.
+    `log` when given. A fresh worker first runs its first task's `prepare` (a framework's imports),
+    which may take up to `startup_timeout` seconds; a task's own timeout starts only after that.
     """
 
     jobs: int
     log: Path | None = None
+    startup_timeout: float | None = None
     environment: Mapping[str, str] = field(default_factory=lambda: dict(WORKER_ENVIRONMENT))
     _queue: list[_Job] = field(default_factory=list, init=False)
     _workers: list[_Worker] = field(default_factory=list, init=False)
@@ -267,8 +279,13 @@ class LocalProcessExecutor:
                     job = worker.job
                     assert job is not None  # only a busy worker has a deadline
                     self._remove(worker, kill=True)
-                    self._outcomes.append(Outcome(job.tag, failure="timeout", seconds=now - worker.started,
-                                                  message=f"no result after {job.timeout:g} s; worker killed"))
+                    if worker.ready:
+                        self._outcomes.append(Outcome(job.tag, failure="timeout", seconds=now - worker.started,
+                                                      message=f"no result after {job.timeout:g} s; worker killed"))
+                    else:
+                        self._outcomes.append(Outcome(job.tag, failure="error", message=(
+                            f"the {worker.pool} worker did not start within {self.startup_timeout:g} s "
+                            "(framework imports; see --startup-timeout); worker killed")))
             self._dispatch()  # keep the workers busy while the caller handles the outcome
         return self._outcomes.popleft()
 
@@ -304,7 +321,7 @@ class LocalProcessExecutor:
                 job = next((j for j in self._queue if self._may_grow(j.task.pool)), None)
                 if job is None:
                     return
-                worker = self._start(job.task.pool)
+                worker = self._start(job.task.pool, getattr(job.task, "prepare", None))
             self._queue.remove(job)
             self._assign(worker, job)
 
@@ -345,15 +362,15 @@ class LocalProcessExecutor:
         total = sum(self._pool_seconds[p] for p in pools)
         return {p: 1 + round((self.jobs - 1) * self._pool_seconds[p] / total) for p in pools}
 
-    def _start(self, pool: str) -> _Worker:
+    def _start(self, pool: str, prepare: Any) -> _Worker:
         parent_end, child_end = self._context.Pipe()
         log = str(self.log) if self.log else None
-        process = self._context.Process(target=_serve, args=(child_end, pool, os.getpid(), log),
+        process = self._context.Process(target=_serve, args=(child_end, pool, os.getpid(), log, prepare),
                                         name=f"convparity-{pool}", daemon=True)
         with _environment_defaults(self.environment):
             process.start()
         child_end.close()
-        worker = _Worker(pool, process, parent_end, spawned=time.perf_counter())
+        worker = _Worker(pool, process, parent_end, spawned=time.perf_counter(), startup_timeout=self.startup_timeout)
         self._workers.append(worker)
         return worker
 

@@ -25,11 +25,11 @@ from harness.results import BAD_STATUSES, Row
 class SweepProgress:
     """Counts finished case x dtype items and the (item, backend) results that went bad."""
 
-    def __init__(self, total: int, done: int = 0, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int, done: int = 0, stream: TextIO | None = None, enabled: bool = True) -> None:
         self.failures = 0
         stream = stream or sys.stderr
         self._progress = None
-        if stream.isatty():
+        if enabled and stream.isatty():
             self._progress = Progress(
                 TextColumn("cases"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("[red]{task.fields[failures]} failed"), TextColumn("elapsed"), TimeElapsedColumn(),

@@ -3,36 +3,30 @@
 The sweep decides what runs and in which order; an `Executor` (harness.running.executor) decides where.
 The unit of work is an `Item`: one case in one dtype and the backends that still lack its rows.
 
-- Each backend is probed once first (in its own worker, the parent never imports a framework);
-  an unavailable one gets `unavailable` rows and runs nothing.
-- Every backend runs the item (`RunCase`); when all have answered, one `EvaluateCase` computes the
-  reference once and turns every backend's outputs into rows, which are written together. So the
-  reference costs one computation per item, however many backends there are.
-- A task that crashes, times out or fails becomes that backend's rows for the item (or, for the
-  evaluation, the rows of every backend whose outputs it was comparing): nothing stops the sweep.
-- At most `window` items are in flight, so memory stays bounded on a grid of any size.
+- Each backend is probed once first (in its own worker, the parent never imports a framework). An
+  unavailable one runs nothing and has no rows: `on_versions` reports it once, with the reason.
+- Every backend runs the item (`RunCase`, under `settings.timeout`); when all have answered, one
+  `EvaluateCase` computes the reference once (under `settings.reference_timeout`) and turns every
+  backend's outputs into rows, which are written together.
+- A backend task that crashes, times out or fails becomes that backend's rows for the item; an
+  evaluation that fails becomes `reference-error` rows for the backends it was comparing (their
+  outputs were validated in their own workers, so the failure can only be the reference's).
+- Cases are drawn from an iterator as room frees up: at most `window` items are in flight and a
+  finished item keeps nothing, so memory stays flat however many cases the iterator yields.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.backends.manager import PluginSelection
 from harness.cases.descriptor import Case
+from harness.evaluation.verdict import BackendResult, Ran, Status, case_rows
 from harness.results import Row
 from harness.running.executor import Executor, Outcome
-from harness.running.tasks import (
-    BackendInfo,
-    BackendResult,
-    EvaluateCase,
-    Probe,
-    Ran,
-    RunCase,
-    Status,
-    WarmUp,
-    case_rows,
-)
+from harness.running.tasks import BackendInfo, EvaluateCase, Probe, RunCase, WarmUp
 from harness.settings import RunSettings
 
 DoneKey = tuple[str, bool, str, str]  # (descriptor, bias, dtype, backend) whose rows are all written
@@ -43,7 +37,7 @@ class Item:
     """One case in one dtype (the spec carries it), the backends still to run it, and their results."""
 
     case: Case
-    backends: tuple[str, ...]
+    backends: list[str]
     results: dict[str, BackendResult] = field(default_factory=dict)
 
     @property
@@ -51,9 +45,11 @@ class Item:
         return len(self.results) == len(self.backends)
 
 
-def expand(cases: list[Case], dtypes: tuple[str, ...]) -> list[Case]:
-    """Every case in every dtype, case-major."""
-    return [Case(case.spec.replace(dtype=dtype), case.name) for case in cases for dtype in dtypes]
+def expand(cases: Iterable[Case], dtypes: tuple[str, ...]) -> Iterator[Case]:
+    """Every case in every dtype, case-major, lazily."""
+    for case in cases:
+        for dtype in dtypes:
+            yield Case(case.spec.replace(dtype=dtype), case.name)
 
 
 def done_key(case: Case, backend: str) -> DoneKey:
@@ -61,61 +57,70 @@ def done_key(case: Case, backend: str) -> DoneKey:
     return (spec.descriptor, spec.bias, spec.dtype, backend)
 
 
-def plan(cases: Iterable[Case], backends: tuple[str, ...], done: Set[DoneKey] = frozenset()) -> list[Item]:
-    """The items still to run: each case (with its dtype) and the backends whose rows are not all written."""
-    items = []
+def plan(cases: Iterable[Case], backends: tuple[str, ...], done: Set[DoneKey] = frozenset()) -> Iterator[Item]:
+    """The items still to run, lazily: each case (with its dtype) and the backends whose rows are not all written."""
     for case in cases:
-        missing = tuple(b for b in backends if done_key(case, b) not in done)
+        missing = [b for b in backends if done_key(case, b) not in done]
         if missing:
-            items.append(Item(case, missing))
-    return items
+            yield Item(case, missing)
+
+
+@dataclass(frozen=True)
+class SweepVersions:
+    """What probing found: each available backend's version, and each unavailable one's reason."""
+
+    versions: dict[str, str]
+    unavailable: dict[str, str]
 
 
 class _Sweep:
     def __init__(self, settings: RunSettings, executor: Executor, write: Callable[[list[Row]], None],
-                 on_versions: Callable[[dict[str, str]], None] | None) -> None:
+                 on_versions: Callable[[SweepVersions], None] | None, plugins: PluginSelection) -> None:
         self.settings = settings
         self.executor = executor
         self.write = write
         self.on_versions = on_versions
-        self.backends: list[str] = []
+        self.plugins = plugins
         self.probed: dict[str, BackendInfo | Status] = {}
         self.waiting: dict[str, list[Item]] = {}
         self.in_flight = 0
         self.tasks = 0
 
-    def submit(self, task, tag) -> None:
-        self.executor.submit(task, tag, self.settings.timeout)
+    def submit(self, task, tag, timeout: float | None) -> None:
+        self.executor.submit(task, tag, timeout)
         self.tasks += 1
 
-    def run(self, items: list[Item], window: int) -> dict[str, str]:
-        self.backends = list(dict.fromkeys(b for item in items for b in item.backends))
-        for name in self.backends:
+    def run(self, items: Iterator[Item], window: int) -> SweepVersions:
+        for name in self.settings.backends:
             self.waiting[name] = []
-            self.submit(Probe(name), ("probe", name))
-        if items:
-            self.submit(WarmUp(), ("warm-up", None))
-        pending = iter(items)
+            self.submit(Probe(name, self.plugins), ("probe", name), self.settings.startup_timeout)
+        self.submit(WarmUp(), ("warm-up", None), None)
+        handlers: dict[str, Callable[[Any, Outcome], None]] = {
+            "probe": self.probe_ended, "run": self.run_ended, "evaluate": self.evaluate_ended}
         while True:
-            while self.in_flight < window and (item := next(pending, None)) is not None:
+            while self.in_flight < window and (item := next(items, None)) is not None:
                 self.start(item)
             if not self.tasks:
                 return self.versions()
             outcome = self.executor.next_outcome()
             self.tasks -= 1
             kind, subject = outcome.tag
-            handlers: dict[str, Callable[[Any, Outcome], None]] = {
-                "probe": self.probe_ended, "run": self.run_ended, "evaluate": self.evaluate_ended}
             handle = handlers.get(kind)
             if handle:  # a warm-up has nothing to hand over
                 handle(subject, outcome)
 
-    def versions(self) -> dict[str, str]:
-        return {name: info.version if isinstance(info, BackendInfo) else "" for name, info in self.probed.items()}
+    def versions(self) -> SweepVersions:
+        versions, unavailable = {}, {}
+        for name, info in self.probed.items():
+            if isinstance(info, BackendInfo) and info.unavailable:
+                unavailable[name] = info.unavailable
+            else:
+                versions[name] = info.version if isinstance(info, BackendInfo) else ""
+        return SweepVersions(versions, unavailable)
 
     def start(self, item: Item) -> None:
         self.in_flight += 1
-        for name in item.backends:
+        for name in list(item.backends):
             if name in self.probed:
                 self.begin(item, name)
             else:
@@ -128,16 +133,17 @@ class _Sweep:
         if isinstance(info, Status):
             item.results[name] = BackendResult(name, "", info)
         elif info.unavailable:
-            item.results[name] = BackendResult(name, "", Status("unavailable", info.unavailable))
+            item.backends.remove(name)  # named once in run.json and reports, no rows
         else:
-            self.submit(RunCase(name, item.case.spec, self.settings.seed), ("run", (item, name)))
+            self.submit(RunCase(name, item.case.spec, self.settings.seed, info.version, self.plugins),
+                        ("run", (item, name)), self.settings.timeout)
 
     def probe_ended(self, name: str, outcome: Outcome) -> None:
         if outcome.failure:
             self.probed[name] = Status(outcome.failure, f"probing backend {name}: {outcome.message}")
         else:
             self.probed[name] = outcome.value
-        if len(self.probed) == len(self.backends) and self.on_versions:
+        if len(self.probed) == len(self.settings.backends) and self.on_versions:
             self.on_versions(self.versions())
         for item in self.waiting.pop(name):
             self.begin(item, name)
@@ -153,24 +159,26 @@ class _Sweep:
         if not item.complete:
             return
         results = tuple(item.results[name] for name in item.backends)
-        if any(isinstance(part.result, Ran) for part in results):
+        item.results = {}  # the outputs now travel with the evaluation only
+        if not results:
+            self.in_flight -= 1
+        elif any(isinstance(part.result, Ran) for part in results):
             self.submit(EvaluateCase(item.case.spec, item.case.name, self.settings.seed,
-                                     self.settings.tolerance_factor, results), ("evaluate", item))
+                                     self.settings.tolerance_factor, results), ("evaluate", (item, results)),
+                        self.settings.reference_timeout)
         else:
             self.finish(self.rows(item, results))
 
-    def evaluate_ended(self, item: Item, outcome: Outcome) -> None:
+    def evaluate_ended(self, subject: tuple[Item, tuple[BackendResult, ...]], outcome: Outcome) -> None:
+        item, results = subject
         if not outcome.failure:
             self.finish(outcome.value)
             return
-        # The reference side failed: every backend that had outputs gets that failure, the rest keep theirs.
-        message = f"evaluating against the reference: {outcome.message}"
-        results = tuple(
-            BackendResult(part.backend, part.version, Status(outcome.failure, message, part.result.seconds))
-            if isinstance(part.result, Ran) else part
-            for part in (item.results[name] for name in item.backends)
-        )
-        self.finish(self.rows(item, results))
+        # The reference side failed: every backend that ran gets reference-error rows, the rest keep theirs.
+        message = f"the reference side failed ({outcome.failure}): {outcome.message}"
+        self.finish(self.rows(item, tuple(
+            BackendResult(part.backend, part.version, Status("reference-error", message, part.result.seconds))
+            if isinstance(part.result, Ran) else part for part in results)))
 
     def rows(self, item: Item, results: tuple[BackendResult, ...]) -> list[Row]:
         return case_rows(item.case.spec, item.case.name, self.settings.seed, self.settings.tolerance_factor, results)
@@ -181,18 +189,21 @@ class _Sweep:
 
 
 def run_sweep(
-    items: list[Item],
+    items: Iterable[Item],
     settings: RunSettings,
     executor: Executor,
     write: Callable[[list[Row]], None],
     *,
-    on_versions: Callable[[dict[str, str]], None] | None = None,
+    on_versions: Callable[[SweepVersions], None] | None = None,
     window: int | None = None,
-) -> dict[str, str]:
+    plugins: PluginSelection | None = None,
+) -> SweepVersions:
     """Run every item, calling `write(rows)` once per item as it finishes (in any order).
 
-    `on_versions(versions)` is called once every backend has been probed; the versions (empty for
-    an unavailable backend) are also returned. `window` bounds the items in flight (default 4 per job + 4).
+    `on_versions(found)` is called once every backend has been probed; the same is returned.
+    `window` bounds the items in flight (default 4 per job + 4). `plugins` is the plugin selection
+    workers load (default: this process's CONVPARITY_PLUGINS / CONVPARITY_EXTRA_PLUGINS).
     """
     window = window or 4 * settings.jobs + 4
-    return _Sweep(settings, executor, write, on_versions).run(items, window)
+    plugins = plugins or PluginSelection.from_environment()
+    return _Sweep(settings, executor, write, on_versions, plugins).run(iter(items), window)

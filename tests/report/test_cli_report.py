@@ -7,13 +7,13 @@ import subprocess
 import sys
 
 from harness.cli import main
-from tests.report.mixed import ROWS, VERSIONS
+from tests.report.mixed import ROWS, UNAVAILABLE, VERSIONS
 from tests.report.pages import parse_page
 from tests.report.runs import write_run
 
 
 def test_report_command_writes_every_report(tmp_path, capsys):
-    directory = write_run(tmp_path / "mixed", ROWS, VERSIONS)
+    directory = write_run(tmp_path / "mixed", ROWS, VERSIONS, unavailable=UNAVAILABLE)
     assert main(["report", str(directory)]) == 0
     assert capsys.readouterr().out.strip().endswith(f"report: {directory / 'report.html'}")
     for name in ("summary.csv", "summary.md", "report.html"):

@@ -9,14 +9,14 @@ import pandas as pd
 
 from harness.reporting.heatmap import AXES, backend_figure, compared_rows, worst_grid
 from harness.results import read_results
-from tests.report.mixed import ROWS, VERSIONS
+from tests.report.mixed import ROWS, UNAVAILABLE, VERSIONS
 from tests.report.runs import write_run
 
 nan = math.nan
 
 
 def _alpha(tmp_path):
-    results = read_results(write_run(tmp_path / "mixed", ROWS, VERSIONS))
+    results = read_results(write_run(tmp_path / "mixed", ROWS, VERSIONS, unavailable=UNAVAILABLE))
     return compared_rows(results[results["backend"] == "alpha"])
 
 

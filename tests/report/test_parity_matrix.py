@@ -10,29 +10,32 @@ import pytest
 from harness.reporting.matrix import BANDS, bands, format_ratio
 from harness.reporting.summaries import write_reports
 from harness.results import TENSORS
-from tests.report.mixed import MATRIX, ROWS, VERSIONS
+from tests.report.mixed import MATRIX, ROWS, UNAVAILABLE, VERSIONS
 from tests.report.runs import write_run
 
 
-@pytest.mark.parametrize(("worst", "bad_rows", "band"), [
-    (0.0, 0, "exact"),
-    (1e-300, 0, "tight"),
-    (0.0999, 0, "tight"),
-    (0.1, 0, "near"),
-    (0.5, 0, "near"),
-    (1.0, 0, "near"),
-    (1.0000001, 0, "fail"),
-    (math.inf, 0, "fail"),
-    (math.nan, 0, "none"),
-    (math.nan, 1, "fail"),
-    (0.0, 2, "fail"),
+@pytest.mark.parametrize(("worst", "bad_rows", "declared_rows", "band"), [
+    (0.0, 0, 0, "exact"),
+    (1e-300, 0, 0, "tight"),
+    (0.0999, 0, 0, "tight"),
+    (0.1, 0, 0, "near"),
+    (0.5, 0, 0, "near"),
+    (1.0, 0, 0, "near"),
+    (1.0000001, 0, 0, "fail"),
+    (math.inf, 0, 0, "fail"),
+    (math.nan, 0, 0, "none"),
+    (math.nan, 1, 0, "fail"),
+    (0.0, 2, 0, "fail"),
+    (7.0, 0, 1, "known"),  # an xfail row's ratio above 1 is the declared deviation, not a fail
+    (0.3, 0, 1, "known"),  # an xpass row
+    (7.0, 1, 1, "fail"),  # a fail beside an xfail is still a fail
 ])
-def test_band_thresholds(worst, bad_rows, band):
-    assert bands(pd.Series([worst]), pd.Series([bad_rows])).tolist() == [band]
+def test_band_thresholds(worst, bad_rows, declared_rows, band):
+    assert bands(pd.Series([worst]), pd.Series([bad_rows]), pd.Series([declared_rows])).tolist() == [band]
 
 
 def test_bands_have_distinct_colours_and_markers():
-    assert len({b.colour for b in BANDS}) == len({b.marker for b in BANDS}) == len(BANDS) == 5
+    assert len({b.colour for b in BANDS}) == len({b.marker for b in BANDS}) == len(BANDS) == 6
 
 
 @pytest.mark.parametrize(("value", "text"), [(math.nan, "–"), (math.inf, "inf"), (0.0, "0"), (0.0999, "0.1"),
@@ -44,7 +47,7 @@ def test_format_ratio(value, text):
 
 @pytest.fixture(scope="module")
 def mixed_run(tmp_path_factory):
-    directory = write_run(tmp_path_factory.mktemp("runs") / "mixed", ROWS, VERSIONS)
+    directory = write_run(tmp_path_factory.mktemp("runs") / "mixed", ROWS, VERSIONS, unavailable=UNAVAILABLE)
     write_reports(directory)
     return directory
 
@@ -52,10 +55,10 @@ def mixed_run(tmp_path_factory):
 def test_summary_csv_counts_every_status(mixed_run):
     summary = pd.read_csv(mixed_run / "summary.csv", keep_default_na=False)
     summary = summary.set_index(["backend", "dtype", "tensor"])
-    # alpha float16 y: c1 error, c2 pass 0.0999; beta float16 dw: c2 timeout; gamma db: c1 unavailable.
+    # alpha float16 y: c1 error, c2 pass 0.0999; beta float16 dw: c2 timeout; gamma db: c1 reference-error.
     assert summary.loc[("alpha", "float16", "y"), ["rows", "pass", "error", "fail"]].tolist() == [2, 1, 1, 0]
     assert summary.loc[("beta", "float16", "dw"), ["rows", "timeout", "pass"]].tolist() == [1, 1, 0]
-    assert summary.loc[("gamma", "float32", "db"), ["rows", "unavailable", "worst_err_ratio"]].tolist() == [
+    assert summary.loc[("gamma", "float32", "db"), ["rows", "reference-error", "worst_err_ratio"]].tolist() == [
         1, 1, ""]
     assert ("beta", "float16", "db") not in summary.index
     assert summary["rows"].sum() == len(ROWS.strip().splitlines()) == 32

@@ -20,11 +20,13 @@ c2 F float32 alpha dx pass 0
 c2 F float32 alpha dw pass 0
 c3 T float32 alpha y  fail 2 bad
 c3 T float32 alpha dx pass 0.5
-c3 T float32 alpha dw unavailable - not installed
+c3 T float32 alpha dw reference-error - the reference failed: MemoryError
 c3 T float32 alpha db error - ValueError: boom
 c4 F float32 alpha y  pass 0.3
 c1 T float16 beta y  pass 0.4
 c1 T float16 beta dx fail inf nan values
+c5 T float32 beta y  xfail 3 known deviation: declared
+c5 T float32 beta dx pass 0.1
 """
 NEW = """
 c1 T float32 alpha y  fail 4 worse than the bound
@@ -41,6 +43,8 @@ c3 T float32 alpha db crash - signal 11
 c3 F float32 alpha y  pass 0.2
 c1 T float16 beta y  pass 0.2
 c1 T float16 beta dx fail inf nan values
+c5 T float32 beta y  fail 3 no longer covered by the declaration
+c5 T float32 beta dx reference-error - the reference failed: MemoryError
 """
 # (case, bias, dtype, backend, tensor) -> change, worked out by hand from the module docstring's rules.
 EXPECTED = {
@@ -53,12 +57,14 @@ EXPECTED = {
     ("c2", False, "float32", "alpha", "dw"): "worse",        # 0 -> 0.02: above the floor
     ("c3", True, "float32", "alpha", "y"): "worse",          # fail 2 -> fail 10
     ("c3", True, "float32", "alpha", "dx"): "changed",       # pass -> unsupported
-    ("c3", True, "float32", "alpha", "dw"): "changed",       # unavailable -> fail
+    ("c3", True, "float32", "alpha", "dw"): "changed",       # reference-error -> fail: the old run proved nothing
     ("c3", True, "float32", "alpha", "db"): "changed",       # error -> crash
     ("c4", False, "float32", "alpha", "y"): "only_old",
     ("c3", False, "float32", "alpha", "y"): "only_new",      # same case, other bias: another key
     ("c1", True, "float16", "beta", "y"): "same",            # 0.4 -> 0.2: better
     ("c1", True, "float16", "beta", "dx"): "same",           # fail inf -> fail inf
+    ("c5", True, "float32", "beta", "y"): "regression",      # xfail -> fail: the declaration no longer covers it
+    ("c5", True, "float32", "beta", "dx"): "changed",        # pass -> reference-error: never the backend's fault
 }
 KEY = ["case", "bias", "dtype", "backend", "tensor"]
 
@@ -77,22 +83,22 @@ def _changes(comparison):
 def test_every_key_classified(runs):
     comparison = compare_runs(*runs)
     assert _changes(comparison) == EXPECTED
-    assert comparison.counts().to_dict() == {"regression": 2, "fix": 1, "worse": 3, "changed": 3,
+    assert comparison.counts().to_dict() == {"regression": 3, "fix": 1, "worse": 3, "changed": 4,
                                              "only_old": 1, "only_new": 1, "same": 4}
     assert comparison.regressed
 
 
 def test_rows_sorted_by_change_and_carry_both_sides(runs):
     rows = compare_runs(*runs).rows.set_index(KEY)
-    assert list(rows["change"])[:3] == ["regression", "regression", "fix"]
+    assert list(rows["change"])[:4] == ["regression", "regression", "regression", "fix"]
     regression = rows.loc[("c1", True, "float32", "alpha", "y")]
     assert (regression["status_old"], regression["status_new"]) == ("pass", "fail")
     assert regression[["err_ratio_old", "err_ratio_new", "growth"]].tolist() == [0.2, 4.0, 20.0]
     assert (regression["backend_version_old"], regression["backend_version_new"]) == ("1.0", "1.1")
     assert regression["message_new"] == "worse than the bound"
-    assert regression["repro"] == "convparity explain c1 -b alpha --dtype float32"
+    assert regression["repro"] == "convparity explain c1 -b alpha --dtype float32 --bias on"
     only_old = rows.loc[("c4", False, "float32", "alpha", "y")]
-    assert pd.isna(only_old["status_new"]) and only_old["repro"].endswith("--no-bias")
+    assert pd.isna(only_old["status_new"]) and only_old["repro"].endswith("--bias off")
 
 
 def test_threshold_and_floor_are_options(runs):
@@ -143,37 +149,56 @@ def test_thresholds_validate(growth, floor, field):
 
 def test_cli_regression_exits_1_and_writes_csv_and_html(runs, tmp_path, capsys):
     out = tmp_path / "cmp.csv"
-    assert main(["compare", str(runs[0]), str(runs[1]), "--out", str(out), "--html"]) == 1
+    assert main(["compare", str(runs[0]), str(runs[1]), "--out", str(out)]) == 1
     printed = capsys.readouterr().out
-    assert "15 keys: 2 regression, 1 fix, 3 worse, 3 changed, 1 only_old, 1 only_new, 4 same" in printed
-    # both regressions share one repro line
-    assert "\nrepro:\n  convparity explain c1 -b alpha --dtype float32\n" in printed
+    assert "17 keys: 3 regression, 1 fix, 3 worse, 4 changed, 1 only_old, 1 only_new, 4 same" in printed
+    # the two alpha regressions share one repro line
+    assert ("\nrepro:\n  convparity explain c1 -b alpha --dtype float32 --bias on\n"
+            "  convparity explain c5 -b beta --dtype float32 --bias on\n") in printed
     versions = printed.split("backend versions:\n")[1].split("\n\n")[0].splitlines()
     assert [line.split() for line in versions] == [
         ["backend", "old", "new", "changed"], ["alpha", "1.0", "1.1", "True"],
         ["beta", "2.5", "2.5", "False"], ["delta", "(not", "in", "run)", "3.0", "True"]]
     written = pd.read_csv(out)
-    assert len(written) == 15 and written["change"].value_counts()["regression"] == 2
+    assert len(written) == 17 and written["change"].value_counts()["regression"] == 3
     assert {"backend_version_old", "backend_version_new", "repro"} <= set(written.columns)
     page = parse_page(out.with_suffix(".html").read_text(encoding="utf-8"))
     assert table_rows(find_table(page, "backend")) == [
         ["alpha", "1.0", "1.1", "True"], ["beta", "2.5", "2.5", "False"],
         ["delta", "(not in run)", "3.0", "True"]]
     summaries = [d.find("summary").text for d in page.iter("details")]
-    assert summaries[:3] == ["regression (2): pass or unsupported became fail/error/crash/timeout",
+    assert summaries[:3] == ["regression (3): pass, xfail or unsupported became fail/error/crash/timeout",
                              "fix (1): fail/error/crash/timeout became pass",
                              "worse (3): err_ratio grew beyond the threshold"]
     regressions = table_rows(next(page.iter("details")).find("table"))
-    assert [r[:6] for r in regressions] == [["alpha", "float32", "True", "y", "pass", "fail"],
-                                            ["alpha", "float32", "True", "dx", "unsupported", "error"]]
+    assert [r[:6] for r in regressions] == [["alpha", "float32", "on", "y", "pass", "fail"],
+                                            ["alpha", "float32", "on", "dx", "unsupported", "error"],
+                                            ["beta", "float32", "on", "y", "xfail", "fail"]]
 
 
 def test_cli_no_regression_exits_0(runs, tmp_path, capsys):
     out = tmp_path / "same.csv"
     assert main(["compare", str(runs[0]), str(runs[0]), "--out", str(out)]) == 0
-    counts = "14 keys: 0 regression, 0 fix, 0 worse, 0 changed, 0 only_old, 0 only_new, 14 same"
+    counts = "16 keys: 0 regression, 0 fix, 0 worse, 0 changed, 0 only_old, 0 only_new, 16 same"
     assert counts in capsys.readouterr().out
-    assert not out.with_suffix(".html").exists()
+    assert out.with_suffix(".html").is_file()
+
+
+def test_cli_writes_into_the_new_run_by_default(runs, capsys):
+    assert main(["compare", str(runs[0]), str(runs[1])]) == 1
+    assert (runs[1] / "compare-old.csv").is_file() and (runs[1] / "compare-old.html").is_file()
+
+
+def test_differing_tolerance_is_said_and_calls_nothing_a_regression(tmp_path, capsys):
+    old = write_run(tmp_path / "old", OLD, {"alpha": "1.0", "beta": "2.5"})
+    new = write_run(tmp_path / "new", NEW, {"alpha": "1.1", "beta": "2.5"}, tolerance_factor=4.0, seed=8)
+    assert main(["compare", str(old), str(new)]) == 0
+    printed = capsys.readouterr().out
+    assert "settings that differ:\n  seed: 7 -> 8\n  tolerance_factor: 1.0 -> 4.0\n" in printed
+    assert "seed, tolerance_factor decide statuses: no key is called a regression" in printed
+    changes = _changes(compare_runs(old, new))
+    assert changes[("c1", True, "float32", "alpha", "dx")] == "changed"  # unsupported -> error, under another seed
+    assert "regression" not in changes.values()
 
 
 @pytest.mark.parametrize(("extra", "fragment"), [

@@ -1,0 +1,141 @@
+"""Known deviations as data: where a framework is known to compute a convolution wrongly, and why.
+
+A backend declares them beside its limits (`deviations = (Deviation(...), ...)`). A deviation names
+the cases it covers by fields, never by descriptor text: a predicate over the spec, the dtypes, the
+tensors, bias on or off, and the framework versions (a PEP 440 specifier set). It carries a one-line
+reason and where it is reported upstream.
+
+In a sweep a `fail` row that a declaration covers reads `xfail`, with the reason in its message; a
+row it covers that passes reads `xpass`: the declaration is stale (the framework was fixed, or the
+declaration is too wide) and says so. Deviations never hide a row.
+
+The backend's worker decides which declarations cover a case (`matching`), since only it holds the
+predicates; what travels on to the evaluation is a picklable `DeviationRecord` per match.
+This module imports nothing else of the harness but the spec's type, so plugins import it cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.cases.spec import ConvSpec
+
+TENSOR_NAMES = ("y", "dx", "dw", "db")
+NOT_REPORTED = "not reported yet"
+
+
+def _every_spec(spec: ConvSpec) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class DeviationRecord:
+    """What a row needs of a matching declaration: its words, the tensors it covers, strictness."""
+
+    condition: str
+    reason: str
+    upstream: str
+    tensors: tuple[str, ...]
+    strict: bool
+
+    def covers(self, tensor: str) -> bool:
+        return not self.tensors or tensor in self.tensors
+
+    @property
+    def text(self) -> str:
+        """"reason (upstream)" for messages and the `deviation` column."""
+        return f"{self.reason} ({self.upstream})"
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """One known deviation of a backend; every field left at its default matches everything.
+
+    condition: the predicate in words ("bias and output_size[-1] == out_channels").
+    reason:    one line, what the framework does wrong.
+    upstream:  URL of the upstream report, or "not reported yet".
+    applies:   predicate over the ConvSpec (its dtype and bias included).
+    dtypes:    the spec dtypes covered; () for all.
+    tensors:   the tensors covered, of y, dx, dw, db; () for all.
+    bias:      True or False to cover only cases with or without a bias; None for both.
+    versions:  PEP 440 specifier set over the framework version (">=3.15,<3.16"); "" for all.
+    strict:    a covered row that passes is `xpass` (stale); False for a deviation that shows
+               only on some inputs, so a pass proves nothing.
+    """
+
+    condition: str
+    reason: str
+    upstream: str = NOT_REPORTED
+    applies: Callable[[ConvSpec], bool] = _every_spec
+    dtypes: tuple[str, ...] = ()
+    tensors: tuple[str, ...] = ()
+    bias: bool | None = None
+    versions: str = ""
+    strict: bool = True
+
+    def __post_init__(self) -> None:
+        for field in ("condition", "reason", "upstream"):
+            value = getattr(self, field)
+            if not isinstance(value, str) or not value.strip() or "\n" in value:
+                raise ValueError(f"Deviation.{field} must be one non-empty line, got {value!r}")
+        unknown = [t for t in self.tensors if t not in TENSOR_NAMES]
+        if unknown:
+            raise ValueError(f"Deviation.tensors: unknown tensor {unknown[0]!r} (known: {', '.join(TENSOR_NAMES)})")
+        if not callable(self.applies):
+            raise ValueError(f"Deviation.applies must be a predicate over the spec, got {self.applies!r}")
+        if self.versions:
+            _specifier(self.versions)  # raises ValueError naming the field
+
+    def covers_version(self, version: str) -> bool:
+        """Whether `version` (the framework's, e.g. "3.15.0") is in the declared range."""
+        if not self.versions:
+            return True
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            return Version(version) in _specifier(self.versions)
+        except InvalidVersion:
+            return False
+
+    def covers_case(self, spec: ConvSpec, version: str) -> bool:
+        """Whether this declaration covers `spec` (with its dtype and bias) on framework `version`."""
+        return (
+            (not self.dtypes or spec.dtype in self.dtypes)
+            and (self.bias is None or spec.bias == self.bias)
+            and self.covers_version(version)
+            and bool(self.applies(spec))
+        )
+
+    def record(self) -> DeviationRecord:
+        return DeviationRecord(self.condition, self.reason, self.upstream, self.tensors, self.strict)
+
+    def describe(self) -> str:
+        """One line for `convparity backends --limits`: what it covers, why, where it is reported."""
+        parts = [self.condition]
+        if self.dtypes:
+            parts.append("dtype " + "/".join(self.dtypes))
+        if self.bias is not None:
+            parts.append("bias " + ("on" if self.bias else "off"))
+        if self.tensors:
+            parts.append("tensors " + ", ".join(self.tensors))
+        if self.versions:
+            parts.append("versions " + self.versions)
+        return f"{'; '.join(parts)}: {self.reason} ({self.upstream})"
+
+
+def _specifier(text: str):
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier:
+        raise ValueError(f"Deviation.versions: {text!r} is not a PEP 440 specifier set "
+                         "such as '>=3.15,<3.16'") from None
+
+
+def matching(deviations: Iterable[Deviation], spec: ConvSpec, version: str) -> tuple[DeviationRecord, ...]:
+    """The records of every declaration covering `spec` on framework `version`, in declaration order."""
+    return tuple(d.record() for d in deviations if d.covers_case(spec, version))

@@ -1,0 +1,263 @@
+"""`harness.sweep(...)`: the one way to assemble and run a sweep; `convparity run` is a thin layer over it.
+
+    import harness
+    run = harness.sweep(backends=["torch", "jax"], grids=["smoke"], dtypes=["float32"], jobs=2)
+    print(run.summary)                       # per backend x dtype x tensor counts and worst ratios
+    failing = run.results.query("status == 'fail'")
+    print(run.path)                          # the run folder, e.g. reports/20261201-101500-smoke
+
+A sweep draws its cases lazily from a `CaseSelection`, logs each to cases.csv before it runs, appends
+its rows to results.csv as it finishes, and holds the folder's lock throughout. `resume(path)`
+continues an interrupted run with the settings in its run.json. On an interrupt (KeyboardInterrupt,
+or `Interrupted` from harness.running.interrupts) run.json's status becomes "interrupted" and
+`SweepInterrupted` is raised, naming the resume command.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness.backends.manager import PluginSelection, get_manager
+from harness.cases.descriptor import Case
+from harness.cases.grids import GridError
+from harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection
+from harness.cases.spec import DTYPES
+from harness.results import BAD_STATUSES, REFERENCE_STATUSES, STALE_STATUSES, ResultsWriter, Row
+from harness.running import run_folder
+from harness.running.executor import WORKER_ENVIRONMENT, LocalProcessExecutor
+from harness.running.interrupts import Interrupted
+from harness.running.progress import SweepProgress
+from harness.running.run_folder import RunFolderError
+from harness.running.runner import SweepVersions, done_key, expand, run_sweep
+from harness.settings import DEFAULT_REFERENCE_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, RunSettings
+
+DEFAULT_DTYPES = ("float64", "float32")
+
+
+class SweepError(ValueError):
+    """A sweep that cannot start as asked (unknown backend or dtype, ...); the message names the field."""
+
+
+class SweepInterrupted(Exception):
+    """The sweep stopped on an interrupt; every finished row is kept and `resume(path)` continues it."""
+
+    def __init__(self, path: Path, exit_code: int) -> None:
+        super().__init__(f"interrupted; every finished row is kept in {path}; continue with: "
+                         f"convparity run --resume {path}")
+        self.path = path
+        self.exit_code = exit_code
+
+
+@dataclass
+class SweepRun:
+    """A finished sweep: its folder, the status counts of its rows, and its tables on demand."""
+
+    path: Path
+    counts: Counter = field(default_factory=Counter)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    resumed_items: int = 0
+    dropped_duplicates: int = 0
+    _summary: Any = None
+
+    @property
+    def results(self):
+        """results.csv as a pandas DataFrame (the dtypes `harness.read_results` documents)."""
+        from harness.results import read_results
+
+        return read_results(self.path)
+
+    @property
+    def summary(self):
+        """Per backend x dtype x tensor: the count of every status and the worst err_ratio."""
+        if self._summary is None:
+            from harness.reporting.summaries import write_reports
+
+            self._summary = write_reports(self.path)
+        return self._summary
+
+    def exit_code(self, strict: bool = False) -> int:
+        """0: nothing failed; 1: a backend failed (or, with `strict`, a declared deviation went stale);
+        3: only the reference side failed (the harness's own failure, never the backend's)."""
+        if any(self.counts[s] for s in BAD_STATUSES) or (strict and any(self.counts[s] for s in STALE_STATUSES)):
+            return 1
+        return 3 if any(self.counts[s] for s in REFERENCE_STATUSES) else 0
+
+
+def available_backends(names: Sequence[str] | None) -> tuple[str, ...]:
+    """The backends a sweep runs: the named ones (checked), or every registered one for None / ["all"]."""
+    registered = get_manager().backends()
+    if not names or list(names) == ["all"]:
+        return tuple(registered)
+    unknown = [n for n in names if n not in registered]
+    if unknown:
+        broken = get_manager().broken.get(unknown[0])
+        why = f": {broken}" if broken else f" (known: {', '.join(registered) or 'none'})"
+        raise SweepError(f"unknown backend {unknown[0]!r}{why}")
+    return tuple(dict.fromkeys(names))
+
+
+def sweep(
+    backends: Sequence[str] | None = None,
+    grids: Sequence[str] = (),
+    cases: Sequence[str] = (),
+    batch_files: Sequence[str] = (),
+    dtypes: Sequence[str] = DEFAULT_DTYPES,
+    bias: str = "on",
+    random: int = 0,
+    seed: int = 0,
+    jobs: int = 1,
+    timeout: float = DEFAULT_TIMEOUT,
+    tolerance_factor: float = 1.0,
+    out: str | Path | None = None,
+    *,
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+    reference_timeout: float = DEFAULT_REFERENCE_TIMEOUT,
+    max_cases: int | None = DEFAULT_MAX_CASES,
+    progress: bool = False,
+) -> SweepRun:
+    """Run `cases` (descriptors), `grids` (named, TOML or batch files), `batch_files` and `random`
+    samples in every dtype on every backend (None or ["all"]: every registered one; unavailable ones
+    are named once, in run.json, and run nothing). `bias` ("on", "off", "both") applies to `cases`.
+
+    `out`: the run folder (default: a fresh one under reports/). Returns when every row is written.
+    """
+    dtypes = tuple(dtypes)
+    unknown = [d for d in dtypes if d not in DTYPES]
+    if unknown or not dtypes:
+        raise SweepError(f"unknown dtype {unknown[0]!r} (known: {', '.join(DTYPES)})" if unknown else "no dtypes")
+    settings = RunSettings(backends=available_backends(backends), dtypes=tuple(dict.fromkeys(dtypes)),
+                           grids=tuple(grids), seed=seed, timeout=timeout, jobs=jobs, tolerance_factor=tolerance_factor,
+                           startup_timeout=startup_timeout, reference_timeout=reference_timeout)
+    selection = CaseSelection(grids=tuple(grids), cases=tuple(cases), batch_files=tuple(batch_files), random=random,
+                              seed=seed, bias=bias)
+    size, stream = selection.stream(max_cases)
+    path = Path(out) if out is not None else run_folder.default_run_dir(Path("reports"), settings.grids or ("cases",))
+    run_folder.create(path)
+    with run_folder.lock(path):
+        metadata = run_folder.new_metadata(settings, selection)
+        metadata["worker_environment"] = {name: os.environ.get(name, value)
+                                          for name, value in WORKER_ENVIRONMENT.items()}
+        metadata["max_cases"] = max_cases
+        run_folder.write_metadata(path, metadata)
+        return _execute(path, metadata, settings, expand(stream, settings.dtypes), size * len(settings.dtypes),
+                        done=set(), logged=0, progress=progress)
+
+
+def resume(path: str | Path, jobs: int | None = None, *, progress: bool = False) -> SweepRun:
+    """Continue the interrupted run in `path` with its own settings (only the number of jobs may change)."""
+    path = Path(path)
+    with run_folder.lock(path):
+        metadata = run_folder.read_metadata(path)
+        settings = run_folder.read_settings(path)
+        if jobs is not None:
+            settings = replace(settings, jobs=jobs)
+        selection = run_folder.read_selection(path)
+        logged = run_folder.read_cases(path)
+        repair = run_folder.repair_results(path)
+        size, stream = selection.stream(metadata.get("max_cases", DEFAULT_MAX_CASES))
+        cases = _continue(logged, expand(stream, settings.dtypes), path)
+        previous = run_folder.status_counts(path)
+        run = _execute(path, metadata, settings, cases, size * len(settings.dtypes), done=repair.done,
+                       logged=len(logged), progress=progress)
+        run.resumed_items = len(logged)
+        run.dropped_duplicates = repair.dropped_duplicates
+        run.counts.update(previous)
+        return run
+
+
+def _continue(logged: list[Case], stream: Iterator[Case], path: Path) -> Iterator[Case]:
+    """The logged cases, then the selection's stream after them (checked to begin with the same cases)."""
+    for number, case in enumerate(logged, start=1):
+        again = next(stream, None)
+        if again is None or again.spec != case.spec:
+            raise RunFolderError(f"{path / run_folder.CASES_FILE}: case {number} is no longer what the run's selection "
+                                 "yields (a grid or file changed since the run started); start a new run")
+        yield case
+    yield from stream
+
+
+def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[Case], total: int, *,
+             done: set, logged: int, progress: bool) -> SweepRun:
+    """Run the cases not done, logging each new one (after the first `logged`) to cases.csv."""
+    run = SweepRun(path)
+    started = time.perf_counter()
+    writer = ResultsWriter(path)
+    case_log = run_folder.CaseLog(path)
+    metadata["status"] = "running"
+    run_folder.write_metadata(path, metadata)
+
+    def log_new(stream: Iterable[Case]) -> Iterator[Case]:
+        for index, case in enumerate(stream):
+            if index >= logged:
+                case_log.append(case)
+            yield case
+
+    def items():
+        from harness.running.runner import Item
+
+        for case in log_new(cases):
+            missing = [b for b in settings.backends if done_key(case, b) not in done]
+            if missing:
+                yield Item(case, missing)
+            else:
+                bar.advance([])
+
+    def write(rows: list[Row]) -> None:
+        try:
+            writer.write(rows)
+        except OSError as error:
+            raise run_folder.os_error(writer.path, error) from None
+        run.counts.update(row.status for row in rows)
+        bar.advance(rows)
+
+    def found(versions: SweepVersions) -> None:
+        metadata["backend_versions"] = versions.versions
+        metadata["unavailable"] = versions.unavailable
+        run.unavailable = versions.unavailable
+        run_folder.write_metadata(path, metadata)
+
+    bar = SweepProgress(total=total, done=0, enabled=progress)
+    try:
+        with LocalProcessExecutor(settings.jobs, log=path / "workers.log",
+                                  startup_timeout=settings.startup_timeout) as executor, bar:
+            run_sweep(items(), settings, executor, write, on_versions=found, plugins=PluginSelection.from_environment())
+    except (KeyboardInterrupt, Interrupted) as error:
+        code = error.exit_code if isinstance(error, Interrupted) else 130
+        _close(writer, case_log, path, metadata, started, "interrupted")
+        raise SweepInterrupted(path, code) from None
+    except RunFolderError as error:  # a disk that filled up or went read-only mid-sweep
+        try:
+            _close(writer, case_log, path, metadata, started, "interrupted")
+        except (OSError, RunFolderError):
+            pass
+        raise RunFolderError(f"{error}; every row written before is kept: once it can be written again, "
+                             f"continue with: convparity run --resume {path}") from None
+    except BaseException:
+        _close(writer, case_log, path, metadata, started, "interrupted")
+        raise
+    _close(writer, case_log, path, metadata, started, "finished")
+    return run
+
+
+def _close(writer: ResultsWriter, case_log: run_folder.CaseLog, path: Path, metadata: dict, started: float,
+           status: str) -> None:
+    from datetime import UTC, datetime
+
+    for closing in (writer, case_log):
+        try:
+            closing.close()
+        except OSError:
+            pass  # a full disk: what was flushed is kept, the rest is the interrupted case's
+    metadata["status"] = status
+    metadata["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    metadata["seconds"] = round(metadata.get("seconds", 0.0) + time.perf_counter() - started, 3)
+    run_folder.write_metadata(path, metadata)
+
+
+__all__ = ["GridError", "SweepError", "SweepInterrupted", "SweepRun", "resume", "sweep"]
