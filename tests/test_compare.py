@@ -154,7 +154,8 @@ def test_bound_formula_and_worst_element():
     assert result.err_ratio == pytest.approx(0.9, rel=1e-9)
     assert result.max_abs_err == pytest.approx(0.9 * bound[2], rel=1e-9)
     assert gamma(10, u32) == pytest.approx(10 * u32 / (1 - 10 * u32))
-    scaled = compare_tensor("y", ref + 1.5 * bound, ref, mag, reduction=10, dtype="float32", accumulation="float32", tolerance_factor=2.0)
+    scaled = compare_tensor("y", ref + 1.5 * bound, ref, mag, reduction=10, dtype="float32", accumulation="float32",
+                            tolerance_factor=2.0)
     assert scaled.passed and scaled.err_ratio == pytest.approx(0.75, rel=1e-9)
 
 

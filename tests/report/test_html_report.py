@@ -94,7 +94,8 @@ def test_failure_table_carries_message_and_repro(page):
                            "convparity explain c2 -b alpha --dtype float32 --bias off"]
     assert rows[3][7] == "inf"
     (xfail,) = table_rows(details[known].find("table"))
-    assert xfail[5:8] == ["xfail", "y", "4"] and xfail[9].split() == ["declared", "reason", "(", "https://example.org/issue/1", ")"]
+    assert xfail[5:8] == ["xfail", "y", "4"]
+    assert xfail[9].split() == ["declared", "reason", "(", "https://example.org/issue/1", ")"]
     link = details[known].find(".//a")
     assert link.get("href") == "https://example.org/issue/1"
 
