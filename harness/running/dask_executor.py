@@ -87,8 +87,9 @@ def connect(scheduler: str | Any, timeout: float = 30.0) -> Any:
         if isinstance(scheduler, str) and Path(scheduler).is_file():
             return distributed.Client(scheduler_file=scheduler, timeout=timeout)
         return distributed.Client(scheduler, timeout=timeout)
-    except OSError as error:
-        raise DaskUnavailable(f"cannot reach the Dask scheduler {scheduler}: {error}") from None
+    except (OSError, ValueError) as error:  # unreachable, or neither an address nor an existing file
+        raise DaskUnavailable(f"cannot reach the Dask scheduler {scheduler} (an address tcp://HOST:PORT or a "
+                              f"scheduler file): {error}") from None
 
 
 @dataclass

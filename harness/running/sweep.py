@@ -40,7 +40,7 @@ from harness.running.launch import ExecutorChoice, open_executor, worker_environ
 from harness.running.progress import SweepProgress
 from harness.running.run_folder import RunFolderError
 from harness.running.runner import SweepVersions, done_key, expand, run_sweep
-from harness.running.shards import Shard, shard_cases
+from harness.running.shards import Shard, ShardError, shard_cases
 from harness.running.tasks import backend_pool
 from harness.settings import DEFAULT_REFERENCE_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, RunSettings
 
@@ -187,7 +187,10 @@ def resume(path: str | Path, jobs: int | None = None, *, progress: bool = False,
             settings = replace(settings, jobs=jobs)
         if compile_cache is not None:
             settings = replace(settings, compile_cache=compile_cache)
-        shard = Shard.from_json(metadata["shard"]) if metadata.get("shard") else None
+        try:
+            shard = Shard.from_json(metadata["shard"]) if metadata.get("shard") else None
+        except ShardError as error:
+            raise RunFolderError(f"{path / run_folder.RUN_FILE}: {error}") from None
         selection = run_folder.read_selection(path)
         logged = run_folder.read_cases(path)
         repair = run_folder.repair_results(path)

@@ -88,3 +88,12 @@ def test_an_interrupted_dask_run_resumes_to_the_rows_of_an_uninterrupted_one(fau
     assert resumed["status"] == "finished" and resumed["executor"]["kind"] == "dask"
     # both sessions' tasks are counted: every item's evaluation once, at least
     assert resumed["timing"]["reference"]["tasks"] >= len(DESCRIPTORS) * 2 * 3
+
+
+def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "-b", "reference", "--case", "mb2ic2ih5oc2kh3", "-o", str(out), "--executor", "dask",
+                 "--scheduler", str(tmp_path / "no-such-scheduler.json")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "cannot reach the Dask scheduler" in error[0], error
+    assert read_metadata(out)["status"] == "interrupted"  # fix the address, then: run --resume DIR --scheduler ...
