@@ -1,5 +1,6 @@
 """Compile caches on the real frameworks: a sweep stores what it compiled, a rerun loads it, and cached,
-uncached and cache-loading runs write the same rows (all but `seconds`)."""
+uncached and cache-loading runs write the same rows (all but `seconds`). With -j 1 and the same cases
+a rerun traces TensorFlow's functions in the same order, which its cache needs (docs/scaling.md)."""
 
 from __future__ import annotations
 
