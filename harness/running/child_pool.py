@@ -174,12 +174,17 @@ class ChildPool:
         environment["PYTHONPATH"] = os.pathsep.join(path or os.getcwd() for path in sys.path)
         log = call.log or default_log()
         ours, theirs = socket.socketpair()
-        with open(log, "ab") as output:
-            process = self._spawner.submit(
-                subprocess.Popen, [sys.executable, "-m", __name__, str(theirs.fileno()), str(os.getpid())],
-                pass_fds=(theirs.fileno(),), env=environment, stdin=subprocess.DEVNULL, stdout=output,
-                stderr=output).result()
-        theirs.close()
+        try:
+            with open(log, "ab") as output:
+                process = self._spawner.submit(
+                    subprocess.Popen, [sys.executable, "-m", __name__, str(theirs.fileno()), str(os.getpid())],
+                    pass_fds=(theirs.fileno(),), env=environment, stdin=subprocess.DEVNULL, stdout=output,
+                    stderr=output).result()
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         child = _Child(key, process, Connection(ours.detach()), log)
         if call.cores:
             pin_process(process.pid, call.cores[worker_index() % len(call.cores)])
