@@ -150,8 +150,19 @@ def read_results(directory: str | Path):
     """results.csv as a pandas DataFrame with the documented column dtypes (bias and allclose as booleans).
 
     A damaged file (other columns, a cell that is not of its column's type) raises ResultsError naming
-    the file and the line.
+    the file and what is wrong.
     """
+    import pandas as pd
+
+    chunks = list(iter_results(directory))
+    if not chunks:  # a header and no rows
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in PANDAS_DTYPES.items()})[list(COLUMNS)]
+    return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+
+def iter_results(directory: str | Path, chunk_rows: int | None = None):
+    """results.csv as DataFrames of at most `chunk_rows` rows each (all of it at once for None), typed as
+    `read_results` documents, so a report can read a run of any size in bounded memory."""
     import pandas as pd
 
     path = Path(directory) / RESULTS_FILE
@@ -160,13 +171,20 @@ def read_results(directory: str | Path):
                   "allclose": _flag("allclose", {"true": True, "false": False, "": None}),
                   **{c: _text_cell for c in text_columns}}
     try:
-        frame = pd.read_csv(path, dtype={c: t for c, t in PANDAS_DTYPES.items() if c not in converters},
-                            converters=converters, keep_default_na=False, encoding="utf-8",
-                            na_values={c: ["", "nan", "NaN"] for c, t in PANDAS_DTYPES.items() if t == "float64"})
+        reader = pd.read_csv(path, dtype={c: t for c, t in PANDAS_DTYPES.items() if c not in converters},
+                             converters=converters, keep_default_na=False, encoding="utf-8",
+                             chunksize=chunk_rows or 1 << 62,
+                             na_values={c: ["", "nan", "NaN"] for c, t in PANDAS_DTYPES.items() if t == "float64"})
+        with reader:
+            for frame in reader:
+                yield _typed(frame, path, text_columns)
     except FileNotFoundError:
         raise ResultsError(f"{path} does not exist: the run wrote no rows yet") from None
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise ResultsError(f"{path} is damaged: {' '.join(str(error).split())}") from None
+
+
+def _typed(frame, path: Path, text_columns: list[str]):
     if tuple(frame.columns) != COLUMNS:
         missing = [c for c in COLUMNS if c not in frame.columns]
         raise ResultsError(f"{path} has other columns than this version of convparity writes"

@@ -20,9 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 from harness.reporting import html_page
-from harness.reporting.heatmap import backend_figure, compared_rows
+from harness.reporting.digest import ResultsDigest
+from harness.reporting.heatmap import backend_figure
 from harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
-from harness.results import BAD_STATUSES, STATUSES, TENSORS, bias_word
+from harness.results import BAD_STATUSES, TENSORS, bias_word
 from harness.running.run_folder import atomic_write, read_metadata
 
 REPORT_HTML = "report.html"
@@ -61,11 +62,10 @@ def matrix_section(summary: pd.DataFrame) -> str:
     )
 
 
-def heatmap_section(results: pd.DataFrame) -> str:
-    """A heatmap figure per backend that has compared rows."""
-    compared = compared_rows(results)
+def heatmap_section(cells: pd.DataFrame) -> str:
+    """A heatmap figure per backend that has compared rows (`cells`: ResultsDigest.heatmap_cells)."""
     parts = ["<h2>Where errors grow</h2>"]
-    for backend, rows in compared.groupby("backend", sort=True, observed=True):
+    for backend, rows in cells.groupby("backend", sort=True, observed=True):
         image = html_page.figure_img(backend_figure(str(backend), rows), f"{backend} heatmaps")
         parts.append(f"<h3>{html_page.text(backend)}</h3>\n{image}")
     if len(parts) == 1:
@@ -90,9 +90,10 @@ def non_passing_cases(results: pd.DataFrame) -> pd.DataFrame:
     return cases[CASE_TABLE]
 
 
-def cases_section(results: pd.DataFrame) -> str:
-    """Non-passing cases in collapsible tables by kind (CASE_GROUPS)."""
-    cases = non_passing_cases(results)
+def cases_section(non_passing: pd.DataFrame, left_out: dict[str, int]) -> str:
+    """Non-passing cases in collapsible tables by kind (CASE_GROUPS); rows beyond what the digest kept are
+    counted, with where to find them."""
+    cases = non_passing_cases(non_passing)
     cases = cases.assign(err_ratio=cases["err_ratio"].map(format_ratio), repro=html_page.code(cases["repro"]),
                          bias=cases["bias"].map(bias_word),
                          case=html_page.code(cases["case"]), deviation=cases["deviation"].map(html_page.linked))
@@ -101,13 +102,16 @@ def cases_section(results: pd.DataFrame) -> str:
         chosen = cases[cases["status"].isin(statuses)]
         if len(chosen):
             body = html_page.table(chosen, markup_columns=("case", "repro", "deviation"))
+            more = sum(left_out.get(s, 0) for s in statuses)
+            if more:
+                body += f"<p>{more} more rows of these statuses are in results.csv, not listed here.</p>"
             parts.append(html_page.details(f"{title} ({len(chosen)} cases)", body, opened=opened))
     if len(parts) == 1:
         parts.append("<p>No non-passing rows.</p>")
     return "\n".join(parts)
 
 
-def metadata_items(metadata: dict, results: pd.DataFrame) -> pd.DataFrame:
+def metadata_items(metadata: dict, row_versions: dict[str, str]) -> pd.DataFrame:
     """run.json (and, for backends it does not list, the rows' versions) as (item, value) pairs."""
     settings = metadata.get("settings", {})
     platform = metadata.get("platform", {})
@@ -125,9 +129,7 @@ def metadata_items(metadata: dict, results: pd.DataFrame) -> pd.DataFrame:
         ("tolerance factor", settings.get("tolerance_factor", "")),
         ("platform", ", ".join(f"{k} {v}" for k, v in platform.items() if v)),
     ]
-    versions = dict(metadata.get("backend_versions", {}))
-    for backend, version in results.groupby("backend", observed=True)["backend_version"].first().items():
-        versions.setdefault(str(backend), version)
+    versions = {**row_versions, **metadata.get("backend_versions", {})}
     items += [(f"backend {name}", version) for name, version in sorted(versions.items())]
     items += [(f"backend {name}", f"unavailable: {reason}")
               for name, reason in sorted(metadata.get("unavailable", {}).items())]
@@ -136,11 +138,10 @@ def metadata_items(metadata: dict, results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(items, columns=["item", "value"])
 
 
-def totals_line(results: pd.DataFrame, metadata: dict) -> str:
+def totals_line(digest: ResultsDigest, metadata: dict) -> str:
     """Row counts per status, and the backends that were unavailable (named once, never as rows)."""
-    counts = results["status"].value_counts()
-    parts = [f"{counts[s]} {s}" for s in STATUSES if s in counts]
-    line = f"<p>{len(results)} rows: {html_page.text(', '.join(parts) or 'none')}.</p>"
+    parts = [f"{count} {status}" for status, count in digest.status_counts.items()]
+    line = f"<p>{digest.rows} rows: {html_page.text(', '.join(parts) or 'none')}.</p>"
     unavailable = metadata.get("unavailable", {})
     if unavailable:
         line += "\n<p>Unavailable, so not run: " + html_page.text("; ".join(
@@ -148,19 +149,19 @@ def totals_line(results: pd.DataFrame, metadata: dict) -> str:
     return line
 
 
-def render(title: str, results: pd.DataFrame, summary: pd.DataFrame, metadata: dict) -> str:
+def render(title: str, digest: ResultsDigest, metadata: dict) -> str:
     """The whole page as a string."""
     body = "\n".join([
-        totals_line(results, metadata),
-        matrix_section(summary),
-        heatmap_section(results),
-        cases_section(results),
-        "<h2>Run</h2>\n" + html_page.table(metadata_items(metadata, results)),
+        totals_line(digest, metadata),
+        matrix_section(digest.summary),
+        heatmap_section(digest.heatmap_cells),
+        cases_section(digest.non_passing, digest.left_out),
+        "<h2>Run</h2>\n" + html_page.table(metadata_items(metadata, digest.versions)),
     ])
     return html_page.document(f"convparity report: {title}", body)
 
 
-def write_html_report(directory: Path, results: pd.DataFrame, summary: pd.DataFrame) -> Path:
-    """Write DIR/report.html from the run's rows, their summary (harness.reporting.matrix.summarize) and run.json."""
-    page = render(directory.name, results, summary, read_metadata(directory))
+def write_html_report(directory: Path, digest: ResultsDigest) -> Path:
+    """Write DIR/report.html from the digest of the run's rows and its run.json."""
+    page = render(directory.name, digest, read_metadata(directory))
     return atomic_write(directory / REPORT_HTML, lambda file: file.write(page))
