@@ -51,7 +51,7 @@ def measure(size: int, jobs: int, folder: Path) -> dict:
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    line = next((l for l in done.stdout.splitlines() if l.startswith("MEASURED ")), None)
+    line = next((text for text in done.stdout.splitlines() if text.startswith("MEASURED ")), None)
     if line is None:
         raise SystemExit(f"size {size}: no measurement; stderr:\n{done.stderr[-2000:]}")
     measured = json.loads(line.removeprefix("MEASURED "))

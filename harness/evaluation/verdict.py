@@ -101,17 +101,12 @@ def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "") 
         arrays, problems = validate_outputs(spec, outputs)
         members = optional_members(backend)
         accumulation = members.accumulation.get(spec.dtype) or default_accumulation(spec.dtype)
-        deviations = matching(members.deviations, spec, _framework_version(version or backend.version()))
+        deviations = matching(members.deviations, spec, version or backend.version())
     except InvalidOutputs as error:
         return Status("error", str(error), seconds)
     except Exception as error:  # noqa: BLE001 - a broken declaration or version() is the backend's error
         return Status("error", describe_exception(error), seconds)
     return Ran(arrays, seconds, accumulation, problems, deviations)
-
-
-def _framework_version(version: str) -> str:
-    words = str(version).split()
-    return words[0] if words else ""
 
 
 class InvalidOutputs(ValueError):
