@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from reference_impl.geometry import ConvGeometry, IntOrInts, Padding, check_shape, conv_geometry
-from reference_impl.im2col import DEFAULT_MEMORY_BUDGET, convolve
+from reference_impl.im2col import DEFAULT_MEMORY_BUDGET, add_bias, bias_gradient, convolve
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
@@ -40,9 +40,9 @@ def conv_forward(
     geometry = conv_geometry(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
     if b is not None:
         check_shape("b", b, (geometry.out_channels,))
-    y, _, _, _ = convolve(geometry, x, w, b, None, forward=True, bias_grad=False, memory_budget=memory_budget)
+    y, _, _ = convolve(geometry, x, w, None, outputs={"y"}, memory_budget=memory_budget)
     assert y is not None
-    return y
+    return add_bias(y, b)
 
 
 def conv_backward(
@@ -60,9 +60,9 @@ def conv_backward(
     """Gradients (dx (N, C, *in), dw (O, C/groups, *kernel), db (O,) or None if not `bias`) for dy (N, O, *out)."""
     geometry = conv_geometry(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
     check_shape("dy", dy, (geometry.batch, geometry.out_channels) + geometry.output_size)
-    _, dx, dw, db = convolve(geometry, x, w, None, dy, forward=False, bias_grad=bias, memory_budget=memory_budget)
+    _, dx, dw = convolve(geometry, x, w, dy, outputs={"dx", "dw"}, memory_budget=memory_budget)
     assert dx is not None and dw is not None
-    return dx, dw, db
+    return dx, dw, bias_gradient(dy) if bias else None
 
 
 def conv_forward_backward(
@@ -85,8 +85,6 @@ def conv_forward_backward(
     if b is not None:
         check_shape("b", b, (geometry.out_channels,))
     check_shape("dy", dy, (geometry.batch, geometry.out_channels) + geometry.output_size)
-    y, dx, dw, db = convolve(
-        geometry, x, w, b, dy, forward=True, bias_grad=b is not None, memory_budget=memory_budget
-    )
+    y, dx, dw = convolve(geometry, x, w, dy, outputs={"y", "dx", "dw"}, memory_budget=memory_budget)
     assert y is not None and dx is not None and dw is not None
-    return y, dx, dw, db
+    return add_bias(y, b), dx, dw, None if b is None else bias_gradient(dy)

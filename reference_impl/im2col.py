@@ -12,6 +12,10 @@ so that, per image and group, one GEMM gives the output and two more give the gr
     dw_g  (Og, Cg*K) += dy_g (Og, P) @ cols_g.T       dy_g read in place
     dcols_g           = w_g.T @ dy_g                  -> scattered back into dx (col2im)
 
+`convolve` computes any subset of y, dx, dw in one pass; bias is added (`add_bias`) and db summed
+(`bias_gradient`) by the callers. The data gradient alone, which is a transposed convolution's output
+(reference_impl.transposed), gathers no columns: the buffer only holds dcols.
+
 Tiles are runs of whole images when one image's columns fit the memory budget, else runs of output
 rows (first spatial dim) of one image, split as evenly as possible, so the column buffer never
 exceeds max(budget, one output row's columns). The gradient of the columns reuses that buffer; the
@@ -21,7 +25,7 @@ only other per-tile scratch is one dw-sized GEMM result.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,41 +114,56 @@ def _view(block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return view
 
 
+TENSORS = ("y", "dx", "dw")
+"""What `convolve` can compute: the output (without bias), the data gradient, the weight gradient."""
+
+
 def convolve(
     geometry: ConvGeometry,
-    x: np.ndarray,
+    x: np.ndarray | None,
     w: np.ndarray,
-    b: np.ndarray | None,
     dy: np.ndarray | None,
     *,
-    forward: bool,
-    bias_grad: bool,
+    outputs: Collection[str],
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
-) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """One pass over the tiles computing y (if `forward`) and dx, dw (if `dy` is given), db (if also `bias_grad`).
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """One pass over the tiles computing the `outputs` named (a subset of TENSORS): y, dx, dw; None for the rest.
 
-    x (N, C, *in), w (O, C/G, *kernel), b (O,) or None, dy (N, O, *out) or None; all float64 out.
+    x (N, C, *in), needed for y and dw; w (O, C/G, *kernel); dy (N, O, *out), needed for dx and dw.
+    Results are float64: y (N, O, *out) without bias, dx (N, C, *in), dw (O, C/G, *kernel). The data
+    gradient alone (a transposed convolution's output) needs no x and gathers no columns.
     """
+    unknown = set(outputs) - set(TENSORS)
+    assert not unknown and outputs, f"outputs must name some of {TENSORS}, got {outputs}"
+    forward, data_grad, weight_grad = (name in outputs for name in TENSORS)
+    assert x is not None or not (forward or weight_grad), "y and dw need x"
+    assert dy is not None or not (data_grad or weight_grad), "dx and dw need dy"
     g = geometry
     groups, cin, cout = g.groups, g.in_channels, g.out_channels
     group_rows = cin // groups * g.kernel_volume
     offsets = list(np.ndindex(*g.kernel_size))
     out_size = g.output_size
 
-    x_padded = pad(x, g.padding)
-    w_groups = np.asarray(w, dtype=np.float64).reshape(groups, cout // groups, group_rows)
+    x_padded = pad(x, g.padding) if x is not None and (forward or weight_grad) else None  # None: no columns
+    w_groups = np.asarray(w, dtype=np.float64).reshape(groups, cout // groups, group_rows)  # (G, Og, Cg*K)
     y = np.empty((g.batch, cout) + out_size if forward else (0,))
     if dy is not None:
         dy = np.ascontiguousarray(dy, dtype=np.float64)
-        dx_padded = np.zeros_like(x_padded)
+    if data_grad:
+        dx_padded = np.zeros((g.batch, cin) + g.padded_size)
+        w_groups_t = w_groups.transpose(0, 2, 1)  # (G, Cg*K, Og)
+    if weight_grad:
         dw_groups = np.zeros_like(w_groups)
-        w_groups_t = w_groups.transpose(0, 2, 1)
 
     all_tiles = list(tiles(g, memory_budget))
     # A 1x1 kernel with stride 1 and no padding needs no columns: each image is its own column
     # matrix (Cg rows per group), and its column gradient is dx itself.
-    pointwise = g.kernel_volume == 1 and set(g.stride) == {1} and x_padded.flags.c_contiguous and all(
-        p == (0, 0) for p in g.padding)
+    pointwise = (
+        g.kernel_volume == 1
+        and set(g.stride) == {1}
+        and all(p == (0, 0) for p in g.padding)
+        and (x_padded is None or x_padded.flags.c_contiguous)
+    )
     gathered = [t for t in all_tiles if not (pointwise and t.r1 - t.r0 == out_size[0])]
     biggest = max(((t.n1 - t.n0) * (t.r1 - t.r0) for t in gathered), default=0)
     buffer = np.empty(cin * g.kernel_volume * biggest * math.prod(out_size[1:]))
@@ -153,40 +172,57 @@ def convolve(
         tile_out = (rows,) + out_size[1:]
         positions = math.prod(tile_out)
         whole_images = pointwise and tile.r1 - tile.r0 == out_size[0]
+        cols_shape = (images, groups, group_rows, positions)  # (nb, G, Cg*K, P)
+        cols: np.ndarray | None = None
         if whole_images:
-            cols = x_padded[tile.n0 : tile.n1].reshape(-1)  # a view: x is the column matrix
+            if x_padded is not None:
+                cols = x_padded[tile.n0 : tile.n1].reshape(cols_shape)  # a view: x is the column matrix
         else:
-            cols = buffer[: images * cin * g.kernel_volume * positions]
-            cols_by_offset = cols.reshape((images, cin, g.kernel_volume) + tile_out)  # (nb, C, K, *tile_out)
-            for k, offset in enumerate(offsets):
-                window = _window_slices(g, tile, offset)
-                cols_by_offset[:, :, k] = x_padded[(slice(tile.n0, tile.n1), slice(None)) + window]
-        cols_groups = cols.reshape(images, groups, group_rows, positions)  # (nb, G, Cg*K, P)
+            flat = buffer[: images * cin * g.kernel_volume * positions]
+            cols = flat.reshape(cols_shape)
+            cols_by_offset = flat.reshape((images, cin, g.kernel_volume) + tile_out)  # (nb, C, K, *tile_out)
+            if x_padded is not None:
+                for k, offset in enumerate(offsets):
+                    window = _window_slices(g, tile, offset)
+                    cols_by_offset[:, :, k] = x_padded[(slice(tile.n0, tile.n1), slice(None)) + window]
         out_index = (slice(tile.n0, tile.n1), slice(None), slice(tile.r0, tile.r1))
         block_shape = (images, groups, cout // groups, positions)  # (nb, G, Og, P): a view of y or dy
         if forward:
-            np.matmul(w_groups, cols_groups, out=_view(y[out_index], block_shape))
-        if dy is not None:
-            dy_groups = _view(dy[out_index], block_shape)
+            assert cols is not None
+            np.matmul(w_groups, cols, out=_view(y[out_index], block_shape))
+        if dy is None:
+            continue
+        dy_groups = _view(dy[out_index], block_shape)
+        if weight_grad:
+            assert cols is not None
             for image in range(images):
-                dw_groups += np.matmul(dy_groups[image], cols_groups[image].transpose(0, 2, 1))
-            # dcols, reusing the buffer. With one output channel per group (depthwise) each group's
-            # product is an outer product (inner dimension 1), which a broadcast multiply does ~5x faster.
-            product = np.multiply if cout == groups else np.matmul
-            if whole_images:  # each input element has exactly one column entry: dcols is dx
-                product(w_groups_t, dy_groups, out=dx_padded[tile.n0 : tile.n1].reshape(cols_groups.shape))
-                continue
-            product(w_groups_t, dy_groups, out=cols_groups)
-            for k, offset in enumerate(offsets):
-                target = (slice(tile.n0, tile.n1), slice(None)) + _window_slices(g, tile, offset)
-                dx_padded[target] += cols_by_offset[:, :, k]
+                dw_groups += np.matmul(dy_groups[image], cols[image].transpose(0, 2, 1))
+        if not data_grad:
+            continue
+        # dcols, reusing the buffer. With one output channel per group (depthwise) each group's
+        # product is an outer product (inner dimension 1), which a broadcast multiply does ~5x faster.
+        product = np.multiply if cout == groups else np.matmul
+        if whole_images:  # each input element has exactly one column entry: dcols is dx
+            product(w_groups_t, dy_groups, out=dx_padded[tile.n0 : tile.n1].reshape(cols_shape))
+            continue
+        product(w_groups_t, dy_groups, out=flat.reshape(cols_shape))
+        for k, offset in enumerate(offsets):
+            target = (slice(tile.n0, tile.n1), slice(None)) + _window_slices(g, tile, offset)
+            dx_padded[target] += cols_by_offset[:, :, k]
 
-    if forward and b is not None:
-        y += np.asarray(b, dtype=np.float64).reshape((1, cout) + (1,) * g.rank)
     y_out = y if forward else None
-    if dy is None:
-        return y_out, None, None, None
-    dx = unpad(dx_padded, g.padding, g.input_size)
-    dw = dw_groups.reshape(w.shape)
-    db = dy.sum(axis=(0,) + tuple(range(2, dy.ndim))) if bias_grad else None
-    return y_out, dx, dw, db
+    dx = unpad(dx_padded, g.padding, g.input_size) if data_grad else None
+    dw = dw_groups.reshape(w.shape) if weight_grad else None
+    return y_out, dx, dw
+
+
+def add_bias(y: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """y (N, O, *spatial) float64 plus b (O,) broadcast over batch and space, in place; y itself when b is None."""
+    if b is not None:
+        y += np.asarray(b, dtype=np.float64).reshape((1, -1) + (1,) * (y.ndim - 2))
+    return y
+
+
+def bias_gradient(dy: np.ndarray) -> np.ndarray:
+    """db (O,) float64: dy (N, O, *spatial) summed over batch and space."""
+    return np.asarray(dy, dtype=np.float64).sum(axis=(0,) + tuple(range(2, dy.ndim)))
