@@ -6,22 +6,44 @@ int, one int per dim (symmetric) or one (before, after) pair per dim; negative v
 Inputs of any floating dtype (bfloat16 included) are read as float64; results are float64.
 
 Output size per dim: floor((i + before + after - ((k - 1) * d + 1)) / s) + 1.
+
+Transposed convolution (reference_impl.transposed): x (N, C_in, *in), w (C_in, C_out/groups, *kernel),
+y (N, C_out, *out), out = (i - 1) * s - before - after + (k - 1) * d + output_padding + 1; computed as
+the convolution's data gradient by the same col2im pass.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from reference_impl.geometry import ConvGeometry, IntOrInts, Padding, check_shape, conv_geometry
+from reference_impl.geometry import (
+    ConvGeometry,
+    IntOrInts,
+    Padding,
+    TransposedGeometry,
+    check_shape,
+    conv_geometry,
+    conv_transpose_geometry,
+)
 from reference_impl.im2col import DEFAULT_MEMORY_BUDGET, add_bias, bias_gradient, convolve
+from reference_impl.transposed import (
+    conv_transpose_backward,
+    conv_transpose_forward,
+    conv_transpose_forward_backward,
+)
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "ConvGeometry",
+    "TransposedGeometry",
     "conv_backward",
     "conv_forward",
     "conv_forward_backward",
     "conv_geometry",
+    "conv_transpose_backward",
+    "conv_transpose_forward",
+    "conv_transpose_forward_backward",
+    "conv_transpose_geometry",
 ]
 
 
