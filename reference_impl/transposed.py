@@ -56,7 +56,10 @@ def conv_transpose_forward(
     groups: int = 1,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> np.ndarray:
-    """y (N, C_out, *out) = conv_transpose(x (N, C_in, *in), w (C_in, C_out/groups, *kernel)) + b (C_out,)."""
+    """y (N, C_out, *out) = conv_transpose(x (N, C_in, *in), w (C_in, C_out/groups, *kernel)) + b (C_out,).
+
+    padding and output_padding as in the module docstring (output_padding < stride or < dilation, PyTorch's rule).
+    """
     geometry = conv_transpose_geometry(
         x, w, stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups
     )
