@@ -2,7 +2,7 @@
 
 Times `reference_impl.conv_transpose_forward_backward` and PyTorch CPU float64 autograd
 (`conv_transpose{1,2,3}d` + `backward`) side by side on decoder layers, both on one thread, and prints
-per shape the median seconds, ref/torch, GFLOP/s, the largest relative difference of the results
+per shape the median wall and CPU seconds, ref/torch, GFLOP/s, the largest relative difference of the results
 and the reference's peak extra memory (tracemalloc), split into the outputs, the padded copies of dy
 and y, and the rest. The rest holds the column buffer (at most the memory budget) and one dw-sized
 GEMM result (reference_impl/im2col.py), which for decoder layers with many channels is as large.
@@ -47,7 +47,9 @@ if __name__ == "__main__":
 import argparse  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import ModuleType  # noqa: E402
@@ -171,13 +173,27 @@ def padded_copies_bytes(geometry: TransposedGeometry) -> int:
     return padded * (int(grows) + int(moves))
 
 
+def with_cpu_time(run: Callable[[], object], seconds: list[float]) -> Callable[[], object]:
+    """`run`, appending the CPU time of each call (this process, all its threads) to `seconds`."""
+
+    def timed() -> object:
+        start = time.process_time()
+        result = run()
+        seconds.append(time.process_time() - start)
+        return result
+
+    return timed
+
+
 @dataclass
 class Measurement:
     shape: Shape
     reference_s: float
     reference_runs: int
+    reference_cpu_s: float
     torch_s: float | None = None
     torch_runs: int | None = None
+    torch_cpu_s: float | None = None
     torch_diff: float | None = None
     peak_bytes: int | None = None
     outputs_bytes: int = 0
@@ -189,18 +205,25 @@ class Measurement:
         return None if self.torch_s is None else self.reference_s / self.torch_s
 
     @property
+    def cpu_ratio(self) -> float | None:
+        return None if self.torch_cpu_s is None else self.reference_cpu_s / self.torch_cpu_s
+
+    @property
     def rest_bytes(self) -> int | None:
         return None if self.peak_bytes is None else self.peak_bytes - self.outputs_bytes - self.padded_bytes
 
 
 def measure(shape: Shape, torch: ModuleType | None, args: argparse.Namespace) -> Measurement:
     inputs = make_inputs(shape)
-    contenders = {"reference": lambda: run_reference(shape, inputs)}
+    cpu: dict[str, list[float]] = {"reference": [], "torch": []}
+    contenders = {"reference": with_cpu_time(lambda: run_reference(shape, inputs), cpu["reference"])}
     if torch is not None:
-        contenders["torch"] = lambda: run_torch(torch, shape, inputs)
+        contenders["torch"] = with_cpu_time(lambda: run_torch(torch, shape, inputs), cpu["torch"])
     medians, counts = blocked_medians(contenders, args.repeats, args.min_seconds)
+    cpu_medians = {name: statistics.median(seconds[1:]) for name, seconds in cpu.items() if seconds}  # no warm-up
     result = Measurement(
-        shape, medians["reference"], counts["reference"], medians.get("torch"), counts.get("torch"),
+        shape, medians["reference"], counts["reference"], cpu_medians["reference"],
+        medians.get("torch"), counts.get("torch"), cpu_medians.get("torch"),
         outputs_bytes=outputs_bytes(inputs), padded_bytes=padded_copies_bytes(inputs.geometry),
         dw_bytes=8 * inputs.w.size,
     )  # fmt: skip
@@ -221,13 +244,17 @@ def print_speed(measurements: Sequence[Measurement]) -> None:
             fmt(None if m.torch_s is None else m.torch_s * 1e3, ".1f"), fmt(m.torch_runs, "d"), fmt(m.ratio, ".2f"),
             f"{m.shape.flops / m.reference_s / 1e9:.1f}",
             fmt(None if m.torch_s is None else m.shape.flops / m.torch_s / 1e9, ".1f"),
-            fmt(m.torch_diff, ".1e"),
+            f"{m.reference_cpu_s * 1e3:.1f}", fmt(None if m.torch_cpu_s is None else m.torch_cpu_s * 1e3, ".1f"),
+            fmt(m.cpu_ratio, ".2f"), fmt(m.torch_diff, ".1e"),
         ])  # fmt: skip
     print_table(
         ["layer", "shape (N x C_in x in -> C_out, k, s, p, output_padding)", "GFLOP", "ref ms", "ref runs",
-         "torch ms", "torch runs", "ref/torch", "ref GFLOP/s", "torch GFLOP/s", "|ref-torch|"],
+         "torch ms", "torch runs", "ref/torch", "ref GFLOP/s", "torch GFLOP/s", "ref CPU ms", "torch CPU ms",
+         "CPU ref/torch", "|ref-torch|"],
         rows,
     )  # fmt: skip
+    print("  ms: median wall time per call; CPU ms: median CPU time of the same calls, which other work on the")
+    print("  machine inflates less than wall time (one thread each, so they agree on a quiet machine)")
     print("  |ref-torch|: largest difference over y, dx, dw, db, relative to that tensor's largest value")
 
 
