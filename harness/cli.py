@@ -116,16 +116,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             ("max_cases", args.max_cases)) if value is not None}
         run = sweep(backends=args.backend, dtypes=args.dtype or ("float64", "float32"), jobs=args.jobs or 1,
                     out=args.output, progress=True, **_selection_arguments(args), **settings)
-    for name, reason in run.unavailable.items():
-        print(f"convparity: backend {name} is unavailable, it ran nothing: {reason}", file=sys.stderr)
     try:
-        summary = run.summary
-    except (Interrupted, KeyboardInterrupt):
+        for name, reason in run.unavailable.items():
+            print(f"convparity: backend {name} is unavailable, it ran nothing: {reason}", file=sys.stderr)
+        print(run.summary.to_string(index=False))
+    except (Interrupted, KeyboardInterrupt) as error:
         run_folder.mark_interrupted(run.path)
         print(f"convparity: interrupted while writing the reports; every row is kept; write them with: "
               f"convparity report {run.path}", file=sys.stderr)
-        return 130
-    print(summary.to_string(index=False))
+        return getattr(error, "exit_code", 130)
     if run.resumed_items:
         print(f"resumed: {run.resumed_items} case x dtype were drawn before"
               + (f"; dropped {run.dropped_duplicates} duplicate rows" if run.dropped_duplicates else ""))

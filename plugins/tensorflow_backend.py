@@ -44,10 +44,10 @@ BIAS_ROUNDED_IN_OUTPUT_DTYPE = Deviation(
     upstream="a precision choice, not reported")
 DEVIATIONS = (
     BIAS_ROUNDED_IN_OUTPUT_DTYPE,
-    # Evidence: tests/backends/test_tensorflow.py::test_half_precision_gradients_round_partial_sums.
+    # Evidence: tests/backends/test_tensorflow.py::test_half_precision_gradients_accumulate_in_the_narrow_dtype.
     Deviation(condition="float16/bfloat16 gradients on the eager CPU kernels", dtypes=HALF, tensors=("dx", "dw"),
               strict=False, versions=">=2.21",
-              reason="eager CPU Conv2DBackpropInput/Filter round partial sums of dx and dw to the output dtype",
+              reason="eager CPU Conv2DBackpropInput/Filter accumulate dx and dw in the 16-bit dtype",
               upstream="not reported yet"),
     # Evidence: tests/backends/test_tensorflow.py::test_bfloat16_bias_gradient_sums_exactly (4096 ones give 256).
     Deviation(condition="bias, bfloat16", dtypes=("bfloat16",), tensors=("db",), bias=True, strict=False,

@@ -34,9 +34,27 @@ class Case:
     spec: ConvSpec
     name: str = ""
 
+    def __post_init__(self) -> None:
+        check_name(self.name)
+
     @property
     def descriptor(self) -> str:
         return format_descriptor(self.spec, self.name)
+
+
+# Control characters (NUL, line breaks, escapes) and bidirectional overrides/isolates, which make a name
+# print as something else, are refused in case names: names travel into CSV, Markdown and HTML reports.
+_FORBIDDEN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def check_name(name: str) -> None:
+    """ValueError naming the character when a case name holds a control or bidirectional character."""
+    if not isinstance(name, str):
+        raise ValueError(f"a case name must be text, got {type(name).__name__}")
+    found = _FORBIDDEN_IN_NAMES.search(name)
+    if found:
+        raise ValueError(f"case name {name!r}: control or bidirectional character U+{ord(found.group()):04X} at "
+                         f"position {found.start()} is not allowed")
 
 
 def _point(text: str, pos: int, message: str) -> DescriptorError:
@@ -128,9 +146,9 @@ def parse_case(text: str, *, dtype: str = "float32", bias: bool = True) -> Case:
             bias=bias,
             dtype=dtype,
         )
+        return Case(spec, name)
     except ValueError as error:
         raise DescriptorError(f"descriptor {text!r}: {error}") from None
-    return Case(spec, name)
 
 
 def parse_descriptor(text: str, *, dtype: str = "float32", bias: bool = True) -> ConvSpec:

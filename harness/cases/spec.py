@@ -23,6 +23,12 @@ import numpy as np
 from reference_impl.geometry import ConvGeometry, per_dim, per_dim_pairs
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
+# Sizes a tensor can have: every size, channel count, kernel extent, stride, dilation and pad fits in a
+# signed 32-bit int (frameworks index with int32 or int64, benchdnn with int64), and no tensor holds more
+# than MAX_ELEMENTS elements (2**36: 512 GiB in float64, beyond any machine this runs on). A spec past
+# either is refused with the field named, so nothing downstream ever allocates or prints it.
+MAX_INT = 2**31 - 1
+MAX_ELEMENTS = 2**36
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
 
 
@@ -35,6 +41,16 @@ def numpy_dtype(name: str) -> np.dtype:
     if name not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
     return np.dtype(name)
+
+
+def _short(value: object) -> str:
+    """A value for an error message, at most about 60 characters: an int of thousands of digits is described."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(_short, value)) + ")"
+    if isinstance(value, int) and abs(value) > 10**40:
+        return f"a {int(abs(value).bit_length() * 0.30103) + 1}-digit number"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:28]}...{text[-28:]}"
 
 
 def _same_padding(size: int, effective_kernel: int, stride: int) -> tuple[int, int]:
@@ -116,6 +132,7 @@ class ConvSpec:
                     f"kernel_size: effective kernel {e} (kernel {self.kernel_size[dim]}, dilation "
                     f"{self.dilation[dim]}) is larger than the padded input {size + lo + hi} in spatial dim {dim}"
                 )
+        self._check_limits(pairs)
         pairs = tuple(
             (lo, canonical_end_pad(size, lo, hi, e, s))
             for (lo, hi), size, e, s in zip(pairs, input_size, effective, self.stride)
@@ -124,6 +141,25 @@ class ConvSpec:
             if size + min(lo, 0) + min(hi, 0) < 1:
                 raise ValueError(f"padding {(lo, hi)} crops all {size} inputs of spatial dim {dim}")
         set_("padding", pairs)
+
+    def _check_limits(self, pairs: tuple[tuple[int, int], ...]) -> None:
+        """ValueError naming the field when a value or a tensor is beyond MAX_INT / MAX_ELEMENTS."""
+        for field in ("batch", "in_channels", "out_channels", "groups", "input_size", "kernel_size", "stride",
+                      "dilation", "padding"):
+            value = pairs if field == "padding" else getattr(self, field)
+            flat = [v for item in value for v in item] if field == "padding" else (
+                list(value) if isinstance(value, tuple) else [value])
+            if any(abs(v) > MAX_INT for v in flat):
+                raise ValueError(f"{field}: {_short(value)} is beyond the largest size a tensor can have ({MAX_INT})")
+        effective = tuple((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation))
+        out = tuple((i + lo + hi - e) // s + 1 for i, (lo, hi), e, s in zip(self.input_size, pairs, effective,
+                                                                              self.stride))
+        for tensor, shape in (("x", (self.batch, self.in_channels, *self.input_size)),
+                              ("w", (self.out_channels, self.in_channels // self.groups, *self.kernel_size)),
+                              ("y", (self.batch, self.out_channels, *out))):
+            if math.prod(shape) > MAX_ELEMENTS:
+                raise ValueError(f"{tensor} would hold {math.prod(shape):.3g} elements {shape}, more than the "
+                                 f"{MAX_ELEMENTS:.3g} a tensor may have here")
 
     @property
     def rank(self) -> int:

@@ -93,7 +93,7 @@ def create(directory: Path) -> Path:
     """Make a fresh run folder; refuse a file or a folder that already holds anything."""
     if directory.exists() and not directory.is_dir():
         raise RunFolderError(f"output folder {directory} is a file")
-    if directory.is_dir() and any(directory.iterdir()):
+    if directory.is_dir() and any(entry.name != LOCK_FILE for entry in directory.iterdir()):
         raise RunFolderError(f"output folder {directory} is not empty: a run never overwrites another "
                              f"(use --resume {directory} to continue it, or pick a new -o)")
     try:
@@ -120,12 +120,17 @@ def lock(directory: Path) -> Iterator[None]:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             raise RunFolderError(f"{directory} is being written by {holder}: one run or resume at a time") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"convparity pid {os.getpid()}")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"convparity pid {os.getpid()}")
+            handle.flush()
+        except OSError:  # a full disk: the lock holds all the same, only its holder's name is missing
+            pass
         yield
     finally:
+        if not (directory / RUN_FILE).exists():  # nothing was started: leave the folder as empty as it was
+            path.unlink(missing_ok=True)
         handle.close()
 
 

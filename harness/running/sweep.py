@@ -144,7 +144,6 @@ def sweep(
         metadata["worker_environment"] = {name: os.environ.get(name, value)
                                           for name, value in WORKER_ENVIRONMENT.items()}
         metadata["max_cases"] = max_cases
-        run_folder.write_metadata(path, metadata)
         return _execute(path, metadata, settings, expand(stream, settings.dtypes), size * len(settings.dtypes),
                         done=set(), logged=0, progress=progress)
 
@@ -187,14 +186,13 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
     """Run the cases not done, logging each new one (after the first `logged`) to cases.csv."""
     run = SweepRun(path)
     started = time.perf_counter()
-    writer = ResultsWriter(path)
-    case_log = run_folder.CaseLog(path)
-    metadata["status"] = "running"
-    run_folder.write_metadata(path, metadata)
+    writer: ResultsWriter | None = None
+    case_log: run_folder.CaseLog | None = None
 
     def log_new(stream: Iterable[Case]) -> Iterator[Case]:
         for index, case in enumerate(stream):
             if index >= logged:
+                assert case_log is not None
                 case_log.append(case)
             yield case
 
@@ -209,6 +207,7 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
                 bar.advance([])
 
     def write(rows: list[Row]) -> None:
+        assert writer is not None
         try:
             writer.write(rows)
         except OSError as error:
@@ -224,9 +223,14 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
 
     bar = SweepProgress(total=total, done=0, enabled=progress)
     try:
+        metadata["status"] = "running"
+        run_folder.write_metadata(path, metadata)
+        writer = ResultsWriter(path)
+        case_log = run_folder.CaseLog(path)
         with LocalProcessExecutor(settings.jobs, log=path / "workers.log",
                                   startup_timeout=settings.startup_timeout) as executor, bar:
             run_sweep(items(), settings, executor, write, on_versions=found, plugins=PluginSelection.from_environment())
+        _close(writer, case_log, path, metadata, started, "finished")
     except (KeyboardInterrupt, Interrupted) as error:
         code = error.exit_code if isinstance(error, Interrupted) else 130
         _close(writer, case_log, path, metadata, started, "interrupted")
@@ -241,17 +245,17 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
     except BaseException:
         _close(writer, case_log, path, metadata, started, "interrupted")
         raise
-    _close(writer, case_log, path, metadata, started, "finished")
     return run
 
 
-def _close(writer: ResultsWriter, case_log: run_folder.CaseLog, path: Path, metadata: dict, started: float,
-           status: str) -> None:
+def _close(writer: ResultsWriter | None, case_log: run_folder.CaseLog | None, path: Path, metadata: dict,
+           started: float, status: str) -> None:
     from datetime import UTC, datetime
 
     for closing in (writer, case_log):
         try:
-            closing.close()
+            if closing is not None:
+                closing.close()
         except OSError:
             pass  # a full disk: what was flushed is kept, the rest is the interrupted case's
     metadata["status"] = status

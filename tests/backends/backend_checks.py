@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from harness import cli
 from harness.backends.contract import Backend
-from harness.cases.spec import ConvSpec
-from harness.evaluation.verdict import evaluate_case
-from harness.results import read_results
+from harness.cases.descriptor import parse_case
+from harness.cases.inputs import make_inputs
+from harness.cases.spec import ConvSpec, numpy_dtype
+from harness.evaluation.bound import compare_tensor
+from harness.evaluation.verdict import Ran, evaluate_case, reference
+from harness.results import TENSORS, read_results
 
 SEED = 7
 
@@ -48,3 +52,34 @@ def smoke_sweep(backend_name: str, output: Path, dtypes: tuple[str, ...] = ()) -
     dtype_options = [word for dtype in dtypes for word in ("--dtype", dtype)]
     code = cli.main(["run", "-b", backend_name, "-g", "smoke", "-o", str(output), *dtype_options])
     return code, read_results(output)
+
+
+# The convolution 1 + 2**-14 (x = w = (1, 2**-7), two channels, a 1-wide kernel) with bias -1: exactly 2**-14.
+# A backend that rounds the convolution to float16/bfloat16 before adding the bias gets 1 - 1 = 0.
+CANCELLING = ConvSpec(batch=1, in_channels=2, out_channels=1, input_size=(1,), kernel_size=(1,))
+
+
+def bias_after_rounding(backend: Backend, dtype: str) -> float:
+    """The backend's y for CANCELLING in `dtype`: 0.0 when it adds the bias after rounding, 2**-14 when before."""
+    spec = CANCELLING.replace(dtype=dtype)
+    cast = numpy_dtype(dtype)
+    x = np.array([[[1.0], [2.0**-7]]]).astype(cast)
+    b = np.array([-1.0]).astype(cast)
+    y = backend.run(spec, x, x.reshape(spec.w_shape), b, np.ones(spec.y_shape).astype(cast))[0]
+    return float(np.asarray(y, dtype=np.float64).item())
+
+
+def narrow_accumulation_explains(backend: Backend, descriptor: str, dtype: str, tensors: tuple[str, ...]) -> None:
+    """Each of `tensors` fails the default (float32-accumulation) bound, reads `xfail` as declared, and passes
+    the bound for accumulation in `dtype` itself: its error is what summing in the narrow dtype gives."""
+    spec = parse_case(descriptor, dtype=dtype).spec
+    result, rows = evaluate_case(backend, spec, seed=0)
+    assert isinstance(result, Ran)
+    by_tensor = {row.tensor: row for row in rows}
+    ref = reference(spec, make_inputs(spec, 0))
+    for tensor in tensors:
+        assert by_tensor[tensor].status == "xfail" and by_tensor[tensor].err_ratio > 1, by_tensor[tensor]
+        out = result.outputs[TENSORS.index(tensor)]
+        narrow = compare_tensor(tensor, out, ref.values[tensor], ref.magnitudes[tensor],
+                                reduction=spec.reductions[tensor], dtype=dtype, accumulation=dtype)
+        assert narrow.passed, (tensor, narrow.err_ratio)
