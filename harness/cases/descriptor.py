@@ -60,12 +60,14 @@ class Case:
     """A spec with the name its descriptor or grid gave it (may be empty) and the tensors to compare.
 
     `tensors` is a subset of ("y", "dx", "dw", "db") in that order (a batch file's `--dir` decides it);
-    "db" counts only where the spec has a bias.
+    "db" counts only where the spec has a bias. `fixed_dtype`: the source chose the spec's dtype (a batch
+    file's `--dt`), so a run's dtypes do not apply to the case.
     """
 
     spec: ConvSpec
     name: str = ""
     tensors: tuple[str, ...] = TENSORS
+    fixed_dtype: bool = False
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.tensors if t not in TENSORS]
