@@ -1,4 +1,4 @@
-"""The `convparity` command line: backends, grids, run, report, compare, explain.
+"""The `convparity` command line: backends, grids, run, cases, report, compare, explain.
 
 Argument parsing only: every command calls one public function of the harness.
 Exit codes: 0 all good, 1 some row is fail/error/crash/timeout (compare: some key regressed; with
@@ -171,6 +171,31 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return explain(backend, spec, seed=args.seed, tolerance_factor=args.tolerance_factor, out=sys.stdout)
 
 
+def _case_options(parser: argparse.ArgumentParser) -> None:
+    """The options that select cases: `run` and `cases` share them."""
+    parser.add_argument("-g", "--grid", action="append", help="named grid, TOML grid file or batch file (repeat)")
+    parser.add_argument("--case", action="append", help="one benchdnn descriptor (repeat)")
+    parser.add_argument("--batch", action="append", help="benchdnn batch file, read as benchdnn reads it (repeat); "
+                        "its --dt, --dir, ... decide each case's dtype, bias and tensors")
+    parser.add_argument("--random", type=int, default=0, metavar="N", help="N random cases (drawn with --seed)")
+    parser.add_argument("--bias", choices=("on", "off", "both"), default="on",
+                        help="bias for --case cases (default on)")
+    parser.add_argument("--dtype", action="append", help=f"one of {', '.join(DTYPES)} (repeat; default float64, "
+                        "float32); batch file cases keep their own")
+    parser.add_argument("--seed", type=int, help="seed of the inputs and of --random (default 0)")
+    parser.add_argument("--max-cases", type=int, help="refuse a selection of more cases than this (default 1000000)")
+
+
+def cmd_cases(args: argparse.Namespace) -> int:
+    from harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection
+
+    selection = CaseSelection(**_selection_arguments(args))
+    limit = DEFAULT_MAX_CASES if args.max_cases is None else args.max_cases
+    for line in selection.describe(_dtypes(args.dtype), limit):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convparity", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -180,12 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run cases on backends and write a report folder")
     run.add_argument("-b", "--backend", action="append", help="backend name (repeat; 'all' for every available one)")
-    run.add_argument("-g", "--grid", action="append", help="named grid, TOML grid file or batch file (repeat)")
-    run.add_argument("--case", action="append", help="one benchdnn descriptor (repeat)")
-    run.add_argument("--batch", action="append", help="benchdnn batch file (repeat)")
-    run.add_argument("--random", type=int, default=0, metavar="N", help="N random cases (drawn with --seed)")
-    run.add_argument("--bias", choices=("on", "off", "both"), default="on", help="bias for --case cases (default on)")
-    run.add_argument("--dtype", action="append", help=f"one of {', '.join(DTYPES)} (repeat; default float64, float32)")
+    _case_options(run)
     run.add_argument("-o", "--output", help="run folder (default reports/<time>-<grids>)")
     run.add_argument("-j", "--jobs", type=int, help="tasks at once, each a backend running a case or the "
                      "reference checking one: N cores busy at most (default 1)")
@@ -195,12 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "framework imports included (default 900)")
     run.add_argument("--reference-timeout", type=float, help="seconds the reference may take on one case "
                      "(default 1800); past it the case's rows read reference-error")
-    run.add_argument("--seed", type=int, help="seed of the inputs and of --random (default 0)")
     run.add_argument("--tolerance-factor", type=tolerance_factor, help="scale the error bound (default 1)")
-    run.add_argument("--max-cases", type=int, help="refuse a selection of more cases than this (default 1000000)")
     run.add_argument("--strict", action="store_true", help="exit 1 when a declared deviation no longer happens (xpass)")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own settings "
                      "(only -j and --strict may be given with it)")
+
+    cases = sub.add_parser("cases", help="list what a run with these options executes: each case (descriptor, "
+                           "dtype, bias, tensors), the count, and what batch files skip or ignore")
+    _case_options(cases)
 
     report = sub.add_parser("report", help="rewrite summary.csv, summary.md and report.html of a run folder")
     report.add_argument("directory")
@@ -227,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"backends": cmd_backends, "grids": cmd_grids, "run": cmd_run, "report": cmd_report,
+COMMANDS = {"backends": cmd_backends, "grids": cmd_grids, "run": cmd_run, "cases": cmd_cases, "report": cmd_report,
             "compare": cmd_compare,
             "explain": cmd_explain}
 

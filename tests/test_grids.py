@@ -1,4 +1,4 @@
-"""Grid sources: named grids, TOML files, benchdnn batch files, random samples."""
+"""Grid sources: named grids, TOML files, random samples (batch files: tests/cases/test_batch_file.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from harness.cases.builtin_grids import default, edge, mobilenet_v2, resnet50, smoke
 from harness.cases.descriptor import parse_descriptor
-from harness.cases.grids import GridError, random_cases, read_batch_file, read_toml_grid
+from harness.cases.grids import GridError, random_cases, read_toml_grid
 from harness.cases.spec import ConvSpec
 
 
@@ -61,22 +61,6 @@ def test_mobilenet_v2_layers():
     assert all(s.groups == s.in_channels == s.out_channels for s in depthwise)
     assert {s.in_channels for s in depthwise} >= {32, 96, 144, 192, 384, 576, 960}
     assert specs[-1].out_channels == 1280 and specs[-1].input_size == (7, 7)
-
-
-def test_batch_file(tmp_path):
-    path = tmp_path / "layers.txt"
-    path.write_text('# resnet stem\n\nmb2ic3ih224oc64oh112kh7sh2ph3 n"conv1 #1"  # the stem\n'
-                    "g2ic4ih8oc4kh3\n")
-    cases = read_batch_file(path)
-    assert [c.name for c in cases] == ["conv1 #1", ""]
-    assert cases[0].spec.output_size == (112, 112) and cases[1].spec.groups == 2
-
-
-def test_batch_file_error_names_the_line(tmp_path):
-    path = tmp_path / "bad.txt"
-    path.write_text("ic3ih5oc4kh3\nic3ih5oc4kq3\n")
-    with pytest.raises(GridError, match=r"bad.txt:2: descriptor 'ic3ih5oc4kq3': unknown key 'kq'"):
-        read_batch_file(path)
 
 
 def test_toml_grid(tmp_path):

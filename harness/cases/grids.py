@@ -1,5 +1,6 @@
-"""Grids: where cases come from. Named grids (registered by plugins), TOML files, benchdnn batch
-files and random samples all produce `Case`s; TOML grids and random samples lazily, in any number.
+"""Grids: where cases come from. Named grids (registered by plugins), TOML files and random samples
+produce `Case`s; TOML grids and random samples lazily, in any number. (benchdnn batch files:
+`harness.cases.batch_file`.)
 
 TOML grid file:
 
@@ -73,21 +74,6 @@ def read_text(path: Path, what: str) -> str:
         raise GridError(f"cannot read {what} {path}: {error.strerror}") from None
 
 
-def read_batch_file(path: str | Path) -> list[Case]:
-    """A benchdnn batch file: one descriptor per line, `#` comments and blank lines ignored."""
-    path = Path(path)
-    cases = []
-    for number, line in enumerate(read_text(path, "batch file").splitlines(), start=1):
-        text = _strip_comment(line)
-        if not text:
-            continue
-        try:
-            cases.append(parse_case(text))
-        except DescriptorError as error:
-            raise GridError(f"{path}:{number}: {error}") from None
-    return cases
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -104,17 +90,6 @@ def _well_typed(field: str, value: Any) -> bool:
         return isinstance(value, list) and all(
             _is_int(v) or (isinstance(v, list) and len(v) == 2 and all(map(_is_int, v))) for v in value)
     return _is_int(value) or (isinstance(value, list) and all(map(_is_int, value)))
-
-
-def _strip_comment(line: str) -> str:
-    """The line up to a `#` that is not inside a quoted name, stripped."""
-    quoted = False
-    for index, char in enumerate(line):
-        if char == '"':
-            quoted = not quoted
-        elif char == "#" and not quoted:
-            return line[:index].strip()
-    return line.strip()
 
 
 def _tables(value: Any, path: Path, key: str) -> list[dict]:

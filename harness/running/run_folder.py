@@ -158,6 +158,7 @@ def new_metadata(settings: RunSettings, selection: CaseSelection) -> dict[str, A
         "status": "running",
         "settings": settings.to_json(),
         "selection": selection.to_json(),
+        "batch_files": selection.batch_summaries(),
         "backend_versions": {},
         "unavailable": {},
         "platform": {"python": sys.version.split()[0], "system": platform.platform(), "machine": platform.machine(),

@@ -45,13 +45,6 @@ class Item:
         return len(self.results) == len(self.backends)
 
 
-def expand(cases: Iterable[Case], dtypes: tuple[str, ...]) -> Iterator[Case]:
-    """Every case in every dtype, case-major, lazily."""
-    for case in cases:
-        for dtype in dtypes:
-            yield Case(case.spec.replace(dtype=dtype), case.name)
-
-
 def done_key(case: Case, backend: str) -> DoneKey:
     spec = case.spec
     return (spec.descriptor, spec.bias, spec.dtype, backend)

@@ -26,7 +26,7 @@ from typing import Any
 from harness.backends.manager import PluginSelection, get_manager
 from harness.cases.descriptor import Case
 from harness.cases.grids import GridError
-from harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection
+from harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection, expand
 from harness.cases.spec import DTYPES
 from harness.results import BAD_STATUSES, REFERENCE_STATUSES, STALE_STATUSES, ResultsWriter, Row
 from harness.running import run_folder
@@ -34,7 +34,7 @@ from harness.running.executor import WORKER_ENVIRONMENT, LocalProcessExecutor
 from harness.running.interrupts import Interrupted
 from harness.running.progress import SweepProgress
 from harness.running.run_folder import RunFolderError
-from harness.running.runner import SweepVersions, done_key, expand, run_sweep
+from harness.running.runner import SweepVersions, done_key, run_sweep
 from harness.settings import DEFAULT_REFERENCE_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, RunSettings
 
 DEFAULT_DTYPES = ("float64", "float32")

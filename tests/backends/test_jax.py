@@ -66,7 +66,8 @@ def test_narrow_dtypes_round_the_bias(jax_backend, dtype):
     """Evidence for the declared deviation: y = round(round(conv) + b), and db misses the float32-accumulation
     bound (default-grid cases) while meeting the bound for a reduction in the narrow dtype."""
     assert bias_after_rounding(jax_backend, dtype) == 0.0
-    for descriptor in ("g6mb2ic6iw13oc6ow5kw4sw2pw0dw0", "g1mb2ic1id7ih7iw5oc2od5oh5ow3kd2kh2kw2sd1sh1sw1pd0ph0pw0dd1dh1dw1"):
+    for descriptor in ("g6mb2ic6iw13oc6ow5kw4sw2pw0dw0",
+                       "g1mb2ic1id7ih7iw5oc2od5oh5ow3kd2kh2kw2sd1sh1sw1pd0ph0pw0dd1dh1dw1"):
         narrow_accumulation_explains(jax_backend, descriptor, dtype, ("db",))
 
 

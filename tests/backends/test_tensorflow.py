@@ -128,7 +128,8 @@ def test_half_precision_bias_rounds_twice(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("descriptor", ["g1mb2ic3iw9oc4ow7kw3sw1pw0dw0", "g1mb2ic3ih5iw7oc4oh2ow3kh3kw3sh2sw2ph0pw0dh0dw0"])
+@pytest.mark.parametrize("descriptor", ["g1mb2ic3iw9oc4ow7kw3sw1pw0dw0",
+                                        "g1mb2ic3ih5iw7oc4oh2ow3kh3kw3sh2sw2ph0pw0dh0dw0"])
 def test_half_precision_gradients_accumulate_in_the_narrow_dtype(descriptor, dtype):
     """Evidence for the declared deviation: the eager CPU gradient kernels' dx and dw miss the float32-accumulation
     bound by 4x to 180x (default-grid cases), yet meet the bound for accumulation in float16/bfloat16."""
