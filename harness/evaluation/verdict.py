@@ -209,8 +209,9 @@ def repro(spec: ConvSpec, backend: str, seed: int, tolerance_factor: float = 1.0
 
 
 def case_rows(spec: ConvSpec, name: str, seed: int, tolerance_factor: float,
-              results: Sequence[BackendResult]) -> list[Row]:
-    """The rows of one case for every backend in `results`, in that order.
+              results: Sequence[BackendResult], compared: Sequence[str] = TENSORS) -> list[Row]:
+    """The rows of one case for every backend in `results`, in that order, for the tensors in `compared`
+    (a benchdnn batch file's --dir may ask for fewer than all).
 
     The reference is computed once, only when some backend ran; if computing it raises, every
     backend that ran gets `reference-error` rows with the reason.
@@ -233,7 +234,7 @@ def case_rows(spec: ConvSpec, name: str, seed: int, tolerance_factor: float,
             assert isinstance(ref, Reference)
             rows += compare_rows(spec, name, part.backend, part.version, seed, result, ref,
                                  tolerance_factor=tolerance_factor)
-    return rows
+    return [row for row in rows if row.tensor in compared]
 
 
 def _base(spec: ConvSpec, name: str, backend: str, version: str, seed: int, tolerance_factor: float = 1.0) -> dict:

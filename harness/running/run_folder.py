@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import json
 import os
@@ -41,7 +40,7 @@ from harness.settings import RunSettings, SettingsError
 RUN_FILE = "run.json"
 CASES_FILE = "cases.csv"
 LOCK_FILE = ".convparity.lock"
-CASE_COLUMNS = ("descriptor", "bias", "dtype", "name")
+CASE_COLUMNS = ("descriptor", "bias", "dtype", "name", "tensors")
 RUN_STATUSES = ("running", "finished", "interrupted")
 
 
@@ -240,7 +239,8 @@ class CaseLog:
     def append(self, case: Case) -> None:
         spec = case.spec
         try:
-            self._writer.writerow((format_descriptor(spec), bias_word(spec.bias), spec.dtype, case.name))
+            self._writer.writerow((format_descriptor(spec), bias_word(spec.bias), spec.dtype, case.name,
+                                   " ".join(case.tensors)))
             self._file.flush()
         except OSError as error:
             raise os_error(self.path, error) from None
@@ -249,36 +249,36 @@ class CaseLog:
         self._file.close()
 
 
-def read_cases(directory: Path) -> list[Case]:
-    """The cases logged in cases.csv, in order, each with its dtype and bias; a cut last line is dropped
-    (and removed from the file); a damaged line is a RunFolderError naming it."""
+def read_cases(directory: Path) -> Iterator[Case]:
+    """The cases logged in cases.csv, in order, as a stream: each with its dtype, bias and tensors. A cut
+    last line is removed from the file first; a damaged line is a RunFolderError naming it."""
     path = directory / CASES_FILE
     if not path.is_file():
-        return []
-    text = _read_for_repair(path)
-    records = _records(text)
-    if not records or not records[0][2]:
-        _rewrite(path, "")
-        return []
-    if tuple(records[0][1]) != CASE_COLUMNS:
-        raise RunFolderError(f"{path}: expected the columns {', '.join(CASE_COLUMNS)}")
-    cases = []
-    whole = [r for r in records[1:] if r[2]]
-    for number, (_, fields, _) in enumerate(whole, start=2):
+        return iter(())
+    _drop_cut_tail(path, CASE_COLUMNS)
+    return _parse_cases(path)
+
+
+def _parse_cases(path: Path) -> Iterator[Case]:
+    for number, (_, fields) in enumerate(_csv_records(path), start=1):
+        if number == 1:
+            continue
         if len(fields) != len(CASE_COLUMNS):
             raise RunFolderError(f"{path}:{number}: expected {len(CASE_COLUMNS)} fields, got {len(fields)}")
-        descriptor, bias, dtype, name = fields
+        descriptor, bias, dtype, name, tensors = fields
         if bias not in ("on", "off") or dtype not in DTYPES:
             raise RunFolderError(f"{path}:{number}: bias must be on/off and dtype one of {', '.join(DTYPES)}")
         try:
             case = parse_case(descriptor, dtype=dtype, bias=bias == "on")
+            yield Case(case.spec, name, tensors=tuple(tensors.split()))
         except (DescriptorError, ValueError) as error:
             raise RunFolderError(f"{path}:{number}: {error}") from None
-        cases.append(Case(case.spec, name))
-    kept = text[: (whole[-1][0][1] if whole else records[0][0][1])]
-    if kept != text:
-        _rewrite(path, kept)
-    return cases
+
+
+def count_cases(directory: Path) -> int:
+    """How many cases cases.csv logs (read as a stream)."""
+    path = directory / CASES_FILE
+    return max(sum(1 for _ in _csv_records(path)) - 1, 0) if path.is_file() else 0
 
 
 # -- results.csv: readied for appending ------------------------------------------------------------------
@@ -293,84 +293,99 @@ class Repair:
     dropped_duplicates: int
 
 
-def repair_results(directory: Path) -> Repair:
-    """Make results.csv fit to append to after an interruption.
+def repair_results(directory: Path, compared: Callable[[str, bool, str], int] | None = None) -> Repair:
+    """Make results.csv fit to append to after an interruption; read and rewritten as a stream.
 
     A run killed mid-write can leave a cut last line, or some but not all tensor rows of a
     (case, bias, dtype, backend); a second writer (before runs were locked) may have written rows twice.
     Cut and incomplete groups are removed, a repeated row keeps its first copy, and the file is
-    rewritten only then. Done means every tensor row of the key is present.
+    rewritten only then. Done means every tensor the case compares has its row: `compared(case, bias,
+    dtype)` says how many (default: 4 with a bias, 3 without).
     """
     path = directory / RESULTS_FILE
     if not path.is_file():
         return Repair(set(), 0, 0)
-    text = _read_for_repair(path)
-    records = _records(text)
-    if not records or not records[0][2]:
-        _rewrite(path, "")
-        return Repair(set(), 0, 0)
-    if tuple(records[0][1]) != COLUMNS:
-        raise RunFolderError(f"{path} has other columns than this version writes; cannot resume it")
+    _drop_cut_tail(path, COLUMNS)
+    expected = compared or (lambda case, bias, dtype: 4 if bias else 3)
     key_columns = [COLUMNS.index(c) for c in ("case", "bias", "dtype", "backend")]
     tensor_column = COLUMNS.index("tensor")
-    seen: set[tuple[str, ...]] = set()
-    rows, duplicates, cut = [], 0, 0
-    for span, fields, whole in records[1:]:
-        if not whole or len(fields) != len(COLUMNS):
-            cut += 1
+    seen: dict[tuple[str, ...], set[str]] = {}
+    duplicates = malformed = 0
+    for number, (_, fields) in enumerate(_csv_records(path), start=1):
+        if number == 1:
             continue
-        full_key = tuple(fields[i] for i in key_columns) + (fields[tensor_column],)
-        if full_key in seen:
+        if len(fields) != len(COLUMNS):
+            malformed += 1
+            continue
+        tensors = seen.setdefault(tuple(fields[i] for i in key_columns), set())
+        if fields[tensor_column] in tensors:
             duplicates += 1
-            continue
-        seen.add(full_key)
-        rows.append((span, full_key))
-    tensors: dict[tuple[str, ...], int] = {}
-    for _, full_key in rows:
-        tensors[full_key[:4]] = tensors.get(full_key[:4], 0) + 1
-    complete = {key for key, count in tensors.items() if count == (4 if key[1] == "on" else 3)}
-    kept_rows = [(span, key) for span, key in rows if key[:4] in complete]
-    kept = text[: records[0][0][1]] + "".join(text[start:end] for (start, end), _ in kept_rows)
-    if kept != text:
-        _rewrite(path, kept)
+        tensors.add(fields[tensor_column])
+    complete = {key for key, tensors in seen.items() if len(tensors) >= expected(key[0], key[1] == "on", key[2])}
+    dropped = 0
+    if duplicates or malformed or len(complete) < len(seen):
+        written: set[tuple[str, ...]] = set()
+
+        def keep(file) -> None:
+            nonlocal dropped
+            for number, (raw, fields) in enumerate(_csv_records(path), start=1):
+                whole = len(fields) == len(COLUMNS)
+                full = tuple(fields[i] for i in key_columns) + (fields[tensor_column],) if whole else ()
+                if number == 1 or (whole and full[:4] in complete and full not in written):
+                    file.write(raw)
+                    written.add(full)
+                elif not whole or full[:4] not in complete:
+                    dropped += 1
+
+        atomic_write(path, keep)
     done = {(case, bias == "on", dtype, backend) for case, bias, dtype, backend in complete}
-    return Repair(done, len(rows) - len(kept_rows) + cut, duplicates)
+    return Repair(done, dropped, duplicates)
 
 
-def _read_for_repair(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8", errors="surrogateescape")
-    except OSError as error:
-        raise RunFolderError(f"cannot read {path}: {error.strerror}") from None
-
-
-def _rewrite(path: Path, text: str) -> None:
-    atomic_write(path, lambda file: file.write(text))
-
-
-def _records(text: str) -> list[tuple[tuple[int, int], list[str], bool]]:
-    """CSV records of `text` with their (start, end) offsets and whether each ends with a line break."""
-    lines = io.StringIO(text, newline="")
-    offset = 0
-
-    def counted():
-        nonlocal offset
-        for line in lines:
-            offset += len(line)
-            yield line
-
-    records: list[tuple[tuple[int, int], list[str], bool]] = []
-    start = 0
-    reader = csv.reader(counted())
-    while True:
+def _drop_cut_tail(path: Path, header: tuple[str, ...]) -> None:
+    """Remove what an interruption cut from the end of an appended CSV file: a last record without its line
+    break (or with a quoted field left open). Other columns than `header` are a RunFolderError."""
+    whole_end, first = 0, None
+    for raw, fields in _csv_records(path, whole_only=False):
+        if first is None:
+            first = fields
+        if not raw.endswith(("\n", "\r")) or not fields:
+            break
+        whole_end += len(raw.encode("utf-8", errors="surrogateescape"))
+    if first is not None and whole_end and tuple(first) != header:
+        raise RunFolderError(f"{path} has other columns than this version writes ({', '.join(header)}); "
+                             "cannot resume it")
+    if whole_end != path.stat().st_size:
         try:
-            fields = next(reader)
-        except StopIteration:
-            return records
-        except csv.Error:  # a quoted field cut by the interruption
-            return records
-        records.append(((start, offset), fields, text[start:offset].endswith(("\n", "\r"))))
-        start = offset
+            with path.open("r+b") as file:
+                file.truncate(whole_end)
+        except OSError as error:
+            raise os_error(path, error) from None
+
+
+def _csv_records(path: Path, whole_only: bool = True) -> Iterator[tuple[str, list[str]]]:
+    """(raw text, fields) of each CSV record of `path`, streamed; a record whose quoted field the end of the
+    file cuts open is yielded with no fields unless `whole_only`."""
+    raw: list[str] = []
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as file:
+
+        def lines() -> Iterator[str]:
+            for line in file:
+                raw.append(line)
+                yield line
+
+        reader = csv.reader(lines())
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error:  # a quoted field cut by the interruption
+                if not whole_only:
+                    yield "".join(raw), []
+                return
+            yield "".join(raw), fields
+            raw.clear()
 
 
 def status_counts(directory: Path) -> dict[str, int]:

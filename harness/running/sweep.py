@@ -19,6 +19,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ def sweep(
     size, stream = selection.stream(max_cases)
     path = Path(out) if out is not None else run_folder.default_run_dir(Path("reports"), settings.grids or ("cases",))
     run_folder.create(path)
-    with run_folder.lock(path):
+    with _interrupts_marked(path), run_folder.lock(path):
         metadata = run_folder.new_metadata(settings, selection)
         metadata["worker_environment"] = {name: os.environ.get(name, value)
                                           for name, value in WORKER_ENVIRONMENT.items()}
@@ -151,26 +152,42 @@ def sweep(
 def resume(path: str | Path, jobs: int | None = None, *, progress: bool = False) -> SweepRun:
     """Continue the interrupted run in `path` with its own settings (only the number of jobs may change)."""
     path = Path(path)
-    with run_folder.lock(path):
+    with _interrupts_marked(path), run_folder.lock(path):
         metadata = run_folder.read_metadata(path)
         settings = run_folder.read_settings(path)
         if jobs is not None:
             settings = replace(settings, jobs=jobs)
         selection = run_folder.read_selection(path)
-        logged = run_folder.read_cases(path)
-        repair = run_folder.repair_results(path)
+        logged = run_folder.count_cases(path)
+        # Cases that compare fewer tensors than all (a batch file's --dir) are few: their counts fit in memory.
+        fewer = {(c.spec.descriptor, c.spec.bias, c.spec.dtype): len(c.compared)
+                 for c in run_folder.read_cases(path) if len(c.compared) != (4 if c.spec.bias else 3)}
+        repair = run_folder.repair_results(path, lambda case, bias, dtype: fewer.get((case, bias, dtype),
+                                                                                     4 if bias else 3))
         size, stream = selection.stream(metadata.get("max_cases", DEFAULT_MAX_CASES))
-        cases = _continue(logged, expand(stream, settings.dtypes), path)
+        cases = _continue(run_folder.read_cases(path), expand(stream, settings.dtypes), path)
         previous = run_folder.status_counts(path)
         run = _execute(path, metadata, settings, cases, size * len(settings.dtypes), done=repair.done,
-                       logged=len(logged), progress=progress)
-        run.resumed_items = len(logged)
+                       logged=logged, progress=progress)
+        run.resumed_items = logged
         run.dropped_duplicates = repair.dropped_duplicates
         run.counts.update(previous)
         return run
 
 
-def _continue(logged: list[Case], stream: Iterator[Case], path: Path) -> Iterator[Case]:
+@contextmanager
+def _interrupts_marked(path: Path) -> Iterator[None]:
+    """An interrupt outside the sweep proper (taking or releasing the folder's lock, reading its files) still
+    leaves run.json `interrupted`, when there is one, and is reported as SweepInterrupted."""
+    try:
+        yield
+    except (KeyboardInterrupt, Interrupted) as error:
+        if (path / run_folder.RUN_FILE).exists():
+            run_folder.mark_interrupted(path)
+        raise SweepInterrupted(path, error.exit_code if isinstance(error, Interrupted) else 130) from None
+
+
+def _continue(logged: Iterable[Case], stream: Iterator[Case], path: Path) -> Iterator[Case]:
     """The logged cases, then the selection's stream after them (checked to begin with the same cases)."""
     for number, case in enumerate(logged, start=1):
         again = next(stream, None)

@@ -25,7 +25,7 @@ from harness.backends.contract import Backend
 from harness.backends.manager import PluginSelection
 from harness.cases.spec import ConvSpec
 from harness.evaluation.verdict import BackendResult, Ran, Status, case_rows, run_backend
-from harness.results import Row
+from harness.results import TENSORS, Row
 
 REFERENCE_POOL = "reference"
 
@@ -121,9 +121,10 @@ class EvaluateCase:
     seed: int
     tolerance_factor: float
     results: tuple[BackendResult, ...]
+    compared: tuple[str, ...] = TENSORS
 
     pool = REFERENCE_POOL
     prepare = None
 
     def __call__(self) -> list[Row]:
-        return case_rows(self.spec, self.name, self.seed, self.tolerance_factor, self.results)
+        return case_rows(self.spec, self.name, self.seed, self.tolerance_factor, self.results, self.compared)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from harness.cases.descriptor import Case, DescriptorError, format_descriptor, parse_case, parse_desc
+from harness.cases.descriptor import Case, DescriptorError, check_name, format_descriptor, parse_case, parse_desc
 
 # (descriptor, rank, input, output, kernel, stride, begin pad, benchdnn end pad, name), each worked from the
 # rules above by hand; dims in d, h, w order.
@@ -164,7 +164,16 @@ def test_name_forms(text, name):
 @settings(max_examples=200, deadline=None)
 @given(st.text())
 def test_printed_names_read_back_identically(name):
-    case = Case(parse_case("ic3iw5oc3kw3").spec, name)
+    """Any name a Case accepts reads back identically; any other is refused, naming the character."""
+    spec = parse_case("ic3iw5oc3kw3").spec
+    try:
+        check_name(name)
+    except ValueError as refused:
+        assert "control or bidirectional character" in str(refused)
+        with pytest.raises(ValueError, match="control or bidirectional character"):
+            Case(spec, name)
+        return
+    case = Case(spec, name)
     assert parse_case(format_descriptor(case.spec, name)) == case
 
 
