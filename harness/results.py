@@ -7,7 +7,9 @@ every finished row; `read_results` gives them back to pandas with the right dtyp
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -124,26 +126,43 @@ class ResultsError(ValueError):
     """A results.csv that cannot be read as this version writes it; the message names file and line."""
 
 
-class ResultsWriter:
-    """Appends rows to DIR/results.csv, writing the header once and flushing after every batch."""
+class CsvAppender:
+    """Appends records to a CSV file whole or not at all: each batch is one write to the file, and a write
+    that fails part-way (a full disk) is cut back off, so the file always ends with a whole record.
+    The header is written when the file is new or empty. OSError propagates."""
 
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / RESULTS_FILE
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self._file = self.path.open("a", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._file)
-        if new:
-            self._writer.writerow(COLUMNS)
-            self._file.flush()
+    def __init__(self, path: Path, header: Iterable[str]) -> None:
+        self.path = path
+        self._descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if os.fstat(self._descriptor).st_size == 0:
+            self.append([list(header)])
 
-    def write(self, rows: Iterable[Row]) -> None:
-        for row in rows:
-            self._writer.writerow([bias_word(row.bias) if column == "bias" else csv_cell(getattr(row, column))
-                                   for column in COLUMNS])
-        self._file.flush()
+    def append(self, records: Iterable[Iterable[object]]) -> None:
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer).writerows(records)
+        data = buffer.getvalue().encode("utf-8", errors="surrogateescape")
+        size = os.fstat(self._descriptor).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(self._descriptor, data[written:])
+        except OSError:
+            os.ftruncate(self._descriptor, size)
+            raise
 
     def close(self) -> None:
-        self._file.close()
+        os.close(self._descriptor)
+
+
+class ResultsWriter(CsvAppender):
+    """Appends rows to DIR/results.csv, each batch (a case's rows) whole or not at all."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory / RESULTS_FILE, COLUMNS)
+
+    def write(self, rows: Iterable[Row]) -> None:
+        self.append([bias_word(row.bias) if column == "bias" else csv_cell(getattr(row, column)) for column in COLUMNS]
+                    for row in rows)
 
 
 def read_results(directory: str | Path):

@@ -34,7 +34,7 @@ from harness.cases.descriptor import Case, DescriptorError, format_descriptor, p
 from harness.cases.grids import GridError
 from harness.cases.selection import CaseSelection
 from harness.cases.spec import DTYPES
-from harness.results import COLUMNS, RESULTS_FILE, bias_word
+from harness.results import COLUMNS, RESULTS_FILE, CsvAppender, bias_word
 from harness.settings import RunSettings, SettingsError
 
 RUN_FILE = "run.json"
@@ -109,28 +109,42 @@ def lock(directory: Path) -> Iterator[None]:
 
     path = directory / LOCK_FILE
     try:
-        handle = open(path, "a+")
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
         raise os_error(path, error) from None
     try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = os.pread(descriptor, 200, 0).decode(errors="replace").strip() or "another process"
             raise RunFolderError(f"{directory} is being written by {holder}: one run or resume at a time") from None
         try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"convparity pid {os.getpid()}")
-            handle.flush()
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"convparity pid {os.getpid()}".encode(), 0)
         except OSError:  # a full disk: the lock holds all the same, only its holder's name is missing
             pass
         yield
     finally:
         if not (directory / RUN_FILE).exists():  # nothing was started: leave the folder as empty as it was
             path.unlink(missing_ok=True)
-        handle.close()
+        os.close(descriptor)
+
+
+def is_locked(directory: Path) -> bool:
+    """Whether a run or resume holds the folder's lock now."""
+    import fcntl
+
+    try:
+        descriptor = os.open(directory / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
 
 
 # -- run.json ------------------------------------------------------------------------------------------
@@ -193,6 +207,8 @@ def read_metadata(directory: Path) -> dict[str, Any]:
         raise RunFolderError(f"{path}: {error}") from None
     if data.get("status", "finished") not in RUN_STATUSES:
         raise RunFolderError(f"{path}: status must be one of {', '.join(RUN_STATUSES)}, got {data['status']!r}")
+    if data.get("status") == "running" and not is_locked(directory):
+        data["status"] = "interrupted"  # killed, or stopped when run.json could not be written (a full disk)
     for field in ("backend_versions", "unavailable"):
         value = data.get(field, {})
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
@@ -221,32 +237,22 @@ def read_selection(directory: Path) -> CaseSelection:
 
 # -- cases.csv: the cases drawn so far -----------------------------------------------------------------
 
-class CaseLog:
-    """Appends each case (with its dtype) to cases.csv before it runs, flushed at once."""
+class CaseLog(CsvAppender):
+    """Appends each case (with its dtype and compared tensors) to cases.csv before it runs."""
 
     def __init__(self, directory: Path) -> None:
-        self.path = directory / CASES_FILE
         try:
-            new = not self.path.exists() or self.path.stat().st_size == 0
-            self._file = self.path.open("a", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._file)
-            if new:
-                self._writer.writerow(CASE_COLUMNS)
-                self._file.flush()
+            super().__init__(directory / CASES_FILE, CASE_COLUMNS)
         except OSError as error:
-            raise os_error(self.path, error) from None
+            raise os_error(directory / CASES_FILE, error) from None
 
-    def append(self, case: Case) -> None:
+    def log(self, case: Case) -> None:
         spec = case.spec
         try:
-            self._writer.writerow((format_descriptor(spec), bias_word(spec.bias), spec.dtype, case.name,
-                                   " ".join(case.tensors)))
-            self._file.flush()
+            self.append([(format_descriptor(spec), bias_word(spec.bias), spec.dtype, case.name,
+                          " ".join(case.tensors))])
         except OSError as error:
             raise os_error(self.path, error) from None
-
-    def close(self) -> None:
-        self._file.close()
 
 
 def read_cases(directory: Path) -> Iterator[Case]:

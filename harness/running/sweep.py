@@ -29,7 +29,7 @@ from harness.cases.descriptor import Case
 from harness.cases.grids import GridError
 from harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection, expand
 from harness.cases.spec import DTYPES
-from harness.results import BAD_STATUSES, REFERENCE_STATUSES, STALE_STATUSES, ResultsWriter, Row
+from harness.results import BAD_STATUSES, REFERENCE_STATUSES, RESULTS_FILE, STALE_STATUSES, ResultsWriter, Row
 from harness.running import run_folder
 from harness.running.executor import WORKER_ENVIRONMENT, LocalProcessExecutor
 from harness.running.interrupts import Interrupted
@@ -210,7 +210,7 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
         for index, case in enumerate(stream):
             if index >= logged:
                 assert case_log is not None
-                case_log.append(case)
+                case_log.log(case)
             yield case
 
     def items():
@@ -242,7 +242,10 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
     try:
         metadata["status"] = "running"
         run_folder.write_metadata(path, metadata)
-        writer = ResultsWriter(path)
+        try:
+            writer = ResultsWriter(path)
+        except OSError as error:
+            raise run_folder.os_error(path / RESULTS_FILE, error) from None
         case_log = run_folder.CaseLog(path)
         with LocalProcessExecutor(settings.jobs, log=path / "workers.log",
                                   startup_timeout=settings.startup_timeout) as executor, bar:
@@ -257,6 +260,8 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
             _close(writer, case_log, path, metadata, started, "interrupted")
         except (OSError, RunFolderError):
             pass
+        if not (path / run_folder.RUN_FILE).exists():
+            raise
         raise RunFolderError(f"{error}; every row written before is kept: once it can be written again, "
                              f"continue with: convparity run --resume {path}") from None
     except BaseException:
