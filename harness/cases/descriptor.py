@@ -163,7 +163,12 @@ class _Scanner:
 
     def error(self, pos: int, message: str, hint: str = "") -> DescriptorError:
         text = self.text
-        return DescriptorError(f"descriptor {text!r}: {message} at position {pos} ({text[:pos]}>>{text[pos:]}<<)"
+        before, after = text[:pos], text[pos:]
+        if len(text) > 120:  # a descriptor with a 5000-digit value is not echoed whole
+            before, after = ("..." + before[-40:]) if len(before) > 40 else before, (
+                (after[:40] + "...") if len(after) > 40 else after)
+            text = before + after
+        return DescriptorError(f"descriptor {text!r}: {message} at position {pos} ({before}>>{after}<<)"
                                + (f"; {hint}" if hint else ""))
 
     def scan(self) -> None:

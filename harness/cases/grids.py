@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cases.dedupe import SeenSet
-from harness.cases.descriptor import Case, DescriptorError, parse_case
+from harness.cases.descriptor import Case, DescriptorError, check_name, parse_case
 from harness.cases.spec import ConvSpec
 
 SPEC_FIELDS = (
@@ -90,6 +90,15 @@ def _well_typed(field: str, value: Any) -> bool:
         return isinstance(value, list) and all(
             _is_int(v) or (isinstance(v, list) and len(v) == 2 and all(map(_is_int, v))) for v in value)
     return _is_int(value) or (isinstance(value, list) and all(map(_is_int, value)))
+
+
+def check_case_name(name: str, where: str) -> str:
+    """`name`, or GridError naming where it is, when a case name may not hold what it holds."""
+    try:
+        check_name(name)
+    except ValueError as error:
+        raise GridError(f"{where}: {error}") from None
+    return name
 
 
 def _tables(value: Any, path: Path, key: str) -> list[dict]:
@@ -185,11 +194,11 @@ def read_toml_grid(path: str | Path) -> TomlGrid:
             if not isinstance(bias, bool):
                 raise GridError(f"{where}: bias must be true or false, got {bias!r}")
             try:
-                explicit.append(Case(parse_case(str(descriptor), bias=bias).spec, name))
+                explicit.append(Case(parse_case(str(descriptor), bias=bias).spec, check_case_name(name, where)))
             except DescriptorError as error:
                 raise GridError(f"{where}: {error}") from None
         else:
-            explicit.append(Case(_spec_from_fields(table, where), name))
+            explicit.append(Case(_spec_from_fields(table, where), check_case_name(name, where)))
     return TomlGrid(path, str(data.get("description", "")), tuple(products), tuple(explicit))
 
 
