@@ -149,9 +149,13 @@ def judge_case(backend: Backend, case: Case, seed: int = 0) -> CaseVerdict:
         return CaseVerdict("fail", failure_message(case, result, wrong), tuple(rows))
     if all(row.status == "unsupported" for row in rows):
         return CaseVerdict("unsupported", rows[0].message if rows else "", tuple(rows))
-    declared = [row for row in rows if row.status == "xfail"]
+    declared: dict[str, list[str]] = {}  # each declaration with the tensors it turned into xfail
+    for row in rows:
+        if row.status == "xfail":
+            declared.setdefault(row.deviation, []).append(row.tensor)
     if declared:
-        return CaseVerdict("xfail", "; ".join(f"{row.tensor}: {row.deviation}" for row in declared), tuple(rows))
+        return CaseVerdict("xfail", "; ".join(f"{', '.join(tensors)}: {deviation}"
+                                             for deviation, tensors in declared.items()), tuple(rows))
     return CaseVerdict("pass", "", tuple(rows))
 
 
