@@ -1,4 +1,4 @@
-"""The `convparity` command line: backends, grids, run, cases, report, compare, explain.
+"""The `convparity` command line: backends, grids, run, cases, report, compare, explain, new-backend.
 
 Argument parsing only: every command calls one public function of the harness.
 Exit codes: 0 all good, 1 some row is fail/error/crash/timeout (compare: some key regressed; with
@@ -196,6 +196,17 @@ def cmd_cases(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_backend(args: argparse.Namespace) -> int:
+    from harness.plugin_template.render import new_backend
+
+    path = new_backend(args.name, directory=args.dir, framework=args.framework)
+    print(f"created {path}; next:")
+    print(f"  pip install -e '{path}[test]'")
+    print(f"  cd {path} && pytest   # the contract suite")
+    print("  convparity backends   # lists the new backend")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convparity", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -246,16 +257,26 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, default=0)
     explain.add_argument("--bias", choices=("on", "off"), default="on")
     explain.add_argument("--tolerance-factor", type=tolerance_factor, default=1.0)
+
+    new = sub.add_parser("new-backend", help="create a backend plugin package convparity-NAME from the template",
+                         description="Render the plugin template into a package convparity-NAME: the backend "
+                         "(a NumPy convolution to replace with your framework's), its limits and known "
+                         "deviations, the contract suite as its tests, tox.ini, a README and a CI workflow.")
+    new.add_argument("name", metavar="NAME", help="backend name: lower-case letters, digits and dashes")
+    new.add_argument("--dir", help="folder to create, absent or empty (default ./convparity-NAME)")
+    new.add_argument("--framework", metavar="PKG", help="the framework's PyPI package the backend wraps "
+                     "(a dependency, imported by availability())")
     return parser
 
 
 COMMANDS = {"backends": cmd_backends, "grids": cmd_grids, "run": cmd_run, "cases": cmd_cases, "report": cmd_report,
             "compare": cmd_compare,
-            "explain": cmd_explain}
+            "explain": cmd_explain, "new-backend": cmd_new_backend}
 
 
 def main(argv: list[str] | None = None) -> int:
     from harness.backends.contract import BackendContractError
+    from harness.plugin_template.render import TemplateError
     from harness.results import ResultsError
     from harness.running.run_folder import RunFolderError
     from harness.running.sweep import SweepError, SweepInterrupted
@@ -266,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
             return COMMANDS[args.command](args)
         except (UsageError, DescriptorError, GridError, RunFolderError, PluginError, SweepError, SettingsError,
-                ResultsError, BackendContractError) as error:
+                ResultsError, BackendContractError, TemplateError) as error:
             print(f"convparity: error: {error}", file=sys.stderr)
             return 2
         except SweepInterrupted as interrupted:
