@@ -27,8 +27,8 @@ optional (read with `optional_members`, validated by `check_backend` at registra
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
