@@ -31,6 +31,7 @@ DETERMINISM_SAMPLE = 4  # `check_deterministic` reruns every 4th case
 def fail(message: str) -> NoReturn:
     """Fail the running test with `message` alone."""
     pytest.fail(message, pytrace=False)
+    raise AssertionError(message)  # not reached: pytest.fail raises (said here for type checkers without pytest)
 
 
 @dataclass(frozen=True)
