@@ -11,9 +11,10 @@ from harness.backends.manager import get_manager  # noqa: E402
 from harness.cases.inputs import make_inputs  # noqa: E402
 from harness.cases.spec import ConvSpec  # noqa: E402
 from harness.testing.contract_suite import BackendContract  # noqa: E402
-from plugins.jax_backend import _compiled, dimension_numbers  # noqa: E402
+from plugins.jax_backend import _compiled, dimension_numbers, transposed_kernel, transposed_padding  # noqa: E402
 from tests.backends.backend_checks import (  # noqa: E402
     EXTRA_SPECS,
+    TRANSPOSED_SPECS,
     bias_after_rounding,
     disagreements,
     narrow_accumulation_explains,
@@ -92,3 +93,34 @@ def test_smoke_sweep_through_the_cli(tmp_path):
     code, results = smoke_sweep("jax", tmp_path / "run", dtypes=("float32",))
     assert set(results["status"]) == {"pass"}, results[results["status"] != "pass"]
     assert code == 0
+
+
+@pytest.mark.parametrize(("dtype", "specs"), [("float64", TRANSPOSED_SPECS), ("float32", TRANSPOSED_SPECS[2::2])],
+                         ids=["float64", "float32"])
+def test_transposed_agrees(jax_backend, dtype, specs):
+    """Every spec in float64; in float32 (each spec compiles afresh) the 3-D one and TensorFlow's "same"."""
+    assert disagreements(jax_backend, specs, dtype) == []
+
+
+def test_transposed_call_is_lax_conv_transpose_with_groups():
+    """With one group, the stride-dilated convolution is exactly lax.conv_transpose(transpose_kernel=True) given the
+    same explicit pads; with groups the kernel is swapped group by group (checked against a per-group loop)."""
+    import jax
+
+    lax = jax.lax
+    spec = TRANSPOSED_SPECS[0].replace(dtype="float64")  # k3 s2 p1 output_padding 1
+    inputs = make_inputs(spec, 2)
+    pads = transposed_padding(spec.kernel_size, spec.stride, spec.padding, spec.dilation, spec.output_padding)
+    assert pads == ((1, 2), (1, 2))  # (k - 1 - 1, k - 1 - 1 + 1)
+    numbers = dimension_numbers(2)
+    ours = lax.conv_general_dilated(inputs.x, transposed_kernel(inputs.w, 1), (1, 1), pads, lhs_dilation=spec.stride,
+                                    dimension_numbers=numbers, precision=lax.Precision.HIGHEST)
+    theirs = lax.conv_transpose(inputs.x, inputs.w, spec.stride, pads, dimension_numbers=numbers,
+                                transpose_kernel=True, precision=lax.Precision.HIGHEST)
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    w = np.arange(4 * 3 * 2).reshape(4, 3, 2)  # (C_in 4, C_out/g 3, k 2), 2 groups -> (C_out 6, C_in/g 2, k 2)
+    grouped = np.asarray(transposed_kernel(w, 2))
+    assert grouped.shape == (6, 2, 2)
+    for group in range(2):
+        for out in range(3):
+            np.testing.assert_array_equal(grouped[group * 3 + out], w[group * 2:(group + 1) * 2, out, ::-1])
