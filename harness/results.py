@@ -60,6 +60,7 @@ class Row:
     message: str = ""
     deviation: str = ""
     seconds: float = math.nan
+    op: str = ""
     rank: int = 0
     batch: int = 0
     in_channels: int = 0
@@ -69,6 +70,7 @@ class Row:
     kernel_size: str = ""
     stride: str = ""
     padding: str = ""
+    output_padding: str = ""
     dilation: str = ""
     output_size: str = ""
     repro: str = ""
@@ -79,6 +81,7 @@ class Row:
             "case": spec.descriptor,
             "bias": spec.bias,
             "dtype": spec.dtype,
+            "op": spec.op,
             "rank": spec.rank,
             "batch": spec.batch,
             "in_channels": spec.in_channels,
@@ -88,6 +91,7 @@ class Row:
             "kernel_size": dims(spec.kernel_size),
             "stride": dims(spec.stride),
             "padding": dims(spec.padding),
+            "output_padding": dims(spec.output_padding),
             "dilation": dims(spec.dilation),
             "output_size": dims(spec.output_size),
         }

@@ -122,3 +122,26 @@ def test_repro_carries_a_non_default_tolerance_factor():
     assert repro(spec, "torch", 3) == (
         "convparity explain g1mb1ic1iw4oc1ow3kw2sw1pw0dw0 -b torch --dtype float32 --seed 3 --bias off")
     assert repro(spec, "torch", 3, 2.5).endswith("--bias off --tolerance-factor 2.5")
+
+
+def test_deconv_descriptors_run_and_explain(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CONVPARITY_PLUGINS", "reference")
+    out = tmp_path / "run"
+    assert main(["run", "-b", "reference", "--case", "deconv:ic4ih3oc2kh3sh2ph1oh6", "--case", "ic4ih3oc2kh3sh2ph1",
+                 "--dtype", "float32", "-o", str(out)]) == 0
+    frame = read_results(out)
+    assert set(frame["op"]) == {"conv", "deconv"} and set(frame["status"]) == {"pass"}
+    deconv = frame[frame["op"] == "deconv"]
+    assert set(deconv["case"]) == {"deconv:g1mb2ic4ih3iw3oc2oh6ow6kh3kw3sh2sw2ph1pw1dh0dw0"}
+    assert set(deconv["output_padding"]) == {"1x1"} and set(deconv["output_size"]) == {"6x6"}
+    assert set(frame.loc[frame["op"] == "conv", "output_padding"]) == {"0x0"}
+    assert deconv["repro"].str.startswith("convparity explain deconv:g1mb2").all()
+    capsys.readouterr()
+    assert main(["explain", "deconv:ic4ih3oc2kh3sh2ph1oh6", "-b", "reference"]) == 0
+    assert "w (4, 2, 3, 3)  y (2, 2, 6, 6)" in capsys.readouterr().out
+
+
+def test_grids_lists_the_transposed_grids():
+    listing = run_cli("grids").stdout
+    assert any(line.split()[:1] == ["transposed"] for line in listing.splitlines())
+    assert any(line.split()[:1] == ["decoders"] for line in listing.splitlines())

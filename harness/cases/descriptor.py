@@ -33,6 +33,17 @@ Deliberate differences from benchdnn:
   (for a batch file, a skipped case): a zero batch, groups that do not divide the channels, and end
   pads that crop every input row.
 dtype and bias are not part of the descriptor.
+
+Transposed convolutions: benchdnn's deconv driver (`benchdnn --deconv`, `tests/benchdnn/deconv/
+deconv_aux.cpp: str2desc`, `deconv.hpp: desc_t::opp_pad`) reads the same keys with the same rules, `i*`
+being the deconv's input and `o*` its output, but derives them the other way round: with oX absent or 0,
+pX defaults to 0 and oX = (i - 1)s + ((k - 1)(d + 1) + 1) - 2p, which must be positive; with oX given
+and pX absent, pX = ((i - 1)s - o + ((k - 1)(d + 1) + 1)) / 2 (C division); the end pad is
+(i - 1)s - o + ((k - 1)(d + 1) + 1) - p. A negative end pad is output_padding (ConvSpec keeps the pair
+in canonical form); a negative p adds bias-only positions before the output. convparity writes a
+deconv descriptor behind the prefix `deconv:` (`deconv:g1mb2ic8ih4iw4oc4oh8ow8kh4kw4sh2sw2ph1pw1dh0dw0`),
+so a deconv never reads as a conv and a descriptor alone names its case; `parse_desc` and `parse_case`
+read the prefix, or take `transposed=True` for text without it (a batch file run as `--deconv`).
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ SPATIAL_PREFIXES = ("i", "o", "k", "s", "p", "d")
 KEYS = ("g", "mb", "ic", "id", "ih", "iw", "oc", "od", "oh", "ow", "kd", "kh", "kw", "sd", "sh", "sw",
         "pd", "ph", "pw", "dd", "dh", "dw")
 INT64_MAX = 2**63 - 1
+DECONV_PREFIX = "deconv:"
 
 
 class DescriptorError(ValueError):
@@ -106,6 +118,7 @@ class Desc:
     """benchdnn's `desc_t` after `str2desc`: per-dim tuples cover the problem's spatial dims, w last.
 
     `dilation` counts from 0 as in the text; `pad_end` is benchdnn's `p*_r` (may be negative).
+    `transposed`: read by the deconv driver (a transposed convolution).
     """
 
     groups: int
@@ -120,6 +133,7 @@ class Desc:
     pad_end: tuple[int, ...]
     dilation: tuple[int, ...]
     name: str = ""
+    transposed: bool = False
 
     @property
     def rank(self) -> int:
@@ -140,6 +154,7 @@ class Desc:
                 groups=self.groups,
                 bias=bias,
                 dtype=dtype,
+                transposed=self.transposed,
             )
         except ValueError as error:
             raise DescriptorError(f"descriptor {format_desc(self)!r}: {error}") from None
@@ -224,8 +239,20 @@ class _Scanner:
         return True
 
 
-def parse_desc(text: str) -> Desc:
-    """Read one descriptor the way benchdnn's `str2desc` does (see the module docstring)."""
+def parse_desc(text: str, *, transposed: bool = False) -> Desc:
+    """Read one descriptor the way benchdnn's `str2desc` does (see the module docstring): the conv
+    driver's, or the deconv driver's when `transposed` or after the prefix `deconv:`."""
+    stripped = text.lstrip()
+    prefixed = stripped.startswith(DECONV_PREFIX)
+    try:
+        return _read_desc(stripped[len(DECONV_PREFIX):] if prefixed else text, transposed or prefixed)
+    except DescriptorError as error:
+        if transposed or prefixed:
+            raise DescriptorError(f"deconv {error}") from None
+        raise
+
+
+def _read_desc(text: str, transposed: bool) -> Desc:
     scanner = _Scanner(text)
     scanner.scan()
     values = scanner.values
@@ -243,7 +270,7 @@ def parse_desc(text: str) -> Desc:
         given = {prefix: values[prefix + dim] for prefix in SPATIAL_PREFIXES if prefix + dim in values}
         present = any(given.get(p, 0) for p in "iokd") or given.get("s", 1) != 1 or given.get("p", 0) != 0
         if present:
-            dims[dim] = _resolve(dim, given, fail)
+            dims[dim] = _resolve(dim, given, fail, transposed)
     if "d" in dims and ("h" in dims) != ("w" in dims):
         raise fail("a 3-D problem needs both h and w keys or neither (then d is copied to them): "
                    f"only {'h' if 'h' in dims else 'w'} is given")
@@ -269,11 +296,12 @@ def parse_desc(text: str) -> Desc:
         pad_end=column("r"),
         dilation=column("d"),
         name=scanner.name or "",
+        transposed=transposed,
     )
 
 
-def _resolve(dim: str, given: dict[str, int], fail) -> dict[str, int]:
-    """o, p and the end pad `r` of a present dim, derived as str2desc does."""
+def _resolve(dim: str, given: dict[str, int], fail, transposed: bool = False) -> dict[str, int]:
+    """o, p and the end pad `r` of a present dim, derived as str2desc does (the deconv driver's if `transposed`)."""
     i, k, s, d = given.get("i", 0), given.get("k", 0), given.get("s", 1), given.get("d", 0)
     for prefix, value in (("i", i), ("k", k)):
         if value <= 0:
@@ -281,6 +309,8 @@ def _resolve(dim: str, given: dict[str, int], fail) -> dict[str, int]:
             raise fail(f"{prefix}{dim} must be positive when the {dim} dim is present (given: {keys})")
     effective = (k - 1) * (d + 1) + 1
     o = given.get("o", 0)
+    if transposed:
+        return _resolve_deconv(dim, i, o, k, s, given.get("p"), d, effective, fail)
     if o == 0:
         p = given.get("p", 0)
         o = c_div(i - effective + 2 * p, s) + 1
@@ -292,9 +322,24 @@ def _resolve(dim: str, given: dict[str, int], fail) -> dict[str, int]:
     return {"i": i, "o": o, "k": k, "s": s, "p": p, "d": d, "r": (o - 1) * s - i + effective - p}
 
 
-def parse_case(text: str, *, dtype: str = "float32", bias: bool = True) -> Case:
-    """Parse one descriptor into a Case (spec with the given dtype and bias)."""
-    desc = parse_desc(text)
+def _resolve_deconv(dim: str, i: int, o: int, k: int, s: int, p: int | None, d: int, effective: int,
+                    fail) -> dict[str, int]:
+    """o, p and the end pad `r` of a present dim, derived as the deconv driver's str2desc does."""
+    if o == 0:
+        p = p or 0
+        o = (i - 1) * s + effective - 2 * p
+        if o <= 0:
+            raise fail(f"o{dim} derived as {o}: p{dim}={p} on both sides crops all (i{dim} - 1) * s{dim} + "
+                       f"effective kernel {effective} = {(i - 1) * s + effective} positions")
+    elif p is None:
+        p = c_div((i - 1) * s - o + effective, 2)
+    return {"i": i, "o": o, "k": k, "s": s, "p": p, "d": d, "r": (i - 1) * s - o + effective - p}
+
+
+def parse_case(text: str, *, dtype: str = "float32", bias: bool = True, transposed: bool = False) -> Case:
+    """Parse one descriptor into a Case (spec with the given dtype and bias); a transposed convolution
+    after the prefix `deconv:` or when `transposed`."""
+    desc = parse_desc(text, transposed=transposed)
     spec = desc.spec(dtype=dtype, bias=bias)
     try:
         return Case(spec, desc.name)
@@ -302,14 +347,15 @@ def parse_case(text: str, *, dtype: str = "float32", bias: bool = True) -> Case:
         raise DescriptorError(f"descriptor {text!r}: {error}") from None
 
 
-def parse_descriptor(text: str, *, dtype: str = "float32", bias: bool = True) -> ConvSpec:
-    """Parse a benchdnn conv descriptor into a ConvSpec (the name, if any, is dropped)."""
-    return parse_case(text, dtype=dtype, bias=bias).spec
+def parse_descriptor(text: str, *, dtype: str = "float32", bias: bool = True, transposed: bool = False) -> ConvSpec:
+    """Parse a benchdnn conv (or deconv) descriptor into a ConvSpec (the name, if any, is dropped)."""
+    return parse_case(text, dtype=dtype, bias=bias, transposed=transposed).spec
 
 
-def _format(groups: int, batch: int, ic: int, oc: int, fields: dict[str, tuple[int, ...]], name: str) -> str:
+def _format(groups: int, batch: int, ic: int, oc: int, fields: dict[str, tuple[int, ...]], name: str,
+            transposed: bool = False) -> str:
     dims = DIMS[3 - len(fields["i"]) :]
-    parts = [f"g{groups}mb{batch}ic{ic}"]
+    parts = [f"{DECONV_PREFIX if transposed else ''}g{groups}mb{batch}ic{ic}"]
     parts += [f"i{dim}{v}" for dim, v in zip(dims, fields["i"])]
     parts.append(f"oc{oc}")
     for prefix in "okspd":
@@ -319,7 +365,8 @@ def _format(groups: int, batch: int, ic: int, oc: int, fields: dict[str, tuple[i
 
 
 def format_descriptor(spec: ConvSpec, name: str = "") -> str:
-    """The canonical, complete descriptor of `spec`: every key of its rank, dilation counted from 0.
+    """The canonical, complete descriptor of `spec`: every key of its rank, dilation counted from 0;
+    `deconv:` first for a transposed convolution.
 
     A name is printed as `n"name"`, which reads back as the same name whatever characters it holds.
     """
@@ -331,11 +378,12 @@ def format_descriptor(spec: ConvSpec, name: str = "") -> str:
         "p": tuple(lo for lo, _ in spec.padding),
         "d": tuple(d - 1 for d in spec.dilation),
     }
-    return _format(spec.groups, spec.batch, spec.in_channels, spec.out_channels, fields, name)
+    return _format(spec.groups, spec.batch, spec.in_channels, spec.out_channels, fields, name, spec.transposed)
 
 
 def format_desc(desc: Desc) -> str:
     """The canonical, complete descriptor of a parsed `Desc` (also for problems no ConvSpec can hold)."""
     fields = {"i": desc.input_size, "o": desc.output_size, "k": desc.kernel_size, "s": desc.stride,
               "p": desc.pad_begin, "d": desc.dilation}
-    return _format(desc.groups, desc.batch, desc.in_channels, desc.out_channels, fields, desc.name)
+    return _format(desc.groups, desc.batch, desc.in_channels, desc.out_channels, fields, desc.name,
+                   desc.transposed)

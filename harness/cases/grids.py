@@ -8,14 +8,17 @@ TOML grid file:
 
     [[product]]              # the cartesian product of every listed axis (more tables add more)
     in_channels = [4, 8]     # axes: batch in_channels out_channels input_size kernel_size stride
-    input_size = [[9, 9]]    #       padding dilation groups bias; a missing axis takes the
-    kernel_size = [[3, 3]]   #       ConvSpec default (batch 2, 1 channel, stride 1, ...)
+    input_size = [[9, 9]]    #       padding dilation groups bias transposed output_padding; a
+    kernel_size = [[3, 3]]   #       missing axis takes the ConvSpec default (batch 2, stride 1, ...)
     padding = [0, "same", [[0, 1], [1, 0]]]
 
     [[case]]                 # explicit cases: a descriptor, or the same fields as single values
     descriptor = "mb2ic3ih5iw7oc4oh2ow3kh3kw3sh2sw2"
     bias = false
     name = "blog post"
+
+    [[case]]                 # a transposed convolution: transposed = true, or a deconv: descriptor
+    descriptor = "deconv:mb2ic8ih4oc4kh4sh2ph1"
 
 Combinations of a product that are not valid convolutions (groups not dividing the channels, a
 kernel larger than the padded input) are skipped; an invalid explicit case is an error.
@@ -47,6 +50,8 @@ SPEC_FIELDS = (
     "dilation",
     "groups",
     "bias",
+    "transposed",
+    "output_padding",
 )
 
 
@@ -80,7 +85,7 @@ def _is_int(value: Any) -> bool:
 
 def _well_typed(field: str, value: Any) -> bool:
     """Whether `value` has a type `field` accepts, so a product skips only geometrically invalid combinations."""
-    if field == "bias":
+    if field in ("bias", "transposed"):
         return isinstance(value, bool)
     if field in ("batch", "in_channels", "out_channels", "groups"):
         return _is_int(value)

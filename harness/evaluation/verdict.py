@@ -187,11 +187,18 @@ def tensors(spec: ConvSpec) -> tuple[str, ...]:
 
 
 def reference(spec: ConvSpec, inputs: Inputs) -> Reference:
-    """Reference results computed from the inputs as cast to the spec's dtype, in float64."""
+    """Reference results computed from the inputs as cast to the spec's dtype, in float64.
+
+    A transposed spec goes to reference_impl.conv_transpose_forward_backward, magnitudes the same way.
+    """
     kwargs = dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation, groups=spec.groups)
+    if spec.transposed:
+        kwargs["output_padding"] = spec.output_padding
+    forward_backward = (reference_impl.conv_transpose_forward_backward if spec.transposed
+                        else reference_impl.conv_forward_backward)
 
     def run(x, w, b, dy):
-        return dict(zip(TENSORS, reference_impl.conv_forward_backward(x, w, b, dy, **kwargs)))
+        return dict(zip(TENSORS, forward_backward(x, w, b, dy, **kwargs)))
 
     as64 = [None if a is None else np.asarray(a, dtype=np.float64) for a in (inputs.x, inputs.w, inputs.b, inputs.dy)]
     values = run(*as64)

@@ -2,7 +2,9 @@
 
 The contract suite (harness.testing.contract_suite) covers the smoke grid; these specs add what it does not reach:
 negative padding (crops) on either side and in every rank, large one-sided pads with stride and
-dilation, grouped 3-D convolutions, and depthwise with a channel multiplier and no bias.
+dilation, grouped 3-D convolutions, and depthwise with a channel multiplier and no bias. TRANSPOSED_SPECS
+are transposed convolutions in every rank: PyTorch's padding with output_padding, asymmetric crops, negative
+pads (bias-only positions), output_padding at and above the stride, TensorFlow's "same", groups, dilation.
 """
 
 from __future__ import annotations
@@ -33,6 +35,30 @@ EXTRA_SPECS = (
              padding=((3, 0), (0, 2)), groups=3, bias=False),
     ConvSpec(batch=3, in_channels=2, out_channels=3, input_size=(6, 5, 7), kernel_size=(3, 1, 2), stride=(2, 1, 3),
              padding=((2, 1), (0, 0), (1, 3))),
+)
+
+TRANSPOSED_SPECS = (
+    # PyTorch's ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1): out (8, 10).
+    ConvSpec(batch=2, in_channels=4, out_channels=6, input_size=(4, 5), kernel_size=(3, 3), stride=2, padding=1,
+             output_padding=1, transposed=True),
+    # Grouped, an asymmetric crop of the start (no output_padding below the stride makes it symmetric):
+    # out (5 - 1) * 2 + 4 - 2 = 10.
+    ConvSpec(batch=2, in_channels=4, out_channels=6, input_size=(5,), kernel_size=(4,), stride=2,
+             padding=((2, 0),), groups=2, transposed=True),
+    # Grouped 3-D with dilation, a negative start pad (a bias-only position), an end crop, output_padding:
+    # out (7, 11, 2).
+    ConvSpec(batch=1, in_channels=3, out_channels=6, input_size=(3, 4, 3), kernel_size=(2, 3, 1), stride=(2, 1, 1),
+             dilation=(1, 2, 1), padding=((-1, 1), (0, -2), (1, 0)), output_padding=(1, 1, 0), groups=3,
+             transposed=True),
+    # output_padding 2 >= stride 1, below the dilation 3 (PyTorch's second rule): out 5 * 1 + 7 + 2 = 14.
+    ConvSpec(batch=2, in_channels=2, out_channels=3, input_size=(6,), kernel_size=(3,), dilation=3, output_padding=2,
+             bias=False, transposed=True),
+    # TensorFlow's and Keras' "same": out i * s = (8, 10), the odd crop at the end.
+    ConvSpec(batch=2, in_channels=3, out_channels=5, input_size=(4, 5), kernel_size=(3, 2), stride=2, padding="same",
+             transposed=True),
+    # Stride larger than the kernel (positions no input reaches) and output_padding past them: out (13, 8).
+    ConvSpec(batch=2, in_channels=3, out_channels=2, input_size=(4, 3), kernel_size=(2, 1), stride=3,
+             output_padding=(2, 1), transposed=True),
 )
 
 

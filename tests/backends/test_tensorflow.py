@@ -24,9 +24,12 @@ from plugins.tensorflow_backend import (  # noqa: E402
     to_channels_first,
     to_channels_last,
     training_step,
+    transposed_step,
+    transposed_window,
 )
 from tests.backends.backend_checks import (  # noqa: E402
     EXTRA_SPECS,
+    TRANSPOSED_SPECS,
     bias_after_rounding,
     disagreements,
     narrow_accumulation_explains,
@@ -102,6 +105,42 @@ def test_where_eager_kernels_refuse_the_xla_path_agrees(spec, refusal):
                                       to_channels_last(inputs.dy.reshape(lifted.y_shape)), inputs.b)]
     with pytest.raises((tf.errors.InvalidArgumentError, tf.errors.UnimplementedError), match=refusal):
         training_step(lifted)(*eager)
+    assert disagreements(backend(), (spec,), spec.dtype) == []
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_transposed_agrees(dtype):
+    assert disagreements(backend(), TRANSPOSED_SPECS, dtype) == []
+
+
+def test_transposed_window_takes_the_spec_window_of_what_tensorflow_computes():
+    # PyTorch's k3 s2 p1 output_padding 1, i (4, 5): full results 9 and 11 long; the window [1, 9) and [1, 11) is
+    # conv2d_transpose's explicit padding (1, 0) with an output 8 and 10 long, nothing left to do after it.
+    assert transposed_window(TRANSPOSED_SPECS[0]) == ([[0, 0], [1, 0], [1, 0], [0, 0]], (8, 10), ((0, 0), (0, 0)))
+    # Rank 3 runs VALID. d: full 6, window [-1, 6): extend 1 before. h: full 8, window [0, 11): VALID reaches 8
+    # (stride 1 allows nothing past the full result), extend 3 after. w: full 3, window [1, 3): crop 1 before.
+    assert transposed_window(TRANSPOSED_SPECS[2]) == ("VALID", (6, 8, 3), ((1, 0), (0, 3), (-1, 0)))
+    # output_padding 2 >= stride 1: explicit padding 0, the output as long as the full result, 2 added after.
+    lifted = as_rank2(TRANSPOSED_SPECS[3])
+    assert lifted.output_padding == (0, 2)
+    assert transposed_window(lifted) == ([[0, 0], [0, 0], [0, 0], [0, 0]], (1, 12), ((0, 0), (0, 2)))
+    # Stride 3 > kernel 2: output_padding 2 = stride - 1 is reached through the output shape alone.
+    assert transposed_window(TRANSPOSED_SPECS[5]) == ([[0, 0], [0, 0], [0, 0], [0, 0]], (13, 8), ((0, 0), (0, 0)))
+
+
+@pytest.mark.parametrize(("spec", "refusal"), [
+    (TRANSPOSED_SPECS[1], "Gradients for grouped convolutions are not supported on CPU"),
+    (TRANSPOSED_SPECS[3], "Current CPU implementations do not yet support dilation rates larger than 1"),
+], ids=["groups", "dilation"])
+def test_where_eager_kernels_refuse_a_transposed_convolution_the_xla_path_agrees(spec, refusal):
+    spec = spec.replace(dtype="float64")
+    inputs = make_inputs(spec, 3)
+    lifted = as_rank2(spec)
+    eager = [tf.constant(a) for a in (to_channels_last(inputs.x.reshape(lifted.x_shape)),
+                                      filter_layout(inputs.w.reshape(lifted.w_shape)),
+                                      to_channels_last(inputs.dy.reshape(lifted.y_shape)))] + [None]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=refusal):
+        transposed_step(lifted)(*eager)
     assert disagreements(backend(), (spec,), spec.dtype) == []
 
 

@@ -19,6 +19,7 @@ LIMITS = (
     Limit("groups > 1", "the post's Conv2d has no groups", lambda spec: spec.groups != 1),
     Limit("different strides per dim", "the post's Conv2d takes one stride for both dims",
           lambda spec: len(set(spec.stride)) != 1),
+    Limit("transposed", "the post's Conv2d is a convolution; it has no transposed form", lambda spec: spec.transposed),
 )
 
 
