@@ -1,0 +1,108 @@
+"""Rules: the simplest conjunction of spec features that separates failing cases from passing ones.
+
+A `Rule` is a conjunction of up to two literals (harness.search.features): "every case", "groups > 1",
+"bias and output_size[-1] == out_channels". `fit_rules` scores every rule against three sets of
+cases:
+
+- `required`: cases the rule must hold on (a group's minimal case);
+- `optional`: more failing cases of the same kind, which a good rule also covers;
+- `negatives`: cases that passed, on which the rule should not hold.
+
+Rules are ranked by how many passing cases they wrongly include (fewest first), then by size
+(fewer literals, fewer negations), then by how many optional cases they cover (most first), then by
+the order of `FEATURES`. Rules that tie on everything but that order are ones the cases seen cannot
+tell apart: `Fit.ties` lists them, and the search draws fresh cases that separate them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.cases.spec import ConvSpec
+from harness.search.features import Literal, feature_matrix, literal, literal_matrix
+
+MAX_LITERALS = 2
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A conjunction of literals; no literals is the rule that holds on every case."""
+
+    literals: tuple[Literal, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return " and ".join(lit.text for lit in self.literals) or "every case"
+
+    def holds(self, spec: ConvSpec) -> bool:
+        return all(lit.holds(spec) for lit in self.literals)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(literals, negated literals): smaller is simpler."""
+        return len(self.literals), sum(not lit.positive for lit in self.literals)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How a rule fares: `false_positives` passing cases it holds on, `covered` optional cases it holds on."""
+
+    rule: Rule
+    false_positives: int
+    covered: int
+    order: tuple[int, ...]
+
+    @property
+    def key(self) -> tuple:
+        return (self.false_positives, self.rule.size, -self.covered, self.order)
+
+    @property
+    def rank(self) -> tuple:
+        """The key without the tie-break by feature order: equal ranks are rules the data cannot separate."""
+        return self.key[:3]
+
+
+@dataclass(frozen=True)
+class Learned:
+    """The best fit and the fits that tie with it (same rank), best first."""
+
+    best: Fit
+    ties: tuple[Fit, ...]
+
+
+def fit_rules(required: Sequence[ConvSpec], optional: Sequence[ConvSpec], negatives: Sequence[ConvSpec],
+              max_literals: int = MAX_LITERALS) -> Learned:
+    """The best rule holding on every `required` case (see the module docstring for the ranking)."""
+    if not required:
+        raise ValueError("required: a rule is fitted to at least one failing case")
+    must = literal_matrix(feature_matrix(required)).all(axis=0)  # (L,) literals true on every required case
+    optional_l = literal_matrix(feature_matrix(optional)).astype(np.int64)  # (P, L)
+    negative_l = literal_matrix(feature_matrix(negatives)).astype(np.int64)  # (M, L)
+    fits = [Fit(Rule(), len(negatives), len(optional), ())]
+    usable = [int(i) for i in np.flatnonzero(must)]
+    if max_literals >= 1:
+        false_positives = negative_l.sum(axis=0)  # (L,)
+        covered = optional_l.sum(axis=0)
+        fits += [Fit(Rule((literal(i),)), int(false_positives[i]), int(covered[i]), (_order(i),)) for i in usable]
+    if max_literals >= 2:
+        both_negative = negative_l.T @ negative_l  # (L, L): passing cases where both literals hold
+        both_optional = optional_l.T @ optional_l
+        for a, b in itertools.combinations(usable, 2):
+            if literal(a).feature == literal(b).feature:
+                continue
+            fits.append(Fit(Rule((literal(a), literal(b))), int(both_negative[a, b]), int(both_optional[a, b]),
+                            tuple(sorted((_order(a), _order(b))))))
+    fits.sort(key=lambda fit: fit.key)
+    best = fits[0]
+    return Learned(best, tuple(fit for fit in fits if fit.rank == best.rank))
+
+
+def _order(index: int) -> int:
+    """Preference of a literal: features in FEATURES order, a feature before its negation."""
+    lit = literal(index)
+    return 2 * lit.feature + (not lit.positive)
+

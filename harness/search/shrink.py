@@ -1,0 +1,191 @@
+"""Shrinking a failing case to a local minimum, greedily (delta debugging, as C-Reduce does for programs).
+
+`simplifications(spec)` lists every case one simplification away, biggest steps first: a spatial
+dim dropped (rank down), batch 1, groups 1, fewer channels, no bias, a simpler dtype, stride 1,
+dilation 1, a smaller kernel or input, padding toward 0 or made symmetric; and moves that shrink two
+fields together so that a size they share stays put (a smaller kernel with a smaller input keeps the
+output size; out_channels - 1 with output_size[-1] - 1 keeps them equal), without which a bug that
+needs two sizes to coincide could never shrink. Every candidate is strictly smaller by `complexity`,
+so shrinking ends.
+
+`shrink` evaluates candidates in order, `jobs` at a time (one sweep per chunk, so `-j` shrinks in
+parallel), and moves to the first that still fails the same way: same backend, same kind (fail,
+error, crash) and the same failing tensors, whether declared (xfail) or not. It stops when no
+candidate does: then no single simplification of the result fails the same way (a local minimum),
+or when its budget of evaluations is spent (the result says which).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from harness.cases.spec import ConvSpec
+from harness.search.evaluations import Evaluator
+from harness.search.observations import Observation
+from harness.search.space import build, drop_dim, with_channels, with_dim
+
+# Simplest first: a float32 case is what a framework's users and maintainers run by default.
+SIMPLER_DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+def complexity(spec: ConvSpec) -> int:
+    """A size that every simplification lowers: the sum of every field's magnitude (pads count twice, and
+    one more for each asymmetric dim, so that both a step toward 0 and a step toward symmetry lower it)."""
+    pads = sum(2 * (abs(lo) + abs(hi)) + (lo != hi) for lo, hi in spec.padding)  # a pad toward 0 may break symmetry
+    return (spec.rank + spec.batch + spec.in_channels + spec.out_channels + spec.groups + sum(spec.input_size)
+            + sum(spec.kernel_size) + sum(spec.stride) + sum(spec.dilation) + pads + spec.bias
+            + SIMPLER_DTYPES.index(spec.dtype))
+
+
+def _effective(spec: ConvSpec, dim: int) -> int:
+    return (spec.kernel_size[dim] - 1) * spec.dilation[dim] + 1
+
+
+def _input_for_output(spec: ConvSpec, dim: int, output: int, *, kernel: int | None = None, stride: int | None = None,
+                      dilation: int | None = None) -> int:
+    """The smallest input size of `dim` giving `output` outputs with the given kernel, stride and dilation."""
+    k = spec.kernel_size[dim] if kernel is None else kernel
+    s = spec.stride[dim] if stride is None else stride
+    d = spec.dilation[dim] if dilation is None else dilation
+    before, after = spec.padding[dim]
+    return (output - 1) * s + (k - 1) * d + 1 - before - after
+
+
+def _candidates(spec: ConvSpec, dtypes: tuple[str, ...]) -> Iterator[ConvSpec | None]:
+    g = spec.groups
+    in_per_group, out_per_group = spec.in_channels // g, spec.out_channels // g
+    dims = range(spec.rank - 1, -1, -1)
+    for dim in range(spec.rank):
+        yield drop_dim(spec, dim)
+    yield build(spec, batch=1)
+    yield build(spec, groups=1)
+    yield with_channels(spec, 1, in_per_group, out_per_group)
+    yield with_channels(spec, g, 1, out_per_group)
+    yield with_channels(spec, g, in_per_group, 1)
+    yield build(spec, bias=False)
+    for dtype in SIMPLER_DTYPES[:SIMPLER_DTYPES.index(spec.dtype)]:
+        if dtype in dtypes:
+            yield build(spec, dtype=dtype)
+    for dim in dims:
+        yield with_dim(spec, dim, stride=1)
+        yield with_dim(spec, dim, dilation=1)
+        yield with_dim(spec, dim, kernel_size=1)
+        yield with_dim(spec, dim, padding=(0, 0))
+        yield with_dim(spec, dim, input_size=max(1, spec.input_size[dim] // 2))
+    # Output-size-preserving moves: the output keeps its shape, so relations on it survive.
+    for dim in dims:
+        output = spec.output_size[dim]
+        yield with_dim(spec, dim, stride=1, input_size=_input_for_output(spec, dim, output, stride=1))
+        yield with_dim(spec, dim, dilation=1, input_size=_input_for_output(spec, dim, output, dilation=1))
+        yield with_dim(spec, dim, kernel_size=1, input_size=_input_for_output(spec, dim, output, kernel=1))
+        if spec.kernel_size[dim] > 1:
+            k = spec.kernel_size[dim] - 1
+            yield with_dim(spec, dim, kernel_size=k, input_size=_input_for_output(spec, dim, output, kernel=k))
+    # Two sizes down together: the last output size with the batch or a channel count.
+    last = spec.rank - 1
+    if spec.output_size[last] > 1:
+        smaller = spec.input_size[last] - spec.stride[last]
+        if smaller >= 1:
+            yield with_dim(spec.replace(batch=max(spec.batch - 1, 1)), last, input_size=smaller)
+            if out_per_group > 1:
+                yield with_dim(spec.replace(out_channels=spec.out_channels - g), last, input_size=smaller)
+            if in_per_group > 1:
+                yield with_dim(spec.replace(in_channels=spec.in_channels - g), last, input_size=smaller)
+    if g > 2:
+        yield with_channels(spec, g - 1, in_per_group, out_per_group)
+    # Unit steps last: they make the result a local minimum for each field on its own.
+    if spec.batch > 2:
+        yield build(spec, batch=spec.batch - 1)
+    if in_per_group > 2:
+        yield with_channels(spec, g, in_per_group - 1, out_per_group)
+    if out_per_group > 2:
+        yield with_channels(spec, g, in_per_group, out_per_group - 1)
+    if in_per_group > 1 and out_per_group > 1:
+        yield with_channels(spec, g, in_per_group - 1, out_per_group - 1)
+    for dim in dims:
+        before, after = spec.padding[dim]
+        toward = (before - (before > 0) + (before < 0), after - (after > 0) + (after < 0))
+        yield with_dim(spec, dim, padding=(toward[0], after))
+        yield with_dim(spec, dim, padding=(before, toward[1]))
+        side = before if abs(before) <= abs(after) else after
+        yield with_dim(spec, dim, padding=(side, side))
+        yield with_dim(spec, dim, input_size=spec.input_size[dim] - 1)
+        yield with_dim(spec, dim, kernel_size=spec.kernel_size[dim] - 1)
+        if spec.stride[dim] > 2:
+            yield with_dim(spec, dim, stride=spec.stride[dim] - 1)
+        if spec.dilation[dim] > 2:
+            yield with_dim(spec, dim, dilation=spec.dilation[dim] - 1)
+
+
+def simplifications(spec: ConvSpec, dtypes: tuple[str, ...] = SIMPLER_DTYPES) -> list[ConvSpec]:
+    """Every valid case one simplification away from `spec`, each strictly simpler, without repeats,
+    biggest steps first. `dtypes`: the dtypes a simpler dtype may be taken from."""
+    size = complexity(spec)
+    seen: set[ConvSpec] = set()
+    found = []
+    for candidate in _candidates(spec, dtypes):
+        if candidate is not None and candidate not in seen and complexity(candidate) < size:
+            seen.add(candidate)
+            found.append(candidate)
+    return found
+
+
+def fails_the_same_way(observation: Observation, target: Observation) -> bool:
+    """Same backend, same kind of failure, same failing tensors (xfail counts as fail)."""
+    return (observation.fails and observation.backend == target.backend and observation.kind == target.kind
+            and observation.failing == target.failing)
+
+
+@dataclass
+class Shrunk:
+    """The result of shrinking one failing observation.
+
+    minimal: the last case that failed the same way; local_minimum: whether every simplification of
+    it was tried (False when the budget ran out first); path: the cases moved through, first to last.
+    """
+
+    start: Observation
+    minimal: Observation
+    local_minimum: bool
+    evaluations: int
+    path: list[ConvSpec] = field(default_factory=list)
+
+
+def shrink(failing: Observation, evaluator: Evaluator, *, dtypes: tuple[str, ...], budget: int = 400,
+           jobs: int = 1) -> Shrunk:
+    """Shrink `failing` to a local minimum with at most `budget` new evaluations, `jobs` candidates at a time."""
+    current = failing
+    path = [failing.spec]
+    spent = 0
+    chunk = max(1, jobs)
+    while True:
+        candidates = simplifications(current.spec, dtypes)
+        moved = False
+        for start in range(0, len(candidates), chunk):
+            batch = candidates[start:start + chunk]
+            fresh = sum((spec, current.backend) not in evaluator.cache for spec in batch)
+            if spent + fresh > budget:
+                return Shrunk(failing, current, False, spent, path)
+            spent += fresh
+            observed = evaluator.observe(batch, [current.backend], phase="shrink")
+            accepted = next((found[current.backend] for found in observed
+                             if current.backend in found and fails_the_same_way(found[current.backend], current)),
+                            None)
+            if accepted is not None:
+                current = accepted
+                path.append(accepted.spec)
+                moved = True
+                break
+        if not moved:
+            return Shrunk(failing, current, True, spent, path)
+
+
+def simplest(observations: list[Observation]) -> Observation:
+    """The observation with the least complex case (ties: the first)."""
+    best, size = observations[0], math.inf
+    for observation in observations:
+        if complexity(observation.spec) < size:
+            best, size = observation, complexity(observation.spec)
+    return best
