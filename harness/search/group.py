@@ -88,32 +88,34 @@ class Group:
         return self.minimal.err_ratio
 
     def fails_like(self, observation: Observation) -> bool:
-        """Whether `observation` fails the way this group does: same kind, on some of its tensors (any for
-        an error or a crash)."""
-        if observation.backend != self.backend or observation.kind != self.kind:
+        """Whether `observation` fails the way this group does: same kind, declared or not alike, on some of
+        its tensors (any for an error or a crash)."""
+        if observation.backend != self.backend or observation.kind != self.kind or observation.known != self.known:
             return False
         return self.kind != "fail" or bool(set(observation.failing) & set(self.tensors))
 
 
-def is_negative(kind: str, tensors: Sequence[str], observation: Observation) -> bool:
-    """Whether `observation` shows no failure of `kind` on `tensors`: it passed, failed only other tensors,
-    or (for an error or a crash) ran to the end."""
+def is_negative(kind: str, tensors: Sequence[str], known: bool, observation: Observation) -> bool:
+    """Whether `observation` shows no failure of `kind` on `tensors` that is declared (`known`) or not as
+    these are: it passed, failed only other tensors or the other way (declared vs new), or (for an error
+    or a crash) ran to the end."""
     if observation.kind in ("pass", "skip"):
         return observation.kind == "pass"
     if kind != "fail":
         return observation.kind not in (kind, "error", "crash")
-    return observation.kind == "fail" and not set(observation.failing) & set(tensors)
+    return observation.kind == "fail" and (observation.known != known or not set(observation.failing) & set(tensors))
 
 
 def negatives_of(key: Key, observations: Iterable[Observation]) -> list[Observation]:
     """The cases of `key.backend` that show no failure of this kind on its tensors."""
-    return [obs for obs in observations if obs.backend == key.backend and is_negative(key.kind, key.tensors, obs)]
+    return [obs for obs in observations
+            if obs.backend == key.backend and is_negative(key.kind, key.tensors, key.known, obs)]
 
 
 def exceptions(group: Group, observations: Iterable[Observation]) -> list[Observation]:
     """The cases of the group's backend that its rule holds on but that show none of its failures."""
     return [obs for obs in observations if obs.backend == group.backend
-            and is_negative(group.kind, group.tensors, obs) and group.rule.holds(obs.spec)]
+            and is_negative(group.kind, group.tensors, group.known, obs) and group.rule.holds(obs.spec)]
 
 
 def _cover(key: Key, failing: list[Observation], negatives: list[Observation],

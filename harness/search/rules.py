@@ -8,10 +8,11 @@ cases:
 - `optional`: more failing cases of the same kind, which a good rule also covers;
 - `negatives`: cases that passed, on which the rule should not hold.
 
-Rules are ranked by how many passing cases they wrongly include (fewest first), then by size
-(fewer literals, fewer negations), then by how many optional cases they cover (most first), then by
-the order of `FEATURES`. Rules that tie on everything but that order are ones the cases seen cannot
-tell apart: `Fit.ties` lists them, and the search draws fresh cases that separate them.
+Rules are ranked by how many passing cases they wrongly include (fewest first), then by how many
+optional cases they cover (most first: one rule for what one cause explains), then by size (fewer
+literals, then fewer negations), then by the order of `FEATURES`. Rules that tie on everything but
+that order are ones the cases seen cannot tell apart: `Learned.ties` lists them, and the search draws
+fresh cases that separate them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.cases.spec import ConvSpec
-from harness.search.features import Literal, feature_matrix, literal, literal_matrix
+from harness.search.features import FEATURES, Literal, feature_matrix, literal, literal_matrix
 
 MAX_LITERALS = 2
 
@@ -40,6 +41,18 @@ class Rule:
 
     def holds(self, spec: ConvSpec) -> bool:
         return all(lit.holds(spec) for lit in self.literals)
+
+    @classmethod
+    def from_text(cls, text: str) -> Rule:
+        """The rule whose `text` this is (as findings.csv writes it); ValueError naming an unknown literal."""
+        if text == "every case":
+            return cls()
+        known = {feature.text: Literal(i) for i, feature in enumerate(FEATURES)}
+        known.update({feature.negation: Literal(i, False) for i, feature in enumerate(FEATURES)})
+        unknown = [part for part in text.split(" and ") if part not in known]
+        if unknown:
+            raise ValueError(f"rule {text!r}: unknown feature {unknown[0]!r}")
+        return cls(tuple(known[part] for part in text.split(" and ")))
 
     @property
     def size(self) -> tuple[int, int]:
@@ -58,7 +71,7 @@ class Fit:
 
     @property
     def key(self) -> tuple:
-        return (self.false_positives, self.rule.size, -self.covered, self.order)
+        return (self.false_positives, -self.covered, self.rule.size, self.order)
 
     @property
     def rank(self) -> tuple:

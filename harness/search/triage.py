@@ -23,6 +23,7 @@ from harness.search.observations import observations_from_rows
 def triage(run_dir: str | Path) -> list[Finding]:
     """Group the failures of the run in `run_dir`; write its findings files and report; return the groups."""
     directory = Path(run_dir)
+    run_folder.read_metadata(directory)  # a folder that is no run is refused before anything is written
     with run_folder.lock(directory):
         settings = run_folder.read_settings(directory)
         observations = observations_from_rows(read_results(directory).itertuples(index=False))
