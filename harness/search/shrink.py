@@ -5,7 +5,8 @@ dim dropped (rank down), batch 1, groups 1, fewer channels, no bias, a simpler d
 dilation 1, a smaller kernel or input, padding toward 0 or made symmetric; and moves that shrink two
 fields together so that a size they share stays put (a smaller kernel with a smaller input keeps the
 output size; out_channels - 1 with output_size[-1] - 1 keeps them equal), without which a bug that
-needs two sizes to coincide could never shrink. Every candidate is strictly smaller by `complexity`,
+needs two sizes to coincide could never shrink (padding toward 0 with the input grown or cut to match
+is one such move too). Every candidate is strictly smaller by `complexity`,
 so shrinking ends.
 
 `shrink` evaluates candidates in order, `jobs` at a time (one sweep per chunk, so `-j` shrinks in
@@ -44,13 +45,21 @@ def _effective(spec: ConvSpec, dim: int) -> int:
 
 
 def _input_for_output(spec: ConvSpec, dim: int, output: int, *, kernel: int | None = None, stride: int | None = None,
-                      dilation: int | None = None) -> int:
-    """The smallest input size of `dim` giving `output` outputs with the given kernel, stride and dilation."""
+                      dilation: int | None = None, padding: tuple[int, int] | None = None) -> int:
+    """The smallest input size of `dim` giving `output` outputs with the given kernel, stride, dilation, padding."""
     k = spec.kernel_size[dim] if kernel is None else kernel
     s = spec.stride[dim] if stride is None else stride
     d = spec.dilation[dim] if dilation is None else dilation
-    before, after = spec.padding[dim]
+    before, after = spec.padding[dim] if padding is None else padding
     return (output - 1) * s + (k - 1) * d + 1 - before - after
+
+
+def _simpler_pads(pair: tuple[int, int]) -> list[tuple[int, int]]:
+    """(0, 0), then one side one step toward 0, then both sides as the one nearer 0 (symmetric)."""
+    before, after = pair
+    side = before if abs(before) <= abs(after) else after
+    return [(0, 0), (before - (before > 0) + (before < 0), after), (before, after - (after > 0) + (after < 0)),
+            (side, side)]
 
 
 def _candidates(spec: ConvSpec, dtypes: tuple[str, ...]) -> Iterator[ConvSpec | None]:
@@ -83,6 +92,8 @@ def _candidates(spec: ConvSpec, dtypes: tuple[str, ...]) -> Iterator[ConvSpec | 
         if spec.kernel_size[dim] > 1:
             k = spec.kernel_size[dim] - 1
             yield with_dim(spec, dim, kernel_size=k, input_size=_input_for_output(spec, dim, output, kernel=k))
+        for pads in _simpler_pads(spec.padding[dim]):
+            yield with_dim(spec, dim, padding=pads, input_size=_input_for_output(spec, dim, output, padding=pads))
     # Two sizes down together: the last output size with the batch or a channel count.
     last = spec.rank - 1
     if spec.output_size[last] > 1:
@@ -105,12 +116,8 @@ def _candidates(spec: ConvSpec, dtypes: tuple[str, ...]) -> Iterator[ConvSpec | 
     if in_per_group > 1 and out_per_group > 1:
         yield with_channels(spec, g, in_per_group - 1, out_per_group - 1)
     for dim in dims:
-        before, after = spec.padding[dim]
-        toward = (before - (before > 0) + (before < 0), after - (after > 0) + (after < 0))
-        yield with_dim(spec, dim, padding=(toward[0], after))
-        yield with_dim(spec, dim, padding=(before, toward[1]))
-        side = before if abs(before) <= abs(after) else after
-        yield with_dim(spec, dim, padding=(side, side))
+        for pads in _simpler_pads(spec.padding[dim])[1:]:
+            yield with_dim(spec, dim, padding=pads)
         yield with_dim(spec, dim, input_size=spec.input_size[dim] - 1)
         yield with_dim(spec, dim, kernel_size=spec.kernel_size[dim] - 1)
         if spec.stride[dim] > 2:

@@ -23,6 +23,7 @@ from harness.cases.spec import DTYPES, ConvSpec
 LARGEST_INPUT = {1: 20, 2: 12, 3: 6}
 LARGEST_KERNEL = {1: 5, 2: 4, 3: 3}
 PER_DIM = ("input_size", "kernel_size", "stride", "dilation", "padding")
+RELATED_SHARE = 0.2
 
 
 def build(spec: ConvSpec | None = None, **fields: Any) -> ConvSpec | None:
@@ -67,9 +68,12 @@ class SpecSpace:
                              else "dtypes: give at least one")
 
     def draw(self, rng: random.Random) -> ConvSpec:
-        """A valid case from the whole space (rejection sampling over independent field draws)."""
+        """A valid case from the whole space (rejection sampling over independent field draws); one in
+        RELATED_SHARE has two of its sizes made equal (see `_relation`)."""
         while True:
             spec = self._draw_once(rng)
+            if spec is not None and rng.random() < RELATED_SHARE:
+                spec = self._relation(spec, rng) or spec
             if spec is not None:
                 return spec
 

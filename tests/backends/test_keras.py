@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +16,16 @@ keras = pytest.importorskip("keras")
 
 from harness.backends.deviations import matching  # noqa: E402
 from harness.backends.manager import get_manager  # noqa: E402
+from harness.cases.descriptor import parse_case  # noqa: E402
 from harness.cases.inputs import make_inputs  # noqa: E402
 from harness.cases.spec import ConvSpec  # noqa: E402
 from harness.evaluation.verdict import reference  # noqa: E402
 from harness.results import TENSORS  # noqa: E402
+from harness.search.search import DEFAULT_BUDGET, search  # noqa: E402
 from harness.testing.contract_suite import BackendContract  # noqa: E402
 from plugins.keras_backend import DEVIATIONS, KERAS_BIAS_BUG, LIMITS, conv_layer, is_same_padding  # noqa: E402
 from tests.backends.backend_checks import EXTRA_SPECS, disagreements, smoke_sweep  # noqa: E402
+from tests.search.inline import InlineExecutor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 # Last output size 4 == out_channels 4: the case Keras 3.15 adds the bias to along the wrong axis.
@@ -40,8 +44,8 @@ def backend():
 
 
 def hits_bias_bug(spec: ConvSpec) -> bool:
-    """The cases of the Keras 3.15 bias bug: a bias and a last output size equal to out_channels."""
-    return spec.bias and spec.output_size[-1] == spec.out_channels
+    """The cases of the Keras 3.15 bias bug: a bias and a last output size equal to out_channels > 1."""
+    return spec.bias and spec.output_size[-1] == spec.out_channels > 1
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -140,3 +144,35 @@ def test_smoke_sweep_through_the_cli(tmp_path):
     unsupported = results[results["status"] == "unsupported"]
     assert len(unsupported) == len(TENSORS) * 2  # "2d stride dilation", bias on, in float64 and float32
     assert unsupported["message"].str.contains("not supported in conjunction with `dilation_rate > 1`").all()
+
+
+def test_one_channel_is_outside_the_bias_bug():
+    """With out_channels 1 the bias is the same along either axis: the declaration must not cover it (xpass)."""
+    spec = ConvSpec(batch=1, in_channels=1, out_channels=1, input_size=(1,), kernel_size=(1,), dtype="float64")
+    assert not matching(DEVIATIONS, spec, backend().version()) and disagreements(backend(), (spec,), "float64") == []
+
+
+# Seed 3 meets the bias bug in its 4th case: well within the default budget, whose first cases are the same
+# (a smaller budget only stops the same search earlier).
+SEARCH_SEED, SEARCH_BUDGET = 3, 6
+
+
+def test_search_finds_the_bias_bug_shrinks_it_and_its_script_reproduces_it(tmp_path):
+    assert SEARCH_BUDGET <= DEFAULT_BUDGET
+    result = search(["keras"], budget=SEARCH_BUDGET, seed=SEARCH_SEED, out=tmp_path / "hunt", check_rounds=1,
+                    executor=InlineExecutor())
+    (finding,) = result.findings
+    assert (finding.known, finding.rule, finding.tensors) == (True, "bias and output_size[-1] == out_channels > 1",
+                                                              "y db")
+    assert KERAS_BIAS_BUG in finding.deviation and finding.local_minimum == "yes"
+    checked = re.fullmatch(r"(\d+)/(\d+) fresh cases it holds on fail this way, (\d+)/(\d+) it does not hold on do not",
+                           finding.rule_check)
+    assert checked and checked[1] == checked[2] != "0" and checked[3] == checked[4] != "0", finding.rule_check
+    spec = parse_case(finding.minimal_case, dtype=finding.minimal_dtype, bias=finding.minimal_bias == "on").spec
+    # batch 1, one input channel, the fewest output channels and outputs that show it (2 == 2), a 1-wide kernel
+    assert (spec.batch, spec.in_channels, spec.out_channels, spec.rank, spec.input_size, spec.kernel_size,
+            spec.stride, spec.padding, spec.groups, spec.bias) == (1, 1, 2, 1, (2,), (1,), (1,), ((0, 0),), 1, True)
+    done = subprocess.run([sys.executable, str(result.path / finding.repro_script)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "still wrong: y db" in done.stdout

@@ -23,7 +23,7 @@ from harness.search.search import search
 from harness.search.shrink import fails_the_same_way, simplifications
 from harness.search.space import SpecSpace
 from tests.search import planted_backends
-from tests.search.conftest import InlineExecutor
+from tests.search.inline import InlineExecutor
 from tests.search.planted_backends import PLANTED, PlantedBackend
 
 SEED = 0
@@ -62,7 +62,9 @@ def test_each_planted_bug_is_one_group_with_its_rule(found, name):
     assert (finding.rule, set(finding.tensors.split()), finding.known) == (rule, tensors, False)
     assert finding.kind == ("error" if name == "planted-raise" else "fail")
     assert finding.rule_exceptions == 0
-    assert finding.rule_check.startswith("4/4 fresh cases it holds on fail this way, ")
+    satisfying, violating = finding.rule_check.split(", ")
+    assert satisfying == "4/4 fresh cases it holds on fail this way"
+    assert violating == ("0/0" if rule == "every case" else "4/4") + " it does not hold on do not"
 
 
 @pytest.mark.parametrize("name", list(PLANTED))
