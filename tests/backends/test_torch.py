@@ -9,9 +9,11 @@ torch = pytest.importorskip("torch")
 from harness.backends.manager import get_manager  # noqa: E402
 from harness.cases.inputs import make_inputs  # noqa: E402
 from harness.cases.spec import ConvSpec  # noqa: E402
+from harness.search.search import DEFAULT_BUDGET, search  # noqa: E402
 from harness.testing.contract_suite import BackendContract  # noqa: E402
 from plugins.torch_backend import CHANNELS_LAST_LIMITS, split_padding  # noqa: E402
 from tests.backends.backend_checks import EXTRA_SPECS, disagreements, smoke_sweep  # noqa: E402
+from tests.search.inline import InlineExecutor  # noqa: E402
 
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
@@ -114,3 +116,11 @@ def test_smoke_sweep_through_the_cli(name, tmp_path):
     unsupported = results[results["status"] == "unsupported"]
     assert (unsupported["rank"] == 1).all() and unsupported["message"].str.contains("channels_last").all()
     assert (len(unsupported) > 0) == (name == "torch-channels_last")
+
+
+def test_a_default_search_finds_nothing_on_torch(tmp_path):
+    """torch computes every case right: the default budget of exploration, in float64 and float32, finds nothing."""
+    result = search(["torch", "torch-channels_last"], seed=0, out=tmp_path / "hunt", executor=InlineExecutor())
+    assert result.findings == [] and result.exit_code() == 0
+    assert result.counts.evaluations["explore"] == 2 * DEFAULT_BUDGET
+    assert (tmp_path / "hunt" / "findings.csv").read_text().startswith("group,backend,backend_version,")

@@ -19,7 +19,7 @@ from harness.running import tasks
 from harness.search.findings import read_findings
 from harness.search.observations import observe
 from harness.search.rules import Rule
-from harness.search.search import search
+from harness.search.search import DEFAULT_BUDGET, search
 from harness.search.shrink import fails_the_same_way, simplifications
 from harness.search.space import SpecSpace
 from tests.search import planted_backends
@@ -137,3 +137,10 @@ def test_every_generated_script_exits_1_while_its_bug_is_there(found):
             assert "RuntimeError: strided kernels are not built for stride (2,)" in output
         else:
             assert "still wrong: " in output, output
+
+
+def test_a_default_search_of_the_reference_finds_nothing(planted_plugins, tmp_path):
+    result = search(["reference"], seed=SEED, out=tmp_path / "hunt", executor=InlineExecutor())
+    assert result.findings == [] and result.exit_code() == 0
+    assert result.counts.evaluations == {"explore": DEFAULT_BUDGET}
+    assert "0 new finding(s), 0 known deviation(s)." in (tmp_path / "hunt" / "findings.md").read_text()
