@@ -116,7 +116,3 @@ def literal(index: int) -> Literal:
     count = len(FEATURES)
     return Literal(index % count, positive=index < count)
 
-
-def feature_signature(spec: ConvSpec) -> frozenset[str]:
-    """The features a spec has, by text: two minimal cases with the same signature look alike to every rule."""
-    return frozenset(feature.text for feature in FEATURES if feature.test(spec))

@@ -6,7 +6,7 @@ tensors, declared or not) the failing cases are covered by rules one at a time (
 covering, as rule learners do): the simplest uncovered case (a minimal case first, when there is one)
 is the seed; the rule is the simplest one that holds on the seed, holds on no passing case, and
 covers the most of the other uncovered failures (harness.search.rules); what it covers joins the
-seed's group. Two minimal cases whose feature signatures differ thus get their own rules and groups,
+seed's group. Two minimal cases that differ in the features a rule needs thus get their own rules and groups,
 while failures that share a cause share a rule.
 
 Then groups of one backend with the same rule, kind and declared-ness merge, whatever their
@@ -19,7 +19,6 @@ every dtype and with or without bias, so a rule names dtype or bias when the cau
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -178,7 +177,3 @@ def merge(groups: Sequence[Group]) -> list[Group]:
             into.minimal = group.minimal
     return sorted(merged.values(), key=lambda g: (g.known, g.backend, g.kind, -len(g.members), g.rule.text))
 
-
-def worst_ratio(group: Group) -> float:
-    """The largest err_ratio among a group's members (inf for a crash or a wrong shape)."""
-    return max((m.err_ratio for m in group.members if not math.isnan(m.err_ratio)), default=math.nan)

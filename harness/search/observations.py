@@ -10,15 +10,15 @@ results.csv) are folded per backend into an `Observation`:
 - kind "skip": nothing to learn: unsupported, timeout (a hang is not shrunk: every step could take
   the whole timeout), reference-error (the harness's own failure).
 
-A failure's `Signature` is what "fails the same way" compares: backend, dtype, bias, kind and the
-failing tensors.
+Whether two failures are "the same way" is decided by harness.search.shrink.fails_the_same_way
+(backend, kind and failing tensors); how failures are grouped, by harness.search.group.Key.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from harness.cases.descriptor import parse_case
@@ -30,27 +30,12 @@ BROKEN_STATUSES = ("error", "crash")
 PASSING_STATUSES = ("pass", "xpass")
 
 
-@dataclass(frozen=True, order=True)
-class Signature:
-    """How a case fails on a backend: two failures are "the same way" when their signatures are equal."""
-
-    backend: str
-    dtype: str
-    bias: bool
-    kind: str
-    tensors: tuple[str, ...]
-
-    def describe(self) -> str:
-        return (f"{self.backend} {self.dtype} bias {bias_word(self.bias)}: {self.kind} "
-                f"{' '.join(self.tensors)}")
-
-
 @dataclass(frozen=True)
 class Observation:
     """One case (spec with dtype and bias) on one backend.
 
-    ratios: err_ratio of every compared tensor; err_ratio: the worst of them over `failing` when it
-    fails, over all compared tensors when it passes (NaN when nothing was compared).
+    err_ratio: the worst over `failing` when it fails (inf for an error or a crash), over all compared
+    tensors when it passes (NaN when nothing was compared).
     """
 
     spec: ConvSpec
@@ -60,7 +45,6 @@ class Observation:
     failing: tuple[str, ...] = ()
     known: bool = False
     err_ratio: float = math.nan
-    ratios: dict[str, float] = field(default_factory=dict, compare=False)
     message: str = ""
     deviation: str = ""
     accumulation: str = ""
@@ -69,11 +53,10 @@ class Observation:
     def fails(self) -> bool:
         return self.kind in ("fail", *BROKEN_STATUSES)
 
-    @property
-    def signature(self) -> Signature | None:
-        if not self.fails:
-            return None
-        return Signature(self.backend, self.spec.dtype, self.spec.bias, self.kind, self.failing)
+    def describe(self) -> str:
+        """"keras float64 bias on: fail y db" for logs."""
+        what = " ".join((self.kind, *self.failing))
+        return f"{self.backend} {self.spec.dtype} bias {bias_word(self.spec.bias)}: {what}"
 
 
 def _ordered(tensors: Iterable[str]) -> tuple[str, ...]:
@@ -89,7 +72,7 @@ def observe(spec: ConvSpec, backend: str, rows: list[Any]) -> Observation:
     ratios = {str(r.tensor): float(r.err_ratio) for r in rows if not _missing(r.err_ratio)}
     broken = [r for r in rows if r.status in BROKEN_STATUSES]
     if broken:
-        return Observation(spec, backend, version, str(broken[0].status), (), err_ratio=math.inf, ratios=ratios,
+        return Observation(spec, backend, version, str(broken[0].status), (), err_ratio=math.inf,
                            message=_text(broken[0].message), accumulation=accumulation)
     failing = [r for r in rows if r.status in FAILING_STATUSES]
     if failing:
@@ -97,11 +80,11 @@ def observe(spec: ConvSpec, backend: str, rows: list[Any]) -> Observation:
         return Observation(spec, backend, version, "fail", _ordered(str(r.tensor) for r in failing),
                            known=all(r.status == "xfail" for r in failing),
                            err_ratio=math.inf if _missing(worst.err_ratio) else float(worst.err_ratio),
-                           ratios=ratios, message=_text(worst.message), deviation=_text(worst.deviation),
+                           message=_text(worst.message), deviation=_text(worst.deviation),
                            accumulation=accumulation)
     if any(r.status in PASSING_STATUSES for r in rows):
         return Observation(spec, backend, version, "pass", err_ratio=max(ratios.values(), default=math.nan),
-                           ratios=ratios, accumulation=accumulation)
+                           accumulation=accumulation)
     return Observation(spec, backend, version, "skip", message=_text(rows[0].message) if rows else "")
 
 

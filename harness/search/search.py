@@ -101,8 +101,7 @@ class _Hunt:
                 if candidate is not None and fails_the_same_way(candidate, failing):
                     start = candidate
                     break
-        self.log(f"shrinking: {failing.signature.describe() if failing.signature else ''} "
-                 f"from {start.spec.descriptor}")
+        self.log(f"shrinking: {failing.describe()} from {start.spec.descriptor}")
         result = shrink(start, self.evaluator, dtypes=self.space.dtypes, budget=self.shrink_budget, jobs=self.jobs)
         result.start = failing
         self.shrunk.append(result)
@@ -114,7 +113,7 @@ class _Hunt:
                  f"{'on' if result.minimal.spec.bias else 'off'} ({state}, {result.evaluations} evaluations)")
         return result
 
-    def explore(self, budget: int | None, deadline: float) -> None:
+    def explore(self, budget: int | None, deadline: float) -> Explorer:
         explorer = Explorer(self.space, self.rng)
         explored = 0
         size = 2 * self.jobs + 2
@@ -134,6 +133,7 @@ class _Hunt:
                         self.shrink(observation, carry_over=True)
             self.log(f"explored {explored}{'' if budget is None else f'/{budget}'} cases; "
                      f"{len(self.shrunk)} failure(s) shrunk")
+        return explorer
 
     def cover(self, extra: int) -> None:
         """Shrink failures that no group's rule explains yet (groups whose seed is not a shrunk case)."""
@@ -258,7 +258,8 @@ def _run(path: Path, settings: RunSettings, executor: Executor, writer: ResultsW
     hunt = _Hunt(evaluator, space, rng, settings.jobs, shrink_budget, say, started)
     deadline = started + minutes * 60 if minutes is not None else math.inf
     if evaluator.available:
-        hunt.explore(budget, deadline)
+        explorer = hunt.explore(budget, deadline)
+        metadata["search"]["proposed"] = {"fresh": explorer.fresh, "mutated": explorer.mutated}
         hunt.cover(extra_shrinks)
     minimal = [s.minimal for s in hunt.shrunk]
     checked = check_rules(evaluator, space, rng, hunt._all(), minimal, rounds=check_rounds) if minimal else []

@@ -94,16 +94,19 @@ def _candidates(spec: ConvSpec, dtypes: tuple[str, ...]) -> Iterator[ConvSpec | 
             yield with_dim(spec, dim, kernel_size=k, input_size=_input_for_output(spec, dim, output, kernel=k))
         for pads in _simpler_pads(spec.padding[dim]):
             yield with_dim(spec, dim, padding=pads, input_size=_input_for_output(spec, dim, output, padding=pads))
-    # Two sizes down together: the last output size with the batch or a channel count.
+    # Two sizes down together: the batch or a channel count, and the last output size by as much.
     last = spec.rank - 1
-    if spec.output_size[last] > 1:
-        smaller = spec.input_size[last] - spec.stride[last]
-        if smaller >= 1:
-            yield with_dim(spec.replace(batch=max(spec.batch - 1, 1)), last, input_size=smaller)
-            if out_per_group > 1:
-                yield with_dim(spec.replace(out_channels=spec.out_channels - g), last, input_size=smaller)
-            if in_per_group > 1:
-                yield with_dim(spec.replace(in_channels=spec.in_channels - g), last, input_size=smaller)
+
+    def fewer_outputs(changed: ConvSpec | None, count: int) -> ConvSpec | None:
+        size = spec.input_size[last] - count * spec.stride[last]  # exactly `count` fewer outputs
+        return with_dim(changed, last, input_size=size) if changed is not None and size >= 1 else None
+
+    if spec.batch > 1:
+        yield fewer_outputs(build(spec, batch=spec.batch - 1), 1)
+    if out_per_group > 1:
+        yield fewer_outputs(build(spec, out_channels=spec.out_channels - g), g)
+    if in_per_group > 1:
+        yield fewer_outputs(build(spec, in_channels=spec.in_channels - g), g)
     if g > 2:
         yield with_channels(spec, g - 1, in_per_group, out_per_group)
     # Unit steps last: they make the result a local minimum for each field on its own.

@@ -85,6 +85,15 @@ def test_relation_shrinks_to_its_smallest_sizes():
         1, 1, 2, (2,), (1,), (1,), ((0, 0),), True, "float32")
 
 
+def test_a_grouped_relation_shrinks_its_channels_and_outputs_by_the_group_count():
+    """Keras' float32 bias bug shows in y only when grouped: groups 2, out_channels 8 == width 8 ends at 2 == 2."""
+    spec = ConvSpec(batch=1, in_channels=2, out_channels=8, input_size=(8,), kernel_size=(1,), groups=2)
+    evaluator = PredicateEvaluator(lambda s: s.groups > 1 and PREDICATES["bias and last output == out_channels > 1"](s))
+    result = shrink(evaluator.observation(spec), evaluator, dtypes=("float32",), budget=10_000)
+    minimal = result.minimal.spec
+    assert (minimal.groups, minimal.in_channels, minimal.out_channels, minimal.input_size) == (2, 2, 2, (2,))
+
+
 def test_budget_stops_shrinking_and_says_so():
     spec = ConvSpec(batch=3, in_channels=4, out_channels=4, input_size=(9, 9), kernel_size=(3, 3), groups=2)
     evaluator = PredicateEvaluator(lambda s: s.groups > 1)
