@@ -7,6 +7,7 @@ serves every test of the module.
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -144,3 +145,10 @@ def test_a_default_search_of_the_reference_finds_nothing(planted_plugins, tmp_pa
     assert result.findings == [] and result.exit_code() == 0
     assert result.counts.evaluations == {"explore": DEFAULT_BUDGET}
     assert "0 new finding(s), 0 known deviation(s)." in (tmp_path / "hunt" / "findings.md").read_text()
+
+
+def test_minutes_bound_the_exploration(planted_plugins, tmp_path):
+    result = search(["reference"], minutes=0.01, seed=SEED, out=tmp_path / "hunt", executor=InlineExecutor())
+    explored = result.counts.evaluations.get("explore", 0)
+    assert explored < DEFAULT_BUDGET and result.seconds < 10
+    assert json.loads((tmp_path / "hunt" / "run.json").read_text())["search"]["minutes"] == 0.01
