@@ -7,12 +7,12 @@ depthwise, so "groups > 1" and "depthwise" tie). `fresh_cases` draws cases the s
   own failing cases, so that everything but the rule's features varies;
 - cases it does not hold on, preferring near misses (exactly one of its literals false), which
   show that each literal is needed;
-- for every rule that ties with it, a case on which the two disagree.
+- for each of the first MAX_TIES rules that tie with it, cases on which the two disagree.
 
 `RuleCheck` counts how those cases came out; `check_rules` repeats learning and checking (at most
-`rounds` times) until every rule holds on its fresh cases, each round learning from the cases the
-last one checked. The rules reported are the last ones learnt, and their check uses only cases that
-were not used to learn them.
+`rounds` times) until every rule holds on its fresh cases (or its group's failures depend on the
+values, so that no rule can), each round learning from the cases the last one checked. The rules
+reported are the last ones learnt, and their check uses only cases that were not used to learn them.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from harness.search.shrink import complexity
 from harness.search.space import SpecSpace
 
 POOL = 300
+MAX_TIES = 2  # rules tying with a group's that get cases of their own to separate them
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def fresh_cases(group: Group, space: SpecSpace, rng: random.Random, evaluated: s
     misses = [spec for spec in pool if not rule.holds(spec)]
     near = [spec for spec in misses if _near_miss(rule, spec)]
     chosen = _pick(holds, satisfying, rng) + _pick(near or misses, violating, rng)
-    for tie in group.ties:
+    for tie in group.ties[:MAX_TIES + 1]:
         if tie.rule == rule:
             continue
         chosen += _pick([s for s in holds if not tie.rule.holds(s)], 1, rng)
@@ -133,7 +134,7 @@ def check_rules(evaluator: Evaluator, space: SpecSpace, rng: random.Random, lear
                     if (spec, group.backend) in evaluator.cache]
             checked.append((group, rule_check(group, seen)))
             new += seen
-        if all(check.held and len(group.ties) == 1 for group, check in checked):
+        if all((check.held or group.value_dependent) and len(group.ties) == 1 for group, check in checked):
             break
         learning += [obs for obs in dict.fromkeys(new) if obs not in learning]
     return checked

@@ -12,6 +12,9 @@ backend declares as known deviations (`known` true):
     rule_check       how the rule fared on fresh cases (a search), or "not checked" (triage)
     also_consistent  rules the cases seen could not tell from it, if any
     rule_exceptions  passing cases seen that the rule holds on (0 when it separates them exactly)
+    value_dependent  no rule separates its cases from passing ones: the failure depends on the values (a
+                     bias that happens to cancel the convolution, ...); its rule is the one covering the most
+    passing_twins    failing cases whose spec features equal a passing case's (no rule can separate those)
     minimal_case     the canonical descriptor of its minimal case; minimal_dtype, minimal_bias with it
     local_minimum    yes: shrunk until no single simplification failed the same way; budget: shrinking
                      stopped at its budget; no: not shrunk (triage: the simplest case seen)
@@ -61,6 +64,8 @@ class Finding:
     rule_check: str
     also_consistent: str
     rule_exceptions: int
+    value_dependent: bool
+    passing_twins: int
     minimal_case: str
     minimal_dtype: str
     minimal_bias: str
@@ -91,8 +96,10 @@ def finding(group: Group, name: str, check: RuleCheck | None, observations: Sequ
         bias=" ".join(bias_word(b) for b in group.bias), tensors=" ".join(group.tensors), kind=group.kind,
         rule=group.rule.text, rule_check=check.describe() if check is not None else "not checked",
         also_consistent="; ".join(t.rule.text for t in group.ties if t.rule != group.rule),
-        rule_exceptions=len(exceptions(group, observations)), minimal_case=spec.descriptor, minimal_dtype=spec.dtype,
-        minimal_bias=bias_word(spec.bias), local_minimum=local_minimum, err_ratio=minimal.err_ratio,
+        rule_exceptions=len(exceptions(group, observations)), value_dependent=group.value_dependent,
+        passing_twins=group.twins,
+        minimal_case=spec.descriptor, minimal_dtype=spec.dtype, minimal_bias=bias_word(spec.bias),
+        local_minimum=local_minimum, err_ratio=minimal.err_ratio,
         cases_seen=len(group.members), known=group.known, deviation=minimal.deviation, message=minimal.message,
         repro_script=f"{REPRO_DIR}/{name}.py", repro=repro(spec, group.backend, seed, tolerance_factor),
     )
@@ -119,7 +126,7 @@ def write_findings(directory: Path, checked: Sequence[tuple[Group, RuleCheck | N
         row = finding(group, name, check, observations, seed=seed, tolerance_factor=tolerance_factor,
                       local_minimum=state)
         text = script_text(group.minimal.spec, backend=group.backend, version=group.version,
-                           tensors=group.minimal.failing, seed=seed, rule=row.rule,
+                           tensors=group.minimal.undeclared or group.minimal.failing, seed=seed, rule=row.rule,
                            accumulation=group.minimal.accumulation, plugins=plugins)
         write_script(directory / row.repro_script, text)
         found.append(row)
@@ -153,6 +160,10 @@ def findings_markdown(title: str, found: Sequence[Finding]) -> str:
                   f"- rule: `{row.rule}`; {row.rule_check}; passing cases seen it holds on: {row.rule_exceptions}"]
         if row.also_consistent:
             lines.append(f"- the cases seen fit as well: `{row.also_consistent}`")
+        if row.value_dependent:
+            lines.append(f"- depends on the values: no rule separates its cases from passing ones; the rule covers the "
+                         f"most of them ({row.passing_twins} of its {row.cases_seen} failing cases have a passing twin "
+                         "with the very same spec features)")
         shrunk = {"yes": "a local minimum", "budget": "shrinking stopped at its budget",
                   "no": "the simplest case seen (not shrunk)"}[row.local_minimum]
         lines += [f"- minimal case ({shrunk}): `{row.minimal_case}` {row.minimal_dtype}, bias {row.minimal_bias}; "
@@ -187,5 +198,6 @@ def read_findings(directory: str | Path):
     frame = pd.read_csv(path, keep_default_na=False, dtype=str)
     for column in frame.columns:
         frame[column] = frame[column].map(lambda v: v[1:] if v.startswith("'") else v)
-    frame["known"] = frame["known"].map({"true": True, "false": False})
+    for column in ("known", "value_dependent"):
+        frame[column] = frame[column].map({"true": True, "false": False})
     return frame

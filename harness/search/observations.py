@@ -3,8 +3,8 @@
 The rows of a case (harness.evaluation.verdict, through a sweep's workers or read back from a run's
 results.csv) are folded per backend into an `Observation`:
 
-- kind "fail": some tensors are `fail` or `xfail` (a declared deviation): `failing` names them, and
-  `known` is true when every one of them is `xfail`;
+- kind "fail": some tensors are `fail` or `xfail` (a declared deviation): `failing` names them,
+  `undeclared` those that are `fail`, and `known` is true when every one of them is `xfail`;
 - kind "error" or "crash": the backend raised or its worker died (`failing` is empty: no tensor came back);
 - kind "pass": nothing failed and at least one tensor was compared (`xpass` is a pass);
 - kind "skip": nothing to learn: unsupported, timeout (a hang is not shrunk: every step could take
@@ -44,6 +44,7 @@ class Observation:
     kind: str
     failing: tuple[str, ...] = ()
     known: bool = False
+    undeclared: tuple[str, ...] = ()
     err_ratio: float = math.nan
     message: str = ""
     deviation: str = ""
@@ -79,6 +80,7 @@ def observe(spec: ConvSpec, backend: str, rows: list[Any]) -> Observation:
         worst = max(failing, key=lambda r: -1.0 if _missing(r.err_ratio) else float(r.err_ratio))
         return Observation(spec, backend, version, "fail", _ordered(str(r.tensor) for r in failing),
                            known=all(r.status == "xfail" for r in failing),
+                           undeclared=_ordered(str(r.tensor) for r in failing if r.status == "fail"),
                            err_ratio=math.inf if _missing(worst.err_ratio) else float(worst.err_ratio),
                            message=_text(worst.message), deviation=_text(worst.deviation),
                            accumulation=accumulation)

@@ -88,8 +88,12 @@ class Learned:
 
 
 def fit_rules(required: Sequence[ConvSpec], optional: Sequence[ConvSpec], negatives: Sequence[ConvSpec],
-              max_literals: int = MAX_LITERALS) -> Learned:
-    """The best rule holding on every `required` case (see the module docstring for the ranking)."""
+              max_literals: int = MAX_LITERALS, *, coverage_first: bool = False) -> Learned:
+    """The best rule holding on every `required` case (see the module docstring for the ranking).
+
+    coverage_first: rank by coverage before false positives, for failures that depend on the values
+    (no rule separates them exactly; the one that covers the most of them describes them best).
+    """
     if not required:
         raise ValueError("required: a rule is fitted to at least one failing case")
     must = literal_matrix(feature_matrix(required)).all(axis=0)  # (L,) literals true on every required case
@@ -109,9 +113,12 @@ def fit_rules(required: Sequence[ConvSpec], optional: Sequence[ConvSpec], negati
                 continue
             fits.append(Fit(Rule((literal(a), literal(b))), int(both_negative[a, b]), int(both_optional[a, b]),
                             tuple(sorted((_order(a), _order(b))))))
-    fits.sort(key=lambda fit: fit.key)
+    def rank(fit: Fit) -> tuple:
+        return (fit.covered * -1, fit.false_positives, fit.rule.size) if coverage_first else fit.rank
+
+    fits.sort(key=lambda fit: (rank(fit), fit.order))
     best = fits[0]
-    return Learned(best, tuple(fit for fit in fits if fit.rank == best.rank))
+    return Learned(best, tuple(fit for fit in fits if rank(fit) == rank(best)))
 
 
 def _order(index: int) -> int:

@@ -11,7 +11,7 @@ so shrinking ends.
 
 `shrink` evaluates candidates in order, `jobs` at a time (one sweep per chunk, so `-j` shrinks in
 parallel), and moves to the first that still fails the same way: same backend, same kind (fail,
-error, crash) and the same failing tensors, whether declared (xfail) or not. It stops when no
+error, crash) and the same failing tensors, whether declared (xfail) or not (`fails_the_same_way`). It stops when no
 candidate does: then no single simplification of the result fails the same way (a local minimum),
 or when its budget of evaluations is spent (the result says which).
 """
@@ -143,9 +143,14 @@ def simplifications(spec: ConvSpec, dtypes: tuple[str, ...] = SIMPLER_DTYPES) ->
 
 
 def fails_the_same_way(observation: Observation, target: Observation) -> bool:
-    """Same backend, same kind of failure, same failing tensors (xfail counts as fail)."""
-    return (observation.fails and observation.backend == target.backend and observation.kind == target.kind
-            and observation.failing == target.failing)
+    """Same backend, same kind of failure, same failing tensors (xfail counts as fail). For a target with
+    undeclared failures, the same undeclared tensors, whatever else fails as declared (a declared deviation
+    that depends on the values comes and goes as the case shrinks)."""
+    if not (observation.fails and observation.backend == target.backend and observation.kind == target.kind):
+        return False
+    if target.undeclared:
+        return observation.undeclared == target.undeclared
+    return observation.failing == target.failing
 
 
 @dataclass

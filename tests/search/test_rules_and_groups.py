@@ -62,7 +62,9 @@ def test_features_are_named_once_and_negations_differ():
 
 
 def _observe(spec: ConvSpec, failing: tuple[str, ...]) -> Observation:
-    return Observation(spec, "b", "1", "fail" if failing else "pass", failing, err_ratio=9.0 if failing else 0.2)
+    """A new failure of `failing` (none: a pass)."""
+    return Observation(spec, "b", "1", "fail" if failing else "pass", failing, undeclared=failing,
+                       err_ratio=9.0 if failing else 0.2)
 
 
 def test_two_causes_with_the_same_symptoms_are_two_groups():
@@ -96,8 +98,19 @@ def test_one_cause_with_other_tensors_in_another_dtype_is_one_group():
 def test_declared_and_new_failures_stay_apart():
     observations = []
     for spec in _specs(300, seed=8):
-        observations.append(Observation(spec, "b", "1", "fail", ("db",), known=spec.dtype == "float16")
-                            if spec.bias else _observe(spec, ()))
+        known = spec.dtype == "float16"
+        observations.append(Observation(spec, "b", "1", "fail", ("db",), known=known, deviation="d" if known else "",
+                                        undeclared=() if known else ("db",)) if spec.bias else _observe(spec, ()))
     groups = group_failures(observations)
     assert [(g.known, g.rule.text) for g in groups] == [(False, "bias and dtype != float16"),
                                                         (True, "bias and dtype == float16")]
+
+
+def test_failures_that_depend_on_the_values_are_one_group():
+    """A bias that fails y at random (half the cases with a bias, whatever their features) is one group with
+    the rule covering them all, its twins counted, rather than many small rules fitted to chance."""
+    rng = random.Random(2)
+    observations = [_observe(spec, ("y",) if spec.bias and rng.random() < 0.5 else ()) for spec in _specs(400, 9)]
+    (group,) = group_failures(observations)
+    assert group.rule.text == "bias" and group.value_dependent
+    assert group.twins > 0 and len(group.members) == sum(o.fails for o in observations)

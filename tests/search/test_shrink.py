@@ -30,7 +30,7 @@ class PredicateEvaluator:
 
     def observation(self, spec: ConvSpec) -> Observation:
         if self.predicate(spec):
-            return Observation(spec, "b", "1", "fail", ("y",), err_ratio=5.0)
+            return Observation(spec, "b", "1", "fail", ("y",), undeclared=("y",), err_ratio=5.0)
         return Observation(spec, "b", "1", "pass", err_ratio=0.1)
 
 
@@ -103,9 +103,13 @@ def test_budget_stops_shrinking_and_says_so():
 
 def test_fails_the_same_way_needs_the_same_kind_and_tensors():
     spec = ConvSpec(batch=1, in_channels=1, out_channels=1, input_size=(3,), kernel_size=(1,))
-    base = Observation(spec, "b", "1", "fail", ("y", "db"))
-    assert fails_the_same_way(Observation(spec.replace(dtype="float64"), "b", "1", "fail", ("y", "db"), known=True),
-                              base)
-    assert not fails_the_same_way(Observation(spec, "b", "1", "fail", ("y",)), base)
-    assert not fails_the_same_way(Observation(spec, "c", "1", "fail", ("y", "db")), base)
+    declared = Observation(spec, "b", "1", "fail", ("y", "db"), known=True)
+    assert fails_the_same_way(Observation(spec.replace(dtype="float64"), "b", "1", "fail", ("y", "db"),
+                                          undeclared=("db",)), declared)  # xfail or fail alike
+    assert not fails_the_same_way(Observation(spec, "b", "1", "fail", ("y",), known=True), declared)
+    assert not fails_the_same_way(Observation(spec, "c", "1", "fail", ("y", "db"), known=True), declared)
     assert not fails_the_same_way(Observation(spec, "b", "1", "error"), Observation(spec, "b", "1", "crash"))
+    new = Observation(spec, "b", "1", "fail", ("y", "dx"), undeclared=("dx",))
+    # a new failure of dx: whatever declared tensors fail beside it
+    assert fails_the_same_way(Observation(spec, "b", "1", "fail", ("dx", "db"), undeclared=("dx",)), new)
+    assert not fails_the_same_way(Observation(spec, "b", "1", "fail", ("y", "dx"), undeclared=("y", "dx")), new)
