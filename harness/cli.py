@@ -1,9 +1,10 @@
-"""The `convparity` command line: backends, grids, run, cases, report, compare, explain, new-backend.
+"""The `convparity` command line: backends, grids, run, cases, report, compare, explain, search, triage,
+new-backend.
 
 Argument parsing only: every command calls one public function of the harness.
 Exit codes: 0 all good, 1 some row is fail/error/crash/timeout (compare: some key regressed; with
---strict also xpass), 2 bad input or an unusable folder (one line on stderr), 3 only the reference side
-failed, 130/143 interrupted by SIGINT/SIGTERM (every finished row kept).
+--strict also xpass; search and triage: a new finding), 2 bad input or an unusable folder (one line on
+stderr), 3 only the reference side failed, 130/143 interrupted by SIGINT/SIGTERM (every finished row kept).
 """
 
 from __future__ import annotations
@@ -207,6 +208,36 @@ def cmd_new_backend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from harness.search.findings import summary_text
+    from harness.search.search import search
+
+    if args.budget is not None and args.minutes is not None:
+        raise UsageError("give --budget or --minutes, not both")
+    settings = {name: value for name, value in (
+        ("timeout", args.timeout), ("startup_timeout", args.startup_timeout),
+        ("reference_timeout", args.reference_timeout), ("tolerance_factor", args.tolerance_factor))
+        if value is not None}
+    result = search(backends=args.backend, dtypes=_dtypes(args.dtype), budget=args.budget, minutes=args.minutes,
+                    seed=args.seed, jobs=args.jobs, out=args.output, log=sys.stderr, **settings)
+    for name, reason in result.unavailable.items():
+        print(f"convparity: backend {name} is unavailable, it ran nothing: {reason}", file=sys.stderr)
+    print(summary_text(result.findings, result.path))
+    print(f"report:   {result.path / 'report.html'}")
+    return result.exit_code()
+
+
+def cmd_triage(args: argparse.Namespace) -> int:
+    from harness.search.findings import summary_text
+    from harness.search.triage import triage
+
+    directory = Path(args.directory)
+    found = triage(directory)
+    print(summary_text(found, directory))
+    print(f"report:   {directory / 'report.html'}")
+    return 1 if any(not f.known for f in found) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convparity", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -266,12 +297,35 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--dir", help="folder to create, absent or empty (default ./convparity-NAME)")
     new.add_argument("--framework", metavar="PKG", help="the framework's PyPI package the backend wraps "
                      "(a dependency, imported by availability())")
+
+    search = sub.add_parser(
+        "search", help="hunt for disagreements: explore, shrink each to a minimal case, group by cause",
+        description="Explore the spec space (ranks 1-3, groups, depthwise, even and non-square kernels, stride, "
+        "asymmetric and negative padding, dilation, bias on and off, every --dtype), favouring cases that failed or "
+        "came close to the bound; shrink every new way of failing to a local minimum; group failures by cause with "
+        "the simplest rule over spec features, checked on fresh cases. Writes results.csv, findings.csv, findings.md, "
+        "repro/<group>.py and report.html. Exit 1 when a new finding (not a declared deviation) is reported.")
+    search.add_argument("-b", "--backend", action="append", required=True, help="backend name (repeat; 'all')")
+    search.add_argument("--dtype", action="append", help=f"one of {', '.join(DTYPES)} (repeat; default float64, "
+                        "float32)")
+    search.add_argument("--budget", type=int, help="cases to explore (default 100; shrinking and checks come on top)")
+    search.add_argument("--minutes", type=float, help="explore for this long instead of a number of cases")
+    search.add_argument("--seed", type=int, default=0, help="seed of the search and the inputs (default 0)")
+    search.add_argument("-j", "--jobs", type=int, default=1, help="tasks at once, as for run (default 1)")
+    search.add_argument("-o", "--output", help="output folder (default reports/<time>-search)")
+    search.add_argument("--timeout", type=float, help="seconds one backend may take on one case (default 300)")
+    search.add_argument("--startup-timeout", type=float, help="seconds a backend's worker may take to start")
+    search.add_argument("--reference-timeout", type=float, help="seconds the reference may take on one case")
+    search.add_argument("--tolerance-factor", type=tolerance_factor, help="scale the error bound (default 1)")
+
+    triage = sub.add_parser("triage", help="group the failures of a run by cause, with rules and repro scripts")
+    triage.add_argument("directory", metavar="RUN_DIR")
     return parser
 
 
 COMMANDS = {"backends": cmd_backends, "grids": cmd_grids, "run": cmd_run, "cases": cmd_cases, "report": cmd_report,
-            "compare": cmd_compare,
-            "explain": cmd_explain, "new-backend": cmd_new_backend}
+            "compare": cmd_compare, "explain": cmd_explain, "search": cmd_search, "triage": cmd_triage,
+            "new-backend": cmd_new_backend}
 
 
 def main(argv: list[str] | None = None) -> int:

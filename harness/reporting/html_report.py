@@ -4,6 +4,8 @@ Sections, in order:
 - status totals of every row;
 - the parity matrix (harness.reporting.matrix): backends x dtypes down, tensors across, each cell coloured by its
   band and showing pass/fail/unsupported counts (other statuses named) and the worst err_ratio;
+- findings, when the folder has a findings.csv (from `convparity search` or `convparity triage`): one
+  line per group with its rule, minimal case and repro script; new findings open, known deviations folded;
 - per backend, heatmaps of the worst err_ratio over spec axes (harness.reporting.heatmap);
 - every non-passing case: one line per (case, bias, dtype, backend, status, message), the tensors it
   covers listed together, with descriptor, message and repro; failures (fail/error/crash/timeout)
@@ -111,6 +113,33 @@ def cases_section(non_passing: pd.DataFrame, left_out: dict[str, int]) -> str:
     return "\n".join(parts)
 
 
+FINDING_TABLE = ["group", "backend", "dtype", "bias", "tensors", "kind", "rule", "rule_check", "minimal_case",
+                 "minimal_dtype", "minimal_bias", "local_minimum", "err_ratio", "cases_seen", "deviation",
+                 "repro_script", "repro"]
+
+
+def findings_section(findings: pd.DataFrame) -> str:
+    """Groups by cause (findings.csv): new findings open, known deviations folded; scripts linked."""
+    rows = findings.assign(
+        minimal_case=html_page.code(findings["minimal_case"]), repro=html_page.code(findings["repro"]),
+        repro_script=findings["repro_script"].map(lambda p: f'<a href="{html_page.text(p)}">{html_page.text(p)}</a>'),
+        rule=html_page.code(findings["rule"]), deviation=findings["deviation"].map(html_page.linked),
+        err_ratio=findings["err_ratio"].map(lambda v: format_ratio(float(v)) if v else ""))[FINDING_TABLE]
+    markup = ("minimal_case", "repro", "repro_script", "rule", "deviation")
+    new, known = rows[~findings["known"]], rows[findings["known"]]
+    parts = ["<h2>Findings</h2>",
+             f"<p>{len(new)} new finding(s), {len(known)} known deviation(s): failures grouped by cause, each with the "
+             "simplest rule over spec features that separates its cases from the passing ones, its minimal case "
+             "and a standalone script that exits 1 while the bug is there.</p>"]
+    if len(new):
+        parts.append(html_page.details(f"new findings ({len(new)})", html_page.table(new, markup_columns=markup),
+                                       opened=True))
+    if len(known):
+        parts.append(html_page.details(f"known deviations ({len(known)})",
+                                       html_page.table(known, markup_columns=markup)))
+    return "\n".join(parts)
+
+
 def metadata_items(metadata: dict, row_versions: dict[str, str]) -> pd.DataFrame:
     """run.json (and, for backends it does not list, the rows' versions) as (item, value) pairs."""
     settings = metadata.get("settings", {})
@@ -149,11 +178,12 @@ def totals_line(digest: ResultsDigest, metadata: dict) -> str:
     return line
 
 
-def render(title: str, digest: ResultsDigest, metadata: dict) -> str:
-    """The whole page as a string."""
+def render(title: str, digest: ResultsDigest, metadata: dict, findings: pd.DataFrame | None = None) -> str:
+    """The whole page as a string (with a findings section when `findings` is given)."""
     body = "\n".join([
         totals_line(digest, metadata),
         matrix_section(digest.summary),
+        *([findings_section(findings)] if findings is not None else []),
         heatmap_section(digest.heatmap_cells),
         cases_section(digest.non_passing, digest.left_out),
         "<h2>Run</h2>\n" + html_page.table(metadata_items(metadata, digest.versions)),
@@ -162,6 +192,8 @@ def render(title: str, digest: ResultsDigest, metadata: dict) -> str:
 
 
 def write_html_report(directory: Path, digest: ResultsDigest) -> Path:
-    """Write DIR/report.html from the digest of the run's rows and its run.json."""
-    page = render(directory.name, digest, read_metadata(directory))
+    """Write DIR/report.html from the digest of the run's rows, its run.json and its findings.csv if any."""
+    from harness.search.findings import read_findings
+
+    page = render(directory.name, digest, read_metadata(directory), read_findings(directory))
     return atomic_write(directory / REPORT_HTML, lambda file: file.write(page))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +16,16 @@ keras = pytest.importorskip("keras")
 
 from harness.backends.deviations import matching  # noqa: E402
 from harness.backends.manager import get_manager  # noqa: E402
+from harness.cases.descriptor import parse_case  # noqa: E402
 from harness.cases.inputs import make_inputs  # noqa: E402
 from harness.cases.spec import ConvSpec  # noqa: E402
 from harness.evaluation.verdict import reference  # noqa: E402
 from harness.results import TENSORS  # noqa: E402
+from harness.search.search import DEFAULT_BUDGET, search  # noqa: E402
 from harness.testing.contract_suite import BackendContract  # noqa: E402
 from plugins.keras_backend import DEVIATIONS, KERAS_BIAS_BUG, LIMITS, conv_layer, is_same_padding  # noqa: E402
 from tests.backends.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep  # noqa: E402
+from tests.search.inline import InlineExecutor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 # Last output size 4 == out_channels 4: the case Keras 3.15 adds the bias to along the wrong axis.
@@ -43,9 +47,10 @@ def backend():
 
 
 def hits_bias_bug(spec: ConvSpec) -> bool:
-    """The cases of the Keras 3.15 bias bug: a bias and a last output size of the layer equal to out_channels (a
-    transposed layer's output, as Keras computes its shape, before the spec's window is cropped from it)."""
-    if not spec.bias:
+    """The cases of the Keras 3.15 bias bug: a bias and a last output size of the layer equal to out_channels > 1
+    (a transposed layer's output, as Keras computes its shape, before the spec's window is cropped from it; with
+    one channel the bias is the same along either axis)."""
+    if not spec.bias or spec.out_channels == 1:
         return False
     if spec.transposed:
         return conv_layer(spec).compute_output_shape((spec.batch, spec.in_channels, *spec.input_size))[-1] == \
@@ -196,3 +201,35 @@ def test_transposed_limits_are_keras_own_messages():
     negative_start = ConvSpec(batch=1, in_channels=2, out_channels=2, input_size=(4,), kernel_size=(3,), stride=2,
                               padding=((-1, 0),), transposed=True)
     assert backend().supports(negative_start).startswith("transposed with a negative start pad")
+
+
+def test_one_channel_is_outside_the_bias_bug():
+    """With out_channels 1 the bias is the same along either axis: the declaration must not cover it (xpass)."""
+    spec = ConvSpec(batch=1, in_channels=1, out_channels=1, input_size=(1,), kernel_size=(1,), dtype="float64")
+    assert not matching(DEVIATIONS, spec, backend().version()) and disagreements(backend(), (spec,), "float64") == []
+
+
+# Seed 3 meets the bias bug in its 4th case: well within the default budget, whose first cases are the same
+# (a smaller budget only stops the same search earlier).
+SEARCH_SEED, SEARCH_BUDGET = 3, 6
+
+
+def test_search_finds_the_bias_bug_shrinks_it_and_its_script_reproduces_it(tmp_path):
+    assert SEARCH_BUDGET <= DEFAULT_BUDGET
+    result = search(["keras"], budget=SEARCH_BUDGET, seed=SEARCH_SEED, out=tmp_path / "hunt", check_rounds=1,
+                    executor=InlineExecutor())
+    (finding,) = result.findings
+    assert (finding.known, finding.rule, finding.tensors) == (True, "bias and output_size[-1] == out_channels > 1",
+                                                              "y db")
+    assert KERAS_BIAS_BUG in finding.deviation and finding.local_minimum == "yes"
+    checked = re.fullmatch(r"(\d+)/(\d+) fresh cases it holds on fail this way, (\d+)/(\d+) it does not hold on do not",
+                           finding.rule_check)
+    assert checked and checked[1] == checked[2] != "0" and checked[3] == checked[4] != "0", finding.rule_check
+    spec = parse_case(finding.minimal_case, dtype=finding.minimal_dtype, bias=finding.minimal_bias == "on").spec
+    # batch 1, one input channel, the fewest output channels and outputs that show it (2 == 2), a 1-wide kernel
+    assert (spec.batch, spec.in_channels, spec.out_channels, spec.rank, spec.input_size, spec.kernel_size,
+            spec.stride, spec.padding, spec.groups, spec.bias) == (1, 1, 2, 1, (2,), (1,), (1,), ((0, 0),), 1, True)
+    done = subprocess.run([sys.executable, str(result.path / finding.repro_script)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "still wrong: y db" in done.stdout

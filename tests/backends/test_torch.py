@@ -10,9 +10,11 @@ torch = pytest.importorskip("torch")
 from harness.backends.manager import get_manager  # noqa: E402
 from harness.cases.inputs import make_inputs  # noqa: E402
 from harness.cases.spec import ConvSpec  # noqa: E402
+from harness.search.search import DEFAULT_BUDGET, search  # noqa: E402
 from harness.testing.contract_suite import BackendContract  # noqa: E402
 from plugins.torch_backend import CHANNELS_LAST_LIMITS, split_padding  # noqa: E402
 from tests.backends.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep  # noqa: E402
+from tests.search.inline import InlineExecutor  # noqa: E402
 
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
@@ -154,3 +156,11 @@ def test_transposed_runs_torchs_own_padding_and_output_padding():
     assert graphs["native"] == {"ConvolutionBackward0", "AccumulateGrad"}
     assert "ConstantPadNdBackward0" in graphs["asymmetric"] and "AddBackward0" not in graphs["asymmetric"]
     assert {"ConstantPadNdBackward0", "AddBackward0"} <= graphs["negative"]
+
+
+def test_a_default_search_finds_nothing_on_torch(tmp_path):
+    """torch computes every case right: the default budget of exploration, in float64 and float32, finds nothing."""
+    result = search(["torch", "torch-channels_last"], seed=0, out=tmp_path / "hunt", executor=InlineExecutor())
+    assert result.findings == [] and result.exit_code() == 0
+    assert result.counts.evaluations["explore"] == 2 * DEFAULT_BUDGET
+    assert (tmp_path / "hunt" / "findings.csv").read_text().startswith("group,backend,backend_version,")
