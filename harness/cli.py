@@ -1,5 +1,5 @@
-"""The `convparity` command line: backends, grids, run, cases, report, compare, explain, search, triage,
-new-backend.
+"""The `convparity` command line: backends, grids, run, cases, merge, report, compare, explain, search,
+triage, new-backend.
 
 Argument parsing only: every command calls one public function of the harness.
 Exit codes: 0 all good, 1 some row is fail/error/crash/timeout (compare: some key regressed; with
@@ -95,28 +95,56 @@ def _selection_arguments(args: argparse.Namespace) -> dict:
                 random=args.random, seed=args.seed or 0)
 
 
+def _placement_arguments(args: argparse.Namespace) -> dict:
+    """--executor, --scheduler and --compile-cache as sweep()/resume() keywords (UsageError when they clash)."""
+    from harness.running.launch import ExecutorChoice, ExecutorChoiceError
+
+    given = {}
+    if args.executor or args.scheduler:
+        try:
+            given["executor"] = ExecutorChoice(args.executor or "local", args.scheduler)
+        except ExecutorChoiceError as error:
+            raise UsageError(str(error)) from None
+    if args.compile_cache is not None:
+        given["compile_cache"] = args.compile_cache
+    return given
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.running import run_folder
+    from harness.running.dask_executor import DaskUnavailable
+    from harness.running.shards import Shard, ShardError
     from harness.running.sweep import resume, sweep
 
-    if args.resume:
-        given = [option for option, value in (
-            ("-b", args.backend), ("-g", args.grid), ("--case", args.case), ("--batch", args.batch),
-            ("--random", args.random), ("--bias", args.bias != "on"), ("--dtype", args.dtype), ("-o", args.output),
-            ("--seed", args.seed is not None), ("--timeout", args.timeout), ("--startup-timeout", args.startup_timeout),
-            ("--reference-timeout", args.reference_timeout), ("--tolerance-factor", args.tolerance_factor),
-            ("--max-cases", args.max_cases)) if value]
-        if given:
-            raise UsageError(f"--resume takes the run's settings from {Path(args.resume) / run_folder.RUN_FILE}; "
-                             f"{given[0]} would be ignored: drop it (only -j and --strict may be given)")
-        run = resume(args.resume, jobs=args.jobs, progress=True)
-    else:
-        settings = {name: value for name, value in (
-            ("timeout", args.timeout), ("startup_timeout", args.startup_timeout),
-            ("reference_timeout", args.reference_timeout), ("tolerance_factor", args.tolerance_factor),
-            ("max_cases", args.max_cases)) if value is not None}
-        run = sweep(backends=args.backend, dtypes=args.dtype or ("float64", "float32"), jobs=args.jobs or 1,
-                    out=args.output, progress=True, **_selection_arguments(args), **settings)
+    placement = _placement_arguments(args)
+    try:
+        if args.resume:
+            given = [option for option, value in (
+                ("-b", args.backend), ("-g", args.grid), ("--case", args.case), ("--batch", args.batch),
+                ("--random", args.random), ("--bias", args.bias != "on"), ("--dtype", args.dtype),
+                ("-o", args.output), ("--seed", args.seed is not None), ("--timeout", args.timeout),
+                ("--startup-timeout", args.startup_timeout), ("--reference-timeout", args.reference_timeout),
+                ("--tolerance-factor", args.tolerance_factor), ("--max-cases", args.max_cases),
+                ("--shard", args.shard)) if value]
+            if given:
+                raise UsageError(f"--resume takes the run's settings from {Path(args.resume) / run_folder.RUN_FILE}; "
+                                 f"{given[0]} would be ignored: drop it (only -j, --strict, --executor, --scheduler "
+                                 "and --compile-cache may be given)")
+            run = resume(args.resume, jobs=args.jobs, progress=True, **placement)
+        else:
+            settings = {name: value for name, value in (
+                ("timeout", args.timeout), ("startup_timeout", args.startup_timeout),
+                ("reference_timeout", args.reference_timeout), ("tolerance_factor", args.tolerance_factor),
+                ("max_cases", args.max_cases)) if value is not None}
+            try:
+                shard = Shard.parse(args.shard) if args.shard else None
+            except ShardError as error:
+                raise UsageError(str(error)) from None
+            run = sweep(backends=args.backend, dtypes=args.dtype or ("float64", "float32"), jobs=args.jobs or 1,
+                        out=args.output, progress=True, shard=shard, **_selection_arguments(args), **settings,
+                        **placement)
+    except DaskUnavailable as error:
+        raise UsageError(str(error)) from None
     try:
         for name, reason in run.unavailable.items():
             print(f"convparity: backend {name} is unavailable, it ran nothing: {reason}", file=sys.stderr)
@@ -132,6 +160,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"results: {run.path / 'results.csv'}")
     print(f"report:  {run.path / 'report.html'}")
     return run.exit_code(strict=args.strict)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from harness.running.merge import merge
+
+    merged = merge(args.out, args.shards)
+    print(f"merged {merged.shards} shards: {merged.cases} case x dtype, {merged.rows} rows")
+    print(f"results: {merged.path / 'results.csv'}")
+    print(f"report:  {merged.path / 'report.html'}")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -260,7 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tolerance-factor", type=tolerance_factor, help="scale the error bound (default 1)")
     run.add_argument("--strict", action="store_true", help="exit 1 when a declared deviation no longer happens (xpass)")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own settings "
-                     "(only -j and --strict may be given with it)")
+                     "(only -j, --strict, --executor, --scheduler and --compile-cache may be given with it)")
+    run.add_argument("--executor", choices=("local", "dask"), help="where tasks run: local worker processes "
+                     "(default) or a Dask cluster (a LocalCluster of -j workers unless --scheduler names one)")
+    run.add_argument("--scheduler", metavar="ADDRESS|FILE", help="with --executor dask: the scheduler of an "
+                     "existing cluster, tcp://HOST:PORT or a scheduler file")
+    run.add_argument("--shard", metavar="K/N", help="run only shard K of N (balanced by expected time); "
+                     "join the N run folders with: convparity merge OUT DIR...")
+    run.add_argument("--compile-cache", metavar="DIR|off", help="where JAX and TensorFlow keep compiled programs "
+                     "between runs (default: ~/.cache/convparity/compile); 'off' compiles afresh")
+
+    merge = sub.add_parser("merge", help="join the run folders of a sweep's shards (run --shard K/N) into one")
+    merge.add_argument("out", metavar="OUT", help="the merged run folder (new)")
+    merge.add_argument("shards", metavar="DIR", nargs="+", help="every shard's run folder")
 
     cases = sub.add_parser("cases", help="list what a run with these options executes: each case (descriptor, "
                            "dtype, bias, tensors), the count, and what batch files skip or ignore")
@@ -323,9 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"backends": cmd_backends, "grids": cmd_grids, "run": cmd_run, "cases": cmd_cases, "report": cmd_report,
-            "compare": cmd_compare, "explain": cmd_explain, "search": cmd_search, "triage": cmd_triage,
-            "new-backend": cmd_new_backend}
+COMMANDS = {"backends": cmd_backends, "grids": cmd_grids, "run": cmd_run, "cases": cmd_cases, "merge": cmd_merge,
+            "report": cmd_report, "compare": cmd_compare, "explain": cmd_explain, "search": cmd_search,
+            "triage": cmd_triage, "new-backend": cmd_new_backend}
 
 
 def main(argv: list[str] | None = None) -> int:

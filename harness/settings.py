@@ -28,6 +28,8 @@ class RunSettings:
 
     timeout: seconds one backend may take on one case; startup_timeout: seconds a backend's worker may
     take to start (framework imports); reference_timeout: seconds the reference may take on one case.
+    compile_cache: where frameworks keep compiled programs between runs: "default" (the user's cache
+    folder), "off", or a folder (harness.running.compile_cache); it never changes a row.
     """
 
     backends: tuple[str, ...]
@@ -39,6 +41,7 @@ class RunSettings:
     tolerance_factor: float = 1.0
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
     reference_timeout: float = DEFAULT_REFERENCE_TIMEOUT
+    compile_cache: str = "default"
 
     def __post_init__(self) -> None:
         for name in ("backends", "dtypes", "grids"):
@@ -65,6 +68,8 @@ class RunSettings:
                     math.isfinite(value) and value > 0):
                 raise SettingsError(f"{name} must be a finite number > 0, got {value!r}")
             object.__setattr__(self, name, float(value))
+        if not isinstance(self.compile_cache, str) or not self.compile_cache.strip():
+            raise SettingsError(f"compile_cache must be 'default', 'off' or a folder, got {self.compile_cache!r}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +90,6 @@ class RunSettings:
 
     def differences(self, other: RunSettings) -> dict[str, tuple[Any, Any]]:
         """The settings that decide which rows a run has, or their statuses, and differ: {name: (self's, other's)}."""
-        ignored = {"jobs", "timeout", "startup_timeout", "reference_timeout"}
+        ignored = {"jobs", "timeout", "startup_timeout", "reference_timeout", "compile_cache"}
         return {f.name: (getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
                 if f.name not in ignored and getattr(self, f.name) != getattr(other, f.name)}

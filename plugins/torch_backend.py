@@ -80,6 +80,11 @@ class TorchBackend(DeclaredLimits):
     def limits(self) -> tuple[Limit, ...]:
         return CHANNELS_LAST_LIMITS if self.channels_last else ()
 
+    @property
+    def resources(self) -> dict[str, float]:
+        """On a Dask cluster, `torch-cuda` runs on workers that offer a GPU (`dask worker --resources GPU=1`)."""
+        return {"GPU": 1} if self.device == "cuda" else {}
+
     def availability(self) -> str | None:
         missing = missing_framework(_torch, "torch", "torch")
         if missing or self.device == "cpu":

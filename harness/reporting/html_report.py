@@ -11,6 +11,8 @@ Sections, in order:
   covers listed together, with descriptor, message and repro; failures (fail/error/crash/timeout)
   first and open, then known deviations (xfail, with the declared reason and upstream report) and
   stale declarations (xpass), reference errors (the harness's own, never the backend's), unsupported;
+- time per backend: in workers, in the backend's run (compile where measured), the harness's share,
+  start-up (harness.reporting.timing), when run.json records it;
 - the run's metadata from run.json (harness and backend versions, platform, seed, grids, duration).
 """
 
@@ -178,16 +180,29 @@ def totals_line(digest: ResultsDigest, metadata: dict) -> str:
     return line
 
 
+def timing_section(metadata: dict) -> str:
+    """Time per backend (harness.reporting.timing), when run.json records it."""
+    from harness.reporting.timing import idle_line, timing_table
+
+    table = timing_table(metadata)
+    if table.empty:
+        return ""
+    line = idle_line(metadata)
+    return ("<h2>Time per backend</h2>\n" + html_page.table(table)
+            + (f"\n<p>{html_page.text(line)}.</p>" if line else ""))
+
+
 def render(title: str, digest: ResultsDigest, metadata: dict, findings: pd.DataFrame | None = None) -> str:
     """The whole page as a string (with a findings section when `findings` is given)."""
-    body = "\n".join([
+    body = "\n".join(part for part in [
         totals_line(digest, metadata),
         matrix_section(digest.summary),
         *([findings_section(findings)] if findings is not None else []),
         heatmap_section(digest.heatmap_cells),
         cases_section(digest.non_passing, digest.left_out),
+        timing_section(metadata),
         "<h2>Run</h2>\n" + html_page.table(metadata_items(metadata, digest.versions)),
-    ])
+    ] if part)
     return html_page.document(f"convparity report: {title}", body)
 
 

@@ -6,6 +6,14 @@ kept for that pool (a framework is imported once per worker, not per task). The 
 else: swapping `LocalProcessExecutor` for one that submits to a cluster (e.g. Dask futures with
 `as_completed`, a worker crash read from `KilledWorker`) changes nothing outside this module.
 
+Tasks start longest-expected-first: a task may say how long it should take (`expected_seconds`,
+harness.running.cost), and among the tasks waiting the longest goes first (ties: oldest first), so a
+sweep does not end with one slow backend working alone. A task's `urgency` (default 0) comes before
+its length: probes (every case waits for them) and evaluations (short, and each finishes a case, which
+lets the sweep draw the next one) go before the backends' runs. An executor also keeps each pool's time
+(`timing()`: tasks, seconds in the workers, compile seconds where the framework reports them,
+workers started and their start-up), which run.json and the report show per backend.
+
 An outcome is the task's return value, or a failure that no task can report itself:
 - `crash`: the worker died (segfault, abort, out-of-memory kill); the signal or exit code is kept.
 - `timeout`: the task ran longer than its timeout; its worker is killed.
@@ -15,6 +23,7 @@ After a crash or timeout the next task of that pool gets a fresh worker.
 
 from __future__ import annotations
 
+import bisect
 import faulthandler
 import math
 import multiprocessing
@@ -27,7 +36,7 @@ import traceback
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,6 +65,18 @@ class Task(Protocol):
     def __call__(self) -> Any: ...
 
 
+def expected_seconds(task: Task) -> float:
+    """How long `task` says it should take (its optional `expected_seconds`), 0 when it does not say."""
+    value = getattr(task, "expected_seconds", 0.0)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+
+
+def task_rank(task: Task) -> tuple[int, float]:
+    """(urgency, expected seconds): the task with the larger one starts first."""
+    urgency = getattr(task, "urgency", 0)
+    return (urgency if isinstance(urgency, int) else 0, expected_seconds(task))
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How one submitted task ended. `tag` is the object given to `submit`, never sent to a worker.
@@ -80,6 +101,56 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Stop every worker; tasks still queued or running are dropped."""
+
+    def timing(self) -> dict[str, dict[str, Any]]:
+        """Per pool, what its tasks cost so far (PoolTiming's fields)."""
+
+
+@dataclass
+class PoolTiming:
+    """One pool's time. `seconds`: in its workers, from taking each task to its result (or its failure);
+    `run_seconds`: the part of it in the backend's own `run` (the rows' `seconds`, filled in by the
+    sweep; the rest is the harness: inputs, checks, pickling); `compile_seconds`: the part of `run`
+    the framework reported compiling (JAX; `compile_measured` says whether any worker could measure
+    it); `startup_seconds`: workers' start-up (spawn, imports) summed."""
+
+    tasks: int = 0
+    failures: int = 0
+    seconds: float = 0.0
+    run_seconds: float = 0.0
+    compile_seconds: float = 0.0
+    compile_measured: bool = False
+    workers: int = 0
+    startup_seconds: float = 0.0
+
+    def task_ended(self, seconds: float, stats: tuple[float, float, bool] | None = None, failed: bool = False) -> None:
+        """Count one task: `stats` (seconds, compile seconds, compile measured) as its worker measured them,
+        else `seconds` as seen from outside (NaN when unknown)."""
+        self.tasks += 1
+        self.failures += failed
+        if stats is not None:
+            seconds, compiled, measured = stats
+            self.compile_seconds += compiled
+            self.compile_measured = self.compile_measured or measured
+        if seconds == seconds:
+            self.seconds += seconds
+
+    def as_json(self) -> dict[str, Any]:
+        return {name: round(value, 3) if isinstance(value, float) else value for name, value in asdict(self).items()}
+
+    @staticmethod
+    def add(*timings: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Several sessions' or shards' `timing()` in one: per pool, counts and seconds summed."""
+        total: dict[str, PoolTiming] = defaultdict(PoolTiming)
+        for timing in timings:
+            for pool, values in timing.items():
+                into = total[pool]
+                for name in ("tasks", "failures", "workers"):
+                    setattr(into, name, getattr(into, name) + int(values.get(name, 0)))
+                for name in ("seconds", "run_seconds", "compile_seconds", "startup_seconds"):
+                    setattr(into, name, getattr(into, name) + float(values.get(name, 0.0)))
+                into.compile_measured = into.compile_measured or bool(values.get("compile_measured"))
+        return {pool: timing.as_json() for pool, timing in sorted(total.items())}
 
 
 def describe_exception(error: BaseException) -> str:
@@ -143,7 +214,8 @@ def _die_with_parent(parent: int) -> None:
 
 def _serve(conn: Connection, pool: str, parent: int, log: str | None, prepare: Any) -> None:
     """A worker's life: run `prepare` (a framework's imports), announce readiness, then run tasks until
-    told to stop (None) or orphaned. A `prepare` that raises is left for the first task to meet again."""
+    told to stop (None) or orphaned. A `prepare` that raises is left for the first task to meet again.
+    Each reply is (ok, value or error text, (seconds, compile seconds, compile measured)) for one task."""
     _die_with_parent(parent)
     # Ctrl-C and SIGTERM are the runner's to handle (a terminal sends Ctrl-C to every process of its group):
     # the worker was started with both blocked, so none can interrupt its start-up; now they are ignored.
@@ -162,23 +234,28 @@ def _serve(conn: Connection, pool: str, parent: int, log: str | None, prepare: A
             prepare()
         except Exception as error:  # noqa: BLE001
             print(f"[convparity worker {os.getpid()}] preparing failed: {describe_exception(error)}", file=sys.stderr)
+    from harness.running.compile_cache import CompileClock
+
+    clock = CompileClock()  # after `prepare`, so that it sees the framework
     conn.send_bytes(pickle.dumps(_READY))
     while True:
         try:
             data = conn.recv_bytes()
         except (EOFError, OSError):
             return
+        started, compiled = time.perf_counter(), clock.seconds
         try:
             task = pickle.loads(data)
             if task is None:
                 return
-            reply = (True, task())
+            reply: tuple[bool, Any] = (True, task())
         except Exception as error:  # noqa: BLE001 - reported to the runner as the task's error
             reply = (False, describe_exception(error))
+        stats = (time.perf_counter() - started, clock.seconds - compiled, clock.measured)
         try:
-            payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps((*reply, stats), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as error:  # noqa: BLE001
-            payload = pickle.dumps((False, f"the result could not be sent back: {describe_exception(error)}"))
+            payload = pickle.dumps((False, f"the result could not be sent back: {describe_exception(error)}", stats))
         conn.send_bytes(payload)
 
 
@@ -212,6 +289,13 @@ class _Job:
     tag: Any
     timeout: float | None
     resent: bool = False
+    order: int = 0  # submission order: among equally long tasks the oldest goes first
+
+    @property
+    def rank(self) -> tuple[int, float, int]:
+        """Sort key of the queue: most urgent, then longest expected, then oldest first."""
+        urgency, seconds = task_rank(self.task)
+        return (-urgency, -seconds, self.order)
 
 
 @dataclass
@@ -260,6 +344,8 @@ class LocalProcessExecutor:
     _outcomes: deque[Outcome] = field(default_factory=deque, init=False)
     _pool_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float), init=False)
     _start_up_seconds: dict[str, float] = field(default_factory=dict, init=False)
+    _timing: dict[str, PoolTiming] = field(default_factory=lambda: defaultdict(PoolTiming), init=False)
+    _submitted: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -274,7 +360,12 @@ class LocalProcessExecutor:
         self.close()
 
     def submit(self, task: Task, tag: Any, timeout: float | None = None) -> None:
-        self._queue.append(_Job(task, tag, timeout))
+        job = _Job(task, tag, timeout, order=self._submitted)
+        self._submitted += 1
+        bisect.insort(self._queue, job, key=lambda j: j.rank)
+
+    def timing(self) -> dict[str, dict[str, Any]]:
+        return {pool: timing.as_json() for pool, timing in sorted(self._timing.items())}
 
     def next_outcome(self) -> Outcome:
         self._dispatch()
@@ -294,6 +385,8 @@ class LocalProcessExecutor:
                     job = worker.job
                     assert job is not None  # only a busy worker has a deadline
                     self._remove(worker, kill=True)
+                    self._timing[worker.pool].task_ended(now - worker.started if worker.ready else math.nan,
+                                                         failed=True)
                     if worker.ready:
                         self._outcomes.append(Outcome(job.tag, failure="timeout", seconds=now - worker.started,
                                                       message=f"no result after {job.timeout:g} s; worker killed"))
@@ -326,7 +419,7 @@ class LocalProcessExecutor:
     # -- scheduling --------------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Start queued tasks while fewer than `jobs` run: oldest first, preferring an idle worker."""
+        """Start queued tasks while fewer than `jobs` run: longest expected first, preferring an idle worker."""
         while self._queue and sum(w.job is not None for w in self._workers) < self.jobs:
             idle = {w.pool: w for w in self._workers if w.job is None}
             job = next((j for j in self._queue if j.task.pool in idle), None)
@@ -387,6 +480,7 @@ class LocalProcessExecutor:
         child_end.close()
         worker = _Worker(pool, process, parent_end, spawned=time.perf_counter(), startup_timeout=self.startup_timeout)
         self._workers.append(worker)
+        self._timing[pool].workers += 1
         return worker
 
     def _assign(self, worker: _Worker, job: _Job) -> None:
@@ -414,7 +508,7 @@ class LocalProcessExecutor:
         job.resent = True  # the worker died while idle: the task never ran, give it a fresh worker
         worker.job = None
         self._remove(worker, kill=True)
-        self._queue.insert(0, job)
+        bisect.insort(self._queue, job, key=lambda j: j.rank)
 
     def _pin(self, worker: _Worker) -> None:
         """Pin `worker`, about to run a task, to a core no other running task holds (its own if free)."""
@@ -450,6 +544,7 @@ class LocalProcessExecutor:
             return
         if not worker.ready:
             worker.ready = True
+            self._timing[worker.pool].startup_seconds += time.perf_counter() - worker.spawned
             if worker.job is not None:
                 self._send_job(worker)
             return
@@ -462,7 +557,8 @@ class LocalProcessExecutor:
             start_up = max(self._start_up_seconds.get(worker.pool, 0.0), now - worker.spawned)
             self._start_up_seconds[worker.pool] = start_up
         worker.tasks_done += 1
-        ok, value = message
+        ok, value, stats = message
+        self._timing[worker.pool].task_ended(math.nan, stats, failed=not ok)
         if ok:
             self._outcomes.append(Outcome(job.tag, value=value))
         else:
@@ -474,6 +570,7 @@ class LocalProcessExecutor:
         seconds = time.perf_counter() - worker.started if worker.ready else math.nan
         self._remove(worker, kill=False)
         if job is not None:
+            self._timing[worker.pool].task_ended(seconds, failed=True)
             message = describe_exit(worker.process.pid, worker.process.exitcode)
             if not worker.ready:
                 message += " before it was ready"

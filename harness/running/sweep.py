@@ -11,11 +11,15 @@ its rows to results.csv as it finishes, and holds the folder's lock throughout. 
 continues an interrupted run with the settings in its run.json. On an interrupt (KeyboardInterrupt,
 or `Interrupted` from harness.running.interrupts) run.json's status becomes "interrupted" and
 `SweepInterrupted` is raised, naming the resume command.
+
+Where tasks run is an `ExecutorChoice` (harness.running.launch: local processes, or a Dask cluster);
+`shard` runs a deterministic 1/N of the cases (harness.running.shards; `harness.running.merge` joins
+the shards); run.json records the executor, the shard and each pool's time (`timing`).
 """
 
 from __future__ import annotations
 
-import os
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,11 +35,14 @@ from harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection, expand
 from harness.cases.spec import DTYPES
 from harness.results import BAD_STATUSES, REFERENCE_STATUSES, RESULTS_FILE, STALE_STATUSES, ResultsWriter, Row
 from harness.running import run_folder
-from harness.running.executor import WORKER_ENVIRONMENT, LocalProcessExecutor
+from harness.running.executor import PoolTiming
 from harness.running.interrupts import Interrupted
+from harness.running.launch import ExecutorChoice, open_executor, worker_environment
 from harness.running.progress import SweepProgress
 from harness.running.run_folder import RunFolderError
 from harness.running.runner import SweepVersions, done_key, run_sweep
+from harness.running.shards import Shard, ShardError, shard_cases
+from harness.running.tasks import backend_pool
 from harness.settings import DEFAULT_REFERENCE_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, RunSettings
 
 DEFAULT_DTYPES = ("float64", "float32")
@@ -121,12 +128,17 @@ def sweep(
     reference_timeout: float = DEFAULT_REFERENCE_TIMEOUT,
     max_cases: int | None = DEFAULT_MAX_CASES,
     progress: bool = False,
+    executor: ExecutorChoice | None = None,
+    shard: Shard | None = None,
+    compile_cache: str = "default",
 ) -> SweepRun:
     """Run `cases` (descriptors), `grids` (named, TOML or batch files), `batch_files` and `random`
     samples in every dtype on every backend (None or ["all"]: every registered one; unavailable ones
     are named once, in run.json, and run nothing). `bias` ("on", "off", "both") applies to `cases`.
 
     `out`: the run folder (default: a fresh one under reports/). Returns when every row is written.
+    `executor`: where tasks run (default: local processes); `shard`: run only that shard of the cases;
+    `compile_cache`: "default", "off" or a folder (harness.running.compile_cache).
     """
     dtypes = tuple(dtypes)
     unknown = [d for d in dtypes if d not in DTYPES]
@@ -134,7 +146,8 @@ def sweep(
         raise SweepError(f"unknown dtype {unknown[0]!r} (known: {', '.join(DTYPES)})" if unknown else "no dtypes")
     settings = RunSettings(backends=available_backends(backends), dtypes=tuple(dict.fromkeys(dtypes)),
                            grids=tuple(grids), seed=seed, timeout=timeout, jobs=jobs, tolerance_factor=tolerance_factor,
-                           startup_timeout=startup_timeout, reference_timeout=reference_timeout)
+                           startup_timeout=startup_timeout, reference_timeout=reference_timeout,
+                           compile_cache=compile_cache)
     selection = CaseSelection(grids=tuple(grids), cases=tuple(cases), batch_files=tuple(batch_files), random=random,
                               seed=seed, bias=bias)
     size, stream = selection.stream(max_cases)
@@ -142,21 +155,42 @@ def sweep(
     run_folder.create(path)
     with _interrupts_marked(path), run_folder.lock(path):
         metadata = run_folder.new_metadata(settings, selection)
-        metadata["worker_environment"] = {name: os.environ.get(name, value)
-                                          for name, value in WORKER_ENVIRONMENT.items()}
+        metadata["worker_environment"] = worker_environment()
         metadata["max_cases"] = max_cases
-        return _execute(path, metadata, settings, expand(stream, settings.dtypes), size * len(settings.dtypes),
-                        done=set(), logged=0, progress=progress)
+        if shard is not None:
+            metadata["shard"] = shard.to_json()
+        drawn, total = _sharded(expand(stream, settings.dtypes), size * len(settings.dtypes), shard, settings)
+        return _execute(path, metadata, settings, drawn, total, done=set(), logged=0, progress=progress,
+                        executor=executor or ExecutorChoice())
 
 
-def resume(path: str | Path, jobs: int | None = None, *, progress: bool = False) -> SweepRun:
-    """Continue the interrupted run in `path` with its own settings (only the number of jobs may change)."""
+def _sharded(cases: Iterator[Case], total: int, shard: Shard | None, settings: RunSettings,
+             ) -> tuple[Iterator[Case], int]:
+    """The cases of `shard` (all without one) and about how many there are."""
+    if shard is None:
+        return cases, total
+    return shard_cases(cases, shard, settings.backends), math.ceil(total / shard.count)
+
+
+def resume(path: str | Path, jobs: int | None = None, *, progress: bool = False,
+           executor: ExecutorChoice | None = None, compile_cache: str | None = None) -> SweepRun:
+    """Continue the interrupted run in `path` with its own settings (only the number of jobs, the executor
+    and the compile cache may change); a shard continues as the same shard."""
     path = Path(path)
     with _interrupts_marked(path), run_folder.lock(path):
         metadata = run_folder.read_metadata(path)
+        if metadata.get("merged_from"):
+            raise RunFolderError(f"{path} is a merge of shards ({', '.join(metadata['merged_from'])}): it is "
+                                 "complete; resume the shards before merging them instead")
         settings = run_folder.read_settings(path)
         if jobs is not None:
             settings = replace(settings, jobs=jobs)
+        if compile_cache is not None:
+            settings = replace(settings, compile_cache=compile_cache)
+        try:
+            shard = Shard.from_json(metadata["shard"]) if metadata.get("shard") else None
+        except ShardError as error:
+            raise RunFolderError(f"{path / run_folder.RUN_FILE}: {error}") from None
         selection = run_folder.read_selection(path)
         logged = run_folder.count_cases(path)
         # Cases that compare fewer tensors than all (a batch file's --dir) are few: their counts fit in memory.
@@ -165,10 +199,11 @@ def resume(path: str | Path, jobs: int | None = None, *, progress: bool = False)
         repair = run_folder.repair_results(path, lambda case, bias, dtype: fewer.get((case, bias, dtype),
                                                                                      4 if bias else 3))
         size, stream = selection.stream(metadata.get("max_cases", DEFAULT_MAX_CASES))
-        cases = _continue(run_folder.read_cases(path), expand(stream, settings.dtypes), path)
+        shard_stream, total = _sharded(expand(stream, settings.dtypes), size * len(settings.dtypes), shard, settings)
+        cases = _continue(run_folder.read_cases(path), shard_stream, path)
         previous = run_folder.status_counts(path)
-        run = _execute(path, metadata, settings, cases, size * len(settings.dtypes), done=repair.done,
-                       logged=logged, progress=progress)
+        run = _execute(path, metadata, settings, cases, total, done=repair.done, logged=logged,
+                       progress=progress, executor=executor or ExecutorChoice())
         run.resumed_items = logged
         run.dropped_duplicates = repair.dropped_duplicates
         run.counts.update(previous)
@@ -199,7 +234,7 @@ def _continue(logged: Iterable[Case], stream: Iterator[Case], path: Path) -> Ite
 
 
 def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[Case], total: int, *,
-             done: set, logged: int, progress: bool) -> SweepRun:
+             done: set, logged: int, progress: bool, executor: ExecutorChoice) -> SweepRun:
     """Run the cases not done, logging each new one (after the first `logged`) to cases.csv."""
     run = SweepRun(path)
     started = time.perf_counter()
@@ -223,6 +258,8 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
             else:
                 bar.advance([])
 
+    run_seconds: Counter = Counter()  # per backend pool: its run() time, the rows' `seconds` (once per backend)
+
     def write(rows: list[Row]) -> None:
         assert writer is not None
         try:
@@ -230,6 +267,7 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
         except OSError as error:
             raise run_folder.os_error(writer.path, error) from None
         run.counts.update(row.status for row in rows)
+        run_seconds.update({backend_pool(row.backend): row.seconds for row in rows if row.seconds == row.seconds})
         bar.advance(rows)
 
     def found(versions: SweepVersions) -> None:
@@ -247,9 +285,14 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
         except OSError as error:
             raise run_folder.os_error(path / RESULTS_FILE, error) from None
         case_log = run_folder.CaseLog(path)
-        with LocalProcessExecutor(settings.jobs, log=path / "workers.log",
-                                  startup_timeout=settings.startup_timeout) as executor, bar:
-            run_sweep(items(), settings, executor, write, on_versions=found, plugins=PluginSelection.from_environment())
+        with open_executor(executor, settings, path / "workers.log") as opened, bar:
+            metadata["executor"] = opened.description
+            try:
+                run_sweep(items(), settings, opened.executor, write, on_versions=found,
+                          plugins=PluginSelection.from_environment(), window=4 * opened.slots + 4)
+            finally:
+                metadata["timing"] = PoolTiming.add(metadata.get("timing", {}), opened.executor.timing(),
+                                                    {pool: {"run_seconds": s} for pool, s in run_seconds.items()})
         _close(writer, case_log, path, metadata, started, "finished")
     except (KeyboardInterrupt, Interrupted) as error:
         code = error.exit_code if isinstance(error, Interrupted) else 130

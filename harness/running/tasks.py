@@ -11,7 +11,9 @@ A task names the `pool` of workers that runs it: one pool per backend ("backend:
 framework is imported only in its own workers, once per worker, and the pool "reference" for
 evaluations, so the reference's BLAS threads never share a process with a framework.
 A task's `prepare` is what a fresh worker of its pool runs before it takes any task (a backend's
-framework import), under the start-up deadline rather than the task's own timeout.
+framework import), under the start-up deadline rather than the task's own timeout. Its
+`expected_seconds` (harness.running.cost) and `urgency` order the executor's queue: probes first,
+then evaluations, then the backends' runs, longest expected first.
 Backends are looked up by name in the worker's own plugin manager, built from the `PluginSelection`
 the task carries (never from inherited environment variables), so a remote worker needs nothing else.
 """
@@ -26,8 +28,11 @@ from harness.backends.manager import PluginSelection
 from harness.cases.spec import ConvSpec
 from harness.evaluation.verdict import BackendResult, Ran, Status, case_rows, run_backend
 from harness.results import TENSORS, Row
+from harness.running import cost
 
 REFERENCE_POOL = "reference"
+PROBE_URGENCY = 2  # every case of a backend waits for its probe
+EVALUATION_URGENCY = 1  # short, and finishing a case lets the sweep draw the next
 
 
 def backend_pool(backend: str) -> str:
@@ -68,6 +73,7 @@ class PrepareBackend:
 class Probe:
     backend: str
     plugins: PluginSelection = field(default_factory=PluginSelection)
+    urgency = PROBE_URGENCY
 
     @property
     def pool(self) -> str:
@@ -107,6 +113,10 @@ class RunCase:
         return backend_pool(self.backend)
 
     @property
+    def expected_seconds(self) -> float:
+        return cost.expected_seconds(self.spec, self.backend)
+
+    @property
     def prepare(self) -> PrepareBackend:
         return PrepareBackend(self.backend, self.plugins)
 
@@ -125,6 +135,11 @@ class EvaluateCase:
 
     pool = REFERENCE_POOL
     prepare = None
+    urgency = EVALUATION_URGENCY
+
+    @property
+    def expected_seconds(self) -> float:
+        return cost.expected_evaluation_seconds(self.spec, len(self.results))
 
     def __call__(self) -> list[Row]:
         return case_rows(self.spec, self.name, self.seed, self.tolerance_factor, self.results, self.compared)

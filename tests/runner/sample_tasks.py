@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +82,48 @@ class Cores:
     def __call__(self) -> set[int]:
         Meet(self.pool, self.folder, self.me, self.other)()
         return os.sched_getaffinity(0)
+
+
+@dataclass(frozen=True)
+class KillParent:
+    """Kill the process that started this worker: on a Dask cluster, the Dask worker itself."""
+
+    pool: str
+
+    def __call__(self) -> None:
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(60)
+
+
+@dataclass(frozen=True)
+class ParentPid:
+    """The pid of the process that started this worker (on a Dask cluster: the Dask worker)."""
+
+    pool: str
+
+    def __call__(self) -> int:
+        return os.getppid()
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Returns its name; says how long it expects to take and how urgent it is."""
+
+    pool: str
+    name: str
+    expected_seconds: float = 0.0
+    urgency: int = 0
+
+    def __call__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The values of the named environment variables in this worker (None where unset)."""
+
+    pool: str
+    names: tuple[str, ...]
+
+    def __call__(self) -> dict[str, str | None]:
+        return {name: os.environ.get(name) for name in self.names}

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from harness.running.executor import LocalProcessExecutor
-from tests.runner.sample_tasks import Abort, Cores, Divide, Meet, Pid, Sleep, Unpicklable
+from tests.runner.sample_tasks import Abort, Cores, Divide, Meet, Pid, Ranked, Sleep, Unpicklable
 
 
 def outcomes(executor, count):
@@ -81,3 +81,23 @@ def test_running_tasks_are_pinned_to_cores_of_their_own(tmp_path, monkeypatch):
     first, second = got[1].value, got[2].value
     assert len(first) == len(second) == 1 and first != second
     assert first | second <= os.sched_getaffinity(0)
+
+
+def test_urgent_then_longest_expected_tasks_start_first():
+    with LocalProcessExecutor(jobs=1) as executor:
+        for tag, (seconds, urgency) in enumerate([(0.1, 0), (5.0, 0), (0.0, 0), (0.01, 1), (5.0, 0)]):
+            executor.submit(Ranked("p", str(tag), seconds, urgency), tag)
+        order = [executor.next_outcome().tag for _ in range(5)]
+    assert order == [3, 1, 4, 0, 2]  # urgent; then the longest, the older of equals first; unranked last
+
+
+def test_timing_counts_each_pools_tasks_failures_and_workers():
+    with LocalProcessExecutor(jobs=1) as executor:
+        for tag, task in enumerate([Sleep("a", 0.2), Sleep("a", 0.2), Divide("a"), Abort("b")]):
+            executor.submit(task, tag)
+        outcomes(executor, 4)
+        timing = executor.timing()
+    assert timing["a"]["tasks"] == 3 and timing["a"]["failures"] == 1 and timing["a"]["workers"] == 1
+    assert 0.4 <= timing["a"]["seconds"] < 5 and timing["a"]["startup_seconds"] > 0
+    assert timing["b"] == {**timing["b"], "tasks": 1, "failures": 1, "workers": 1}
+    assert timing["a"]["compile_measured"] is False  # no framework reported compiling

@@ -86,10 +86,15 @@ def test_resuming_plans_only_the_missing_backends():
 
 
 def test_every_fault_gets_its_status_and_the_sweep_completes(faulty_plugins, tmp_path, capsys):
+    check_every_fault(tmp_path / "run", capsys)
+
+
+def check_every_fault(out, capsys, extra_args=()):
+    """Run every faulty backend on DESCRIPTORS with `extra_args` (e.g. another executor) and check each
+    fault's rows. The faulty_plugins fixture must be active."""
     backends = ["reference", "test-abort", "test-segfault", "test-killed", "test-hang", "test-raise",
                 "test-wrong-shape", "test-missing"]
-    out = tmp_path / "run"
-    args = ["run", "--dtype", "float32", "--timeout", "2", "-j", "2", "-o", str(out)]
+    args = ["run", "--dtype", "float32", "--timeout", "2", "-j", "2", "-o", str(out), *extra_args]
     for backend in backends:
         args += ["-b", backend]
     for descriptor in DESCRIPTORS:
@@ -159,4 +164,4 @@ def test_progress_only_on_a_terminal():
 def test_resume_takes_no_other_settings(tmp_path, extra, named, capsys):
     assert main(["run", "--resume", str(tmp_path), *extra]) == 2
     error = capsys.readouterr().err.splitlines()
-    assert len(error) == 1 and f"{named} would be ignored: drop it (only -j and --strict may be given)" in error[0]
+    assert len(error) == 1 and f"{named} would be ignored: drop it (only -j, --strict, --executor," in error[0]

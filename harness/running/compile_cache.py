@@ -1,0 +1,134 @@
+"""Compile once: where the frameworks keep compiled programs between runs, and how long they spent compiling.
+
+Most of a sweep on the XLA backends is compiling, not computing (default grid, float32: jax ~0.37 s,
+keras ~0.33 s, tensorflow ~0.16 s per case, nearly all of it compile). Two frameworks can keep what
+they compiled on disk, keyed by the program, and load it in a later process instead of compiling:
+
+- JAX: its persistent compilation cache (`jax_compilation_cache_dir`), with the thresholds that keep
+  small or quickly compiled programs out of it lowered to zero (every case here is small).
+- TensorFlow (and Keras on it): the persistent cache of its XLA device compiler
+  (`TF_XLA_FLAGS=--tf_xla_persistent_cache_directory=...`), used by functions compiled with
+  `jit_compile=True`: the tensorflow backend's XLA path and the Keras backend's, which together take
+  most cases on CPU (channels-first gradients, grouped or dilated gradients). TensorFlow's eager
+  kernels and plain `tf.function` graphs compile nothing XLA could keep; their tracing is not cached.
+  TensorFlow keys its entries by names that carry process-wide counters, so an entry is found again
+  only by a process that traced the same functions in the same order (a -j 1 rerun of the same cases):
+  docs/scaling.md says what was measured.
+
+The setting (`RunSettings.compile_cache`, validated there) is "default" (a folder under the user's cache directory),
+"off", or a folder. It is resolved where the worker processes start (`environment`), so on a cluster
+"default" means each machine's own cache directory. Entries go into a subfolder per CPU model and
+feature flags and per framework version (`cache_folder`): XLA:CPU code compiled for one CPU may use
+instructions another lacks (TensorFlow's loader says "could lead to execution errors such as SIGILL"),
+so a folder shared by unlike machines never hands one the other's code.
+
+A cached program is the same program: cached and uncached runs give the same rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+
+DEFAULT = "default"
+OFF = "off"
+TF_CACHE_FLAG = "--tf_xla_persistent_cache_directory"
+# What JAX reports through jax.monitoring while it turns a function into an executable: tracing,
+# lowering to MLIR, and XLA's compile (or, on a persistent-cache hit, loading the entry).
+JAX_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                      "/jax/core/compile/backend_compile_duration")
+
+
+def default_root(environment: Mapping[str, str] | None = None) -> Path:
+    """$XDG_CACHE_HOME/convparity/compile, or ~/.cache/convparity/compile."""
+    environment = os.environ if environment is None else environment
+    base = environment.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "convparity" / "compile"
+
+
+def machine_fingerprint() -> str:
+    """12 hex digits naming this machine's CPU model and instruction-set flags (and the OS and architecture)."""
+    model, flags = "", ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = " ".join(sorted(value.split()))
+                if model and flags:
+                    break
+    except OSError:  # not Linux: the processor string is the best there is
+        model = platform.processor()
+    text = "|".join((sys.platform, platform.machine(), model, flags))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _installed_version(*distributions: str) -> str | None:
+    for distribution in distributions:
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def cache_folder(setting: str, framework: str, version: str, environment: Mapping[str, str] | None = None) -> Path:
+    """The folder of `framework` `version`'s entries on this machine for the setting (not "off", which has none)."""
+    if setting == OFF:
+        raise ValueError("compile_cache is 'off': there is no cache folder")
+    root = default_root(environment) if setting == DEFAULT else Path(setting).expanduser()
+    return root / machine_fingerprint() / f"{framework}-{version}"
+
+
+def environment(setting: str, current: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables that turn the caches on for worker processes started on this machine.
+
+    Only for frameworks installed here. A variable already set in `current` (default os.environ) is
+    left out, so a user's own JAX_COMPILATION_CACHE_DIR or TF_XLA_FLAGS wins. The frameworks create the
+    folders when they first store a program.
+    """
+    current = os.environ if current is None else current
+    if setting == OFF:
+        return {}
+    found: dict[str, str] = {}
+    jax_version = _installed_version("jax")
+    if jax_version and "JAX_COMPILATION_CACHE_DIR" not in current:
+        folder = cache_folder(setting, "jax", jax_version, current)
+        found.update({"JAX_COMPILATION_CACHE_DIR": str(folder),
+                      "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                      "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
+    tf_version = _installed_version("tensorflow", "tensorflow-cpu", "tensorflow-gpu")
+    if tf_version and "TF_XLA_FLAGS" not in current:
+        folder = cache_folder(setting, "tensorflow", tf_version, current)
+        found["TF_XLA_FLAGS"] = f"{TF_CACHE_FLAG}={folder}"
+    return found
+
+
+class CompileClock:
+    """Seconds this process has spent compiling, as far as a framework reports it.
+
+    JAX reports tracing, lowering and compiling through jax.monitoring; a clock made after jax is
+    imported (a worker makes it once its framework is loaded) listens to those events. TensorFlow
+    reports nothing comparable, so `measured` is False there and `seconds` stays 0.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.measured = False
+        if "jax" in sys.modules:
+            import jax.monitoring
+
+            jax.monitoring.register_event_duration_secs_listener(self._event)
+            self.measured = True
+
+    def _event(self, event: str, duration_secs: float, **_: str | int) -> None:
+        if event in JAX_COMPILE_EVENTS:
+            self.seconds += duration_secs

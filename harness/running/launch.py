@@ -1,0 +1,125 @@
+"""Which executor a sweep runs on, and opening it with everything its workers need set explicitly.
+
+`ExecutorChoice` is what the user asked for: "local" (spawned processes on this machine, the default)
+or "dask" with no scheduler (a LocalCluster of `jobs` workers started for the sweep) or with one (an
+address tcp://HOST:PORT or a scheduler file: an existing cluster). `open_executor` builds it from the
+run's settings:
+
+- worker environment: WORKER_ENVIRONMENT, each variable as this process has it if set (a user's own
+  thread count wins), sent to every worker explicitly, never left to what a remote worker inherits;
+- compile caches: the run's `compile_cache` setting, resolved where workers start (this machine for
+  local workers, each Dask worker's machine for a cluster: harness.running.compile_cache);
+- placement: each backend's declared `resources` (Dask only);
+- `slots`: how many tasks run at once (the sweep's look-ahead window grows with it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.running.executor import WORKER_ENVIRONMENT, Executor, LocalProcessExecutor, slot_cores
+from harness.settings import RunSettings
+
+EXECUTORS = ("local", "dask")
+
+
+class ExecutorChoiceError(ValueError):
+    """An executor choice that cannot be used; the message names the option."""
+
+
+@dataclass(frozen=True)
+class ExecutorChoice:
+    """kind: "local" or "dask"; scheduler: a Dask scheduler's address or scheduler file (None: start a
+    LocalCluster of `jobs` workers); only with kind "dask"."""
+
+    kind: str = "local"
+    scheduler: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise ExecutorChoiceError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.kind!r}")
+        if self.scheduler is not None and self.kind != "dask":
+            raise ExecutorChoiceError("--scheduler needs --executor dask")
+        if self.scheduler is not None and not (isinstance(self.scheduler, str) and self.scheduler.strip()):
+            raise ExecutorChoiceError(f"scheduler must be an address or a scheduler file, got {self.scheduler!r}")
+
+    def describe(self) -> dict[str, Any]:
+        """For run.json."""
+        return {"kind": self.kind, "scheduler": self.scheduler}
+
+
+def worker_environment() -> dict[str, str]:
+    """WORKER_ENVIRONMENT with this process's own values where it has them."""
+    return {name: os.environ.get(name, value) for name, value in WORKER_ENVIRONMENT.items()}
+
+
+@dataclass
+class OpenedExecutor:
+    """An open executor, how many tasks it runs at once, and what to record about it in run.json."""
+
+    executor: Executor
+    slots: int
+    description: dict[str, Any]
+
+
+def backend_resources(backends: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Per backend pool, the worker resources the backend declares (only those that declare some)."""
+    from harness.backends.contract import optional_members
+    from harness.backends.manager import get_manager
+    from harness.running.tasks import backend_pool
+
+    registered = get_manager().backends()
+    found = {}
+    for name in backends:
+        if name in registered:
+            resources = optional_members(registered[name]).resources
+            if resources:
+                found[backend_pool(name)] = dict(resources)
+    return found
+
+
+@contextmanager
+def open_executor(choice: ExecutorChoice, settings: RunSettings, log: Path) -> Iterator[OpenedExecutor]:
+    """The executor `choice` asks for, open for the duration; `log` is the run folder's worker log."""
+    from harness.running import compile_cache
+
+    environment = worker_environment()
+    if choice.kind == "local":
+        local_environment = {**environment, **compile_cache.environment(settings.compile_cache)}
+        with LocalProcessExecutor(settings.jobs, log=log, startup_timeout=settings.startup_timeout,
+                                  environment=local_environment) as executor:
+            yield OpenedExecutor(executor, settings.jobs, {**choice.describe(), "jobs": settings.jobs})
+        return
+    from harness.running import dask_executor
+
+    if choice.scheduler is None:
+        cluster = dask_executor.local_cluster(settings.jobs)
+        client = dask_executor.connect(cluster)
+        cores = tuple(slot_cores(settings.jobs, environment))
+        worker_log: Path | None = log
+    else:
+        cluster, client, cores, worker_log = None, dask_executor.connect(choice.scheduler), (), None
+    try:
+        dask = dask_executor.DaskExecutor(
+            client, log=worker_log, startup_timeout=settings.startup_timeout, environment=environment,
+            compile_cache=settings.compile_cache, resources=backend_resources(settings.backends), cores=cores,
+            cluster=cluster)
+    except BaseException:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+        raise
+    with dask:
+        slots = dask.slots
+        description = {**choice.describe(), "workers": len(client.scheduler_info(n_workers=-1)["workers"]),
+                       "slots": slots}
+        try:
+            yield OpenedExecutor(dask, slots, description)
+        finally:
+            if dask.notes:
+                description["notes"] = list(dask.notes)

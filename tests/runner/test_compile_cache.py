@@ -1,0 +1,75 @@
+"""Compile caches: the setting becomes per-framework variables for workers, in folders per machine and
+framework version, never overriding a user's own; run.json and the report show time per backend."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from harness.reporting.timing import idle_line, timing_table
+from harness.running import compile_cache
+from harness.running.executor import PoolTiming
+from harness.settings import RunSettings, SettingsError
+
+
+@pytest.fixture
+def both_installed(monkeypatch):
+    monkeypatch.setattr(compile_cache, "_installed_version", lambda *names: "1.2.3")
+
+
+def test_a_folder_setting_gives_each_framework_its_folder_and_thresholds(both_installed, tmp_path):
+    found = compile_cache.environment(str(tmp_path), current={})
+    machine = compile_cache.machine_fingerprint()
+    assert re.fullmatch(r"[0-9a-f]{12}", machine) and machine == compile_cache.machine_fingerprint()
+    assert found == {
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / machine / "jax-1.2.3"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        "TF_XLA_FLAGS": f"--tf_xla_persistent_cache_directory={tmp_path / machine / 'tensorflow-1.2.3'}",
+    }
+    assert not any(tmp_path.iterdir())  # the frameworks make the folders when they store something
+
+
+def test_default_is_under_the_users_cache_folder_and_off_sets_nothing(both_installed, tmp_path):
+    found = compile_cache.environment("default", current={"XDG_CACHE_HOME": str(tmp_path)})
+    assert found["JAX_COMPILATION_CACHE_DIR"].startswith(str(tmp_path / "convparity" / "compile"))
+    assert compile_cache.environment("off", current={}) == {}
+
+
+def test_a_users_own_variables_win(both_installed, tmp_path):
+    found = compile_cache.environment(str(tmp_path), current={"TF_XLA_FLAGS": "--tf_xla_auto_jit=2",
+                                                               "JAX_COMPILATION_CACHE_DIR": "/mine"})
+    assert found == {}
+
+
+def test_nothing_for_frameworks_not_installed(monkeypatch, tmp_path):
+    monkeypatch.setattr(compile_cache, "_installed_version", lambda *names: None)
+    assert compile_cache.environment(str(tmp_path), current={}) == {}
+
+
+def test_the_setting_is_validated_and_changes_no_row():
+    with pytest.raises(SettingsError, match="compile_cache"):
+        RunSettings(backends=("reference",), dtypes=("float32",), compile_cache="")
+    cached = RunSettings(backends=("reference",), dtypes=("float32",))
+    assert cached.compile_cache == "default"
+    assert cached.differences(RunSettings(backends=("reference",), dtypes=("float32",), compile_cache="off")) == {}
+    assert RunSettings.from_json(cached.to_json()) == cached
+
+
+def test_time_per_backend_from_run_json():
+    timing = PoolTiming.add(
+        {"backend:jax": {"tasks": 2, "seconds": 3.0, "compile_seconds": 2.0, "compile_measured": True,
+                         "workers": 1, "startup_seconds": 4.0},
+         "reference": {"tasks": 2, "seconds": 0.5, "workers": 1, "startup_seconds": 1.0}},
+        {"backend:jax": {"run_seconds": 2.5}},
+        {"backend:jax": {"tasks": 1, "seconds": 1.0, "failures": 1}})
+    table = timing_table({"timing": timing}).set_index("pool")
+    assert table.loc["jax", "tasks"] == 3 and table.loc["jax", "failures"] == 1
+    assert table.loc["jax", "in workers (s)"] == 4.0 and table.loc["jax", "backend run (s)"] == 2.5
+    assert table.loc["jax", "of which compile (s)"] == 2.0 and table.loc["jax", "harness (s)"] == 1.5
+    assert table.loc["reference (evaluations)", "of which compile (s)"] == "n/a"
+    assert table.loc["reference (evaluations)", "harness (s)"] == 0.5
+    line = idle_line({"timing": timing, "seconds": 10.0, "executor": {"slots": 2}})
+    assert line.startswith("10.0 s x 2 slots = 20.0 slot-seconds; workers busy 9.5 (48 %)")
+    assert timing_table({}).empty and idle_line({}) == ""
