@@ -53,14 +53,14 @@ def test_unavailable_without_a_compiler_says_tinygrads_error(tmp_path):
     assert "its CPU device cannot start" in result.stdout and "no-such-clang" in result.stdout
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_agrees_on_negative_and_one_sided_padding_groups_and_dilation(tinygrad_backend, dtype):
-    assert disagreements(tinygrad_backend, EXTRA_SPECS, dtype) == []
+def test_agrees_on_negative_and_one_sided_padding_groups_and_dilation(tinygrad_backend):
+    """float32 only: every new shape and dtype costs tinygrad a clang compile of each kernel (seconds)."""
+    assert disagreements(tinygrad_backend, EXTRA_SPECS, "float32") == []
 
 
 def test_float16_bias_is_rounded_twice_as_declared(tinygrad_backend):
     """With a bias, float16 y is exactly round(round(conv) + b), conv being tinygrad's result without it."""
-    for spec in (s.replace(dtype="float16", bias=True) for s in EXTRA_SPECS):
+    for spec in (s.replace(dtype="float16", bias=True) for s in EXTRA_SPECS if s.rank < 3):
         inputs = make_inputs(spec, 0)
         y = tinygrad_backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)[0]
         conv = tinygrad_backend.run(spec.replace(bias=False), inputs.x, inputs.w, None, inputs.dy)[0]
