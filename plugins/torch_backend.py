@@ -9,6 +9,8 @@ All three share one code path and differ only in device and memory format:
 - `torch-cuda`: the first CUDA device, with deterministic cuDNN, no benchmark autotuning and TF32 off
   for convolutions and matmuls, so float32 means IEEE float32. Unavailable without a GPU.
 
+(`torch-inductor`, in plugins/torch_inductor_backend.py, compiles this module's `conv_function`.)
+
 Padding: the symmetric, non-negative part of each dim's (before, after) pair goes to the conv's own
 `padding`; any remainder (asymmetric or negative, i.e. a crop) is an explicit `F.pad` before it, so
 autograd carries dx through both. torch is imported only when a backend is first asked about it.
@@ -22,6 +24,7 @@ alone, so then the bias is added after the F.pad instead of inside the transpose
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
@@ -66,6 +69,25 @@ def split_padding(padding: tuple[tuple[int, int], ...]) -> tuple[tuple[int, ...]
         for amount in (before - s, after - s)
     )
     return symmetric, explicit
+
+
+def conv_function(spec: ConvSpec, formatted: Callable | None = None) -> Callable:
+    """forward(x, w, b) -> y for `spec`: F.pad by split_padding's explicit part, then F.conv{1,2,3}d.
+
+    x (N, C, *in), w (O, C/groups, *k), b (O,) or None -> y (N, O, *out), as torch tensors.
+    `formatted`, when given, puts the padded input in a memory format before the convolution.
+    The function reads only its arguments and constants, so torch.compile can trace it whole.
+    """
+    functional = _torch().nn.functional
+    conv = (functional.conv1d, functional.conv2d, functional.conv3d)[spec.rank - 1]
+    symmetric, explicit = split_padding(spec.padding)
+
+    def forward(x, w, b):
+        padded = functional.pad(x, explicit) if any(explicit) else x
+        return conv(padded if formatted is None else formatted(padded), w, b, stride=spec.stride, padding=symmetric,
+                    dilation=spec.dilation, groups=spec.groups)
+
+    return forward
 
 
 @dataclass(frozen=True)
@@ -113,20 +135,12 @@ class TorchBackend(DeclaredLimits):
         torch = _torch()
         if self.device == "cuda":
             _ieee_deterministic_cuda()
-        functional = torch.nn.functional
-        conv = (functional.conv1d, functional.conv2d, functional.conv3d)[spec.rank - 1]
         x_t, w_t, dy_t = (self._tensor(a, spec) for a in (x, w, dy))
         b_t = None if b is None else self._tensor(b, spec)
         leaves = [t for t in (x_t, w_t, b_t) if t is not None]
         for leaf in leaves:
             leaf.requires_grad_(True)
-        if spec.transposed:
-            y_t = self._transposed(spec, x_t, w_t, b_t)
-        else:
-            symmetric, explicit = split_padding(spec.padding)
-            padded = functional.pad(x_t, explicit) if any(explicit) else x_t
-            y_t = conv(self._formatted(padded, spec), w_t, b_t, stride=spec.stride, padding=symmetric,
-                       dilation=spec.dilation, groups=spec.groups)
+        y_t = self.forward(spec)(x_t, w_t, b_t)
         grads = [_numpy(g) for g in torch.autograd.grad(y_t, leaves, grad_outputs=dy_t)]
         dx, dw, db = grads if b is not None else (*grads, None)
         return _numpy(y_t), dx, dw, db
@@ -146,6 +160,14 @@ class TorchBackend(DeclaredLimits):
         if extends and b_t is not None:
             y_t = y_t + b_t.reshape((1, -1) + (1,) * spec.rank)
         return y_t
+
+    def forward(self, spec: ConvSpec) -> Callable:
+        """The function y = forward(x, w, b) this backend runs for `spec`; autograd differentiates it."""
+        if spec.transposed:
+            return lambda x_t, w_t, b_t: self._transposed(spec, x_t, w_t, b_t)
+        if not self.channels_last:
+            return conv_function(spec)
+        return conv_function(spec, lambda padded: self._formatted(padded, spec))
 
     def _tensor(self, array: np.ndarray, spec: ConvSpec):
         """The array as a torch tensor of spec.dtype on the device, in this backend's memory format."""
