@@ -138,7 +138,7 @@ def test_deconv_descriptors_run_and_explain(tmp_path, monkeypatch, capsys):
     assert deconv["repro"].str.startswith("convparity explain deconv:g1mb2").all()
     capsys.readouterr()
     assert main(["explain", "deconv:ic4ih3oc2kh3sh2ph1oh6", "-b", "reference"]) == 0
-    assert "w (4, 2, 3, 3)  y (2, 2, 6, 6)" in capsys.readouterr().out
+    assert "w (4, 2, 3, 3)  y (2, 2, 6, 6)  padding ((1, 1), (1, 1))  output_padding (1, 1)" in capsys.readouterr().out
 
 
 def test_grids_lists_the_transposed_grids():
