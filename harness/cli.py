@@ -1,9 +1,10 @@
-"""The `convparity` command line: backends, grids, run, merge, report, compare, explain.
+"""The `convparity` command line: backends, grids, run, cases, merge, report, compare, explain, search,
+triage, new-backend.
 
 Argument parsing only: every command calls one public function of the harness.
 Exit codes: 0 all good, 1 some row is fail/error/crash/timeout (compare: some key regressed; with
---strict also xpass), 2 bad input or an unusable folder (one line on stderr), 3 only the reference side
-failed, 130/143 interrupted by SIGINT/SIGTERM (every finished row kept).
+--strict also xpass; search and triage: a new finding), 2 bad input or an unusable folder (one line on
+stderr), 3 only the reference side failed, 130/143 interrupted by SIGINT/SIGTERM (every finished row kept).
 """
 
 from __future__ import annotations
@@ -144,16 +145,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                         **placement)
     except DaskUnavailable as error:
         raise UsageError(str(error)) from None
-    for name, reason in run.unavailable.items():
-        print(f"convparity: backend {name} is unavailable, it ran nothing: {reason}", file=sys.stderr)
     try:
-        summary = run.summary
-    except (Interrupted, KeyboardInterrupt):
+        for name, reason in run.unavailable.items():
+            print(f"convparity: backend {name} is unavailable, it ran nothing: {reason}", file=sys.stderr)
+        print(run.summary.to_string(index=False))
+    except (Interrupted, KeyboardInterrupt) as error:
         run_folder.mark_interrupted(run.path)
         print(f"convparity: interrupted while writing the reports; every row is kept; write them with: "
               f"convparity report {run.path}", file=sys.stderr)
-        return 130
-    print(summary.to_string(index=False))
+        return getattr(error, "exit_code", 130)
     if run.resumed_items:
         print(f"resumed: {run.resumed_items} case x dtype were drawn before"
               + (f"; dropped {run.dropped_duplicates} duplicate rows" if run.dropped_duplicates else ""))
@@ -210,6 +210,72 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return explain(backend, spec, seed=args.seed, tolerance_factor=args.tolerance_factor, out=sys.stdout)
 
 
+def _case_options(parser: argparse.ArgumentParser) -> None:
+    """The options that select cases: `run` and `cases` share them."""
+    parser.add_argument("-g", "--grid", action="append", help="named grid, TOML grid file or batch file (repeat)")
+    parser.add_argument("--case", action="append", help="one benchdnn descriptor (repeat)")
+    parser.add_argument("--batch", action="append", help="benchdnn batch file, read as benchdnn reads it (repeat); "
+                        "its --dt, --dir, ... decide each case's dtype, bias and tensors")
+    parser.add_argument("--random", type=int, default=0, metavar="N", help="N random cases (drawn with --seed)")
+    parser.add_argument("--bias", choices=("on", "off", "both"), default="on",
+                        help="bias for --case cases (default on)")
+    parser.add_argument("--dtype", action="append", help=f"one of {', '.join(DTYPES)} (repeat; default float64, "
+                        "float32); batch file cases keep their own")
+    parser.add_argument("--seed", type=int, help="seed of the inputs and of --random (default 0)")
+    parser.add_argument("--max-cases", type=int, help="refuse a selection of more cases than this (default 1000000)")
+
+
+def cmd_cases(args: argparse.Namespace) -> int:
+    from harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection
+
+    selection = CaseSelection(**_selection_arguments(args))
+    limit = DEFAULT_MAX_CASES if args.max_cases is None else args.max_cases
+    for line in selection.describe(_dtypes(args.dtype), limit):
+        print(line)
+    return 0
+
+
+def cmd_new_backend(args: argparse.Namespace) -> int:
+    from harness.plugin_template.render import new_backend
+
+    path = new_backend(args.name, directory=args.dir, framework=args.framework)
+    print(f"created {path}; next:")
+    print(f"  pip install -e '{path}[test]'")
+    print(f"  cd {path} && pytest   # the contract suite")
+    print("  convparity backends   # lists the new backend")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from harness.search.findings import summary_text
+    from harness.search.search import search
+
+    if args.budget is not None and args.minutes is not None:
+        raise UsageError("give --budget or --minutes, not both")
+    settings = {name: value for name, value in (
+        ("timeout", args.timeout), ("startup_timeout", args.startup_timeout),
+        ("reference_timeout", args.reference_timeout), ("tolerance_factor", args.tolerance_factor))
+        if value is not None}
+    result = search(backends=args.backend, dtypes=_dtypes(args.dtype), budget=args.budget, minutes=args.minutes,
+                    seed=args.seed, jobs=args.jobs, out=args.output, log=sys.stderr, **settings)
+    for name, reason in result.unavailable.items():
+        print(f"convparity: backend {name} is unavailable, it ran nothing: {reason}", file=sys.stderr)
+    print(summary_text(result.findings, result.path))
+    print(f"report:   {result.path / 'report.html'}")
+    return result.exit_code()
+
+
+def cmd_triage(args: argparse.Namespace) -> int:
+    from harness.search.findings import summary_text
+    from harness.search.triage import triage
+
+    directory = Path(args.directory)
+    found = triage(directory)
+    print(summary_text(found, directory))
+    print(f"report:   {directory / 'report.html'}")
+    return 1 if any(not f.known for f in found) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convparity", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -219,12 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run cases on backends and write a report folder")
     run.add_argument("-b", "--backend", action="append", help="backend name (repeat; 'all' for every available one)")
-    run.add_argument("-g", "--grid", action="append", help="named grid, TOML grid file or batch file (repeat)")
-    run.add_argument("--case", action="append", help="one benchdnn descriptor (repeat)")
-    run.add_argument("--batch", action="append", help="benchdnn batch file (repeat)")
-    run.add_argument("--random", type=int, default=0, metavar="N", help="N random cases (drawn with --seed)")
-    run.add_argument("--bias", choices=("on", "off", "both"), default="on", help="bias for --case cases (default on)")
-    run.add_argument("--dtype", action="append", help=f"one of {', '.join(DTYPES)} (repeat; default float64, float32)")
+    _case_options(run)
     run.add_argument("-o", "--output", help="run folder (default reports/<time>-<grids>)")
     run.add_argument("-j", "--jobs", type=int, help="tasks at once, each a backend running a case or the "
                      "reference checking one: N cores busy at most (default 1)")
@@ -234,9 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "framework imports included (default 900)")
     run.add_argument("--reference-timeout", type=float, help="seconds the reference may take on one case "
                      "(default 1800); past it the case's rows read reference-error")
-    run.add_argument("--seed", type=int, help="seed of the inputs and of --random (default 0)")
     run.add_argument("--tolerance-factor", type=tolerance_factor, help="scale the error bound (default 1)")
-    run.add_argument("--max-cases", type=int, help="refuse a selection of more cases than this (default 1000000)")
     run.add_argument("--strict", action="store_true", help="exit 1 when a declared deviation no longer happens (xpass)")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own settings "
                      "(only -j, --strict, --executor, --scheduler and --compile-cache may be given with it)")
@@ -252,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     merge = sub.add_parser("merge", help="join the run folders of a sweep's shards (run --shard K/N) into one")
     merge.add_argument("out", metavar="OUT", help="the merged run folder (new)")
     merge.add_argument("shards", metavar="DIR", nargs="+", help="every shard's run folder")
+
+    cases = sub.add_parser("cases", help="list what a run with these options executes: each case (descriptor, "
+                           "dtype, bias, tensors), the count, and what batch files skip or ignore")
+    _case_options(cases)
 
     report = sub.add_parser("report", help="rewrite summary.csv, summary.md and report.html of a run folder")
     report.add_argument("directory")
@@ -275,16 +338,49 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, default=0)
     explain.add_argument("--bias", choices=("on", "off"), default="on")
     explain.add_argument("--tolerance-factor", type=tolerance_factor, default=1.0)
+
+    new = sub.add_parser("new-backend", help="create a backend plugin package convparity-NAME from the template",
+                         description="Render the plugin template into a package convparity-NAME: the backend "
+                         "(a NumPy convolution to replace with your framework's), its limits and known "
+                         "deviations, the contract suite as its tests, tox.ini, a README and a CI workflow.")
+    new.add_argument("name", metavar="NAME", help="backend name: lower-case letters, digits and dashes")
+    new.add_argument("--dir", help="folder to create, absent or empty (default ./convparity-NAME)")
+    new.add_argument("--framework", metavar="PKG", help="the framework's PyPI package the backend wraps "
+                     "(a dependency, imported by availability())")
+
+    search = sub.add_parser(
+        "search", help="hunt for disagreements: explore, shrink each to a minimal case, group by cause",
+        description="Explore the spec space (ranks 1-3, groups, depthwise, even and non-square kernels, stride, "
+        "asymmetric and negative padding, dilation, bias on and off, every --dtype), favouring cases that failed or "
+        "came close to the bound; shrink every new way of failing to a local minimum; group failures by cause with "
+        "the simplest rule over spec features, checked on fresh cases. Writes results.csv, findings.csv, findings.md, "
+        "repro/<group>.py and report.html. Exit 1 when a new finding (not a declared deviation) is reported.")
+    search.add_argument("-b", "--backend", action="append", required=True, help="backend name (repeat; 'all')")
+    search.add_argument("--dtype", action="append", help=f"one of {', '.join(DTYPES)} (repeat; default float64, "
+                        "float32)")
+    search.add_argument("--budget", type=int, help="cases to explore (default 100; shrinking and checks come on top)")
+    search.add_argument("--minutes", type=float, help="explore for this long instead of a number of cases")
+    search.add_argument("--seed", type=int, default=0, help="seed of the search and the inputs (default 0)")
+    search.add_argument("-j", "--jobs", type=int, default=1, help="tasks at once, as for run (default 1)")
+    search.add_argument("-o", "--output", help="output folder (default reports/<time>-search)")
+    search.add_argument("--timeout", type=float, help="seconds one backend may take on one case (default 300)")
+    search.add_argument("--startup-timeout", type=float, help="seconds a backend's worker may take to start")
+    search.add_argument("--reference-timeout", type=float, help="seconds the reference may take on one case")
+    search.add_argument("--tolerance-factor", type=tolerance_factor, help="scale the error bound (default 1)")
+
+    triage = sub.add_parser("triage", help="group the failures of a run by cause, with rules and repro scripts")
+    triage.add_argument("directory", metavar="RUN_DIR")
     return parser
 
 
-COMMANDS = {"backends": cmd_backends, "grids": cmd_grids, "run": cmd_run, "merge": cmd_merge, "report": cmd_report,
-            "compare": cmd_compare,
-            "explain": cmd_explain}
+COMMANDS = {"backends": cmd_backends, "grids": cmd_grids, "run": cmd_run, "cases": cmd_cases, "merge": cmd_merge,
+            "report": cmd_report, "compare": cmd_compare, "explain": cmd_explain, "search": cmd_search,
+            "triage": cmd_triage, "new-backend": cmd_new_backend}
 
 
 def main(argv: list[str] | None = None) -> int:
     from harness.backends.contract import BackendContractError
+    from harness.plugin_template.render import TemplateError
     from harness.results import ResultsError
     from harness.running.run_folder import RunFolderError
     from harness.running.sweep import SweepError, SweepInterrupted
@@ -295,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
             return COMMANDS[args.command](args)
         except (UsageError, DescriptorError, GridError, RunFolderError, PluginError, SweepError, SettingsError,
-                ResultsError, BackendContractError) as error:
+                ResultsError, BackendContractError, TemplateError) as error:
             print(f"convparity: error: {error}", file=sys.stderr)
             return 2
         except SweepInterrupted as interrupted:

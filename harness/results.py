@@ -7,7 +7,9 @@ every finished row; `read_results` gives them back to pandas with the right dtyp
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -58,6 +60,7 @@ class Row:
     message: str = ""
     deviation: str = ""
     seconds: float = math.nan
+    op: str = ""
     rank: int = 0
     batch: int = 0
     in_channels: int = 0
@@ -67,6 +70,7 @@ class Row:
     kernel_size: str = ""
     stride: str = ""
     padding: str = ""
+    output_padding: str = ""
     dilation: str = ""
     output_size: str = ""
     repro: str = ""
@@ -77,6 +81,7 @@ class Row:
             "case": spec.descriptor,
             "bias": spec.bias,
             "dtype": spec.dtype,
+            "op": spec.op,
             "rank": spec.rank,
             "batch": spec.batch,
             "in_channels": spec.in_channels,
@@ -86,6 +91,7 @@ class Row:
             "kernel_size": dims(spec.kernel_size),
             "stride": dims(spec.stride),
             "padding": dims(spec.padding),
+            "output_padding": dims(spec.output_padding),
             "dilation": dims(spec.dilation),
             "output_size": dims(spec.output_size),
         }
@@ -124,34 +130,62 @@ class ResultsError(ValueError):
     """A results.csv that cannot be read as this version writes it; the message names file and line."""
 
 
-class ResultsWriter:
-    """Appends rows to DIR/results.csv, writing the header once and flushing after every batch."""
+class CsvAppender:
+    """Appends records to a CSV file whole or not at all: each batch is one write to the file, and a write
+    that fails part-way (a full disk) is cut back off, so the file always ends with a whole record.
+    The header is written when the file is new or empty. OSError propagates."""
 
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / RESULTS_FILE
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self._file = self.path.open("a", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._file)
-        if new:
-            self._writer.writerow(COLUMNS)
-            self._file.flush()
+    def __init__(self, path: Path, header: Iterable[str]) -> None:
+        self.path = path
+        self._descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if os.fstat(self._descriptor).st_size == 0:
+            self.append([list(header)])
 
-    def write(self, rows: Iterable[Row]) -> None:
-        for row in rows:
-            self._writer.writerow([bias_word(row.bias) if column == "bias" else csv_cell(getattr(row, column))
-                                   for column in COLUMNS])
-        self._file.flush()
+    def append(self, records: Iterable[Iterable[object]]) -> None:
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer).writerows(records)
+        data = buffer.getvalue().encode("utf-8", errors="surrogateescape")
+        size = os.fstat(self._descriptor).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(self._descriptor, data[written:])
+        except OSError:
+            os.ftruncate(self._descriptor, size)
+            raise
 
     def close(self) -> None:
-        self._file.close()
+        os.close(self._descriptor)
+
+
+class ResultsWriter(CsvAppender):
+    """Appends rows to DIR/results.csv, each batch (a case's rows) whole or not at all."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory / RESULTS_FILE, COLUMNS)
+
+    def write(self, rows: Iterable[Row]) -> None:
+        self.append([bias_word(row.bias) if column == "bias" else csv_cell(getattr(row, column)) for column in COLUMNS]
+                    for row in rows)
 
 
 def read_results(directory: str | Path):
     """results.csv as a pandas DataFrame with the documented column dtypes (bias and allclose as booleans).
 
     A damaged file (other columns, a cell that is not of its column's type) raises ResultsError naming
-    the file and the line.
+    the file and what is wrong.
     """
+    import pandas as pd
+
+    chunks = list(iter_results(directory))
+    if not chunks:  # a header and no rows
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in PANDAS_DTYPES.items()})[list(COLUMNS)]
+    return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+
+def iter_results(directory: str | Path, chunk_rows: int | None = None):
+    """results.csv as DataFrames of at most `chunk_rows` rows each (all of it at once for None), typed as
+    `read_results` documents, so a report can read a run of any size in bounded memory."""
     import pandas as pd
 
     path = Path(directory) / RESULTS_FILE
@@ -160,13 +194,20 @@ def read_results(directory: str | Path):
                   "allclose": _flag("allclose", {"true": True, "false": False, "": None}),
                   **{c: _text_cell for c in text_columns}}
     try:
-        frame = pd.read_csv(path, dtype={c: t for c, t in PANDAS_DTYPES.items() if c not in converters},
-                            converters=converters, keep_default_na=False, encoding="utf-8",
-                            na_values={c: ["", "nan", "NaN"] for c, t in PANDAS_DTYPES.items() if t == "float64"})
+        reader = pd.read_csv(path, dtype={c: t for c, t in PANDAS_DTYPES.items() if c not in converters},
+                             converters=converters, keep_default_na=False, encoding="utf-8",
+                             chunksize=chunk_rows or 1 << 62,
+                             na_values={c: ["", "nan", "NaN"] for c, t in PANDAS_DTYPES.items() if t == "float64"})
+        with reader:
+            for frame in reader:
+                yield _typed(frame, path, text_columns)
     except FileNotFoundError:
         raise ResultsError(f"{path} does not exist: the run wrote no rows yet") from None
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise ResultsError(f"{path} is damaged: {' '.join(str(error).split())}") from None
+
+
+def _typed(frame, path: Path, text_columns: list[str]):
     if tuple(frame.columns) != COLUMNS:
         missing = [c for c in COLUMNS if c not in frame.columns]
         raise ResultsError(f"{path} has other columns than this version of convparity writes"

@@ -11,6 +11,13 @@ an accelerator). Where TensorFlow's CPU kernels refuse the graph (float64 and fl
 gradients: "Conv2DCustomBackpropInputOp only supports NHWC", dilated or grouped gradients, ...), the
 same step runs XLA-compiled instead (see plugins.tensorflow_backend.eager_or_xla).
 
+Transposed convolutions: Keras 3 Conv1DTranspose / Conv2DTranspose / Conv3DTranspose, kernel
+(*k, C_out, C_in), the same way. Their padding is "same" (used when the spec's pads are TensorFlow's
+"same" for transposed convolutions) or "valid" with an output_padding below the stride, which gives
+the full result and up to stride - 1 positions past it; the spec's window of that is sliced out of
+y. They take no groups, and cannot add positions before the full result (a negative start pad) or
+stride or more past it (output_padding >= stride, which PyTorch allows under dilation): limits.
+
 Keras runs on whichever backend KERAS_BACKEND names when it is first imported; this plugin sets it
 to "tensorflow" if it is unset, and reports itself unavailable if Keras runs on another backend.
 """
@@ -39,12 +46,37 @@ from plugins.tensorflow_backend import (
     tensorflow,
 )
 
-# Raised by keras.src.layers.convolutional.base_conv.BaseConv.__init__ (Keras 3.15).
+
+def past_the_stride(spec: ConvSpec) -> bool:
+    """A transposed spec whose output reaches stride or more positions past the full result in some dim."""
+    return spec.transposed and any(extra - after >= s for (_, after), extra, s in
+                                   zip(spec.padding, spec.output_padding, spec.stride))
+
+
+# Raised by keras.src.layers.convolutional.base_conv.BaseConv.__init__ and base_conv_transpose.BaseConvTranspose
+# (Keras 3.15); the transposed layers' __init__ has no `groups` argument.
 LIMITS = (
     Limit(
         condition="stride > 1 and dilation > 1 in any dims",
         reason="ValueError: `strides > 1` not supported in conjunction with `dilation_rate > 1`",
         applies=lambda spec: max(spec.stride) > 1 and max(spec.dilation) > 1,
+    ),
+    Limit(
+        condition="transposed with groups > 1",
+        reason="ValueError: Unrecognized keyword arguments passed to Conv2DTranspose: {'groups': 2} "
+        "(Conv1DTranspose, Conv2DTranspose and Conv3DTranspose have no groups)",
+        applies=lambda spec: spec.transposed and spec.groups > 1,
+    ),
+    Limit(
+        condition="transposed with output_padding - end pad >= stride in a dim",
+        reason="ValueError: `output_padding` must be strictly less than `strides` for all dimensions",
+        applies=past_the_stride,
+    ),
+    Limit(
+        condition="transposed with a negative start pad",
+        reason="ValueError: The `padding` argument must be a list/tuple or one of {'valid', 'same'}: the transposed "
+        "layers pad only as 'valid' or 'same', which never add positions before the full output",
+        applies=lambda spec: spec.transposed and any(before < 0 for before, _ in spec.padding),
     ),
 )
 
@@ -52,15 +84,18 @@ LIMITS = (
 
 
 def hits_bias_bug(spec: ConvSpec) -> bool:
-    """The cases of the Keras channels_first bias bug: a bias and a last output size equal to out_channels."""
-    return spec.bias and spec.output_size[-1] == spec.out_channels
+    """The cases of the Keras channels_first bias bug: a bias and a last output size of the layer equal to
+    out_channels > 1 (for a transposed spec the layer's output before the spec's window is cropped from it;
+    with one channel the bias is the same along either axis: `convparity search` found those cases xpass)."""
+    return spec.bias and layer_output_size(spec)[-1] == spec.out_channels > 1
 
 
 def bias_bug_shows_in_y(spec: ConvSpec) -> bool:
-    """y is wrong in the bias-bug cases, except in float32 for ungrouped rank-1 and rank-2 layers, where
+    """y is wrong in the bias-bug cases, except in float32 for ungrouped rank-1 and rank-2 convolutions, where
     TensorFlow's graph optimizer fuses the NCHW Conv2D with the NHWC BiasAdd and (itself wrongly) adds
-    the bias along the channels after all (tests/backends/test_tensorflow.py, the fusion test)."""
-    fused = spec.dtype == "float32" and spec.groups == 1 and spec.rank <= 2
+    the bias along the channels after all (tests/backends/test_tensorflow.py, the fusion test). It fuses
+    no transposed convolution (Conv2DBackpropInput), so those are wrong in float32 too."""
+    fused = not spec.transposed and spec.dtype == "float32" and spec.groups == 1 and spec.rank <= 2
     return hits_bias_bug(spec) and not fused
 
 
@@ -74,14 +109,17 @@ def bias_bug_shows_in_y(spec: ConvSpec) -> bool:
 # Evidence: tests/backends/test_keras.py::test_bias_bug_explains_the_wrong_y_and_db_exactly.
 KERAS_BIAS_BUG = "keras.ops.add adds a channels_first bias along the last axis when its size equals out_channels"
 DEVIATIONS = (
-    Deviation(condition="bias and output_size[-1] == out_channels (float32: grouped or rank 3)",
+    Deviation(condition="bias and the layer's output_size[-1] == out_channels > 1 (float32: grouped, rank 3 or "
+                        "transposed)",
               applies=bias_bug_shows_in_y, tensors=("y",), bias=True, dtypes=("float64", "float32"),
               versions=">=3.15", reason=KERAS_BIAS_BUG, upstream="not reported yet"),
-    Deviation(condition="bias and output_size[-1] == out_channels", applies=hits_bias_bug, tensors=("db",),
+    Deviation(condition="bias and the layer's output_size[-1] == out_channels > 1", applies=hits_bias_bug,
+              tensors=("db",),
               bias=True, dtypes=("float64", "float32"), versions=">=3.15", reason=KERAS_BIAS_BUG,
               upstream="not reported yet"),
     # In float16/bfloat16 the bug and TensorFlow's double rounding of the bias mix: neither is strict there.
-    Deviation(condition="bias and output_size[-1] == out_channels, float16/bfloat16", applies=hits_bias_bug,
+    Deviation(condition="bias and the layer's output_size[-1] == out_channels > 1, float16/bfloat16",
+              applies=hits_bias_bug,
               tensors=("y", "db"), bias=True, dtypes=("float16", "bfloat16"), versions=">=3.15", strict=False,
               reason=KERAS_BIAS_BUG, upstream="not reported yet"),
     BIAS_ROUNDED_IN_OUTPUT_DTYPE,
@@ -100,14 +138,37 @@ def keras() -> ModuleType:
 
 
 def is_same_padding(spec: ConvSpec) -> bool:
-    """Whether the spec's pads are TensorFlow's "same" padding for its sizes, strides and dilations."""
-    return spec.padding == spec.replace(padding="same").padding
+    """Whether the spec's pads (and output_padding) are TensorFlow's "same" for its sizes, strides and dilations."""
+    return spec == spec.replace(padding="same", output_padding=0)
+
+
+def transposed_output_padding(spec: ConvSpec) -> tuple[int, ...]:
+    """The output_padding of a "valid" transposed layer whose output holds the spec's window: below the stride."""
+    return tuple(min(max(extra - after, 0), s - 1)
+                 for (_, after), extra, s in zip(spec.padding, spec.output_padding, spec.stride))
+
+
+def layer_output_size(spec: ConvSpec) -> tuple[int, ...]:
+    """The spatial size of the layer's own output: the spec's, except for a transposed spec whose window is cropped
+    from a "valid" layer's output, the full result and the layer's output_padding."""
+    if not spec.transposed or is_same_padding(spec):
+        return spec.output_size
+    return tuple((i - 1) * s + (k - 1) * d + 1 + extra for i, k, s, d, extra in zip(
+        spec.input_size, spec.kernel_size, spec.stride, spec.dilation, transposed_output_padding(spec)))
+
+
+def transposed_crop(spec: ConvSpec) -> tuple[slice, ...]:
+    """Per spatial dim, the slice of a "valid" transposed layer's output that is the spec's output."""
+    return tuple(slice(before, before + size) for (before, _), size in zip(spec.padding, spec.output_size))
 
 
 @lru_cache(maxsize=256)
 def conv_layer(spec: ConvSpec):
-    """The built Conv{rank}D layer of a case, expecting the input already cropped and padded if not "same"."""
+    """The built Conv{rank}D layer of a case, expecting the input already cropped and padded if not "same"
+    (Conv{rank}DTranspose for a transposed case, its output cropped after it if not "same")."""
     layers = keras().layers
+    if spec.transposed:
+        return transposed_layer(spec)
     layer_class = (layers.Conv1D, layers.Conv2D, layers.Conv3D)[spec.rank - 1]
     same = is_same_padding(spec)
     layer = layer_class(
@@ -117,6 +178,20 @@ def conv_layer(spec: ConvSpec):
     )
     padded = spec.input_size if same else tuple(i + lo + hi for i, (lo, hi) in zip(spec.input_size, spec.padding))
     layer.build((spec.batch, spec.in_channels, *padded))
+    return layer
+
+
+def transposed_layer(spec: ConvSpec):
+    """The built Conv{rank}DTranspose layer of a transposed case (see the module docstring)."""
+    layers = keras().layers
+    layer_class = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)[spec.rank - 1]
+    same = is_same_padding(spec)
+    layer = layer_class(
+        filters=spec.out_channels, kernel_size=spec.kernel_size, strides=spec.stride,
+        padding="same" if same else "valid", output_padding=None if same else transposed_output_padding(spec),
+        data_format="channels_first", dilation_rate=spec.dilation, use_bias=spec.bias, dtype=spec.dtype,
+    )
+    layer.build((spec.batch, spec.in_channels, *spec.input_size))
     return layer
 
 
@@ -135,6 +210,8 @@ def training_step(spec: ConvSpec) -> Callable[..., list]:
     pads = [[0, 0], [0, 0], *([max(before, 0), max(after, 0)] for before, after in spec.padding)]
 
     def forward(x):
+        if spec.transposed:
+            return layer(x) if same else layer(x)[(slice(None), slice(None), *transposed_crop(spec))]
         return layer(x if same else ops.pad(x[crop], pads))
 
     def step(x, dy):
@@ -164,7 +241,9 @@ class KerasBackend(DeclaredLimits):
         return f"{keras().__version__} (tensorflow {tensorflow().__version__})"
 
     def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
-        """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy)."""
+        """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy).
+
+        Transposed: w (C, O, *k) (no groups), as the layer's kernel (*k, O, C)."""
         conv_layer(spec).set_weights([filter_layout(w)] + ([] if b is None else [b]))
         y, dx, dw, *db = [np.asarray(t) for t in eager_or_xla(training_step(spec), x, dy)]
         return y, dx, canonical_filter(dw), db[0] if db else None

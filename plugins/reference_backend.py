@@ -11,7 +11,8 @@ from harness.cases.spec import ConvSpec
 
 
 class ReferenceBackend:
-    """Runs reference_impl.conv_forward_backward in float64 and returns the results in the spec's dtype."""
+    """Runs reference_impl.conv_forward_backward (conv_transpose_forward_backward for a transposed spec) in
+    float64 and returns the results in the spec's dtype."""
 
     name = "reference"
 
@@ -27,9 +28,15 @@ class ReferenceBackend:
         return None
 
     def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
-        y, dx, dw, db = reference_impl.conv_forward_backward(
-            x, w, b, dy, stride=spec.stride, padding=spec.padding, dilation=spec.dilation, groups=spec.groups
-        )
+        if spec.transposed:
+            y, dx, dw, db = reference_impl.conv_transpose_forward_backward(
+                x, w, b, dy, stride=spec.stride, padding=spec.padding, output_padding=spec.output_padding,
+                dilation=spec.dilation, groups=spec.groups,
+            )
+        else:
+            y, dx, dw, db = reference_impl.conv_forward_backward(
+                x, w, b, dy, stride=spec.stride, padding=spec.padding, dilation=spec.dilation, groups=spec.groups
+            )
         return tuple(None if t is None else t.astype(x.dtype) for t in (y, dx, dw, db))  # type: ignore[return-value]
 
 

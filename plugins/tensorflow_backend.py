@@ -13,6 +13,16 @@ float64/float16, conv3d with dilation or groups, ...), the same forward and back
 XLA-compiled (tf.function(jit_compile=True)), which handles all of them; an XLA refusal is raised as
 it is. Both paths compute y, dx, dw and db together, so one case's four tensors come from one path.
 TensorFlow is imported only when a backend is first asked about it.
+
+Transposed convolutions run tf.nn.conv2d_transpose (ranks 1 and 2; rank 1 with a height-1 dim, as
+tf.nn.conv1d_transpose does) and tf.nn.conv3d_transpose, filter (*k, C_out/g, C_in), with the
+output_shape that selects the output window: conv2d_transpose takes the non-negative pads as explicit
+`padding` and reaches up to stride - 1 positions past the full result through its output_shape;
+conv3d_transpose (SAME or VALID only) runs VALID and its output is cropped by slicing. What a window
+needs beyond that (a negative pad, or output_padding >= stride, which PyTorch allows under dilation)
+is added with tf.pad; tf.nn.bias_add comes last. Eager kernels refuse dilated and grouped ones
+("Current CPU implementations do not yet support dilation rates larger than 1", "Gradients for
+grouped convolutions are not supported on CPU"): those run XLA-compiled, as above.
 """
 
 from __future__ import annotations
@@ -44,10 +54,10 @@ BIAS_ROUNDED_IN_OUTPUT_DTYPE = Deviation(
     upstream="a precision choice, not reported")
 DEVIATIONS = (
     BIAS_ROUNDED_IN_OUTPUT_DTYPE,
-    # Evidence: tests/backends/test_tensorflow.py::test_half_precision_gradients_round_partial_sums.
+    # Evidence: tests/backends/test_tensorflow.py::test_half_precision_gradients_accumulate_in_the_narrow_dtype.
     Deviation(condition="float16/bfloat16 gradients on the eager CPU kernels", dtypes=HALF, tensors=("dx", "dw"),
               strict=False, versions=">=2.21",
-              reason="eager CPU Conv2DBackpropInput/Filter round partial sums of dx and dw to the output dtype",
+              reason="eager CPU Conv2DBackpropInput/Filter accumulate dx and dw in the 16-bit dtype",
               upstream="not reported yet"),
     # Evidence: tests/backends/test_tensorflow.py::test_bfloat16_bias_gradient_sums_exactly (4096 ones give 256).
     Deviation(condition="bias, bfloat16", dtypes=("bfloat16",), tensors=("db",), bias=True, strict=False,
@@ -125,7 +135,8 @@ def as_rank2(spec: ConvSpec) -> ConvSpec:
     if spec.rank != 1:
         return spec
     return spec.replace(input_size=(1, *spec.input_size), kernel_size=(1, *spec.kernel_size),
-                        stride=(1, *spec.stride), padding=((0, 0), *spec.padding), dilation=(1, *spec.dilation))
+                        stride=(1, *spec.stride), padding=((0, 0), *spec.padding), dilation=(1, *spec.dilation),
+                        output_padding=(0, *spec.output_padding))
 
 
 @lru_cache(maxsize=256)
@@ -154,6 +165,57 @@ def training_step(spec: ConvSpec) -> Callable[..., list]:
     return step
 
 
+def transposed_window(spec: ConvSpec) -> tuple[list[list[int]] | str, tuple[int, ...], tuple[tuple[int, int], ...]]:
+    """How a rank-2 or rank-3 transposed spec runs: (padding, output spatial shape, post) for conv{2,3}d_transpose.
+
+    padding: the explicit [[0, 0], [before, after]..., [0, 0]] of conv2d_transpose, or "VALID" for
+    rank 3; per dim the output window [before', before' + size) of the full result ((i - 1) s + e
+    long, zeros past it) is what TensorFlow computes. post: per dim (start, end) amounts that turn it
+    into the spec's window: positive ones extend the output (tf.pad), negative ones crop it.
+    """
+    padding: list[list[int]] = [[0, 0]]
+    sizes, post = [], []
+    for i, k, s, d, (before, after), extra in zip(spec.input_size, spec.kernel_size, spec.stride, spec.dilation,
+                                                   spec.padding, spec.output_padding):
+        full = (i - 1) * s + (k - 1) * d + 1
+        end = full - after + extra  # the spec's window is [before, end) of the full result
+        if spec.rank == 3:  # VALID: [0, size) with size from full to full + s - 1
+            start, stop = 0, min(max(end, full), full + s - 1)
+        else:  # the conv's pads must be >= 0, the conv must see exactly i output positions
+            start, stop = max(before, 0), min(end, full + s - 1)
+            padding.append([start, max(full - stop, 0)])
+        sizes.append(stop - start)
+        post.append((start - before, end - stop))
+    padding.append([0, 0])
+    return ("VALID" if spec.rank == 3 else padding), tuple(sizes), tuple(post)
+
+
+@lru_cache(maxsize=256)
+def transposed_step(spec: ConvSpec) -> Callable[..., list]:
+    """step(x, w, dy, b) -> [y, dx, dw(, db)] for a rank-2 or rank-3 transposed spec, in TensorFlow's layout.
+
+    x (N, *in, C_in), w (*k, C_out/g, C_in), dy and y (N, *out, C_out), b (C_out,) or None.
+    """
+    tf = tensorflow()
+    padding, sizes, post = transposed_window(spec)
+    output_shape = [spec.batch, *sizes, spec.out_channels]
+    crop = (slice(None), *(slice(max(-lo, 0), hi if hi < 0 else None) for lo, hi in post), slice(None))
+    extend = [[0, 0], *([max(lo, 0), max(hi, 0)] for lo, hi in post), [0, 0]]
+    conv_transpose = tf.nn.conv3d_transpose if spec.rank == 3 else tf.nn.conv2d_transpose
+
+    def forward(x, w, b):
+        y = conv_transpose(x, w, output_shape, strides=spec.stride, padding=padding, dilations=spec.dilation)
+        y = y[crop]
+        if any(amount > 0 for pair in extend for amount in pair):
+            y = tf.pad(y, extend)
+        return y if b is None else tf.nn.bias_add(y, b)
+
+    def step(x, w, dy, b):
+        return tape_gradients(lambda: forward(x, w, b), [x, w] + ([] if b is None else [b]), dy)
+
+    return step
+
+
 class TensorFlowBackend(DeclaredLimits):
     """tf.nn.conv2d / conv3d on the CPU in channels-last layout, eager or XLA-compiled (see module)."""
 
@@ -168,10 +230,13 @@ class TensorFlowBackend(DeclaredLimits):
         return tensorflow().__version__
 
     def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
-        """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy)."""
+        """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy).
+
+        Transposed: w (C, O/groups, *k), in TensorFlow's layout (*k, O/groups, C) (filter_layout)."""
         tf_spec = as_rank2(spec)
         x, w, dy = x.reshape(tf_spec.x_shape), w.reshape(tf_spec.w_shape), dy.reshape(tf_spec.y_shape)
-        results = eager_or_xla(training_step(tf_spec), to_channels_last(x), filter_layout(w), to_channels_last(dy), b)
+        step = transposed_step(tf_spec) if spec.transposed else training_step(tf_spec)
+        results = eager_or_xla(step, to_channels_last(x), filter_layout(w), to_channels_last(dy), b)
         y, dx, dw, *db = [np.asarray(t) for t in results]
         return (to_channels_first(y).reshape(spec.y_shape), to_channels_first(dx).reshape(spec.x_shape),
                 canonical_filter(dw).reshape(spec.w_shape), db[0] if db else None)

@@ -9,13 +9,22 @@ All three share one code path and differ only in device and memory format:
 - `torch-cuda`: the first CUDA device, with deterministic cuDNN, no benchmark autotuning and TF32 off
   for convolutions and matmuls, so float32 means IEEE float32. Unavailable without a GPU.
 
+(`torch-inductor`, in plugins/torch_inductor_backend.py, compiles this module's `conv_function`.)
+
 Padding: the symmetric, non-negative part of each dim's (before, after) pair goes to the conv's own
 `padding`; any remainder (asymmetric or negative, i.e. a crop) is an explicit `F.pad` before it, so
 autograd carries dx through both. torch is imported only when a backend is first asked about it.
+
+Transposed convolutions run torch.nn.functional.conv_transpose{1,2,3}d with the spec's stride,
+dilation, groups and output_padding (torch's own rule, the spec's) and the symmetric non-negative part
+of the pads as `padding`; the rest of each pair is an `F.pad` of y after it: negative amounts crop the
+output (asymmetric pads), positive ones add the positions a negative pad asks for, which hold the bias
+alone, so then the bias is added after the F.pad instead of inside the transposed convolution.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
@@ -62,6 +71,25 @@ def split_padding(padding: tuple[tuple[int, int], ...]) -> tuple[tuple[int, ...]
     return symmetric, explicit
 
 
+def conv_function(spec: ConvSpec, formatted: Callable | None = None) -> Callable:
+    """forward(x, w, b) -> y for `spec`: F.pad by split_padding's explicit part, then F.conv{1,2,3}d.
+
+    x (N, C, *in), w (O, C/groups, *k), b (O,) or None -> y (N, O, *out), as torch tensors.
+    `formatted`, when given, puts the padded input in a memory format before the convolution.
+    The function reads only its arguments and constants, so torch.compile can trace it whole.
+    """
+    functional = _torch().nn.functional
+    conv = (functional.conv1d, functional.conv2d, functional.conv3d)[spec.rank - 1]
+    symmetric, explicit = split_padding(spec.padding)
+
+    def forward(x, w, b):
+        padded = functional.pad(x, explicit) if any(explicit) else x
+        return conv(padded if formatted is None else formatted(padded), w, b, stride=spec.stride, padding=symmetric,
+                    dilation=spec.dilation, groups=spec.groups)
+
+    return forward
+
+
 @dataclass(frozen=True)
 class TorchBackend(DeclaredLimits):
     """One torch configuration: `device` "cpu" or "cuda", `channels_last` memory format or not."""
@@ -101,24 +129,45 @@ class TorchBackend(DeclaredLimits):
     def run(
         self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray
     ) -> Outputs:
-        """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy)."""
+        """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy).
+
+        Transposed: w (C, O/groups, *k)."""
         torch = _torch()
         if self.device == "cuda":
             _ieee_deterministic_cuda()
-        functional = torch.nn.functional
-        conv = (functional.conv1d, functional.conv2d, functional.conv3d)[spec.rank - 1]
         x_t, w_t, dy_t = (self._tensor(a, spec) for a in (x, w, dy))
         b_t = None if b is None else self._tensor(b, spec)
         leaves = [t for t in (x_t, w_t, b_t) if t is not None]
         for leaf in leaves:
             leaf.requires_grad_(True)
-        symmetric, explicit = split_padding(spec.padding)
-        padded = functional.pad(x_t, explicit) if any(explicit) else x_t
-        y_t = conv(self._formatted(padded, spec), w_t, b_t, stride=spec.stride, padding=symmetric,
-                   dilation=spec.dilation, groups=spec.groups)
+        y_t = self.forward(spec)(x_t, w_t, b_t)
         grads = [_numpy(g) for g in torch.autograd.grad(y_t, leaves, grad_outputs=dy_t)]
         dx, dw, db = grads if b is not None else (*grads, None)
         return _numpy(y_t), dx, dw, db
+
+    def _transposed(self, spec: ConvSpec, x_t, w_t, b_t):
+        """y (N, C_out, *out) of x (N, C_in, *in), w (C_in, C_out/groups, *k), b (C_out,) or None (see module)."""
+        torch = _torch()
+        functional = torch.nn.functional
+        conv_transpose = (functional.conv_transpose1d, functional.conv_transpose2d,
+                          functional.conv_transpose3d)[spec.rank - 1]
+        symmetric, explicit = split_padding(spec.padding)
+        extends = any(amount < 0 for amount in explicit)  # F.pad of y: the opposite sign of a pad
+        y_t = conv_transpose(x_t, w_t, None if extends else b_t, stride=spec.stride, padding=symmetric,
+                             output_padding=spec.output_padding, groups=spec.groups, dilation=spec.dilation)
+        if any(explicit):
+            y_t = functional.pad(y_t, tuple(-amount for amount in explicit))
+        if extends and b_t is not None:
+            y_t = y_t + b_t.reshape((1, -1) + (1,) * spec.rank)
+        return y_t
+
+    def forward(self, spec: ConvSpec) -> Callable:
+        """The function y = forward(x, w, b) this backend runs for `spec`; autograd differentiates it."""
+        if spec.transposed:
+            return lambda x_t, w_t, b_t: self._transposed(spec, x_t, w_t, b_t)
+        if not self.channels_last:
+            return conv_function(spec)
+        return conv_function(spec, lambda padded: self._formatted(padded, spec))
 
     def _tensor(self, array: np.ndarray, spec: ConvSpec):
         """The array as a torch tensor of spec.dtype on the device, in this backend's memory format."""

@@ -6,22 +6,44 @@ int, one int per dim (symmetric) or one (before, after) pair per dim; negative v
 Inputs of any floating dtype (bfloat16 included) are read as float64; results are float64.
 
 Output size per dim: floor((i + before + after - ((k - 1) * d + 1)) / s) + 1.
+
+Transposed convolution (reference_impl.transposed): x (N, C_in, *in), w (C_in, C_out/groups, *kernel),
+y (N, C_out, *out), out = (i - 1) * s - before - after + (k - 1) * d + output_padding + 1; computed as
+the convolution's data gradient by the same col2im pass.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from reference_impl.geometry import ConvGeometry, IntOrInts, Padding, check_shape, conv_geometry
-from reference_impl.im2col import DEFAULT_MEMORY_BUDGET, convolve
+from reference_impl.geometry import (
+    ConvGeometry,
+    IntOrInts,
+    Padding,
+    TransposedGeometry,
+    check_shape,
+    conv_geometry,
+    conv_transpose_geometry,
+)
+from reference_impl.im2col import DEFAULT_MEMORY_BUDGET, add_bias, bias_gradient, convolve
+from reference_impl.transposed import (
+    conv_transpose_backward,
+    conv_transpose_forward,
+    conv_transpose_forward_backward,
+)
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "ConvGeometry",
+    "TransposedGeometry",
     "conv_backward",
     "conv_forward",
     "conv_forward_backward",
     "conv_geometry",
+    "conv_transpose_backward",
+    "conv_transpose_forward",
+    "conv_transpose_forward_backward",
+    "conv_transpose_geometry",
 ]
 
 
@@ -40,9 +62,9 @@ def conv_forward(
     geometry = conv_geometry(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
     if b is not None:
         check_shape("b", b, (geometry.out_channels,))
-    y, _, _, _ = convolve(geometry, x, w, b, None, forward=True, bias_grad=False, memory_budget=memory_budget)
+    y, _, _ = convolve(geometry, x, w, None, outputs={"y"}, memory_budget=memory_budget)
     assert y is not None
-    return y
+    return add_bias(y, b)
 
 
 def conv_backward(
@@ -60,9 +82,9 @@ def conv_backward(
     """Gradients (dx (N, C, *in), dw (O, C/groups, *kernel), db (O,) or None if not `bias`) for dy (N, O, *out)."""
     geometry = conv_geometry(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
     check_shape("dy", dy, (geometry.batch, geometry.out_channels) + geometry.output_size)
-    _, dx, dw, db = convolve(geometry, x, w, None, dy, forward=False, bias_grad=bias, memory_budget=memory_budget)
+    _, dx, dw = convolve(geometry, x, w, dy, outputs={"dx", "dw"}, memory_budget=memory_budget)
     assert dx is not None and dw is not None
-    return dx, dw, db
+    return dx, dw, bias_gradient(dy) if bias else None
 
 
 def conv_forward_backward(
@@ -85,8 +107,6 @@ def conv_forward_backward(
     if b is not None:
         check_shape("b", b, (geometry.out_channels,))
     check_shape("dy", dy, (geometry.batch, geometry.out_channels) + geometry.output_size)
-    y, dx, dw, db = convolve(
-        geometry, x, w, b, dy, forward=True, bias_grad=b is not None, memory_budget=memory_budget
-    )
+    y, dx, dw = convolve(geometry, x, w, dy, outputs={"y", "dx", "dw"}, memory_budget=memory_budget)
     assert y is not None and dx is not None and dw is not None
-    return y, dx, dw, db
+    return add_bias(y, b), dx, dw, None if b is None else bias_gradient(dy)

@@ -64,6 +64,108 @@ class ConvGeometry:
         return math.prod(self.kernel_size)
 
 
+@dataclass(frozen=True)
+class TransposedGeometry:
+    """Shapes of one N-d transposed convolution (rank = number of spatial dims, 1 to 3).
+
+    x (N, C_in, *input_size), w (C_in, C_out/groups, *kernel_size), y (N, C_out, *output_size).
+
+    Along each dim, input element j with kernel tap t lands on position q = j * s + t * d of the full
+    result, whose length is full_size = (i - 1) * s + (k - 1) * d + 1. Output element m is full
+    position m + before, for m < output_size = full_size - before - after + output_padding: positive
+    pads crop the full result, negative pads and output_padding extend it with positions no input
+    reaches (zero before the bias). `padding` holds one (before, after) pair per spatial dim.
+    """
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+    input_size: tuple[int, ...]
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    output_padding: tuple[int, ...]
+
+    @property
+    def rank(self) -> int:
+        return len(self.input_size)
+
+    @property
+    def full_size(self) -> tuple[int, ...]:
+        """(i - 1) * s + (k - 1) * d + 1 per dim: the positions some input element reaches."""
+        return tuple(
+            (i - 1) * s + (k - 1) * d + 1
+            for i, k, s, d in zip(self.input_size, self.kernel_size, self.stride, self.dilation)
+        )
+
+    @property
+    def output_size(self) -> tuple[int, ...]:
+        """(i - 1) * s - before - after + (k - 1) * d + output_padding + 1 per dim."""
+        return tuple(
+            full - lo - hi + extra for full, (lo, hi), extra in zip(self.full_size, self.padding, self.output_padding)
+        )
+
+    @property
+    def kernel_volume(self) -> int:
+        return math.prod(self.kernel_size)
+
+    @property
+    def adjoint(self) -> ConvGeometry:
+        """The convolution whose data gradient this transposed convolution is (same w, same strides).
+
+        It maps z (N, C_out, *output_size) to (N, C_in, *input_size), padding z by (before, after -
+        output_padding) per dim: the output_padding positions past the last one a window can reach are
+        cropped (they get no gradient, hence zeros here), so its output size is input_size exactly.
+        """
+        conv = ConvGeometry(
+            batch=self.batch,
+            in_channels=self.out_channels,
+            out_channels=self.in_channels,
+            groups=self.groups,
+            input_size=self.output_size,
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            dilation=self.dilation,
+            padding=tuple((lo, hi - extra) for (lo, hi), extra in zip(self.padding, self.output_padding)),
+        )
+        assert conv.output_size == self.input_size, (conv, self)
+        return conv
+
+    def reduction_lengths(self, *, bias: bool) -> dict[str, int]:
+        """K per tensor: the most products one element of it sums (plus 1 for the bias term of y).
+
+        With s' = s / gcd(s, d) and d' = d / gcd(s, d) per dim, and Cin_g = C_in / groups,
+        Cout_g = C_out / groups:
+
+            y   Cin_g  * prod(min(ceil(k / s'), (i - 1) // d' + 1))  (+ 1 with bias)
+            dx  Cout_g * prod(k)
+            dw  N * prod(input_size)
+            db  N * prod(output_size)
+
+        y: output position q receives tap t only if t * d = q (mod s), so the taps that reach it form
+        one residue class mod s' (at most ceil(k / s') of them), and the input elements they come from
+        are d' apart (at most (i - 1) // d' + 1 of them). dx: element j gathers every tap of every
+        output channel of its group; dw: tap t pairs every input element of every image with one
+        output position; db sums dy whole. Each is the maximum over the elements when no positive pad
+        crops the full result (before <= 0 and after <= output_padding in every dim), else an upper
+        bound. Products of exact zeros a framework may add (zero-inserted input, padding) add no
+        rounding error and are not counted.
+        """
+        cin_g, cout_g = self.in_channels // self.groups, self.out_channels // self.groups
+        y_taps = 1
+        for i, k, s, d in zip(self.input_size, self.kernel_size, self.stride, self.dilation):
+            common = math.gcd(s, d)
+            y_taps *= min(-(-k // (s // common)), (i - 1) // (d // common) + 1)
+        return {
+            "y": cin_g * y_taps + (1 if bias else 0),
+            "dx": cout_g * self.kernel_volume,
+            "dw": self.batch * math.prod(self.input_size),
+            "db": self.batch * math.prod(self.output_size),
+        }
+
+
 def is_floating(dtype: np.dtype) -> bool:
     """True for NumPy floating dtypes and ml_dtypes' bfloat16/float8 types."""
     return dtype.kind == "f" or dtype.name.startswith(_EXTRA_FLOAT_NAMES)
@@ -121,6 +223,25 @@ def per_dim_pairs(value: Padding, rank: int) -> tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
+def _spatial_rank(x: np.ndarray, w: np.ndarray, weight_layout: str) -> int:
+    """Number of spatial dims of floating x (N, C, *spatial) and w `weight_layout`, 1 to 3 and equal."""
+    check_floating("x", x)
+    check_floating("w", w)
+    if x.ndim not in (3, 4, 5):
+        raise ValueError(f"x must have shape (N, C, *spatial) with 1 to 3 spatial dims, got {x.shape}")
+    if w.ndim != x.ndim:
+        raise ValueError(f"w must have shape {weight_layout} with {x.ndim - 2} spatial dims like x, got {w.shape}")
+    if min(x.shape) < 1 or min(w.shape) < 1:
+        raise ValueError(f"x {x.shape} and w {w.shape} must have no empty dims")
+    return x.ndim - 2
+
+
+def _check_groups(groups: object) -> int:
+    if not _is_int(groups) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    return int(groups)
+
+
 def conv_geometry(
     x: np.ndarray,
     w: np.ndarray,
@@ -131,19 +252,10 @@ def conv_geometry(
     groups: int,
 ) -> ConvGeometry:
     """Validate x (N, C, *spatial) and w (O, C/groups, *kernel) against the keyword arguments."""
-    check_floating("x", x)
-    check_floating("w", w)
-    if x.ndim not in (3, 4, 5):
-        raise ValueError(f"x must have shape (N, C, *spatial) with 1 to 3 spatial dims, got {x.shape}")
-    if w.ndim != x.ndim:
-        raise ValueError(
-            f"w must have shape (O, C/groups, *kernel) with {x.ndim - 2} spatial dims like x, got {w.shape}"
-        )
-    rank = x.ndim - 2
+    rank = _spatial_rank(x, w, "(O, C/groups, *kernel)")
     batch, in_channels, *input_size = x.shape
     out_channels, group_channels, *kernel_size = w.shape
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    groups = _check_groups(groups)
     if in_channels % groups or out_channels % groups:
         raise ValueError(
             f"groups={groups} must divide both input channels ({in_channels}) and output channels "
@@ -154,13 +266,11 @@ def conv_geometry(
             f"w has {group_channels} input channels per group, but x has {in_channels} channels "
             f"and groups={groups} (expected {in_channels // groups})"
         )
-    if min(x.shape) < 1 or min(w.shape) < 1:
-        raise ValueError(f"x {x.shape} and w {w.shape} must have no empty dims")
     geometry = ConvGeometry(
         batch=batch,
         in_channels=in_channels,
         out_channels=out_channels,
-        groups=int(groups),
+        groups=groups,
         input_size=tuple(input_size),
         kernel_size=tuple(kernel_size),
         stride=per_dim("stride", stride, rank, minimum=1),
@@ -175,6 +285,66 @@ def conv_geometry(
             raise ValueError(
                 f"effective kernel {effective} (kernel {geometry.kernel_size[dim]}, dilation "
                 f"{geometry.dilation[dim]}) is larger than the padded input {padded} in dim {dim}"
+            )
+    return geometry
+
+
+def conv_transpose_geometry(
+    x: np.ndarray,
+    w: np.ndarray,
+    *,
+    stride: IntOrInts,
+    padding: Padding,
+    output_padding: IntOrInts,
+    dilation: IntOrInts,
+    groups: int,
+) -> TransposedGeometry:
+    """Validate x (N, C_in, *spatial) and w (C_in, C_out/groups, *kernel) against the keyword arguments.
+
+    output_padding follows PyTorch's rule: in every dim 0 <= output_padding < stride or < dilation.
+    """
+    rank = _spatial_rank(x, w, "(C_in, C_out/groups, *kernel)")
+    batch, in_channels, *input_size = x.shape
+    weight_in, group_out, *kernel_size = w.shape
+    groups = _check_groups(groups)
+    if in_channels % groups:
+        raise ValueError(f"groups={groups} must divide the input channels ({in_channels})")
+    if weight_in != in_channels:
+        raise ValueError(
+            f"w must have shape (C_in, C_out/groups, *kernel) with C_in = {in_channels} like x, got {w.shape}"
+        )
+    stride_, dilation_ = per_dim("stride", stride, rank, minimum=1), per_dim("dilation", dilation, rank, minimum=1)
+    extra = per_dim("output_padding", output_padding, rank, minimum=0)
+    for dim, (e, s, d) in enumerate(zip(extra, stride_, dilation_)):
+        if e >= s and e >= d:
+            raise ValueError(
+                f"output_padding must be smaller than stride or dilation in every dim, got {e} with stride {s} "
+                f"and dilation {d} in dim {dim}"
+            )
+    geometry = TransposedGeometry(
+        batch=batch,
+        in_channels=in_channels,
+        out_channels=group_out * groups,
+        groups=groups,
+        input_size=tuple(input_size),
+        kernel_size=tuple(kernel_size),
+        stride=stride_,
+        dilation=dilation_,
+        padding=per_dim_pairs(padding, rank),
+        output_padding=extra,
+    )
+    for dim, (size, full, (lo, hi), e) in enumerate(
+        zip(geometry.output_size, geometry.full_size, geometry.padding, geometry.output_padding)
+    ):
+        if size < 1:
+            raise ValueError(
+                f"padding {(lo, hi)} leaves no output in dim {dim}: {full} positions - {lo} - {hi} + output_padding "
+                f"{e} = {size}"
+            )
+        if size - max(0, -lo) - max(0, e - hi) < 1:
+            raise ValueError(
+                f"padding {(lo, hi)} with output_padding {e} puts every output element of dim {dim} outside the "
+                f"{full} positions the input reaches"
             )
     return geometry
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from harness.cases.grids import read_batch_file
+from harness.cases.descriptor import parse_descriptor
 from harness.cli import main
 from harness.evaluation.verdict import tensors
 from harness.results import COLUMNS, read_results
@@ -63,17 +63,19 @@ def test_output_folder_that_is_a_file_or_holds_a_run(tmp_path):
 def test_run_writes_tidy_results_with_dtypes(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVPARITY_PLUGINS", "reference")
     batch = tmp_path / "layers.txt"
-    batch.write_text('mb2ic3ih5iw7oc4oh2ow3kh3kw3sh2sw2 n"blog"\ng2ic4iw9oc2kw3pw1\n')
+    batch.write_text('mb2ic3ih5iw7oc4oh2ow3kh3kw3sh2sw2n"blog"\n--dt=bf16 g2ic4iw9oc2kw3pw1n"grouped"\n')
     out = tmp_path / "run"
     code = main(["run", "-b", "reference", "--batch", str(batch), "--case", "ic1id3oc1kd2", "--bias", "both",
                  "--dtype", "float32", "--dtype", "bfloat16", "-o", str(out)])
     assert code == 0
     frame = read_results(out)
     assert tuple(frame.columns) == COLUMNS
-    # 2 batch cases (bias on) + 1 descriptor x 2 biases; tensors: 4 with bias, 3 without; x 2 dtypes.
-    specs = [c.spec for c in read_batch_file(batch)]
-    expected = 2 * (sum(len(tensors(s)) for s in specs) + 4 + 3)
-    assert len(frame) == expected
+    # The descriptor in 2 dtypes x 2 biases: tensors 4 with bias, 3 without. Batch file cases keep the dtype
+    # their --dt gives them (f32 by default), whatever the run's dtypes.
+    descriptor = frame[frame["case"].str.startswith("g1mb2ic1id3")]
+    assert len(descriptor) == 2 * (len(tensors(parse_descriptor("ic1id3oc1kd2"))) + 3)
+    assert set(frame.loc[frame["name"] == "blog", "dtype"]) == {"float32"}
+    assert set(frame.loc[frame["name"] == "grouped", "dtype"]) == {"bfloat16"}
     assert set(frame["status"]) == {"pass"}
     assert str(frame["err_ratio"].dtype) == "float64" and str(frame["bias"].dtype) == "bool"
     assert str(frame["batch"].dtype) == "int64" and str(frame["case"].dtype) == "string"
@@ -120,3 +122,26 @@ def test_repro_carries_a_non_default_tolerance_factor():
     assert repro(spec, "torch", 3) == (
         "convparity explain g1mb1ic1iw4oc1ow3kw2sw1pw0dw0 -b torch --dtype float32 --seed 3 --bias off")
     assert repro(spec, "torch", 3, 2.5).endswith("--bias off --tolerance-factor 2.5")
+
+
+def test_deconv_descriptors_run_and_explain(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CONVPARITY_PLUGINS", "reference")
+    out = tmp_path / "run"
+    assert main(["run", "-b", "reference", "--case", "deconv:ic4ih3oc2kh3sh2ph1oh6", "--case", "ic4ih3oc2kh3sh2ph1",
+                 "--dtype", "float32", "-o", str(out)]) == 0
+    frame = read_results(out)
+    assert set(frame["op"]) == {"conv", "deconv"} and set(frame["status"]) == {"pass"}
+    deconv = frame[frame["op"] == "deconv"]
+    assert set(deconv["case"]) == {"deconv:g1mb2ic4ih3iw3oc2oh6ow6kh3kw3sh2sw2ph1pw1dh0dw0"}
+    assert set(deconv["output_padding"]) == {"1x1"} and set(deconv["output_size"]) == {"6x6"}
+    assert set(frame.loc[frame["op"] == "conv", "output_padding"]) == {"0x0"}
+    assert deconv["repro"].str.startswith("convparity explain deconv:g1mb2").all()
+    capsys.readouterr()
+    assert main(["explain", "deconv:ic4ih3oc2kh3sh2ph1oh6", "-b", "reference"]) == 0
+    assert "w (4, 2, 3, 3)  y (2, 2, 6, 6)  padding ((1, 1), (1, 1))  output_padding (1, 1)" in capsys.readouterr().out
+
+
+def test_grids_lists_the_transposed_grids():
+    listing = run_cli("grids").stdout
+    assert any(line.split()[:1] == ["transposed"] for line in listing.splitlines())
+    assert any(line.split()[:1] == ["decoders"] for line in listing.splitlines())

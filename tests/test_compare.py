@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import reference_impl
+from harness.backends.manager import get_manager
 from harness.cases.inputs import make_inputs
 from harness.cases.spec import ConvSpec
 from harness.evaluation.bound import compare_tensor, gamma
@@ -186,3 +187,26 @@ def test_float16_subnormal_results_are_bounded_absolutely():
     assert result.passed, result.err_ratio
     wrong = compare_tensor("y", out + 2.0**-24, ref, np.zeros(1), reduction=1, dtype="float16", accumulation="float32")
     assert not wrong.passed
+
+
+def test_transposed_reference_and_magnitudes_come_from_the_transposed_reference():
+    from harness.evaluation.verdict import reference
+
+    spec = ConvSpec(batch=2, in_channels=4, out_channels=6, input_size=(3, 4), kernel_size=(3, 2), stride=2,
+                    padding=((1, 1), (0, 1)), output_padding=(1, 0), groups=2, transposed=True, dtype="float32")
+    inputs = make_inputs(spec, 5)
+    ref = reference(spec, inputs)
+    as64 = [np.asarray(a, dtype=np.float64) for a in (inputs.x, inputs.w, inputs.b, inputs.dy)]
+    options = dict(stride=spec.stride, padding=spec.padding, output_padding=spec.output_padding, groups=2)
+    expected = reference_impl.conv_transpose_forward_backward(*as64, **options)
+    magnitudes = reference_impl.conv_transpose_forward_backward(*[np.abs(a) for a in as64], **options)
+    for tensor, value, magnitude in zip(("y", "dx", "dw", "db"), expected, magnitudes):
+        np.testing.assert_array_equal(ref.values[tensor], value)
+        np.testing.assert_array_equal(ref.magnitudes[tensor], magnitude)
+    # out = (i - 1) * 2 - pads + (k - 1) + 1 + output_padding: 4 - 2 + 3 + 1 = 6, 6 - 1 + 2 = 7
+    assert ref.values["y"].shape == spec.y_shape == (2, 6, 6, 7)
+    # The reference backend through the one evaluation path: float32 rounding of float64 results passes.
+    _, rows = evaluate_case(get_manager().backends()["reference"], spec, seed=5)
+    assert [row.status for row in rows] == ["pass"] * 4 and {row.op for row in rows} == {"deconv"}
+    assert rows[0].case == spec.descriptor and rows[0].output_padding == "1x0" and rows[0].reduction == \
+        spec.reductions["y"]

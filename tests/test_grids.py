@@ -1,12 +1,12 @@
-"""Grid sources: named grids, TOML files, benchdnn batch files, random samples."""
+"""Grid sources: named grids, TOML files, random samples (batch files: tests/cases/test_batch_file.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness.cases.builtin_grids import default, edge, mobilenet_v2, resnet50, smoke
+from harness.cases.builtin_grids import decoders, default, edge, mobilenet_v2, resnet50, smoke, transposed
 from harness.cases.descriptor import parse_descriptor
-from harness.cases.grids import GridError, random_cases, read_batch_file, read_toml_grid
+from harness.cases.grids import GridError, random_cases, read_toml_grid
 from harness.cases.spec import ConvSpec
 
 
@@ -61,22 +61,6 @@ def test_mobilenet_v2_layers():
     assert all(s.groups == s.in_channels == s.out_channels for s in depthwise)
     assert {s.in_channels for s in depthwise} >= {32, 96, 144, 192, 384, 576, 960}
     assert specs[-1].out_channels == 1280 and specs[-1].input_size == (7, 7)
-
-
-def test_batch_file(tmp_path):
-    path = tmp_path / "layers.txt"
-    path.write_text('# resnet stem\n\nmb2ic3ih224oc64oh112kh7sh2ph3 n"conv1 #1"  # the stem\n'
-                    "g2ic4ih8oc4kh3\n")
-    cases = read_batch_file(path)
-    assert [c.name for c in cases] == ["conv1 #1", ""]
-    assert cases[0].spec.output_size == (112, 112) and cases[1].spec.groups == 2
-
-
-def test_batch_file_error_names_the_line(tmp_path):
-    path = tmp_path / "bad.txt"
-    path.write_text("ic3ih5oc4kh3\nic3ih5oc4kq3\n")
-    with pytest.raises(GridError, match=r"bad.txt:2: descriptor 'ic3ih5oc4kq3': unknown key 'kq'"):
-        read_batch_file(path)
 
 
 def test_toml_grid(tmp_path):
@@ -156,3 +140,37 @@ def test_toml_product_value_of_wrong_type_is_an_error_not_a_skip(tmp_path, axis,
     path.write_text("[[product]]\n" + "".join(f"{k} = {v}\n" for k, v in fields.items()))
     with pytest.raises(GridError, match=f"axis '{axis}' has a value of the wrong type"):
         read_toml_grid(path)
+
+
+def test_transposed_grid_crosses_the_axes_and_has_its_corners():
+    specs = [c.spec for c in transposed()]
+    assert 200 <= len(specs) <= 400 and len(set(specs)) == len(specs) and all(s.transposed for s in specs)
+    for rank in (1, 2, 3):
+        ranked = [s for s in specs if s.rank == rank]
+        assert {s.stride[0] for s in ranked} >= {1, 2} and {s.dilation[0] for s in ranked} >= {1, 2}
+        assert {s.groups == s.in_channels for s in ranked} == {True, False}
+        assert {s.bias for s in ranked} == {True, False}
+        assert any(any(s.output_padding) for s in ranked) and any(not any(s.output_padding) for s in ranked)
+        assert any(lo != hi for s in ranked for lo, hi in s.padding)  # asymmetric (the "same" and [0, 1] pads)
+        assert any(k % 2 == 0 for s in ranked for k in s.kernel_size)
+    # output_padding below the dilation but not the stride (PyTorch's second rule), negative pads, gaps.
+    assert any(e >= s for spec in specs for e, s in zip(spec.output_padding, spec.stride))
+    assert any(lo < 0 for spec in specs for lo, _ in spec.padding)
+    assert any(hi < 0 for spec in specs for _, hi in spec.padding)
+    assert any(min(s.stride) > max(s.kernel_size) for s in specs)
+    assert any(s.out_channels == 2 * s.in_channels == 2 * s.groups for s in specs)
+
+
+def test_decoder_layers():
+    cases = {c.name: c.spec for c in decoders()}
+    assert len(cases) == 25 and all(s.transposed for s in cases.values())
+    # DCGAN's generator: a latent 1x1 to 4x4, then doubling to 64x64 RGB; no bias (BatchNorm follows).
+    assert cases["dcgan.0"].output_size == (4, 4) and cases["dcgan.4"].output_size == (64, 64)
+    assert cases["dcgan.4"].out_channels == 3 and not any(cases[f"dcgan.{i}"].bias for i in range(5))
+    # pix2pix's U-Net 256: 1x1 to 256x256 through k4 s2 p1; only the last layer has a bias.
+    assert cases["pix2pix.up0"].input_size == (1, 1) and cases["pix2pix.up7"].output_size == (256, 256)
+    assert [s.bias for n, s in cases.items() if n.startswith("pix2pix")] == [False] * 7 + [True]
+    # U-Net's 2x2 stride-2 up-convolutions halve the channels; WaveGAN's k25 s4 p11 output_padding 1 quadruple.
+    assert cases["unet.up1"].output_size == (32, 32) and cases["unet.up4"].out_channels == 64
+    assert [cases[f"wavegan.{i}"].output_size for i in range(5)] == [(64,), (256,), (1024,), (4096,), (16384,)]
+    assert cases["unet3d.up3"].output_size == (32, 32, 32)

@@ -42,3 +42,15 @@ def test_values_are_bounded_and_weights_scaled_by_fan_in():
     fan_in = 64 * 3 * 2
     assert np.abs(inputs.w).max() <= 1 / np.sqrt(fan_in)
     assert np.abs(inputs.w).max() > 0.9 / np.sqrt(fan_in)
+
+
+def test_transposed_weights_have_the_transposed_shape_and_fan_in():
+    # w (C_in, C_out/groups, *k); fan-in: C_in/groups = 8 inputs, each reaching an output position through
+    # ceil(4 / 2) * ceil(3 / 1) = 6 taps of the kernel (stride 2, 1): 48 products per output element.
+    spec = ConvSpec(batch=2, in_channels=16, out_channels=6, input_size=(5, 6), kernel_size=(4, 3), stride=(2, 1),
+                    groups=2, transposed=True, dtype="float64")
+    inputs = make_inputs(spec, 1)
+    assert inputs.x.shape == (2, 16, 5, 6) and inputs.w.shape == (16, 3, 4, 3)
+    assert inputs.dy.shape == (2, 6, 12, 8) and inputs.b.shape == (6,)
+    assert np.abs(inputs.w).max() <= 1 / np.sqrt(48) and np.abs(inputs.w).max() > 0.9 / np.sqrt(48)
+    assert case_seed(spec, 0) != case_seed(spec.replace(transposed=False, stride=1), 0)

@@ -26,6 +26,23 @@ def test_every_hookspec_has_a_documented_section(name):
     assert signature in headings, f"docs/writing-a-backend.md needs a section headed `{signature}`"
 
 
+def contract_members() -> list[str]:
+    """`name`, each required method with its parameters, and each optional member, as the docs head them."""
+    from dataclasses import fields
+
+    from harness.backends.contract import REQUIRED_METHODS, Backend, OptionalMembers
+
+    methods = [f"{m}({', '.join(list(inspect.signature(getattr(Backend, m)).parameters)[1:])})"
+               for m in REQUIRED_METHODS]
+    return ["name", *methods, *(field.name for field in fields(OptionalMembers))]
+
+
+@pytest.mark.parametrize("member", contract_members())
+def test_every_contract_member_has_a_documented_section(member):
+    headings = re.findall(r"^#+ `(.+)`$", DOCS.read_text(), flags=re.MULTILINE)
+    assert member in headings, f"docs/writing-a-backend.md needs a section headed `{member}`"
+
+
 def test_hookspecs_have_docstrings():
     assert hookspec_names() == ["convparity_register_backends", "convparity_register_grids"]
     for name in hookspec_names():

@@ -27,6 +27,7 @@ optional (read with `optional_members`, validated by `check_backend` at registra
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -84,11 +85,21 @@ def _fail(backend: object, member: str, problem: str) -> BackendContractError:
     return BackendContractError(f"{who}: {member} {problem} (see docs/writing-a-backend.md)")
 
 
-def optional_members(backend: object) -> OptionalMembers:
-    """The optional members of `backend`, checked: a wrong type or value raises BackendContractError."""
-    limits = _tuple_of(backend, "limits", Limit)
-    deviations = _tuple_of(backend, "deviations", Deviation)
-    accumulation = getattr(backend, "accumulation", None) or {}
+def optional_members(backend: object, *, computed: bool = True) -> OptionalMembers:
+    """The optional members of `backend`, checked: a wrong type or value raises BackendContractError.
+
+    With `computed` False, a member that is a property (computed on access, e.g. limits probed from the
+    framework) is left unread and taken as its default: registration must not import a framework.
+    """
+
+    def value(member: str) -> object:
+        if not computed and isinstance(inspect.getattr_static(backend, member, None), property):
+            return None
+        return getattr(backend, member, None)
+
+    limits = _tuple_of(backend, "limits", Limit, value("limits"))
+    deviations = _tuple_of(backend, "deviations", Deviation, value("deviations"))
+    accumulation = value("accumulation") or {}
     if not isinstance(accumulation, Mapping):
         raise _fail(backend, "accumulation", f"must be a mapping of dtype names, got {type(accumulation).__name__}")
     for dtype, accumulated in accumulation.items():
@@ -98,7 +109,7 @@ def optional_members(backend: object) -> OptionalMembers:
         if UNIT_ROUNDOFF[accumulated] > UNIT_ROUNDOFF[dtype]:
             raise _fail(backend, "accumulation", f"declares {accumulated} accumulation for {dtype} inputs: "
                                                  "an accumulation may not be narrower than its input dtype")
-    resources = getattr(backend, "resources", None) or {}
+    resources = value("resources") or {}
     if not isinstance(resources, Mapping) or not all(
             isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
             for k, v in resources.items()):
@@ -106,8 +117,8 @@ def optional_members(backend: object) -> OptionalMembers:
     return OptionalMembers(limits, deviations, accumulation, resources)
 
 
-def _tuple_of(backend: object, member: str, kind: type) -> tuple:
-    value = getattr(backend, member, None) or ()
+def _tuple_of(backend: object, member: str, kind: type, value: object) -> tuple:
+    value = value or ()
     if not isinstance(value, (tuple, list)):
         raise _fail(backend, member, f"must be a tuple of {kind.__name__}, got {type(value).__name__}")
     for index, item in enumerate(value):
@@ -125,7 +136,7 @@ def check_backend(backend: object) -> None:
     for member in REQUIRED_METHODS:
         if not callable(getattr(backend, member, None)):
             raise _fail(backend, member, "is missing or not callable")
-    optional_members(backend)
+    optional_members(backend, computed=False)
 
 
 def declared_accumulation(backend: object, dtype: str) -> str:

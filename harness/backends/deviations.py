@@ -136,6 +136,9 @@ def _specifier(text: str):
                          "such as '>=3.15,<3.16'") from None
 
 
-def matching(deviations: Iterable[Deviation], spec: ConvSpec, version: str) -> tuple[DeviationRecord, ...]:
-    """The records of every declaration covering `spec` on framework `version`, in declaration order."""
+def matching(deviations: Iterable[Deviation], spec: ConvSpec, backend_version: str) -> tuple[DeviationRecord, ...]:
+    """The records of every declaration covering `spec`, in declaration order. `backend_version` is what the
+    backend's version() says; its first word is the framework version ("3.15.1 (tensorflow 2.21.0)" -> 3.15.1)."""
+    words = str(backend_version).split()
+    version = words[0] if words else ""
     return tuple(d.record() for d in deviations if d.covers_case(spec, version))

@@ -37,6 +37,14 @@ def first_limit(limits: Iterable[Limit], spec: ConvSpec) -> str | None:
     return None
 
 
+# For a plugin that adapts its framework's convolution but not (yet) its transposed convolution.
+CONVOLUTION_ONLY = Limit(
+    condition="transposed convolution",
+    reason="this plugin runs the framework's convolution only; its transposed convolution is not adapted yet",
+    applies=lambda spec: spec.transposed,
+)
+
+
 class DeclaredLimits:
     """Mixin for backends whose `supports` is answered from their `limits` alone."""
 

@@ -34,6 +34,11 @@ BUILTIN_PLUGINS = {
     "jax": "plugins.jax_backend",
     "onnxruntime": "plugins.onnxruntime_backend",
     "keras": "plugins.keras_backend",
+    "torch-inductor": "plugins.torch_inductor_backend",
+    "openvino": "plugins.openvino_backend",
+    "paddle": "plugins.paddle_backend",
+    "mlx": "plugins.mlx_backend",
+    "tinygrad": "plugins.tinygrad_backend",
 }
 CORE_PLUGINS = {"grids": "harness.cases.builtin_grids"}
 

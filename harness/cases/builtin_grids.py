@@ -7,6 +7,11 @@
 - edge: the corners: kernel equal to the input, stride larger than the kernel, padding larger than
   the kernel, 1x1 outputs, one channel, many groups, batch 1.
 - resnet50, mobilenet_v2: every distinct conv layer of the networks at 224x224, batch 2.
+- transposed: transposed convolutions in the spirit of `default` (kernel x stride x padding x
+  dilation per rank, output_padding 0 or the largest PyTorch allows, groups and bias cycling), then
+  the corners: negative pads, output_padding under dilation, stride larger than the kernel, ...
+- decoders: the transposed layers of real decoders: DCGAN's generator, pix2pix's U-Net, U-Net, WaveGAN
+  and 3-D U-Net.
 """
 
 from __future__ import annotations
@@ -183,6 +188,99 @@ def mobilenet_v2() -> list[Case]:
     return list(dedupe(cases))
 
 
+def _deconv(name: str, **fields: Any) -> Case:
+    return _case(name, transposed=True, **fields)
+
+
+def transposed() -> list[Case]:
+    cases = []
+    for rank, axes in _TRANSPOSED_AXES.items():
+        paddings = [0, 1, tuple((i % 2, (i + 1) % 2 + 1) for i in range(rank)), "same"]
+        combos = itertools.product(axes["kernels"], axes["strides"], paddings, [1, 2])
+        for index, (kernel, stride, padding, dilation) in enumerate(combos):
+            groups_kind = index % 3
+            channels = (4, 6) if groups_kind < 2 else (6, 6)
+            strides = (stride,) * rank if isinstance(stride, int) else stride
+            largest = tuple(max(s, dilation) - 1 for s in strides)  # PyTorch's limit
+            extra = largest if (index // 2) % 2 and padding != "same" else 0
+            try:
+                cases.append(_deconv(f"{rank}d-{index}", in_channels=channels[0], out_channels=channels[1],
+                                     groups=(1, 2, 6)[groups_kind], input_size=axes["input_size"], kernel_size=kernel,
+                                     stride=stride, padding=padding, output_padding=extra, dilation=dilation,
+                                     bias=(index // 3) % 2 == 0))
+            except ValueError:  # pads that crop every output (a small kernel, stride 1, padding 1 or more)
+                continue
+    corners = [
+        _deconv("negative pads 1d", in_channels=3, out_channels=2, input_size=(6,), kernel_size=(3,), stride=2,
+                padding=((-1, -2),)),
+        _deconv("negative start 2d", in_channels=2, out_channels=4, input_size=(5, 4), kernel_size=(2, 2), stride=2,
+                padding=((-1, 1), (0, 0)), groups=2),
+        _deconv("output_padding under dilation", in_channels=3, out_channels=3, input_size=(5, 6),
+                kernel_size=(3, 3), dilation=3, output_padding=2),
+        _deconv("stride > kernel 1d", in_channels=2, out_channels=3, input_size=(5,), kernel_size=(2,), stride=4),
+        _deconv("stride > kernel 2d", in_channels=3, out_channels=2, input_size=(4, 3), kernel_size=(1, 1), stride=3,
+                output_padding=2, bias=False),
+        _deconv("overlap k5 s2", in_channels=4, out_channels=4, input_size=(6, 6), kernel_size=(5, 5), stride=2,
+                padding=2, output_padding=1),
+        _deconv("depthwise multiplier 2", in_channels=4, out_channels=8, input_size=(5, 5), kernel_size=(3, 3),
+                stride=2, padding=1, groups=4),
+        _deconv("1x1 input", in_channels=8, out_channels=4, input_size=(1, 1), kernel_size=(4, 4), bias=False),
+        _deconv("crop most", in_channels=2, out_channels=2, input_size=(6,), kernel_size=(5,), padding=4),
+        _deconv("3d batch 1", batch=1, in_channels=4, out_channels=2, input_size=(2, 3, 2), kernel_size=(4, 4, 4),
+                stride=2, padding=1),
+        _deconv("long 1d", in_channels=4, out_channels=2, input_size=(64,), kernel_size=(25,), stride=4, padding=11,
+                output_padding=1),
+    ]
+    return list(dedupe(cases + corners))
+
+
+_TRANSPOSED_AXES: dict[int, dict[str, Any]] = {
+    1: {"input_size": (7,), "kernels": [(1,), (3,), (4,), (5,)], "strides": [1, 2, 3]},
+    2: {"input_size": (5, 6), "kernels": [(1, 1), (3, 3), (2, 2), (3, 2)], "strides": [1, 2, (2, 1)]},
+    3: {"input_size": (3, 4, 3), "kernels": [(1, 1, 1), (3, 3, 3), (2, 3, 1)], "strides": [1, 2]},
+}
+
+
+def decoders() -> list[Case]:
+    """Transposed layers of real decoders, batch 2 (3-D U-Net: batch 1 at 32x32x32), distinct layers only.
+
+    - DCGAN's generator (PyTorch examples, nz 100, ngf 64, 64x64 images): k4 s2 p1 after a k4 s1 p0 from 1x1.
+    - pix2pix's U-Net 256 (ngf 64): k4 s2 p1 up-convolutions from 1x1 to 256x256, skip channels doubled.
+    - U-Net (Ronneberger et al.; milesial's Pytorch-UNet at 256x256): 2x2 stride-2 up-convolutions.
+    - WaveGAN's generator (Donahue et al., 16384 samples): 1-D k25 s4 p11 output_padding 1.
+    - 3-D U-Net (Cicek et al.): 2x2x2 stride-2 up-convolutions.
+    """
+    cases = [_deconv("dcgan.0", in_channels=100, out_channels=512, input_size=(1, 1), kernel_size=(4, 4),
+                     bias=False)]
+    size = 4
+    for index, (cin, cout) in enumerate([(512, 256), (256, 128), (128, 64), (64, 3)], start=1):
+        cases.append(_deconv(f"dcgan.{index}", in_channels=cin, out_channels=cout, input_size=(size, size),
+                             kernel_size=(4, 4), stride=2, padding=1, bias=False))
+        size *= 2
+    size = 1
+    for index, (cin, cout) in enumerate([(512, 512), (1024, 512), (1024, 512), (1024, 512), (1024, 256),
+                                         (512, 128), (256, 64), (128, 3)]):
+        cases.append(_deconv(f"pix2pix.up{index}", in_channels=cin, out_channels=cout, input_size=(size, size),
+                             kernel_size=(4, 4), stride=2, padding=1, bias=cout == 3))
+        size *= 2
+    size = 16
+    for index, cin in enumerate([1024, 512, 256, 128], start=1):
+        cases.append(_deconv(f"unet.up{index}", in_channels=cin, out_channels=cin // 2, input_size=(size, size),
+                             kernel_size=(2, 2), stride=2))
+        size *= 2
+    size = 16
+    for index, (cin, cout) in enumerate([(1024, 512), (512, 256), (256, 128), (128, 64), (64, 1)]):
+        cases.append(_deconv(f"wavegan.{index}", in_channels=cin, out_channels=cout, input_size=(size,),
+                             kernel_size=(25,), stride=4, padding=11, output_padding=1))
+        size *= 4
+    size = 4
+    for index, channels in enumerate([512, 256, 128], start=1):
+        cases.append(_deconv(f"unet3d.up{index}", batch=1, in_channels=channels, out_channels=channels,
+                             input_size=(size,) * 3, kernel_size=(2, 2, 2), stride=2))
+        size *= 2
+    return list(dedupe(cases))
+
+
 @hookimpl
 def convparity_register_grids(register):
     register("smoke", smoke, "24 small cases touching every feature once")
@@ -190,3 +288,6 @@ def convparity_register_grids(register):
     register("edge", edge, "corner cases: kernel = input, stride > kernel, padding > kernel, 1x1, many groups")
     register("resnet50", resnet50, "every distinct conv layer of ResNet-50 at 224x224, batch 2")
     register("mobilenet_v2", mobilenet_v2, "every distinct conv layer of MobileNetV2 at 224x224, batch 2")
+    register("transposed", transposed, "transposed convolutions: kernel x stride x padding x output_padding x "
+             "dilation per rank, groups and bias cycling, and their corners")
+    register("decoders", decoders, "transposed layers of DCGAN, pix2pix's U-Net, U-Net, WaveGAN and 3-D U-Net")

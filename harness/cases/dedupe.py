@@ -1,6 +1,7 @@
 """Dropping repeated cases from a stream of any length, in bounded memory.
 
-A case is identified by a 16-byte digest of its canonical descriptor, bias and dtype. Digests are kept
+A case is identified by a 16-byte digest of its canonical descriptor, bias, dtype and whether that dtype
+is its own (a batch file's) or a placeholder for the run's dtypes. Digests are kept
 in a Python set up to `IN_MEMORY` entries (~100 bytes each); past that they move to an SQLite table in
 a temporary file, whose page cache is bounded, so a stream of millions of cases is deduplicated
 without its memory growing with the stream.
@@ -20,9 +21,11 @@ from harness.cases.spec import ConvSpec
 IN_MEMORY = 50_000
 
 
-def spec_digest(spec: ConvSpec) -> bytes:
-    """16 bytes that identify a spec (its canonical descriptor, bias and dtype)."""
-    return hashlib.blake2b(f"{spec.descriptor}|{spec.bias}|{spec.dtype}".encode(), digest_size=16).digest()
+def spec_digest(spec: ConvSpec, fixed_dtype: bool = False) -> bytes:
+    """16 bytes that identify a spec (its canonical descriptor, bias and dtype) and whether its dtype is
+    the case's own (`Case.fixed_dtype`) rather than a placeholder for the run's dtypes."""
+    key = f"{spec.descriptor}|{spec.bias}|{spec.dtype}" + ("|fixed" if fixed_dtype else "")
+    return hashlib.blake2b(key.encode(), digest_size=16).digest()
 
 
 class SeenSet:
@@ -35,8 +38,8 @@ class SeenSet:
         self._db: sqlite3.Connection | None = None
         self.count = 0
 
-    def add(self, spec: ConvSpec) -> bool:
-        digest = spec_digest(spec)
+    def add(self, spec: ConvSpec, fixed_dtype: bool = False) -> bool:
+        digest = spec_digest(spec, fixed_dtype)
         if self._db is None:
             if digest in self._digests:
                 return False
@@ -76,7 +79,7 @@ def dedupe(cases: Iterable[Case], seen: SeenSet | None = None) -> Iterator[Case]
     seen = seen or SeenSet()
     try:
         for case in cases:
-            if seen.add(case.spec):
+            if seen.add(case.spec, case.fixed_dtype):
                 yield case
     finally:
         if own:

@@ -1,5 +1,6 @@
-"""Grids: where cases come from. Named grids (registered by plugins), TOML files, benchdnn batch
-files and random samples all produce `Case`s; TOML grids and random samples lazily, in any number.
+"""Grids: where cases come from. Named grids (registered by plugins), TOML files and random samples
+produce `Case`s; TOML grids and random samples lazily, in any number. (benchdnn batch files:
+`harness.cases.batch_file`.)
 
 TOML grid file:
 
@@ -7,14 +8,17 @@ TOML grid file:
 
     [[product]]              # the cartesian product of every listed axis (more tables add more)
     in_channels = [4, 8]     # axes: batch in_channels out_channels input_size kernel_size stride
-    input_size = [[9, 9]]    #       padding dilation groups bias; a missing axis takes the
-    kernel_size = [[3, 3]]   #       ConvSpec default (batch 2, 1 channel, stride 1, ...)
+    input_size = [[9, 9]]    #       padding dilation groups bias transposed output_padding; a
+    kernel_size = [[3, 3]]   #       missing axis takes the ConvSpec default (batch 2, stride 1, ...)
     padding = [0, "same", [[0, 1], [1, 0]]]
 
     [[case]]                 # explicit cases: a descriptor, or the same fields as single values
     descriptor = "mb2ic3ih5iw7oc4oh2ow3kh3kw3sh2sw2"
     bias = false
     name = "blog post"
+
+    [[case]]                 # a transposed convolution: transposed = true, or a deconv: descriptor
+    descriptor = "deconv:mb2ic8ih4oc4kh4sh2ph1"
 
 Combinations of a product that are not valid convolutions (groups not dividing the channels, a
 kernel larger than the padded input) are skipped; an invalid explicit case is an error.
@@ -32,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cases.dedupe import SeenSet
-from harness.cases.descriptor import Case, DescriptorError, parse_case
+from harness.cases.descriptor import Case, DescriptorError, check_name, parse_case
 from harness.cases.spec import ConvSpec
 
 SPEC_FIELDS = (
@@ -46,6 +50,8 @@ SPEC_FIELDS = (
     "dilation",
     "groups",
     "bias",
+    "transposed",
+    "output_padding",
 )
 
 
@@ -73,28 +79,13 @@ def read_text(path: Path, what: str) -> str:
         raise GridError(f"cannot read {what} {path}: {error.strerror}") from None
 
 
-def read_batch_file(path: str | Path) -> list[Case]:
-    """A benchdnn batch file: one descriptor per line, `#` comments and blank lines ignored."""
-    path = Path(path)
-    cases = []
-    for number, line in enumerate(read_text(path, "batch file").splitlines(), start=1):
-        text = _strip_comment(line)
-        if not text:
-            continue
-        try:
-            cases.append(parse_case(text))
-        except DescriptorError as error:
-            raise GridError(f"{path}:{number}: {error}") from None
-    return cases
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _well_typed(field: str, value: Any) -> bool:
     """Whether `value` has a type `field` accepts, so a product skips only geometrically invalid combinations."""
-    if field == "bias":
+    if field in ("bias", "transposed"):
         return isinstance(value, bool)
     if field in ("batch", "in_channels", "out_channels", "groups"):
         return _is_int(value)
@@ -106,15 +97,13 @@ def _well_typed(field: str, value: Any) -> bool:
     return _is_int(value) or (isinstance(value, list) and all(map(_is_int, value)))
 
 
-def _strip_comment(line: str) -> str:
-    """The line up to a `#` that is not inside a quoted name, stripped."""
-    quoted = False
-    for index, char in enumerate(line):
-        if char == '"':
-            quoted = not quoted
-        elif char == "#" and not quoted:
-            return line[:index].strip()
-    return line.strip()
+def check_case_name(name: str, where: str) -> str:
+    """`name`, or GridError naming where it is, when a case name may not hold what it holds."""
+    try:
+        check_name(name)
+    except ValueError as error:
+        raise GridError(f"{where}: {error}") from None
+    return name
 
 
 def _tables(value: Any, path: Path, key: str) -> list[dict]:
@@ -210,11 +199,11 @@ def read_toml_grid(path: str | Path) -> TomlGrid:
             if not isinstance(bias, bool):
                 raise GridError(f"{where}: bias must be true or false, got {bias!r}")
             try:
-                explicit.append(Case(parse_case(str(descriptor), bias=bias).spec, name))
+                explicit.append(Case(parse_case(str(descriptor), bias=bias).spec, check_case_name(name, where)))
             except DescriptorError as error:
                 raise GridError(f"{where}: {error}") from None
         else:
-            explicit.append(Case(_spec_from_fields(table, where), name))
+            explicit.append(Case(_spec_from_fields(table, where), check_case_name(name, where)))
     return TomlGrid(path, str(data.get("description", "")), tuple(products), tuple(explicit))
 
 

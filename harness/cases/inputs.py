@@ -16,7 +16,10 @@ from harness.cases.spec import ConvSpec, numpy_dtype
 
 @dataclass(frozen=True)
 class Inputs:
-    """x (N, C, *in), w (O, C/groups, *kernel), b (O,) or None, dy (N, O, *out), all of spec.dtype."""
+    """x (N, C, *in), w (O, C/groups, *kernel), b (O,) or None, dy (N, O, *out), all of spec.dtype.
+
+    Transposed: w (C, O/groups, *kernel) (spec.w_shape).
+    """
 
     x: np.ndarray
     w: np.ndarray
@@ -31,10 +34,15 @@ def case_seed(spec: ConvSpec, seed: int) -> int:
 
 
 def make_inputs(spec: ConvSpec, seed: int) -> Inputs:
-    """Uniform(-1, 1) draws, weights scaled by 1/sqrt(fan_in) so outputs stay O(1) in every dtype."""
+    """Uniform(-1, 1) draws, weights scaled by 1/sqrt(fan_in) so outputs stay O(1) in every dtype.
+
+    fan_in is the most products of x and w one element of y sums: C/groups * prod(kernel) for a
+    convolution; for a transposed one, C/groups times the taps that reach one output position (about
+    prod(kernel / stride)), from spec.reductions.
+    """
     rng = np.random.default_rng(case_seed(spec, seed))
     dtype = numpy_dtype(spec.dtype)
-    fan_in = spec.w_shape[1] * int(np.prod(spec.kernel_size))
+    fan_in = spec.reductions["y"] - (1 if spec.bias else 0)
     x = rng.uniform(-1.0, 1.0, spec.x_shape)
     w = rng.uniform(-1.0, 1.0, spec.w_shape) / np.sqrt(fan_in)
     b = rng.uniform(-1.0, 1.0, (spec.out_channels,)) if spec.bias else None

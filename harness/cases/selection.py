@@ -2,19 +2,24 @@
 
 A `CaseSelection` is plain data (saved in run.json, so a resume can draw the same stream again);
 `stream()` tells up front how many cases there can be (a selection larger than the limit is refused
-before anything runs) and streams them lazily and without repeats, in bounded memory.
+before anything runs) and streams them lazily and without repeats, in bounded memory. `expand` puts
+them in the run's dtypes, except batch file cases, which keep the dtype their `--dt` gives them.
+`describe` lists what a run executes (`convparity cases`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from harness.cases.batch_file import BatchFile
 from harness.cases.dedupe import SeenSet
 from harness.cases.descriptor import Case, parse_case
-from harness.cases.grids import GridError, random_cases, read_batch_file, read_toml_grid
+from harness.cases.grids import GridError, random_cases, read_toml_grid
 
 BIAS_CHOICES = {"on": (True,), "off": (False,), "both": (True, False)}
 DEFAULT_MAX_CASES = 1_000_000
@@ -57,9 +62,10 @@ class CaseSelection:
         except TypeError as error:
             raise GridError(f"the case selection is not understood: {error}") from None
 
+    @cached_property
     def _sources(self) -> list:
-        """The case lists and TOML grids to draw from, read and validated now (a bad file fails before
-        any case runs)."""
+        """The case lists, TOML grids and batch files to draw from, read and validated on first use (a bad
+        file fails before any case runs)."""
         from harness.backends.manager import get_manager
 
         named = get_manager().grids()
@@ -68,11 +74,11 @@ class CaseSelection:
             if grid in named:
                 sources.append(named[grid].cases())
             elif Path(grid).is_file():
-                sources.append(read_toml_grid(grid) if grid.endswith(".toml") else read_batch_file(grid))
+                sources.append(read_toml_grid(grid) if grid.endswith(".toml") else BatchFile(grid))
             else:
                 raise GridError(f"unknown grid {grid!r}: not a named grid ({', '.join(named)}) nor a file")
         for path in self.batch_files:
-            sources.append(read_batch_file(path))
+            sources.append(BatchFile(path))
         descriptors = [parse_case(text, bias=bias) for text in self.cases for bias in BIAS_CHOICES[self.bias]]
         if descriptors:
             sources.append(descriptors)
@@ -84,7 +90,7 @@ class CaseSelection:
 
         GridError when the size exceeds `limit` (None: no limit), before any case is drawn.
         """
-        sources = self._sources()
+        sources = self._sources
         size = self.random + sum(source.size if hasattr(source, "size") else len(source) for source in sources)
         if limit is not None and size > limit:
             raise GridError(f"the selection has up to {size:,} cases, more than the limit of {limit:,} "
@@ -96,9 +102,40 @@ class CaseSelection:
         try:
             for source in sources:
                 for case in source:
-                    if seen.add(case.spec):
+                    if seen.add(case.spec, case.fixed_dtype):
                         yield case
             if self.random:
                 yield from random_cases(self.random, self.seed, seen)
         finally:
             seen.close()
+
+    def batch_summaries(self) -> dict[str, dict]:
+        """Per batch file: benchdnn problems read, computed and skipped (by reason), cases, ignored options."""
+        return {str(source.path): source.summary for source in self._sources if isinstance(source, BatchFile)}
+
+    def describe(self, dtypes: tuple[str, ...], limit: int | None = DEFAULT_MAX_CASES) -> Iterator[str]:
+        """What a run in `dtypes` executes: one line per case (canonical descriptor with its name, dtype,
+        bias, tensors compared), the count, then each batch file's counts and what it skipped or ignored."""
+        count = 0
+        for case in expand(self.stream(limit)[1], dtypes):
+            count += 1
+            yield (f"{case.descriptor}\t{case.spec.dtype}\tbias={'on' if case.spec.bias else 'off'}"
+                   f"\t{','.join(case.compared)}")
+        yield f"{count} cases"
+        for path, summary in self.batch_summaries().items():
+            yield (f"{path}: {summary['problems']} benchdnn problems read, {summary['computed']} computed as "
+                   f"{summary['cases']} cases, {summary['skipped']} skipped")
+            for why, entry in sorted(summary["skipped_by_reason"].items(), key=lambda kv: -kv[1]["problems"]):
+                yield f"  skipped {entry['problems']}: {why} (first: {entry['first']})"
+            for name, entry in sorted(summary["ignored_options"].items(), key=lambda kv: -kv[1]["tokens"]):
+                yield f"  ignored {name} x{entry['tokens']}: {entry['why']}"
+
+
+def expand(cases: Iterable[Case], dtypes: tuple[str, ...]) -> Iterator[Case]:
+    """Every case in every dtype, case-major, lazily; a case with a `fixed_dtype` once, in its own."""
+    for case in cases:
+        if case.fixed_dtype:
+            yield case
+        else:
+            for dtype in dtypes:
+                yield dataclasses.replace(case, spec=case.spec.replace(dtype=dtype))

@@ -9,6 +9,16 @@ Field conventions (see DESIGN.md):
   window reaches (or a positive one only adds zeros none reaches), else the smallest padding or the
   smallest crop that gives the same windows. A crop that changes the output is kept.
 - `dtype`: "float64", "float32", "float16" or "bfloat16".
+- `transposed`: a transposed convolution (deconvolution) instead of a convolution: x (N, C_in, *in),
+  w (C_in, C_out/groups, *kernel) as in PyTorch and ONNX, y (N, C_out, *out) with
+  out = (i - 1) * s - before - after + (k - 1) * d + output_padding + 1 per dim. Positive pads crop
+  the full result, negative ones extend it with positions no input reaches (bias only); see
+  reference_impl.transposed. `output_padding` (an int or one per dim, 0 for a convolution) follows
+  PyTorch's rule: < stride or < dilation. Only after - output_padding matters, so the pair is stored
+  in canonical form: symmetric pads (after = before >= 0) when an allowed output_padding makes them
+  so (PyTorch's `padding=p, output_padding=op`), else the smallest output_padding that keeps the end
+  pad >= 0, else the largest allowed one. "valid" is no padding; "same" is TensorFlow's and Keras'
+  rule for transposed convolutions: out = i * s, the crop split with its odd element at the end.
 """
 
 from __future__ import annotations
@@ -20,9 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from reference_impl.geometry import ConvGeometry, per_dim, per_dim_pairs
+from reference_impl.geometry import ConvGeometry, TransposedGeometry, per_dim, per_dim_pairs
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
+# Sizes a tensor can have: every size, channel count, kernel extent, stride, dilation and pad fits in a
+# signed 32-bit int (frameworks index with int32 or int64, benchdnn with int64), and no tensor holds more
+# than MAX_ELEMENTS elements (2**36: 512 GiB in float64, beyond any machine this runs on). A spec past
+# either is refused with the field named, so nothing downstream ever allocates or prints it.
+MAX_INT = 2**31 - 1
+MAX_ELEMENTS = 2**36
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
 
 
@@ -35,6 +51,16 @@ def numpy_dtype(name: str) -> np.dtype:
     if name not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
     return np.dtype(name)
+
+
+def _short(value: object) -> str:
+    """A value for an error message, at most about 60 characters: an int of thousands of digits is described."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(_short, value)) + ")"
+    if isinstance(value, int) and abs(value) > 10**40:
+        return f"a {int(abs(value).bit_length() * 0.30103) + 1}-digit number"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:28]}...{text[-28:]}"
 
 
 def _same_padding(size: int, effective_kernel: int, stride: int) -> tuple[int, int]:
@@ -56,9 +82,38 @@ def canonical_end_pad(size: int, before: int, after: int, effective_kernel: int,
     return min(max(exact, 0), exact + stride - 1)
 
 
+def _transposed_same_padding(size: int, effective_kernel: int, stride: int) -> tuple[int, int, int]:
+    """(before, after, output_padding) of TensorFlow's "SAME" transposed convolution: out = i * s.
+
+    It is the data gradient of a "SAME" convolution of an input of i * s: that crops
+    max(effk - s, 0) positions of the full (i - 1) * s + effk, the odd one at the end, and an
+    effective kernel shorter than the stride leaves s - effk positions past the full result.
+    """
+    total = effective_kernel - stride
+    if total < 0:
+        return 0, 0, -total
+    return total // 2, total - total // 2, 0
+
+
+def canonical_output_padding(before: int, after: int, extra: int, stride: int, dilation: int) -> tuple[int, int]:
+    """(after, output_padding) in canonical form for a transposed convolution (see the module docstring).
+
+    Only after - output_padding matters (the output ends at the same position of the full result);
+    output_padding may be 0 to max(stride, dilation) - 1 (PyTorch's rule).
+    """
+    net, most = after - extra, max(stride, dilation) - 1
+    if before >= 0 and 0 <= before - net <= most:
+        return before, before - net
+    extra = min(max(-net, 0), most)
+    return net + extra, extra
+
+
 @dataclass(frozen=True)
 class ConvSpec:
-    """One convolution: x (batch, in_channels, *input_size), w (out_channels, in_channels/groups, *kernel_size)."""
+    """One convolution: x (batch, in_channels, *input_size), w (out_channels, in_channels/groups, *kernel_size).
+
+    A transposed one (`transposed=True`): w (in_channels, out_channels/groups, *kernel_size).
+    """
 
     batch: int
     in_channels: int
@@ -71,6 +126,8 @@ class ConvSpec:
     groups: int = 1
     bias: bool = True
     dtype: str = "float32"
+    transposed: bool = False
+    output_padding: tuple[int, ...] = 0  # type: ignore[assignment]  # an int or one per dim
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -100,12 +157,29 @@ class ConvSpec:
                 f"groups={self.groups} must divide in_channels={self.in_channels} and "
                 f"out_channels={self.out_channels}"
             )
+        if not isinstance(self.transposed, (bool, np.bool_)):
+            raise ValueError(f"transposed must be True or False, got {self.transposed!r}")
+        set_("transposed", bool(self.transposed))
+        extra = per_dim("output_padding", self.output_padding, rank, minimum=0)
+        if not self.transposed and any(extra):
+            raise ValueError(f"output_padding must be 0 for a convolution (transposed=False), got "
+                             f"{self.output_padding!r}")
         effective = tuple((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation))
         padding: Any = 0 if self.padding == "valid" else self.padding
+        if isinstance(padding, str) and padding != "same":
+            raise ValueError(f"padding must be 'same', 'valid', an int or per-dim pads, got {padding!r}")
+        if self.transposed:
+            pairs, extra = self._transposed_padding(padding, extra, effective)
+        else:
+            pairs = self._conv_padding(padding, effective)
+        set_("padding", pairs)
+        set_("output_padding", extra)
+
+    def _conv_padding(self, padding: Any, effective: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+        """A convolution's (before, after) pads, checked and with canonical end pads."""
+        input_size, rank = self.input_size, len(self.input_size)
         if padding == "same":
             pairs = tuple(_same_padding(i, e, s) for i, e, s in zip(input_size, effective, self.stride))
-        elif isinstance(padding, str):
-            raise ValueError(f"padding must be 'same', 'valid', an int or per-dim pads, got {padding!r}")
         else:
             pairs = per_dim_pairs(padding, rank)
         for dim, ((lo, hi), size, e) in enumerate(zip(pairs, input_size, effective)):
@@ -116,6 +190,7 @@ class ConvSpec:
                     f"kernel_size: effective kernel {e} (kernel {self.kernel_size[dim]}, dilation "
                     f"{self.dilation[dim]}) is larger than the padded input {size + lo + hi} in spatial dim {dim}"
                 )
+        self._check_limits(pairs)
         pairs = tuple(
             (lo, canonical_end_pad(size, lo, hi, e, s))
             for (lo, hi), size, e, s in zip(pairs, input_size, effective, self.stride)
@@ -123,14 +198,89 @@ class ConvSpec:
         for dim, ((lo, hi), size) in enumerate(zip(pairs, input_size)):
             if size + min(lo, 0) + min(hi, 0) < 1:
                 raise ValueError(f"padding {(lo, hi)} crops all {size} inputs of spatial dim {dim}")
-        set_("padding", pairs)
+        return pairs
+
+    def _transposed_padding(self, padding: Any, extra: tuple[int, ...], effective: tuple[int, ...],
+                            ) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+        """A transposed convolution's (before, after) pads and output_padding, checked and canonical."""
+        input_size, rank = self.input_size, len(self.input_size)
+        if padding == "same":
+            if any(extra):
+                raise ValueError(f"output_padding must be 0 with padding='same' (which sets it), got {extra}")
+            triples = [_transposed_same_padding(i, e, s) for i, e, s in zip(input_size, effective, self.stride)]
+            pairs, extra = tuple((lo, hi) for lo, hi, _ in triples), tuple(e for _, _, e in triples)
+        else:
+            pairs = per_dim_pairs(padding, rank)
+        for dim, (e, s, d) in enumerate(zip(extra, self.stride, self.dilation)):
+            if e >= s and e >= d:
+                raise ValueError(f"output_padding must be smaller than stride or dilation in every dim (PyTorch's "
+                                 f"rule), got {e} with stride {s} and dilation {d} in spatial dim {dim}")
+        self._check_limits(pairs, extra)
+        for dim, ((lo, hi), e, i, k, s) in enumerate(zip(pairs, extra, input_size, effective, self.stride)):
+            full = (i - 1) * s + k
+            out = full - lo - hi + e
+            if out < 1:
+                raise ValueError(f"padding {(lo, hi)} leaves no output in spatial dim {dim}: {full} positions - {lo} "
+                                 f"- {hi} + output_padding {e} = {out}")
+            if out - max(0, -lo) - max(0, e - hi) < 1:
+                raise ValueError(f"padding {(lo, hi)} with output_padding {e} puts every output of spatial dim {dim} "
+                                 f"outside the {full} positions the input reaches")
+        canonical = [canonical_output_padding(lo, hi, e, s, d)
+                     for (lo, hi), e, s, d in zip(pairs, extra, self.stride, self.dilation)]
+        return (tuple((lo, hi) for (lo, _), (hi, _) in zip(pairs, canonical)),
+                tuple(e for _, e in canonical))
+
+    def _check_limits(self, pairs: tuple[tuple[int, int], ...], extra: tuple[int, ...] | None = None) -> None:
+        """ValueError naming the field when a value or a tensor is beyond MAX_INT / MAX_ELEMENTS.
+
+        `extra`: a transposed convolution's output_padding (None for a convolution)."""
+        for field in ("batch", "in_channels", "out_channels", "groups", "input_size", "kernel_size", "stride",
+                      "dilation", "padding"):
+            value = pairs if field == "padding" else getattr(self, field)
+            flat = [v for item in value for v in item] if field == "padding" else (
+                list(value) if isinstance(value, tuple) else [value])
+            if any(abs(v) > MAX_INT for v in flat):
+                raise ValueError(f"{field}: {_short(value)} is beyond the largest size a tensor can have ({MAX_INT})")
+        effective = tuple((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation))
+        if extra is None:
+            out = tuple((i + lo + hi - e) // s + 1 for i, (lo, hi), e, s in zip(self.input_size, pairs, effective,
+                                                                                  self.stride))
+            weight = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        else:
+            out = tuple((i - 1) * s + e - lo - hi + op for i, (lo, hi), e, s, op in zip(
+                self.input_size, pairs, effective, self.stride, extra))
+            weight = (self.in_channels, self.out_channels // self.groups, *self.kernel_size)
+        for tensor, shape in (("x", (self.batch, self.in_channels, *self.input_size)), ("w", weight),
+                              ("y", (self.batch, self.out_channels, *out))):
+            if math.prod(shape) > MAX_ELEMENTS:
+                raise ValueError(f"{tensor} would hold {math.prod(shape):.3g} elements {shape}, more than the "
+                                 f"{MAX_ELEMENTS:.3g} a tensor may have here")
 
     @property
     def rank(self) -> int:
         return len(self.input_size)
 
     @property
-    def geometry(self) -> ConvGeometry:
+    def op(self) -> str:
+        """"deconv" for a transposed convolution, else "conv" (benchdnn's driver names)."""
+        return "deconv" if self.transposed else "conv"
+
+    @property
+    def geometry(self) -> ConvGeometry | TransposedGeometry:
+        """The reference's view of the shapes: a TransposedGeometry for a transposed spec."""
+        if self.transposed:
+            return TransposedGeometry(
+                batch=self.batch,
+                in_channels=self.in_channels,
+                out_channels=self.out_channels,
+                groups=self.groups,
+                input_size=self.input_size,
+                kernel_size=self.kernel_size,
+                stride=self.stride,
+                dilation=self.dilation,
+                padding=self.padding,
+                output_padding=self.output_padding,
+            )
         return ConvGeometry(
             batch=self.batch,
             in_channels=self.in_channels,
@@ -153,6 +303,9 @@ class ConvSpec:
 
     @property
     def w_shape(self) -> tuple[int, ...]:
+        """(O, C/groups, *kernel); transposed: (C_in, C_out/groups, *kernel)."""
+        if self.transposed:
+            return (self.in_channels, self.out_channels // self.groups) + self.kernel_size
         return (self.out_channels, self.in_channels // self.groups) + self.kernel_size
 
     @property
@@ -167,7 +320,13 @@ class ConvSpec:
 
     @property
     def reductions(self) -> dict[str, int]:
-        """Reduction length K_T of every tensor: how many products each element sums."""
+        """Reduction length K_T of every tensor: how many products each element sums (at most).
+
+        Transposed: TransposedGeometry.reduction_lengths (only the taps that reach an output count).
+        """
+        geometry = self.geometry
+        if isinstance(geometry, TransposedGeometry):
+            return geometry.reduction_lengths(bias=self.bias)
         kernel = math.prod(self.kernel_size)
         return {
             "y": self.in_channels // self.groups * kernel + (1 if self.bias else 0),

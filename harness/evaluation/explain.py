@@ -18,7 +18,8 @@ from harness.results import BAD_STATUSES, bias_word
 def explain(backend: Backend, spec: ConvSpec, *, seed: int, tolerance_factor: float, out: TextIO) -> int:
     """Print the case and every tensor's row; 1 when a row is a backend failure, else 0."""
     print(f"case     {spec.descriptor}  bias={bias_word(spec.bias)} dtype={spec.dtype} seed={seed}", file=out)
-    print(f"shapes   x {spec.x_shape}  w {spec.w_shape}  y {spec.y_shape}  padding {spec.padding}", file=out)
+    extra = f"  output_padding {spec.output_padding}" if spec.transposed else ""
+    print(f"shapes   x {spec.x_shape}  w {spec.w_shape}  y {spec.y_shape}  padding {spec.padding}{extra}", file=out)
     reason = backend.availability()
     if reason:
         print(f"{backend.name}: unavailable: {reason}", file=out)

@@ -101,17 +101,12 @@ def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "") 
         arrays, problems = validate_outputs(spec, outputs)
         members = optional_members(backend)
         accumulation = members.accumulation.get(spec.dtype) or default_accumulation(spec.dtype)
-        deviations = matching(members.deviations, spec, _framework_version(version or backend.version()))
+        deviations = matching(members.deviations, spec, version or backend.version())
     except InvalidOutputs as error:
         return Status("error", str(error), seconds)
     except Exception as error:  # noqa: BLE001 - a broken declaration or version() is the backend's error
         return Status("error", describe_exception(error), seconds)
     return Ran(arrays, seconds, accumulation, problems, deviations)
-
-
-def _framework_version(version: str) -> str:
-    words = str(version).split()
-    return words[0] if words else ""
 
 
 class InvalidOutputs(ValueError):
@@ -192,11 +187,18 @@ def tensors(spec: ConvSpec) -> tuple[str, ...]:
 
 
 def reference(spec: ConvSpec, inputs: Inputs) -> Reference:
-    """Reference results computed from the inputs as cast to the spec's dtype, in float64."""
+    """Reference results computed from the inputs as cast to the spec's dtype, in float64.
+
+    A transposed spec goes to reference_impl.conv_transpose_forward_backward, magnitudes the same way.
+    """
     kwargs = dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation, groups=spec.groups)
+    if spec.transposed:
+        kwargs["output_padding"] = spec.output_padding
+    forward_backward = (reference_impl.conv_transpose_forward_backward if spec.transposed
+                        else reference_impl.conv_forward_backward)
 
     def run(x, w, b, dy):
-        return dict(zip(TENSORS, reference_impl.conv_forward_backward(x, w, b, dy, **kwargs)))
+        return dict(zip(TENSORS, forward_backward(x, w, b, dy, **kwargs)))
 
     as64 = [None if a is None else np.asarray(a, dtype=np.float64) for a in (inputs.x, inputs.w, inputs.b, inputs.dy)]
     values = run(*as64)
@@ -214,8 +216,9 @@ def repro(spec: ConvSpec, backend: str, seed: int, tolerance_factor: float = 1.0
 
 
 def case_rows(spec: ConvSpec, name: str, seed: int, tolerance_factor: float,
-              results: Sequence[BackendResult]) -> list[Row]:
-    """The rows of one case for every backend in `results`, in that order.
+              results: Sequence[BackendResult], compared: Sequence[str] = TENSORS) -> list[Row]:
+    """The rows of one case for every backend in `results`, in that order, for the tensors in `compared`
+    (a benchdnn batch file's --dir may ask for fewer than all).
 
     The reference is computed once, only when some backend ran; if computing it raises, every
     backend that ran gets `reference-error` rows with the reason.
@@ -238,7 +241,7 @@ def case_rows(spec: ConvSpec, name: str, seed: int, tolerance_factor: float,
             assert isinstance(ref, Reference)
             rows += compare_rows(spec, name, part.backend, part.version, seed, result, ref,
                                  tolerance_factor=tolerance_factor)
-    return rows
+    return [row for row in rows if row.tensor in compared]
 
 
 def _base(spec: ConvSpec, name: str, backend: str, version: str, seed: int, tolerance_factor: float = 1.0) -> dict:

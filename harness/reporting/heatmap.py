@@ -86,20 +86,26 @@ def worst_grid(compared: pd.DataFrame, rows: Axis, columns: Axis) -> pd.DataFram
     return worst.unstack("column").sort_index().sort_index(axis=1)
 
 
-def _draw(ax, grid: pd.DataFrame, rows: Axis, columns: Axis):
-    """One annotated heatmap on `ax`; returns the image for the colour bar."""
+def _draw(ax, grid: pd.DataFrame, rows: Axis, columns: Axis, tensors: str):
+    """One annotated heatmap on `ax`, titled with the tensors it covers; returns the image for the colour bar.
+
+    Each value is printed in black or white, whichever reads better on its cell's colour.
+    """
     values = grid.to_numpy(dtype=float)
     with np.errstate(divide="ignore"):
         shade = np.clip(np.log10(values), LOG_LOW, LOG_HIGH)  # NaN stays NaN and shows grey
-    image = ax.imshow(np.ma.masked_invalid(shade), cmap=COLOURS, aspect="auto", interpolation="nearest",
-                      norm=TwoSlopeNorm(vcenter=np.log10(PASS_AT_MOST), vmin=LOG_LOW, vmax=LOG_HIGH))
+    norm = TwoSlopeNorm(vcenter=np.log10(PASS_AT_MOST), vmin=LOG_LOW, vmax=LOG_HIGH)
+    image = ax.imshow(np.ma.masked_invalid(shade), cmap=COLOURS, aspect="auto", interpolation="nearest", norm=norm)
+    ax.set_title(f"worst of tensors {tensors}", fontsize=9)
     ax.set_xticks(range(grid.shape[1]), [columns.tick(c) for c in grid.columns], rotation=45, ha="right")
     ax.set_yticks(range(grid.shape[0]), [rows.tick(r) for r in grid.index])
     ax.set_xlabel(columns.label)
     ax.set_ylabel(rows.label)
     for (i, j), value in np.ndenumerate(values):
         if not np.isnan(value):
-            ax.text(j, i, format_ratio(value), ha="center", va="center", fontsize=7,
+            red, green, blue, _ = COLOURS(norm(shade[i, j]))
+            dark = 0.2126 * red + 0.7152 * green + 0.0722 * blue < 0.45  # relative luminance of the cell
+            ax.text(j, i, format_ratio(value), ha="center", va="center", fontsize=7, color="white" if dark else "black",
                     fontweight="bold" if value > PASS_AT_MOST else "normal")
     return image
 
@@ -111,6 +117,7 @@ def backend_figure(backend: str, compared: pd.DataFrame) -> Figure:
     engine, which would measure every label and cost more than drawing.
     """
     grids = [(worst_grid(compared, AXES[r], AXES[c]), AXES[r], AXES[c]) for r, c in PANELS]
+    tensors = ", ".join(t for t in ("y", "dx", "dw", "db") if t in set(compared["tensor"]))
     widths = [max(grid.shape[1], 2) * CELL_INCHES[0] for grid, _, _ in grids]
     height = max(grid.shape[0] for grid, _, _ in grids) * CELL_INCHES[1] + 0.6
     left, gap, bar_space, bottom, top = MARGIN_INCHES
@@ -120,7 +127,7 @@ def backend_figure(backend: str, compared: pd.DataFrame) -> Figure:
     spec = figure.add_gridspec(1, len(grids), width_ratios=widths, wspace=gap / (sum(widths) / len(grids)),
                                left=left / frame_width, right=1 - bar_space / frame_width,
                                bottom=bottom / frame_height, top=1 - top / frame_height)
-    images = [_draw(figure.add_subplot(spec[0, i]), grid, rows, columns)
+    images = [_draw(figure.add_subplot(spec[0, i]), grid, rows, columns, tensors)
               for i, (grid, rows, columns) in enumerate(grids)]
     bar_left = 1 - (bar_space - 0.2) / frame_width
     bar_axes = figure.add_axes((bar_left, bottom / frame_height, 0.15 / frame_width, height / frame_height))

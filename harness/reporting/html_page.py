@@ -27,6 +27,7 @@ table.dataframe th, table.dataframe td { border: 1px solid #d0d7de; padding: 3px
                                          vertical-align: top; }
 table.dataframe th { background: #f6f8fa; }
 table.matrix td { padding: 0; } table.matrix td > div { padding: 4px 9px; min-width: 9em; }
+table.matrix td:first-child { max-width: 14em; overflow-wrap: anywhere; padding: 4px 9px; }
 code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; word-break: break-all; }
 .ratio { font-weight: 600; } .legend span { display: inline-block; padding: 2px 8px; margin: 2px; }
 details > summary { cursor: pointer; font-weight: 600; margin: .5em 0; }

@@ -4,6 +4,8 @@ Sections, in order:
 - status totals of every row;
 - the parity matrix (harness.reporting.matrix): backends x dtypes down, tensors across, each cell coloured by its
   band and showing pass/fail/unsupported counts (other statuses named) and the worst err_ratio;
+- findings, when the folder has a findings.csv (from `convparity search` or `convparity triage`): one
+  line per group with its rule, minimal case and repro script; new findings open, known deviations folded;
 - per backend, heatmaps of the worst err_ratio over spec axes (harness.reporting.heatmap);
 - every non-passing case: one line per (case, bias, dtype, backend, status, message), the tensors it
   covers listed together, with descriptor, message and repro; failures (fail/error/crash/timeout)
@@ -22,9 +24,10 @@ from pathlib import Path
 import pandas as pd
 
 from harness.reporting import html_page
-from harness.reporting.heatmap import backend_figure, compared_rows
+from harness.reporting.digest import ResultsDigest
+from harness.reporting.heatmap import backend_figure
 from harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
-from harness.results import BAD_STATUSES, STATUSES, TENSORS, bias_word
+from harness.results import BAD_STATUSES, TENSORS, bias_word
 from harness.running.run_folder import atomic_write, read_metadata
 
 REPORT_HTML = "report.html"
@@ -63,11 +66,10 @@ def matrix_section(summary: pd.DataFrame) -> str:
     )
 
 
-def heatmap_section(results: pd.DataFrame) -> str:
-    """A heatmap figure per backend that has compared rows."""
-    compared = compared_rows(results)
+def heatmap_section(cells: pd.DataFrame) -> str:
+    """A heatmap figure per backend that has compared rows (`cells`: ResultsDigest.heatmap_cells)."""
     parts = ["<h2>Where errors grow</h2>"]
-    for backend, rows in compared.groupby("backend", sort=True, observed=True):
+    for backend, rows in cells.groupby("backend", sort=True, observed=True):
         image = html_page.figure_img(backend_figure(str(backend), rows), f"{backend} heatmaps")
         parts.append(f"<h3>{html_page.text(backend)}</h3>\n{image}")
     if len(parts) == 1:
@@ -92,9 +94,10 @@ def non_passing_cases(results: pd.DataFrame) -> pd.DataFrame:
     return cases[CASE_TABLE]
 
 
-def cases_section(results: pd.DataFrame) -> str:
-    """Non-passing cases in collapsible tables by kind (CASE_GROUPS)."""
-    cases = non_passing_cases(results)
+def cases_section(non_passing: pd.DataFrame, left_out: dict[str, int]) -> str:
+    """Non-passing cases in collapsible tables by kind (CASE_GROUPS); rows beyond what the digest kept are
+    counted, with where to find them."""
+    cases = non_passing_cases(non_passing)
     cases = cases.assign(err_ratio=cases["err_ratio"].map(format_ratio), repro=html_page.code(cases["repro"]),
                          bias=cases["bias"].map(bias_word),
                          case=html_page.code(cases["case"]), deviation=cases["deviation"].map(html_page.linked))
@@ -103,13 +106,43 @@ def cases_section(results: pd.DataFrame) -> str:
         chosen = cases[cases["status"].isin(statuses)]
         if len(chosen):
             body = html_page.table(chosen, markup_columns=("case", "repro", "deviation"))
+            more = sum(left_out.get(s, 0) for s in statuses)
+            if more:
+                body += f"<p>{more} more rows of these statuses are in results.csv, not listed here.</p>"
             parts.append(html_page.details(f"{title} ({len(chosen)} cases)", body, opened=opened))
     if len(parts) == 1:
         parts.append("<p>No non-passing rows.</p>")
     return "\n".join(parts)
 
 
-def metadata_items(metadata: dict, results: pd.DataFrame) -> pd.DataFrame:
+FINDING_TABLE = ["group", "backend", "dtype", "bias", "tensors", "kind", "rule", "rule_check", "minimal_case",
+                 "minimal_dtype", "minimal_bias", "local_minimum", "err_ratio", "cases_seen", "deviation",
+                 "repro_script", "repro"]
+
+
+def findings_section(findings: pd.DataFrame) -> str:
+    """Groups by cause (findings.csv): new findings open, known deviations folded; scripts linked."""
+    rows = findings.assign(
+        minimal_case=html_page.code(findings["minimal_case"]), repro=html_page.code(findings["repro"]),
+        repro_script=findings["repro_script"].map(lambda p: f'<a href="{html_page.text(p)}">{html_page.text(p)}</a>'),
+        rule=html_page.code(findings["rule"]), deviation=findings["deviation"].map(html_page.linked),
+        err_ratio=findings["err_ratio"].map(lambda v: format_ratio(float(v)) if v else ""))[FINDING_TABLE]
+    markup = ("minimal_case", "repro", "repro_script", "rule", "deviation")
+    new, known = rows[~findings["known"]], rows[findings["known"]]
+    parts = ["<h2>Findings</h2>",
+             f"<p>{len(new)} new finding(s), {len(known)} known deviation(s): failures grouped by cause, each with the "
+             "simplest rule over spec features that separates its cases from the passing ones, its minimal case "
+             "and a standalone script that exits 1 while the bug is there.</p>"]
+    if len(new):
+        parts.append(html_page.details(f"new findings ({len(new)})", html_page.table(new, markup_columns=markup),
+                                       opened=True))
+    if len(known):
+        parts.append(html_page.details(f"known deviations ({len(known)})",
+                                       html_page.table(known, markup_columns=markup)))
+    return "\n".join(parts)
+
+
+def metadata_items(metadata: dict, row_versions: dict[str, str]) -> pd.DataFrame:
     """run.json (and, for backends it does not list, the rows' versions) as (item, value) pairs."""
     settings = metadata.get("settings", {})
     platform = metadata.get("platform", {})
@@ -127,9 +160,7 @@ def metadata_items(metadata: dict, results: pd.DataFrame) -> pd.DataFrame:
         ("tolerance factor", settings.get("tolerance_factor", "")),
         ("platform", ", ".join(f"{k} {v}" for k, v in platform.items() if v)),
     ]
-    versions = dict(metadata.get("backend_versions", {}))
-    for backend, version in results.groupby("backend", observed=True)["backend_version"].first().items():
-        versions.setdefault(str(backend), version)
+    versions = {**row_versions, **metadata.get("backend_versions", {})}
     items += [(f"backend {name}", version) for name, version in sorted(versions.items())]
     items += [(f"backend {name}", f"unavailable: {reason}")
               for name, reason in sorted(metadata.get("unavailable", {}).items())]
@@ -138,11 +169,10 @@ def metadata_items(metadata: dict, results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(items, columns=["item", "value"])
 
 
-def totals_line(results: pd.DataFrame, metadata: dict) -> str:
+def totals_line(digest: ResultsDigest, metadata: dict) -> str:
     """Row counts per status, and the backends that were unavailable (named once, never as rows)."""
-    counts = results["status"].value_counts()
-    parts = [f"{counts[s]} {s}" for s in STATUSES if s in counts]
-    line = f"<p>{len(results)} rows: {html_page.text(', '.join(parts) or 'none')}.</p>"
+    parts = [f"{count} {status}" for status, count in digest.status_counts.items()]
+    line = f"<p>{digest.rows} rows: {html_page.text(', '.join(parts) or 'none')}.</p>"
     unavailable = metadata.get("unavailable", {})
     if unavailable:
         line += "\n<p>Unavailable, so not run: " + html_page.text("; ".join(
@@ -162,20 +192,23 @@ def timing_section(metadata: dict) -> str:
             + (f"\n<p>{html_page.text(line)}.</p>" if line else ""))
 
 
-def render(title: str, results: pd.DataFrame, summary: pd.DataFrame, metadata: dict) -> str:
-    """The whole page as a string."""
+def render(title: str, digest: ResultsDigest, metadata: dict, findings: pd.DataFrame | None = None) -> str:
+    """The whole page as a string (with a findings section when `findings` is given)."""
     body = "\n".join(part for part in [
-        totals_line(results, metadata),
-        matrix_section(summary),
-        heatmap_section(results),
-        cases_section(results),
+        totals_line(digest, metadata),
+        matrix_section(digest.summary),
+        *([findings_section(findings)] if findings is not None else []),
+        heatmap_section(digest.heatmap_cells),
+        cases_section(digest.non_passing, digest.left_out),
         timing_section(metadata),
-        "<h2>Run</h2>\n" + html_page.table(metadata_items(metadata, results)),
+        "<h2>Run</h2>\n" + html_page.table(metadata_items(metadata, digest.versions)),
     ] if part)
     return html_page.document(f"convparity report: {title}", body)
 
 
-def write_html_report(directory: Path, results: pd.DataFrame, summary: pd.DataFrame) -> Path:
-    """Write DIR/report.html from the run's rows, their summary (harness.reporting.matrix.summarize) and run.json."""
-    page = render(directory.name, results, summary, read_metadata(directory))
+def write_html_report(directory: Path, digest: ResultsDigest) -> Path:
+    """Write DIR/report.html from the digest of the run's rows, its run.json and its findings.csv if any."""
+    from harness.search.findings import read_findings
+
+    page = render(directory.name, digest, read_metadata(directory), read_findings(directory))
     return atomic_write(directory / REPORT_HTML, lambda file: file.write(page))

@@ -77,13 +77,36 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
 
     results: the rows of harness.results.read_results. Tensors come in y, dx, dw, db order.
     """
+    return finish_summary(summary_parts(results))
+
+
+def summary_parts(results: pd.DataFrame | None, *, folded: bool = False) -> pd.DataFrame:
+    """The additive part of a summary: per SUMMARY_KEYS, a count column per status and worst_err_ratio.
+
+    `results` are rows, or (`folded`) earlier parts stacked, which are combined (counts summed, worst
+    kept), so a summary can be built from chunks of rows.
+    """
+    columns = SUMMARY_KEYS + list(STATUSES) + ["worst_err_ratio"]
+    if results is None or results.empty:
+        return pd.DataFrame(columns=columns)
+    if folded:
+        return results.groupby(SUMMARY_KEYS, observed=True).agg(
+            {**{s: "sum" for s in STATUSES}, "worst_err_ratio": "max"}).reset_index()[columns]
     counts = (
         results.groupby(SUMMARY_KEYS + ["status"], observed=True).size().unstack("status", fill_value=0)
         .reindex(columns=list(STATUSES), fill_value=0)
     )
     worst = results.groupby(SUMMARY_KEYS, observed=True)["err_ratio"].max().rename("worst_err_ratio")
-    summary = counts.join(worst).reset_index()
-    summary.insert(3, "rows", summary[list(STATUSES)].sum(axis=1))
+    return counts.join(worst).reset_index()[columns]
+
+
+def finish_summary(parts: pd.DataFrame) -> pd.DataFrame:
+    """The summary from its parts: rows and band per cell, cells in display order."""
+    summary = summary_parts(parts, folded=True) if len(parts) else parts.copy()
+    for status in STATUSES:
+        summary[status] = summary[status].astype("int64")
+    summary["worst_err_ratio"] = summary["worst_err_ratio"].astype(float)
+    summary.insert(3, "rows", summary[list(STATUSES)].sum(axis=1).astype("int64"))
     summary["band"] = bands(summary["worst_err_ratio"], summary[list(BAD_STATUSES)].sum(axis=1),
                             summary[["xfail", "xpass"]].sum(axis=1))
     return summary.sort_values(SUMMARY_KEYS, key=_display_order, kind="stable").reset_index(drop=True)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.reporting.digest import ResultsDigest, digest_results
 from harness.reporting.html_page import safe
 from harness.reporting.html_report import write_html_report
-from harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix, summarize
-from harness.results import read_results
-from harness.running.run_folder import atomic_write
+from harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
+from harness.results import TENSORS
+from harness.running.run_folder import atomic_write, read_metadata
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -55,8 +56,10 @@ def markdown_cell(cell: pd.Series) -> str:
     return f"{marker} {counts_text(cell)} · {format_ratio(cell['worst_err_ratio'])}"
 
 
-def summary_markdown(title: str, summary: pd.DataFrame) -> str:
-    """summary.md: the parity matrix first (with its legend), then the per-status counts."""
+def summary_markdown(title: str, digest: ResultsDigest, metadata: dict) -> str:
+    """summary.md: the parity matrix first (with its legend), the known deviations and unavailable
+    backends, then the per-status counts."""
+    summary = digest.summary
     matrix = parity_matrix(summary, markdown_cell).fillna("—").reset_index()
     legend = " · ".join(f"{band.marker} {band.name}: {band.meaning}" for band in BANDS)
     counts = summary.assign(worst_err_ratio=summary["worst_err_ratio"].map(format_ratio))
@@ -64,17 +67,39 @@ def summary_markdown(title: str, summary: pd.DataFrame) -> str:
         f"# convparity parity matrix: {_markdown_text(title)}\n\n{markdown_table(matrix)}\n\n"
         "Cells: pass/fail/unsupported row counts (other statuses named), then the worst err_ratio "
         f"(≤ 1 passes); — means no rows.\n{legend}\n\n"
+        f"{_declared_section(digest.non_passing)}{_unavailable_section(metadata)}"
         f"## Rows per status\n\n{markdown_table(counts)}\n"
     )
 
 
+def _declared_section(non_passing: pd.DataFrame) -> str:
+    """Known deviations (xfail) and stale declarations (xpass): rows per backend, dtype and declaration."""
+    declared = non_passing[non_passing["status"].isin(["xfail", "xpass"])] if len(non_passing) else non_passing
+    if declared.empty:
+        return ""
+    table = (declared.groupby(["status", "backend", "dtype", "deviation"], observed=True)
+             .agg(tensors=("tensor", lambda t: " ".join(sorted(set(t), key=TENSORS.index))), rows=("tensor", "size"))
+             .reset_index()[["status", "backend", "dtype", "tensors", "rows", "deviation"]])
+    return ("## Known deviations\n\nxfail: fails as the backend declares (reason and upstream report below); "
+            f"xpass: a declared deviation that did not happen (stale).\n\n{markdown_table(table)}\n\n")
+
+
+def _unavailable_section(metadata: dict) -> str:
+    unavailable = metadata.get("unavailable", {})
+    if not unavailable:
+        return ""
+    table = pd.DataFrame(sorted(unavailable.items()), columns=["backend", "unavailable because"])
+    return f"## Unavailable backends (not run)\n\n{markdown_table(table)}\n\n"
+
+
 def write_reports(directory: str | Path) -> pd.DataFrame:
-    """Write DIR/summary.csv, DIR/summary.md and DIR/report.html from DIR/results.csv; return the summary."""
+    """Write DIR/summary.csv, DIR/summary.md and DIR/report.html from DIR/results.csv (read once, in chunks:
+    see harness.reporting.digest); return the summary. Each file is written whole or not at all."""
     directory = Path(directory)
-    results = read_results(directory)
-    summary = summarize(results)
+    digest = digest_results(directory)
+    summary = digest.summary
     atomic_write(directory / SUMMARY_CSV, lambda file: summary.to_csv(file, index=False))
-    markdown = summary_markdown(directory.name, summary)
+    markdown = summary_markdown(directory.name, digest, read_metadata(directory))
     atomic_write(directory / SUMMARY_MD, lambda file: file.write(markdown))
-    write_html_report(directory, results, summary)
+    write_html_report(directory, digest)
     return summary

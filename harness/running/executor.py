@@ -217,7 +217,11 @@ def _serve(conn: Connection, pool: str, parent: int, log: str | None, prepare: A
     told to stop (None) or orphaned. A `prepare` that raises is left for the first task to meet again.
     Each reply is (ok, value or error text, (seconds, compile seconds, compile measured)) for one task."""
     _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
+    # Ctrl-C and SIGTERM are the runner's to handle (a terminal sends Ctrl-C to every process of its group):
+    # the worker was started with both blocked, so none can interrupt its start-up; now they are ignored.
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     if log:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
@@ -266,6 +270,17 @@ def _environment_defaults(defaults: Mapping[str, str]) -> Iterator[None]:
     finally:
         for name in added:
             os.environ.pop(name, None)
+
+
+@contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread for the duration: a process started meanwhile inherits the
+    block (across exec), so a Ctrl-C cannot interrupt its start-up; here they arrive once unblocked."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @dataclass
@@ -460,7 +475,7 @@ class LocalProcessExecutor:
         log = str(self.log) if self.log else None
         process = self._context.Process(target=_serve, args=(child_end, pool, os.getpid(), log, prepare),
                                         name=f"convparity-{pool}", daemon=True)
-        with _environment_defaults(self.environment):
+        with _environment_defaults(self.environment), _signals_blocked():
             process.start()
         child_end.close()
         worker = _Worker(pool, process, parent_end, spawned=time.perf_counter(), startup_timeout=self.startup_timeout)

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import json
 import os
@@ -35,13 +34,13 @@ from harness.cases.descriptor import Case, DescriptorError, format_descriptor, p
 from harness.cases.grids import GridError
 from harness.cases.selection import CaseSelection
 from harness.cases.spec import DTYPES
-from harness.results import COLUMNS, RESULTS_FILE, bias_word
+from harness.results import COLUMNS, RESULTS_FILE, CsvAppender, bias_word
 from harness.settings import RunSettings, SettingsError
 
 RUN_FILE = "run.json"
 CASES_FILE = "cases.csv"
 LOCK_FILE = ".convparity.lock"
-CASE_COLUMNS = ("descriptor", "bias", "dtype", "name")
+CASE_COLUMNS = ("descriptor", "bias", "dtype", "name", "tensors")
 RUN_STATUSES = ("running", "finished", "interrupted")
 
 
@@ -93,7 +92,7 @@ def create(directory: Path) -> Path:
     """Make a fresh run folder; refuse a file or a folder that already holds anything."""
     if directory.exists() and not directory.is_dir():
         raise RunFolderError(f"output folder {directory} is a file")
-    if directory.is_dir() and any(directory.iterdir()):
+    if directory.is_dir() and any(entry.name != LOCK_FILE for entry in directory.iterdir()):
         raise RunFolderError(f"output folder {directory} is not empty: a run never overwrites another "
                              f"(use --resume {directory} to continue it, or pick a new -o)")
     try:
@@ -110,23 +109,42 @@ def lock(directory: Path) -> Iterator[None]:
 
     path = directory / LOCK_FILE
     try:
-        handle = open(path, "a+")
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
         raise os_error(path, error) from None
     try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = os.pread(descriptor, 200, 0).decode(errors="replace").strip() or "another process"
             raise RunFolderError(f"{directory} is being written by {holder}: one run or resume at a time") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"convparity pid {os.getpid()}")
-        handle.flush()
+        try:
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"convparity pid {os.getpid()}".encode(), 0)
+        except OSError:  # a full disk: the lock holds all the same, only its holder's name is missing
+            pass
         yield
     finally:
-        handle.close()
+        if not (directory / RUN_FILE).exists():  # nothing was started: leave the folder as empty as it was
+            path.unlink(missing_ok=True)
+        os.close(descriptor)
+
+
+def is_locked(directory: Path) -> bool:
+    """Whether a run or resume holds the folder's lock now."""
+    import fcntl
+
+    try:
+        descriptor = os.open(directory / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
 
 
 # -- run.json ------------------------------------------------------------------------------------------
@@ -153,6 +171,7 @@ def new_metadata(settings: RunSettings, selection: CaseSelection) -> dict[str, A
         "status": "running",
         "settings": settings.to_json(),
         "selection": selection.to_json(),
+        "batch_files": selection.batch_summaries(),
         "backend_versions": {},
         "unavailable": {},
         "platform": {"python": sys.version.split()[0], "system": platform.platform(), "machine": platform.machine(),
@@ -188,6 +207,8 @@ def read_metadata(directory: Path) -> dict[str, Any]:
         raise RunFolderError(f"{path}: {error}") from None
     if data.get("status", "finished") not in RUN_STATUSES:
         raise RunFolderError(f"{path}: status must be one of {', '.join(RUN_STATUSES)}, got {data['status']!r}")
+    if data.get("status") == "running" and not is_locked(directory):
+        data["status"] = "interrupted"  # killed, or stopped when run.json could not be written (a full disk)
     for field in ("backend_versions", "unavailable"):
         value = data.get(field, {})
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
@@ -216,63 +237,54 @@ def read_selection(directory: Path) -> CaseSelection:
 
 # -- cases.csv: the cases drawn so far -----------------------------------------------------------------
 
-class CaseLog:
-    """Appends each case (with its dtype) to cases.csv before it runs, flushed at once."""
+class CaseLog(CsvAppender):
+    """Appends each case (with its dtype and compared tensors) to cases.csv before it runs."""
 
     def __init__(self, directory: Path) -> None:
-        self.path = directory / CASES_FILE
         try:
-            new = not self.path.exists() or self.path.stat().st_size == 0
-            self._file = self.path.open("a", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._file)
-            if new:
-                self._writer.writerow(CASE_COLUMNS)
-                self._file.flush()
+            super().__init__(directory / CASES_FILE, CASE_COLUMNS)
         except OSError as error:
-            raise os_error(self.path, error) from None
+            raise os_error(directory / CASES_FILE, error) from None
 
-    def append(self, case: Case) -> None:
+    def log(self, case: Case) -> None:
         spec = case.spec
         try:
-            self._writer.writerow((format_descriptor(spec), bias_word(spec.bias), spec.dtype, case.name))
-            self._file.flush()
+            self.append([(format_descriptor(spec), bias_word(spec.bias), spec.dtype, case.name,
+                          " ".join(case.tensors))])
         except OSError as error:
             raise os_error(self.path, error) from None
 
-    def close(self) -> None:
-        self._file.close()
 
-
-def read_cases(directory: Path) -> list[Case]:
-    """The cases logged in cases.csv, in order, each with its dtype and bias; a cut last line is dropped
-    (and removed from the file); a damaged line is a RunFolderError naming it."""
+def read_cases(directory: Path) -> Iterator[Case]:
+    """The cases logged in cases.csv, in order, as a stream: each with its dtype, bias and tensors. A cut
+    last line is removed from the file first; a damaged line is a RunFolderError naming it."""
     path = directory / CASES_FILE
     if not path.is_file():
-        return []
-    text = _read_for_repair(path)
-    records = _records(text)
-    if not records or not records[0][2]:
-        _rewrite(path, "")
-        return []
-    if tuple(records[0][1]) != CASE_COLUMNS:
-        raise RunFolderError(f"{path}: expected the columns {', '.join(CASE_COLUMNS)}")
-    cases = []
-    whole = [r for r in records[1:] if r[2]]
-    for number, (_, fields, _) in enumerate(whole, start=2):
+        return iter(())
+    _drop_cut_tail(path, CASE_COLUMNS)
+    return _parse_cases(path)
+
+
+def _parse_cases(path: Path) -> Iterator[Case]:
+    for number, (_, fields) in enumerate(_csv_records(path), start=1):
+        if number == 1:
+            continue
         if len(fields) != len(CASE_COLUMNS):
             raise RunFolderError(f"{path}:{number}: expected {len(CASE_COLUMNS)} fields, got {len(fields)}")
-        descriptor, bias, dtype, name = fields
+        descriptor, bias, dtype, name, tensors = fields
         if bias not in ("on", "off") or dtype not in DTYPES:
             raise RunFolderError(f"{path}:{number}: bias must be on/off and dtype one of {', '.join(DTYPES)}")
         try:
             case = parse_case(descriptor, dtype=dtype, bias=bias == "on")
+            yield Case(case.spec, name, tensors=tuple(tensors.split()))
         except (DescriptorError, ValueError) as error:
             raise RunFolderError(f"{path}:{number}: {error}") from None
-        cases.append(Case(case.spec, name))
-    kept = text[: (whole[-1][0][1] if whole else records[0][0][1])]
-    if kept != text:
-        _rewrite(path, kept)
-    return cases
+
+
+def count_cases(directory: Path) -> int:
+    """How many cases cases.csv logs (read as a stream)."""
+    path = directory / CASES_FILE
+    return max(sum(1 for _ in _csv_records(path)) - 1, 0) if path.is_file() else 0
 
 
 # -- results.csv: readied for appending ------------------------------------------------------------------
@@ -287,84 +299,99 @@ class Repair:
     dropped_duplicates: int
 
 
-def repair_results(directory: Path) -> Repair:
-    """Make results.csv fit to append to after an interruption.
+def repair_results(directory: Path, compared: Callable[[str, bool, str], int] | None = None) -> Repair:
+    """Make results.csv fit to append to after an interruption; read and rewritten as a stream.
 
     A run killed mid-write can leave a cut last line, or some but not all tensor rows of a
     (case, bias, dtype, backend); a second writer (before runs were locked) may have written rows twice.
     Cut and incomplete groups are removed, a repeated row keeps its first copy, and the file is
-    rewritten only then. Done means every tensor row of the key is present.
+    rewritten only then. Done means every tensor the case compares has its row: `compared(case, bias,
+    dtype)` says how many (default: 4 with a bias, 3 without).
     """
     path = directory / RESULTS_FILE
     if not path.is_file():
         return Repair(set(), 0, 0)
-    text = _read_for_repair(path)
-    records = _records(text)
-    if not records or not records[0][2]:
-        _rewrite(path, "")
-        return Repair(set(), 0, 0)
-    if tuple(records[0][1]) != COLUMNS:
-        raise RunFolderError(f"{path} has other columns than this version writes; cannot resume it")
+    _drop_cut_tail(path, COLUMNS)
+    expected = compared or (lambda case, bias, dtype: 4 if bias else 3)
     key_columns = [COLUMNS.index(c) for c in ("case", "bias", "dtype", "backend")]
     tensor_column = COLUMNS.index("tensor")
-    seen: set[tuple[str, ...]] = set()
-    rows, duplicates, cut = [], 0, 0
-    for span, fields, whole in records[1:]:
-        if not whole or len(fields) != len(COLUMNS):
-            cut += 1
+    seen: dict[tuple[str, ...], set[str]] = {}
+    duplicates = malformed = 0
+    for number, (_, fields) in enumerate(_csv_records(path), start=1):
+        if number == 1:
             continue
-        full_key = tuple(fields[i] for i in key_columns) + (fields[tensor_column],)
-        if full_key in seen:
+        if len(fields) != len(COLUMNS):
+            malformed += 1
+            continue
+        tensors = seen.setdefault(tuple(fields[i] for i in key_columns), set())
+        if fields[tensor_column] in tensors:
             duplicates += 1
-            continue
-        seen.add(full_key)
-        rows.append((span, full_key))
-    tensors: dict[tuple[str, ...], int] = {}
-    for _, full_key in rows:
-        tensors[full_key[:4]] = tensors.get(full_key[:4], 0) + 1
-    complete = {key for key, count in tensors.items() if count == (4 if key[1] == "on" else 3)}
-    kept_rows = [(span, key) for span, key in rows if key[:4] in complete]
-    kept = text[: records[0][0][1]] + "".join(text[start:end] for (start, end), _ in kept_rows)
-    if kept != text:
-        _rewrite(path, kept)
+        tensors.add(fields[tensor_column])
+    complete = {key for key, tensors in seen.items() if len(tensors) >= expected(key[0], key[1] == "on", key[2])}
+    dropped = 0
+    if duplicates or malformed or len(complete) < len(seen):
+        written: set[tuple[str, ...]] = set()
+
+        def keep(file) -> None:
+            nonlocal dropped
+            for number, (raw, fields) in enumerate(_csv_records(path), start=1):
+                whole = len(fields) == len(COLUMNS)
+                full = tuple(fields[i] for i in key_columns) + (fields[tensor_column],) if whole else ()
+                if number == 1 or (whole and full[:4] in complete and full not in written):
+                    file.write(raw)
+                    written.add(full)
+                elif not whole or full[:4] not in complete:
+                    dropped += 1
+
+        atomic_write(path, keep)
     done = {(case, bias == "on", dtype, backend) for case, bias, dtype, backend in complete}
-    return Repair(done, len(rows) - len(kept_rows) + cut, duplicates)
+    return Repair(done, dropped, duplicates)
 
 
-def _read_for_repair(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8", errors="surrogateescape")
-    except OSError as error:
-        raise RunFolderError(f"cannot read {path}: {error.strerror}") from None
-
-
-def _rewrite(path: Path, text: str) -> None:
-    atomic_write(path, lambda file: file.write(text))
-
-
-def _records(text: str) -> list[tuple[tuple[int, int], list[str], bool]]:
-    """CSV records of `text` with their (start, end) offsets and whether each ends with a line break."""
-    lines = io.StringIO(text, newline="")
-    offset = 0
-
-    def counted():
-        nonlocal offset
-        for line in lines:
-            offset += len(line)
-            yield line
-
-    records: list[tuple[tuple[int, int], list[str], bool]] = []
-    start = 0
-    reader = csv.reader(counted())
-    while True:
+def _drop_cut_tail(path: Path, header: tuple[str, ...]) -> None:
+    """Remove what an interruption cut from the end of an appended CSV file: a last record without its line
+    break (or with a quoted field left open). Other columns than `header` are a RunFolderError."""
+    whole_end, first = 0, None
+    for raw, fields in _csv_records(path, whole_only=False):
+        if first is None:
+            first = fields
+        if not raw.endswith(("\n", "\r")) or not fields:
+            break
+        whole_end += len(raw.encode("utf-8", errors="surrogateescape"))
+    if first is not None and whole_end and tuple(first) != header:
+        raise RunFolderError(f"{path} has other columns than this version writes ({', '.join(header)}); "
+                             "cannot resume it")
+    if whole_end != path.stat().st_size:
         try:
-            fields = next(reader)
-        except StopIteration:
-            return records
-        except csv.Error:  # a quoted field cut by the interruption
-            return records
-        records.append(((start, offset), fields, text[start:offset].endswith(("\n", "\r"))))
-        start = offset
+            with path.open("r+b") as file:
+                file.truncate(whole_end)
+        except OSError as error:
+            raise os_error(path, error) from None
+
+
+def _csv_records(path: Path, whole_only: bool = True) -> Iterator[tuple[str, list[str]]]:
+    """(raw text, fields) of each CSV record of `path`, streamed; a record whose quoted field the end of the
+    file cuts open is yielded with no fields unless `whole_only`."""
+    raw: list[str] = []
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as file:
+
+        def lines() -> Iterator[str]:
+            for line in file:
+                raw.append(line)
+                yield line
+
+        reader = csv.reader(lines())
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error:  # a quoted field cut by the interruption
+                if not whole_only:
+                    yield "".join(raw), []
+                return
+            yield "".join(raw), fields
+            raw.clear()
 
 
 def status_counts(directory: Path) -> dict[str, int]:

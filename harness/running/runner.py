@@ -45,13 +45,6 @@ class Item:
         return len(self.results) == len(self.backends)
 
 
-def expand(cases: Iterable[Case], dtypes: tuple[str, ...]) -> Iterator[Case]:
-    """Every case in every dtype, case-major, lazily."""
-    for case in cases:
-        for dtype in dtypes:
-            yield Case(case.spec.replace(dtype=dtype), case.name)
-
-
 def done_key(case: Case, backend: str) -> DoneKey:
     spec = case.spec
     return (spec.descriptor, spec.bias, spec.dtype, backend)
@@ -164,7 +157,8 @@ class _Sweep:
             self.in_flight -= 1
         elif any(isinstance(part.result, Ran) for part in results):
             self.submit(EvaluateCase(item.case.spec, item.case.name, self.settings.seed,
-                                     self.settings.tolerance_factor, results), ("evaluate", (item, results)),
+                                     self.settings.tolerance_factor, results, item.case.compared),
+                        ("evaluate", (item, results)),
                         self.settings.reference_timeout)
         else:
             self.finish(self.rows(item, results))
@@ -181,7 +175,8 @@ class _Sweep:
             if isinstance(part.result, Ran) else part for part in results)))
 
     def rows(self, item: Item, results: tuple[BackendResult, ...]) -> list[Row]:
-        return case_rows(item.case.spec, item.case.name, self.settings.seed, self.settings.tolerance_factor, results)
+        return case_rows(item.case.spec, item.case.name, self.settings.seed, self.settings.tolerance_factor, results,
+                         item.case.compared)
 
     def finish(self, rows: list[Row]) -> None:
         self.in_flight -= 1

@@ -23,6 +23,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,16 +31,16 @@ from typing import Any
 from harness.backends.manager import PluginSelection, get_manager
 from harness.cases.descriptor import Case
 from harness.cases.grids import GridError
-from harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection
+from harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection, expand
 from harness.cases.spec import DTYPES
-from harness.results import BAD_STATUSES, REFERENCE_STATUSES, STALE_STATUSES, ResultsWriter, Row
+from harness.results import BAD_STATUSES, REFERENCE_STATUSES, RESULTS_FILE, STALE_STATUSES, ResultsWriter, Row
 from harness.running import run_folder
 from harness.running.executor import PoolTiming
 from harness.running.interrupts import Interrupted
 from harness.running.launch import ExecutorChoice, open_executor, worker_environment
 from harness.running.progress import SweepProgress
 from harness.running.run_folder import RunFolderError
-from harness.running.runner import SweepVersions, done_key, expand, run_sweep
+from harness.running.runner import SweepVersions, done_key, run_sweep
 from harness.running.shards import Shard, ShardError, shard_cases
 from harness.running.tasks import backend_pool
 from harness.settings import DEFAULT_REFERENCE_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, RunSettings
@@ -152,13 +153,12 @@ def sweep(
     size, stream = selection.stream(max_cases)
     path = Path(out) if out is not None else run_folder.default_run_dir(Path("reports"), settings.grids or ("cases",))
     run_folder.create(path)
-    with run_folder.lock(path):
+    with _interrupts_marked(path), run_folder.lock(path):
         metadata = run_folder.new_metadata(settings, selection)
         metadata["worker_environment"] = worker_environment()
         metadata["max_cases"] = max_cases
         if shard is not None:
             metadata["shard"] = shard.to_json()
-        run_folder.write_metadata(path, metadata)
         drawn, total = _sharded(expand(stream, settings.dtypes), size * len(settings.dtypes), shard, settings)
         return _execute(path, metadata, settings, drawn, total, done=set(), logged=0, progress=progress,
                         executor=executor or ExecutorChoice())
@@ -177,7 +177,7 @@ def resume(path: str | Path, jobs: int | None = None, *, progress: bool = False,
     """Continue the interrupted run in `path` with its own settings (only the number of jobs, the executor
     and the compile cache may change); a shard continues as the same shard."""
     path = Path(path)
-    with run_folder.lock(path):
+    with _interrupts_marked(path), run_folder.lock(path):
         metadata = run_folder.read_metadata(path)
         if metadata.get("merged_from"):
             raise RunFolderError(f"{path} is a merge of shards ({', '.join(metadata['merged_from'])}): it is "
@@ -192,21 +192,37 @@ def resume(path: str | Path, jobs: int | None = None, *, progress: bool = False,
         except ShardError as error:
             raise RunFolderError(f"{path / run_folder.RUN_FILE}: {error}") from None
         selection = run_folder.read_selection(path)
-        logged = run_folder.read_cases(path)
-        repair = run_folder.repair_results(path)
+        logged = run_folder.count_cases(path)
+        # Cases that compare fewer tensors than all (a batch file's --dir) are few: their counts fit in memory.
+        fewer = {(c.spec.descriptor, c.spec.bias, c.spec.dtype): len(c.compared)
+                 for c in run_folder.read_cases(path) if len(c.compared) != (4 if c.spec.bias else 3)}
+        repair = run_folder.repair_results(path, lambda case, bias, dtype: fewer.get((case, bias, dtype),
+                                                                                     4 if bias else 3))
         size, stream = selection.stream(metadata.get("max_cases", DEFAULT_MAX_CASES))
         shard_stream, total = _sharded(expand(stream, settings.dtypes), size * len(settings.dtypes), shard, settings)
-        cases = _continue(logged, shard_stream, path)
+        cases = _continue(run_folder.read_cases(path), shard_stream, path)
         previous = run_folder.status_counts(path)
-        run = _execute(path, metadata, settings, cases, total, done=repair.done, logged=len(logged),
+        run = _execute(path, metadata, settings, cases, total, done=repair.done, logged=logged,
                        progress=progress, executor=executor or ExecutorChoice())
-        run.resumed_items = len(logged)
+        run.resumed_items = logged
         run.dropped_duplicates = repair.dropped_duplicates
         run.counts.update(previous)
         return run
 
 
-def _continue(logged: list[Case], stream: Iterator[Case], path: Path) -> Iterator[Case]:
+@contextmanager
+def _interrupts_marked(path: Path) -> Iterator[None]:
+    """An interrupt outside the sweep proper (taking or releasing the folder's lock, reading its files) still
+    leaves run.json `interrupted`, when there is one, and is reported as SweepInterrupted."""
+    try:
+        yield
+    except (KeyboardInterrupt, Interrupted) as error:
+        if (path / run_folder.RUN_FILE).exists():
+            run_folder.mark_interrupted(path)
+        raise SweepInterrupted(path, error.exit_code if isinstance(error, Interrupted) else 130) from None
+
+
+def _continue(logged: Iterable[Case], stream: Iterator[Case], path: Path) -> Iterator[Case]:
     """The logged cases, then the selection's stream after them (checked to begin with the same cases)."""
     for number, case in enumerate(logged, start=1):
         again = next(stream, None)
@@ -222,15 +238,14 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
     """Run the cases not done, logging each new one (after the first `logged`) to cases.csv."""
     run = SweepRun(path)
     started = time.perf_counter()
-    writer = ResultsWriter(path)
-    case_log = run_folder.CaseLog(path)
-    metadata["status"] = "running"
-    run_folder.write_metadata(path, metadata)
+    writer: ResultsWriter | None = None
+    case_log: run_folder.CaseLog | None = None
 
     def log_new(stream: Iterable[Case]) -> Iterator[Case]:
         for index, case in enumerate(stream):
             if index >= logged:
-                case_log.append(case)
+                assert case_log is not None
+                case_log.log(case)
             yield case
 
     def items():
@@ -246,6 +261,7 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
     run_seconds: Counter = Counter()  # per backend pool: its run() time, the rows' `seconds` (once per backend)
 
     def write(rows: list[Row]) -> None:
+        assert writer is not None
         try:
             writer.write(rows)
         except OSError as error:
@@ -262,6 +278,13 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
 
     bar = SweepProgress(total=total, done=0, enabled=progress)
     try:
+        metadata["status"] = "running"
+        run_folder.write_metadata(path, metadata)
+        try:
+            writer = ResultsWriter(path)
+        except OSError as error:
+            raise run_folder.os_error(path / RESULTS_FILE, error) from None
+        case_log = run_folder.CaseLog(path)
         with open_executor(executor, settings, path / "workers.log") as opened, bar:
             metadata["executor"] = opened.description
             try:
@@ -270,6 +293,7 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
             finally:
                 metadata["timing"] = PoolTiming.add(metadata.get("timing", {}), opened.executor.timing(),
                                                     {pool: {"run_seconds": s} for pool, s in run_seconds.items()})
+        _close(writer, case_log, path, metadata, started, "finished")
     except (KeyboardInterrupt, Interrupted) as error:
         code = error.exit_code if isinstance(error, Interrupted) else 130
         _close(writer, case_log, path, metadata, started, "interrupted")
@@ -279,22 +303,24 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
             _close(writer, case_log, path, metadata, started, "interrupted")
         except (OSError, RunFolderError):
             pass
+        if not (path / run_folder.RUN_FILE).exists():
+            raise
         raise RunFolderError(f"{error}; every row written before is kept: once it can be written again, "
                              f"continue with: convparity run --resume {path}") from None
     except BaseException:
         _close(writer, case_log, path, metadata, started, "interrupted")
         raise
-    _close(writer, case_log, path, metadata, started, "finished")
     return run
 
 
-def _close(writer: ResultsWriter, case_log: run_folder.CaseLog, path: Path, metadata: dict, started: float,
-           status: str) -> None:
+def _close(writer: ResultsWriter | None, case_log: run_folder.CaseLog | None, path: Path, metadata: dict,
+           started: float, status: str) -> None:
     from datetime import UTC, datetime
 
     for closing in (writer, case_log):
         try:
-            closing.close()
+            if closing is not None:
+                closing.close()
         except OSError:
             pass  # a full disk: what was flushed is kept, the rest is the interrupted case's
     metadata["status"] = status

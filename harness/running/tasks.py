@@ -27,7 +27,7 @@ from harness.backends.contract import Backend
 from harness.backends.manager import PluginSelection
 from harness.cases.spec import ConvSpec
 from harness.evaluation.verdict import BackendResult, Ran, Status, case_rows, run_backend
-from harness.results import Row
+from harness.results import TENSORS, Row
 from harness.running import cost
 
 REFERENCE_POOL = "reference"
@@ -131,6 +131,7 @@ class EvaluateCase:
     seed: int
     tolerance_factor: float
     results: tuple[BackendResult, ...]
+    compared: tuple[str, ...] = TENSORS
 
     pool = REFERENCE_POOL
     prepare = None
@@ -141,4 +142,4 @@ class EvaluateCase:
         return cost.expected_evaluation_seconds(self.spec, len(self.results))
 
     def __call__(self) -> list[Row]:
-        return case_rows(self.spec, self.name, self.seed, self.tolerance_factor, self.results)
+        return case_rows(self.spec, self.name, self.seed, self.tolerance_factor, self.results, self.compared)

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-FRAMEWORKS = {"torch": "torch", "jax": "jax", "onnxruntime": "onnxruntime"}
+FRAMEWORKS = {"torch": "torch", "jax": "jax", "onnxruntime": "onnxruntime", "torch-inductor": "torch",
+              "openvino": "openvino", "paddle": "paddle", "mlx": "mlx", "tinygrad": "tinygrad"}
 
 
 @pytest.mark.parametrize(("backend", "module"), FRAMEWORKS.items())

@@ -13,7 +13,7 @@ from harness.cases.inputs import make_inputs  # noqa: E402
 from harness.cases.spec import ConvSpec  # noqa: E402
 from harness.testing.contract_suite import BackendContract  # noqa: E402
 from plugins.onnxruntime_backend import conv_model  # noqa: E402
-from tests.backends.backend_checks import EXTRA_SPECS, disagreements, smoke_sweep  # noqa: E402
+from tests.backends.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep  # noqa: E402
 
 
 class TestOnnxRuntime(BackendContract):
@@ -66,7 +66,40 @@ def test_negative_padding_carries_onnxruntimes_reason(ort_backend):
 def test_limits_list_only_what_onnxruntime_refuses(ort_backend):
     assert [limit.condition for limit in ort_backend.limits] == [
         "dtype float64", "dtype bfloat16", "negative padding (a crop)",
+        "transposed, dtype float64", "transposed, dtype bfloat16", "transposed, negative padding",
+        "transposed, output_padding >= stride (below the dilation)",
     ]
+
+
+def test_transposed_model_is_one_valid_conv_transpose_node():
+    spec = TRANSPOSED_SPECS[0].replace(groups=2, dtype="float16")  # k3 s2 p1 output_padding 1, x (2, 4, 4, 5)
+    model = onnx.load_from_string(conv_model(spec))
+    onnx.checker.check_model(model, full_check=True)
+    (node,) = model.graph.node
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert node.op_type == "ConvTranspose" and list(node.input) == ["x", "w", "b"]
+    assert attributes == {"kernel_shape": [3, 3], "strides": [2, 2], "dilations": [1, 1], "pads": [1, 1, 1, 1],
+                          "group": 2, "output_padding": [1, 1]}
+    weight = [d.dim_value for d in model.graph.input[1].type.tensor_type.shape.dim]
+    assert weight == [4, 3, 3, 3]  # (C_in, C_out/groups, *k)
+    dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    assert dims == [2, 6, 8, 10]  # 3 * 2 - 2 + 3 + 1, 4 * 2 - 2 + 3 + 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_transposed_forward_agrees(ort_backend, dtype):
+    runnable = [spec for spec in TRANSPOSED_SPECS if ort_backend.supports(spec.replace(dtype=dtype)) is None]
+    assert runnable == [TRANSPOSED_SPECS[i] for i in (0, 1, 4, 5)]  # not the negative pad, not op >= stride
+    assert disagreements(ort_backend, tuple(runnable), dtype) == []
+
+
+def test_transposed_limits_carry_onnxruntimes_reasons(ort_backend):
+    reasons = [ort_backend.supports(spec.replace(dtype="float32")) for spec in TRANSPOSED_SPECS]
+    assert "Attribute pads must not contain negative values" in reasons[2]
+    # ONNX Runtime's own check admits output_padding < max(stride, dilation), then its shape computation refuses it.
+    assert "output_padding (1) may be too large for stride (1)" in reasons[3]
+    assert "Could not find an implementation for ConvTranspose" in ort_backend.supports(TRANSPOSED_SPECS[0].replace(
+        dtype="float64"))
 
 
 def test_run_returns_y_only(ort_backend):

@@ -1,4 +1,5 @@
-"""The torch backends: the contract suite for each variant, padding split, limits, channels-last, CUDA."""
+"""The torch backends: the contract suite for each variant, padding split, limits, channels-last, CUDA,
+transposed convolutions."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ torch = pytest.importorskip("torch")
 from harness.backends.manager import get_manager  # noqa: E402
 from harness.cases.inputs import make_inputs  # noqa: E402
 from harness.cases.spec import ConvSpec  # noqa: E402
+from harness.search.search import DEFAULT_BUDGET, search  # noqa: E402
 from harness.testing.contract_suite import BackendContract  # noqa: E402
 from plugins.torch_backend import CHANNELS_LAST_LIMITS, split_padding  # noqa: E402
-from tests.backends.backend_checks import EXTRA_SPECS, disagreements, smoke_sweep  # noqa: E402
+from tests.backends.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep  # noqa: E402
+from tests.search.inline import InlineExecutor  # noqa: E402
 
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
@@ -114,3 +117,50 @@ def test_smoke_sweep_through_the_cli(name, tmp_path):
     unsupported = results[results["status"] == "unsupported"]
     assert (unsupported["rank"] == 1).all() and unsupported["message"].str.contains("channels_last").all()
     assert (len(unsupported) > 0) == (name == "torch-channels_last")
+
+
+@pytest.mark.parametrize("name", ["torch", "torch-channels_last"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_transposed_agrees(name, dtype):
+    assert disagreements(backend(name), TRANSPOSED_SPECS, dtype) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_transposed_agrees_on_cuda(dtype):
+    assert disagreements(backend("torch-cuda"), TRANSPOSED_SPECS, dtype) == []
+
+
+def _graph(tensor) -> set[str]:
+    """The names of the autograd nodes that produced `tensor`."""
+    names, stack = set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None:
+            names.add(type(node).__name__)
+            stack += [next_node for next_node, _ in node.next_functions]
+    return names
+
+
+def test_transposed_runs_torchs_own_padding_and_output_padding():
+    """PyTorch's own form (symmetric pads, output_padding) is one conv_transpose with the bias inside; an asymmetric
+    window adds an F.pad of y; a negative pad also moves the bias after it (bias-only positions)."""
+    spec_native, spec_asymmetric, spec_negative = TRANSPOSED_SPECS[0], TRANSPOSED_SPECS[1], TRANSPOSED_SPECS[2]
+    graphs = {}
+    for label, spec in (("native", spec_native), ("asymmetric", spec_asymmetric), ("negative", spec_negative)):
+        inputs = make_inputs(spec, 0)
+        tensors = [torch.from_numpy(a.copy()).requires_grad_(True) for a in (inputs.x, inputs.w, inputs.b)]
+        y = backend("torch")._transposed(spec, *tensors)
+        assert tuple(y.shape) == spec.y_shape
+        graphs[label] = _graph(y)
+    assert graphs["native"] == {"ConvolutionBackward0", "AccumulateGrad"}
+    assert "ConstantPadNdBackward0" in graphs["asymmetric"] and "AddBackward0" not in graphs["asymmetric"]
+    assert {"ConstantPadNdBackward0", "AddBackward0"} <= graphs["negative"]
+
+
+def test_a_default_search_finds_nothing_on_torch(tmp_path):
+    """torch computes every case right: the default budget of exploration, in float64 and float32, finds nothing."""
+    result = search(["torch", "torch-channels_last"], seed=0, out=tmp_path / "hunt", executor=InlineExecutor())
+    assert result.findings == [] and result.exit_code() == 0
+    assert result.counts.evaluations["explore"] == 2 * DEFAULT_BUDGET
+    assert (tmp_path / "hunt" / "findings.csv").read_text().startswith("group,backend,backend_version,")

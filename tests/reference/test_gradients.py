@@ -10,10 +10,8 @@ from hypothesis import given, settings
 
 from reference_impl import conv_backward, conv_forward
 from tests.reference.cases import ConvCase, conv_cases, make_case
+from tests.reference.differences import central_difference
 from tests.reference.direct import direct_forward
-
-STEP = 1e-3
-"""Finite-difference step; rounding error of the difference is about eps * |L| / STEP."""
 
 SMALL_CASES = {
     "1d stride 2, pad (1, 2), dilation 2": dict(
@@ -33,20 +31,6 @@ SMALL_CASES = {
         stride=(2, 2, 1), padding=((1, 1), (1, 0), (0, 1)), dilation=(1, 1, 1),
     ),
 }  # fmt: skip
-
-
-def central_difference(loss, array: np.ndarray) -> np.ndarray:
-    """d loss / d array, element by element: (loss(a + h e_i) - loss(a - h e_i)) / 2h (array restored)."""
-    gradient = np.empty_like(array)
-    for index in np.ndindex(*array.shape):
-        original = array[index]
-        array[index] = original + STEP
-        plus = loss()
-        array[index] = original - STEP
-        minus = loss()
-        array[index] = original
-        gradient[index] = (plus - minus) / (2 * STEP)
-    return gradient
 
 
 @pytest.mark.parametrize("dims", SMALL_CASES.values(), ids=SMALL_CASES.keys())

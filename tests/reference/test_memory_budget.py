@@ -1,7 +1,8 @@
 """Results do not depend on the memory budget: row tiling, batch tiling and the default agree to 1e-12.
 
 Case: x (5, 3, 7, 9), w (4, 3, 3, 2), stride (1, 2), padding ((1, 1), (0, 1)) -> y (5, 4, 7, 5).
-One output row's columns take 8 bytes * (3 * 6) rows * 5 positions = 720 bytes, one image's 7 * 720.
+One output row's columns take 8 bytes * (3 * 6) rows * 5 positions = 720 bytes; a tile of whole images
+also stages their y or dy, 8 * 4 channels * 5 positions = 160 bytes a row, so an image takes 7 * 880.
 Tiles split runs as evenly as they can.
 """
 
@@ -19,7 +20,7 @@ CASE = make_case(
     stride=(1, 2), padding=((1, 1), (0, 1)), dilation=(1, 1), bias=True, seed=3,
 )  # fmt: skip
 ROW_BYTES = 720
-IMAGE_BYTES = 7 * ROW_BYTES
+IMAGE_BYTES = 7 * (ROW_BYTES + 160)
 
 REGIMES = {
     "default: one tile": (

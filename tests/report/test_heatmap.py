@@ -58,6 +58,10 @@ def test_figure_has_one_panel_per_axis_pair_and_a_colour_bar(tmp_path):
 
 def test_zero_and_infinite_ratios_draw(tmp_path):
     rows = pd.DataFrame({"dtype": ["float32"] * 3, "reduction": [1, 2, 4], "err_ratio": [0.0, math.inf, 0.5],
-                         "kernel_size": ["1", "2", "3"], "stride": ["1", "1", "1"]})
+                         "kernel_size": ["1", "2", "3"], "stride": ["1", "1", "1"], "tensor": ["y", "dw", "y"]})
     figure = backend_figure("edge", rows)
     assert [t.get_text() for t in figure.axes[0].texts] == ["0", "inf", "0.5"]
+    assert figure.axes[0].get_title() == "worst of tensors y, dw"
+    # the infinite ratio sits on the darkest red: printed in white; 0.5, on a light cell, in black
+    colours = [t.get_color() for t in figure.axes[0].texts]
+    assert colours[1] == "white" and colours[2] == "black"

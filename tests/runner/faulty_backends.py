@@ -1,9 +1,11 @@
 """Backends that misbehave on purpose, for the runner's tests (CONVPARITY_EXTRA_PLUGINS=<this module>).
 
 Each computes the right answer with the reference implementation, except on a case with
-`out_channels == FAULTY_OUT_CHANNELS`, where it aborts, segfaults, is killed, hangs, raises or
-returns a wrong-shaped y, as its name says. `test-missing` is never available; `test-slow` is right
-but takes SLOW_SECONDS a case, so a run lasts long enough to be interrupted.
+`out_channels == FAULTY_OUT_CHANNELS`, where it aborts, segfaults, is killed, hangs, raises, returns
+a wrong-shaped y, a structured array or float16 for wider inputs, as its name says. `test-missing`
+is never available; `test-slow` is right but takes SLOW_SECONDS a case, so a run lasts long enough to
+be interrupted; `test-slow-start` takes SLOW_START_SECONDS to become available in each process (a
+heavy framework import). `test-broken-<member>` raise from that member on every call.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from harness.backends.hookspecs import hookimpl
 
 FAULTY_OUT_CHANNELS = 3
 SLOW_SECONDS = 0.04
+SLOW_START_SECONDS = 2.0
+BROKEN_MEMBERS = ("version", "availability", "supports")
 
 
 def _abort(outputs):
@@ -47,12 +51,22 @@ def _wrong_shape(outputs):
     return y[..., :-1], dx, dw, db
 
 
+def _structured(outputs):
+    y, dx, dw, db = outputs
+    return np.zeros(y.shape, dtype=[("value", "f8"), ("flag", "?")]), dx, dw, db
+
+
+def _narrow(outputs):
+    return tuple(None if t is None else t.astype(np.float16) for t in outputs)
+
+
 def _unchanged(outputs):
     return outputs
 
 
 FAULTS = {"abort": _abort, "segfault": _segfault, "killed": _killed, "hang": _hang, "raise": _raise,
-          "wrong-shape": _wrong_shape}
+          "wrong-shape": _wrong_shape, "structured": _structured, "narrow": _narrow}
+_started: set[str] = set()
 
 
 class FaultyBackend:
@@ -65,6 +79,9 @@ class FaultyBackend:
         return "faulty 1.0"
 
     def availability(self) -> str | None:
+        if self.name == "test-slow-start" and self.name not in _started:
+            time.sleep(SLOW_START_SECONDS)
+            _started.add(self.name)
         return "libmissing.so is not installed" if self.name == "test-missing" else None
 
     def supports(self, spec) -> str | None:
@@ -82,7 +99,34 @@ class FaultyBackend:
         return self._fault(outputs) if spec.out_channels == FAULTY_OUT_CHANNELS else outputs
 
 
+class BrokenBackend(FaultyBackend):
+    """Right answers, but one member raises on every call."""
+
+    def __init__(self, member: str) -> None:
+        super().__init__("unchanged")
+        self.name = f"test-broken-{member}"
+        self._member = member
+
+    def _check(self, member: str) -> None:
+        if member == self._member:
+            raise RuntimeError(f"{member}() is broken on purpose")
+
+    def version(self) -> str:
+        self._check("version")
+        return super().version()
+
+    def availability(self) -> str | None:
+        self._check("availability")
+        return super().availability()
+
+    def supports(self, spec) -> str | None:
+        self._check("supports")
+        return super().supports(spec)
+
+
 @hookimpl
 def convparity_register_backends(register):
-    for fault in (*FAULTS, "missing", "slow"):
+    for fault in (*FAULTS, "missing", "slow", "slow-start"):
         register(FaultyBackend(fault))
+    for member in BROKEN_MEMBERS:
+        register(BrokenBackend(member))

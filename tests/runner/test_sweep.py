@@ -7,11 +7,12 @@ from collections import Counter, deque
 import pytest
 
 from harness.cases.descriptor import parse_case
+from harness.cases.selection import expand
 from harness.cli import main
 from harness.results import read_results
 from harness.running.executor import Outcome
 from harness.running.run_folder import read_metadata
-from harness.running.runner import expand, plan, run_sweep
+from harness.running.runner import plan, run_sweep
 from harness.running.tasks import EvaluateCase, RunCase
 from harness.settings import RunSettings
 

@@ -1,43 +1,40 @@
 """The `blog-loops` backend: the blog post's Conv2d behind convparity's backend contract.
 
-It needs nothing from convparity itself: a pluggy hook implementation for the project name
-"convparity" and an object with name, version(), availability(), supports(spec) and run(...).
-The post's code covers 2-D convolution with one stride for both dims and nothing else, so every
-other spec is declared unsupported, with the reason, in `supports`.
+The post's code covers 2-D convolution with one stride for both dims and nothing else; every other
+spec is declared as data in `LIMITS` (with the reason), so `supports` answers from them
+(`DeclaredLimits`), `convparity backends --limits` lists them and those cases read `unsupported`.
+The post computes in float64 and is not known to be wrong anywhere: it declares no deviations.
 """
 
 import numpy as np
-import pluggy
 
 from convparity_blog_loops.blog_conv import Conv2d
-
-hookimpl = pluggy.HookimplMarker("convparity")
+from harness.backends.hookspecs import hookimpl
+from harness.backends.limits import DeclaredLimits, Limit
 
 LIMITS = (
-    ("spatial rank is not 2", "the post's Conv2d is 2-D only", lambda spec: spec.rank != 2),
-    ("padding", "the post's Conv2d has no padding", lambda spec: any(p != (0, 0) for p in spec.padding)),
-    ("dilation > 1", "the post's Conv2d has no dilation", lambda spec: any(d != 1 for d in spec.dilation)),
-    ("groups > 1", "the post's Conv2d has no groups", lambda spec: spec.groups != 1),
-    ("different strides per dim", "the post's Conv2d takes one stride for both dims",
-     lambda spec: len(set(spec.stride)) != 1),
+    Limit("spatial rank is not 2", "the post's Conv2d is 2-D only", lambda spec: spec.rank != 2),
+    Limit("padding", "the post's Conv2d has no padding", lambda spec: any(p != (0, 0) for p in spec.padding)),
+    Limit("dilation > 1", "the post's Conv2d has no dilation", lambda spec: any(d != 1 for d in spec.dilation)),
+    Limit("groups > 1", "the post's Conv2d has no groups", lambda spec: spec.groups != 1),
+    Limit("different strides per dim", "the post's Conv2d takes one stride for both dims",
+          lambda spec: len(set(spec.stride)) != 1),
+    Limit("transposed", "the post's Conv2d is a convolution; it has no transposed form", lambda spec: spec.transposed),
 )
 
 
-class BlogLoopsBackend:
+class BlogLoopsBackend(DeclaredLimits):
     name = "blog-loops"
+    limits = LIMITS
+    deviations = ()
 
     def version(self) -> str:
+        """This package's version first (declared deviations would be matched against the first word)."""
         from importlib.metadata import version
 
-        return f"convparity-blog-loops {version('convparity-blog-loops')}"
+        return f"{version('convparity-blog-loops')} (convparity-blog-loops)"
 
     def availability(self):
-        return None
-
-    def supports(self, spec):
-        for condition, reason, applies in LIMITS:
-            if applies(spec):
-                return f"{condition}: {reason}"
         return None
 
     def run(self, spec, x, w, b, dy):

@@ -1,0 +1,78 @@
+"""One pass over results.csv, in chunks: everything the reports need, in memory bounded by the grid's shape.
+
+A run of any size is read CHUNK_ROWS rows at a time and reduced as it goes:
+- per (backend, dtype, tensor): the count of every status and the worst err_ratio (the summary);
+- the compared rows aggregated to heatmap cells: the worst err_ratio per (backend, dtype, tensor,
+  power-of-2 bin of K, kernel size, stride);
+- the non-passing rows, the first KEPT_PER_STATUS of each status (the rest counted in `left_out`);
+- the total per status, and a version per backend.
+So the reports' memory depends on the number of backends, dtypes and distinct shapes, not on the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.reporting.heatmap import compared_rows
+from harness.reporting.matrix import finish_summary, summary_parts
+from harness.results import COLUMNS, STATUSES, iter_results
+
+CHUNK_ROWS = 50_000
+KEPT_PER_STATUS = 2_000
+HEATMAP_KEYS = ["backend", "dtype", "tensor", "reduction", "kernel_size", "stride"]
+
+
+@dataclass
+class ResultsDigest:
+    """What the reports read of a run's rows (see the module docstring)."""
+
+    summary: pd.DataFrame
+    heatmap_cells: pd.DataFrame
+    non_passing: pd.DataFrame
+    left_out: dict[str, int] = field(default_factory=dict)
+    status_counts: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def _heatmap_part(chunk: pd.DataFrame) -> pd.DataFrame:
+    compared = compared_rows(chunk)
+    binned = compared.assign(reduction=np.exp2(np.floor(np.log2(compared["reduction"].to_numpy(float)))).astype(
+        np.int64))
+    return binned.groupby(HEATMAP_KEYS, observed=True)["err_ratio"].max().reset_index()
+
+
+def digest_results(directory: str | Path, chunk_rows: int = CHUNK_ROWS,
+                   kept_per_status: int = KEPT_PER_STATUS) -> ResultsDigest:
+    """Read DIR/results.csv once, chunk by chunk, into a ResultsDigest."""
+    parts, cells, kept = [], [], []
+    kept_counts: dict[str, int] = {}
+    digest = ResultsDigest(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+    empty = pd.DataFrame(columns=list(COLUMNS))
+    for chunk in iter_results(directory, chunk_rows):
+        empty = chunk.iloc[:0]
+        digest.rows += len(chunk)
+        for status, count in chunk["status"].value_counts().items():
+            digest.status_counts[str(status)] = digest.status_counts.get(str(status), 0) + int(count)
+        for backend, version in chunk.groupby("backend", observed=True)["backend_version"].first().items():
+            digest.versions.setdefault(str(backend), str(version))
+        parts.append(summary_parts(chunk))
+        cells.append(_heatmap_part(chunk))
+        for status, rows in chunk[chunk["status"] != "pass"].groupby("status", observed=True):
+            room = kept_per_status - kept_counts.get(str(status), 0)
+            kept.append(rows.head(max(room, 0)))
+            kept_counts[str(status)] = kept_counts.get(str(status), 0) + min(len(rows), max(room, 0))
+            if len(rows) > room:
+                digest.left_out[str(status)] = digest.left_out.get(str(status), 0) + len(rows) - max(room, 0)
+        if len(parts) > 1:  # fold as we go: memory stays that of one chunk plus the aggregates
+            parts = [summary_parts(pd.concat(parts), folded=True)]
+            cells = [pd.concat(cells).groupby(HEATMAP_KEYS, observed=True)["err_ratio"].max().reset_index()]
+    digest.summary = finish_summary(pd.concat(parts) if parts else summary_parts(None))
+    digest.heatmap_cells = (pd.concat(cells) if cells else pd.DataFrame(columns=HEATMAP_KEYS + ["err_ratio"]))
+    digest.non_passing = pd.concat(kept, ignore_index=True) if kept else empty
+    digest.status_counts = {s: digest.status_counts[s] for s in STATUSES if s in digest.status_counts}
+    return digest

@@ -1,0 +1,113 @@
+"""What one evaluated case says about one backend: passed, failed which tensors, or told us nothing.
+
+The rows of a case (harness.evaluation.verdict, through a sweep's workers or read back from a run's
+results.csv) are folded per backend into an `Observation`:
+
+- kind "fail": some tensors are `fail` or `xfail` (a declared deviation): `failing` names them,
+  `undeclared` those that are `fail`, and `known` is true when every one of them is `xfail`;
+- kind "error" or "crash": the backend raised or its worker died (`failing` is empty: no tensor came back);
+- kind "pass": nothing failed and at least one tensor was compared (`xpass` is a pass);
+- kind "skip": nothing to learn: unsupported, timeout (a hang is not shrunk: every step could take
+  the whole timeout), reference-error (the harness's own failure).
+
+Whether two failures are "the same way" is decided by harness.search.shrink.fails_the_same_way
+(backend, kind and failing tensors); how failures are grouped, by harness.search.group.Key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.cases.descriptor import parse_case
+from harness.cases.spec import ConvSpec
+from harness.results import TENSORS, bias_word
+
+FAILING_STATUSES = ("fail", "xfail")
+BROKEN_STATUSES = ("error", "crash")
+PASSING_STATUSES = ("pass", "xpass")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One case (spec with dtype and bias) on one backend.
+
+    err_ratio: the worst over `failing` when it fails (inf for an error or a crash), over all compared
+    tensors when it passes (NaN when nothing was compared).
+    """
+
+    spec: ConvSpec
+    backend: str
+    version: str
+    kind: str
+    failing: tuple[str, ...] = ()
+    known: bool = False
+    undeclared: tuple[str, ...] = ()
+    err_ratio: float = math.nan
+    message: str = ""
+    deviation: str = ""
+    accumulation: str = ""
+
+    @property
+    def fails(self) -> bool:
+        return self.kind in ("fail", *BROKEN_STATUSES)
+
+    def describe(self) -> str:
+        """"keras float64 bias on: fail y db" for logs."""
+        what = " ".join((self.kind, *self.failing))
+        return f"{self.backend} {self.spec.dtype} bias {bias_word(self.spec.bias)}: {what}"
+
+
+def _ordered(tensors: Iterable[str]) -> tuple[str, ...]:
+    chosen = set(tensors)
+    return tuple(t for t in TENSORS if t in chosen)
+
+
+def observe(spec: ConvSpec, backend: str, rows: list[Any]) -> Observation:
+    """Fold the rows of one case on one backend (objects with tensor, status, err_ratio, message,
+    deviation, accumulation and backend_version: `Row`s, or results.csv records) into an Observation."""
+    version = str(rows[0].backend_version) if rows else ""
+    accumulation = next((_text(r.accumulation) for r in rows if _text(r.accumulation)), "")
+    ratios = {str(r.tensor): float(r.err_ratio) for r in rows if not _missing(r.err_ratio)}
+    broken = [r for r in rows if r.status in BROKEN_STATUSES]
+    if broken:
+        return Observation(spec, backend, version, str(broken[0].status), (), err_ratio=math.inf,
+                           message=_text(broken[0].message), accumulation=accumulation)
+    failing = [r for r in rows if r.status in FAILING_STATUSES]
+    if failing:
+        worst = max(failing, key=lambda r: -1.0 if _missing(r.err_ratio) else float(r.err_ratio))
+        return Observation(spec, backend, version, "fail", _ordered(str(r.tensor) for r in failing),
+                           known=all(r.status == "xfail" for r in failing),
+                           undeclared=_ordered(str(r.tensor) for r in failing if r.status == "fail"),
+                           err_ratio=math.inf if _missing(worst.err_ratio) else float(worst.err_ratio),
+                           message=_text(worst.message), deviation=_text(worst.deviation),
+                           accumulation=accumulation)
+    if any(r.status in PASSING_STATUSES for r in rows):
+        return Observation(spec, backend, version, "pass", err_ratio=max(ratios.values(), default=math.nan),
+                           accumulation=accumulation)
+    return Observation(spec, backend, version, "skip", message=_text(rows[0].message) if rows else "")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _text(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def observations_from_rows(rows: Iterable[Any]) -> list[Observation]:
+    """One Observation per (case, dtype, bias, backend) among `rows`, in the order first seen.
+
+    `rows`: `Row`s or results.csv records (e.g. pandas itertuples of harness.results.read_results).
+    """
+    grouped: dict[tuple, list[Any]] = {}
+    specs: dict[tuple, ConvSpec] = {}
+    for row in rows:
+        key = (str(row.case), str(row.dtype), bool(row.bias))
+        grouped.setdefault((*key, str(row.backend)), []).append(row)
+        if key not in specs:
+            specs[key] = parse_case(key[0], dtype=key[1], bias=key[2]).spec
+    return [observe(specs[key[:3]], key[3], group) for key, group in grouped.items()]

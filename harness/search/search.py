@@ -1,0 +1,282 @@
+"""`harness.search.search(...)`: hunt for disagreements, shrink each, group them by cause, write a report.
+
+    from harness.search import search
+    found = search(["keras"], dtypes=["float64", "float32"], budget=100, seed=0, jobs=2)
+    print(found.path / "findings.md")
+
+Phases, all through one executor (the sweep's workers, isolation and verdicts; harness.search.evaluations):
+
+1. explore (harness.search.explore): `budget` cases (or `minutes` of exploring), in rounds of
+   2 x jobs + 2, each case in one dtype on every backend. The first time a backend fails in a new way
+   (dtype, bias, kind, failing tensors) that failure is shrunk at once (harness.search.shrink),
+   starting from an earlier minimal case carried over to the new dtype and bias when that also fails
+   this way, else from the case itself.
+2. cover: failures of a known way that no rule learnt so far explains (another cause behind the
+   same symptoms) are shrunk too, at most `extra_shrinks` of them.
+3. group and check (harness.search.group, harness.search.check): groups by cause with their rules,
+   each rule checked on fresh cases.
+4. write: results.csv (every evaluation), run.json (with the search's own numbers), findings.csv,
+   findings.md, repro/<group>.py, summary.csv/summary.md and report.html.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from harness.backends.manager import PluginSelection
+from harness.cases.spec import DTYPES
+from harness.results import ResultsWriter, Row
+from harness.running import run_folder
+from harness.running.executor import WORKER_ENVIRONMENT, Executor, LocalProcessExecutor
+from harness.running.sweep import DEFAULT_DTYPES, SweepError, available_backends
+from harness.search.check import check_rules
+from harness.search.evaluations import EvaluationCounts, Evaluator
+from harness.search.explore import Explorer
+from harness.search.findings import Finding, write_findings
+from harness.search.group import Key, group_failures
+from harness.search.observations import Observation
+from harness.search.shrink import Shrunk, fails_the_same_way, shrink
+from harness.search.space import SpecSpace
+from harness.settings import DEFAULT_REFERENCE_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, RunSettings
+
+DEFAULT_BUDGET = 100
+DEFAULT_SHRINK_BUDGET = 300
+DEFAULT_EXTRA_SHRINKS = 4
+
+
+@dataclass
+class SearchResult:
+    """A finished search: its folder, the groups found (findings.csv's rows) and how long each phase took."""
+
+    path: Path
+    findings: list[Finding]
+    counts: EvaluationCounts
+    unavailable: dict[str, str] = field(default_factory=dict)
+    first_finding_seconds: float = math.nan
+    seconds: float = 0.0
+
+    @property
+    def new(self) -> list[Finding]:
+        return [f for f in self.findings if not f.known]
+
+    def exit_code(self) -> int:
+        """1 when some group is a new finding (not a declared deviation), else 0."""
+        return 1 if self.new else 0
+
+
+@dataclass
+class _Hunt:
+    """The state of one search: what was shrunk, and the log."""
+
+    evaluator: Evaluator
+    space: SpecSpace
+    rng: random.Random
+    jobs: int
+    shrink_budget: int
+    log: Callable[[str], None]
+    started: float
+    shrunk: list[Shrunk] = field(default_factory=list)
+    keys: set[Key] = field(default_factory=set)
+    first_finding: float = math.nan
+
+    def is_shrunk(self, observation: Observation) -> bool:
+        return Key.of(observation) in self.keys
+
+    def shrink(self, failing: Observation, *, carry_over: bool) -> Shrunk:
+        """Shrink `failing`, first trying earlier minimal cases carried to its dtype and bias."""
+        start = failing
+        if carry_over:
+            carried = list(dict.fromkeys(
+                s.minimal.spec.replace(dtype=failing.spec.dtype, bias=failing.spec.bias) for s in self.shrunk
+                if s.minimal.backend == failing.backend))
+            for found in self.evaluator.observe(carried, [failing.backend], phase="shrink"):
+                candidate = found.get(failing.backend)
+                if candidate is not None and fails_the_same_way(candidate, failing):
+                    start = candidate
+                    break
+        self.log(f"shrinking: {failing.describe()} from {start.spec.descriptor}")
+        result = shrink(start, self.evaluator, dtypes=self.space.dtypes, budget=self.shrink_budget, jobs=self.jobs)
+        result.start = failing
+        self.shrunk.append(result)
+        self.keys.update({Key.of(failing), Key.of(result.minimal)})
+        if math.isnan(self.first_finding):
+            self.first_finding = time.perf_counter() - self.started
+        state = "a local minimum" if result.local_minimum else "budget spent"
+        self.log(f"  -> {result.minimal.spec.descriptor} {result.minimal.spec.dtype} bias "
+                 f"{'on' if result.minimal.spec.bias else 'off'} ({state}, {result.evaluations} evaluations)")
+        return result
+
+    def explore(self, budget: int | None, deadline: float) -> Explorer:
+        explorer = Explorer(self.space, self.rng)
+        explored = 0
+        size = 2 * self.jobs + 2
+        backends = self.evaluator.available
+        while (budget is None or explored < budget) and time.perf_counter() < deadline:
+            count = size if budget is None else min(size, budget - explored)
+            evaluated = {spec for spec, _ in self.evaluator.cache}
+            specs = explorer.propose(count, evaluated)
+            if not specs:
+                break
+            results = self.evaluator.observe(specs, backends, phase="explore")
+            explored += len(specs)
+            for spec, found in zip(specs, results):
+                explorer.learn(spec, found, self.is_shrunk)
+                for observation in found.values():
+                    if observation.fails and not self.is_shrunk(observation):
+                        self.shrink(observation, carry_over=True)
+            self.log(f"explored {explored}{'' if budget is None else f'/{budget}'} cases; "
+                     f"{len(self.shrunk)} failure(s) shrunk")
+        return explorer
+
+    def cover(self, extra: int) -> None:
+        """Shrink failures that no group's rule explains yet (groups whose seed is not a shrunk case)."""
+        tried: set[Observation] = set()
+        for _ in range(extra):
+            minimal = [s.minimal for s in self.shrunk]
+            groups = group_failures(self._all(), minimal)
+            unexplained = [g.minimal for g in groups if g.minimal not in minimal and g.minimal not in tried]
+            if not unexplained:
+                return
+            tried.add(unexplained[0])
+            self.shrink(unexplained[0], carry_over=False)
+
+    def _all(self) -> list[Observation]:
+        return list(self.evaluator.cache.values())
+
+
+def search(
+    backends: Sequence[str],
+    dtypes: Sequence[str] = DEFAULT_DTYPES,
+    budget: int | None = None,
+    minutes: float | None = None,
+    seed: int = 0,
+    jobs: int = 1,
+    out: str | Path | None = None,
+    *,
+    tolerance_factor: float = 1.0,
+    timeout: float = DEFAULT_TIMEOUT,
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+    reference_timeout: float = DEFAULT_REFERENCE_TIMEOUT,
+    shrink_budget: int = DEFAULT_SHRINK_BUDGET,
+    extra_shrinks: int = DEFAULT_EXTRA_SHRINKS,
+    check_rounds: int = 3,
+    executor: Executor | None = None,
+    log: TextIO | None = None,
+) -> SearchResult:
+    """Search `backends` for disagreements with the reference (see the module docstring).
+
+    budget: cases to explore (default DEFAULT_BUDGET unless `minutes` is given); minutes: stop
+    exploring after that long (whichever comes first). seed: the search's draws and the inputs.
+    executor: where tasks run (default: local worker processes, `jobs` at once).
+    log: where progress lines go (None: nowhere).
+    """
+    dtypes = tuple(dict.fromkeys(dtypes))
+    unknown = [d for d in dtypes if d not in DTYPES]
+    if unknown or not dtypes:
+        raise SweepError(f"unknown dtype {unknown[0]!r} (known: {', '.join(DTYPES)})" if unknown else "no dtypes")
+    for name, value in (("budget", budget), ("shrink_budget", shrink_budget)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise SweepError(f"{name} must be a positive number of cases, got {value!r}")
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise SweepError(f"minutes must be a finite number > 0, got {minutes!r}")
+    if budget is None and minutes is None:
+        budget = DEFAULT_BUDGET
+    settings = RunSettings(backends=available_backends(backends), dtypes=dtypes, grids=(), seed=seed, timeout=timeout,
+                           jobs=jobs, tolerance_factor=tolerance_factor, startup_timeout=startup_timeout,
+                           reference_timeout=reference_timeout)
+    path = Path(out) if out is not None else run_folder.default_run_dir(Path("reports"), ("search",))
+    run_folder.create(path)
+    with run_folder.lock(path):
+        metadata = _metadata(settings, budget, minutes, shrink_budget)
+        run_folder.write_metadata(path, metadata)
+        writer = ResultsWriter(path)
+        try:
+            if executor is None:
+                with LocalProcessExecutor(jobs, log=path / "workers.log", startup_timeout=startup_timeout) as local:
+                    result = _run(path, settings, local, writer, budget, minutes, shrink_budget, extra_shrinks,
+                                  check_rounds, log, metadata)
+            else:
+                result = _run(path, settings, executor, writer, budget, minutes, shrink_budget, extra_shrinks,
+                              check_rounds, log, metadata)
+        except BaseException:
+            writer.close()
+            metadata["status"] = "interrupted"
+            run_folder.write_metadata(path, metadata)
+            raise
+        writer.close()
+    from harness.reporting.summaries import write_reports
+
+    if result.counts.total:
+        write_reports(path)
+    return result
+
+
+def _metadata(settings: RunSettings, budget: int | None, minutes: float | None, shrink_budget: int) -> dict:
+    from datetime import UTC, datetime
+
+    from harness import __version__
+
+    return {
+        "harness_version": __version__, "harness_commit": run_folder.harness_commit(), "status": "running",
+        "settings": settings.to_json(), "backend_versions": {}, "unavailable": {},
+        "search": {"budget": budget, "minutes": minutes, "shrink_budget": shrink_budget},
+        "worker_environment": {name: os.environ.get(name, value) for name, value in WORKER_ENVIRONMENT.items()},
+        "started": datetime.now(UTC).isoformat(timespec="seconds"), "seconds": 0.0,
+    }
+
+
+def _run(path: Path, settings: RunSettings, executor: Executor, writer: ResultsWriter, budget: int | None,
+         minutes: float | None, shrink_budget: int, extra_shrinks: int, check_rounds: int, log: TextIO | None,
+         metadata: dict) -> SearchResult:
+    started = time.perf_counter()
+    plugins = PluginSelection.from_environment()
+
+    def write(rows: list[Row]) -> None:
+        try:
+            writer.write(rows)
+        except OSError as error:
+            raise run_folder.os_error(writer.path, error) from None
+
+    def say(line: str) -> None:
+        if log is not None:
+            print(f"convparity search: {line}", file=log, flush=True)
+
+    evaluator = Evaluator(settings, executor, plugins, write)
+    evaluator.probe()
+    metadata.update(backend_versions=evaluator.versions, unavailable=evaluator.unavailable)
+    for name, reason in evaluator.unavailable.items():
+        say(f"backend {name} is unavailable, it runs nothing: {reason}")
+    rng = random.Random(settings.seed)
+    space = SpecSpace(settings.dtypes)
+    hunt = _Hunt(evaluator, space, rng, settings.jobs, shrink_budget, say, started)
+    deadline = started + minutes * 60 if minutes is not None else math.inf
+    if evaluator.available:
+        explorer = hunt.explore(budget, deadline)
+        metadata["search"]["proposed"] = {"fresh": explorer.fresh, "mutated": explorer.mutated}
+        hunt.cover(extra_shrinks)
+    minimal = [s.minimal for s in hunt.shrunk]
+    checked = check_rules(evaluator, space, rng, hunt._all(), minimal, rounds=check_rounds) if minimal else []
+    local_minima = {(s.minimal.spec, s.minimal.backend): s.local_minimum for s in hunt.shrunk}
+    found = write_findings(path, checked, list(evaluator.cache.values()), seed=settings.seed,
+                           tolerance_factor=settings.tolerance_factor, local_minima=local_minima, plugins=plugins)
+    seconds = time.perf_counter() - started
+    metadata["search"].update(
+        evaluations=evaluator.counts.evaluations, phase_seconds={k: round(v, 3) for k, v in
+                                                                 evaluator.counts.seconds.items()},
+        first_finding_seconds=None if math.isnan(hunt.first_finding) else round(hunt.first_finding, 3),
+        findings=len([f for f in found if not f.known]), known=len([f for f in found if f.known]))
+    from datetime import UTC, datetime
+
+    metadata.update(status="finished", finished=datetime.now(UTC).isoformat(timespec="seconds"),
+                    seconds=round(seconds, 3))
+    run_folder.write_metadata(path, metadata)
+    say(f"{len(found)} group(s) in {seconds:.1f} s; {path / 'findings.md'}")
+    return SearchResult(path, found, evaluator.counts, dict(evaluator.unavailable), hunt.first_finding, seconds)
+

@@ -1,0 +1,36 @@
+"""`triage(run_dir)`: the failures of an existing run, grouped by cause, as a search reports them.
+
+The run's rows are folded into observations (harness.search.observations) and grouped
+(harness.search.group): each group gets the simplest rule separating its failing cases from the
+run's passing ones, its simplest failing case as the minimal case (not shrunk: nothing is run), and
+a repro script. `fail` rows make new groups, `xfail` rows (declared deviations) known ones.
+findings.csv, findings.md and repro/ are written into the run folder (replacing an earlier
+triage's) and report.html is rewritten with its findings section. The rules are not checked on
+fresh cases: `rule_check` says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.results import read_results
+from harness.running import run_folder
+from harness.search.findings import Finding, write_findings
+from harness.search.group import group_failures
+from harness.search.observations import observations_from_rows
+
+
+def triage(run_dir: str | Path) -> list[Finding]:
+    """Group the failures of the run in `run_dir`; write its findings files and report; return the groups."""
+    directory = Path(run_dir)
+    run_folder.read_metadata(directory)  # a folder that is no run is refused before anything is written
+    with run_folder.lock(directory):
+        settings = run_folder.read_settings(directory)
+        observations = observations_from_rows(read_results(directory).itertuples(index=False))
+        groups = group_failures(observations)
+        found = write_findings(directory, [(group, None) for group in groups], observations, seed=settings.seed,
+                               tolerance_factor=settings.tolerance_factor)
+    from harness.reporting.summaries import write_reports
+
+    write_reports(directory)
+    return found

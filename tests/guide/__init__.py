@@ -1,0 +1,1 @@
+"""The backend guide (docs/writing-a-backend.md) followed command by command: tox -e new-backend."""

@@ -1,0 +1,52 @@
+"""`triage` of a run shaped like the main job's Keras rows: the default grid in float64 and float32, where
+Keras 3.15 adds a channels_first bias along the last axis when its size equals out_channels. Its 35 failing
+rows (y and db in float64; db, and y when grouped, in float32) come out as one group with that rule."""
+
+from __future__ import annotations
+
+from harness.backends.manager import get_manager
+from harness.cases.selection import CaseSelection
+from harness.evaluation.verdict import repro, tensors
+from harness.results import ResultsWriter, Row
+from harness.running import run_folder
+from harness.search.findings import read_findings
+from harness.search.triage import triage
+from harness.settings import RunSettings
+
+DEVIATION = "keras.ops.add adds a channels_first bias along the last axis when its size equals out_channels"
+
+
+def keras_rows(spec) -> list[Row]:
+    """The rows Keras 3.15 gives: stride with dilation unsupported; the bias bug's tensors xfail."""
+    base = {**Row.spec_columns(spec), "name": "", "backend": "keras", "backend_version": "3.15.1 (tensorflow 2.21.0)",
+            "repro": repro(spec, "keras", 0)}
+    if max(spec.stride) > 1 and max(spec.dilation) > 1:
+        return [Row(**base, tensor=t, status="unsupported", message="not supported") for t in tensors(spec)]
+    hit = spec.bias and spec.output_size[-1] == spec.out_channels > 1
+    fused = spec.dtype == "float32" and spec.groups == 1 and spec.rank <= 2  # TensorFlow's fusion fixes y
+    failing = {"db"} | (set() if fused else {"y"}) if hit else set()
+    return [Row(**base, tensor=t, status="xfail" if t in failing else "pass", err_ratio=1e14 if t in failing else 0.3,
+                deviation=DEVIATION if t in failing else "") for t in tensors(spec)]
+
+
+def test_the_main_jobs_keras_rows_are_one_group(tmp_path):
+    path = run_folder.create(tmp_path / "parity")
+    settings = RunSettings(backends=("keras",), dtypes=("float64", "float32"), grids=("default",))
+    run_folder.write_metadata(path, run_folder.new_metadata(settings, CaseSelection(grids=("default",))))
+    writer = ResultsWriter(path)
+    failing = 0
+    for case in get_manager().grids()["default"].cases():
+        for dtype in settings.dtypes:
+            rows = keras_rows(case.spec.replace(dtype=dtype))
+            failing += sum(row.status == "xfail" for row in rows)
+            writer.write(rows)
+    writer.close()
+    assert failing == 35
+
+    (group,) = triage(path)
+    assert (group.rule, group.known, group.tensors, group.dtype, group.bias) == (
+        "bias and output_size[-1] == out_channels > 1", True, "y db", "float32 float64", "on")
+    assert group.cases_seen == 20 and group.rule_exceptions == 0 and group.local_minimum == "no"
+    assert group.deviation == DEVIATION and group.minimal_dtype == "float64"  # the case that shows y and db
+    assert read_findings(path)["group"].tolist() == ["keras-1"]
+    assert (path / "repro" / "keras-1.py").is_file() and "<h2>Findings</h2>" in (path / "report.html").read_text()
