@@ -10,12 +10,12 @@ import pytest
 
 from harness import sweep
 from harness.cases.builtin_grids import default, resnet50, smoke
+from harness.cases.selection import expand
 from harness.cli import main
 from harness.results import KEY, RESULTS_FILE, read_results
 from harness.running import run_folder
 from harness.running.cost import expected_item_seconds
 from harness.running.merge import MergeError, merge
-from harness.running.runner import expand
 from harness.running.shards import Shard, ShardError, assign, shard_cases
 from harness.running.sweep import resume
 from tests.runner.test_sweep import DESCRIPTORS
