@@ -104,8 +104,8 @@ def reference_cost() -> float:
     """Seconds of reference computation per case of the default grid (both dtypes), best of 3."""
     from harness.cases.builtin_grids import default
     from harness.cases.inputs import make_inputs
+    from harness.cases.selection import expand
     from harness.evaluation.verdict import reference
-    from harness.running.runner import expand
 
     cases = [(c.spec, make_inputs(c.spec, 0)) for c in expand(default(), ("float64", "float32"))]
     best = float("inf")

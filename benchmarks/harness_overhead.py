@@ -25,10 +25,11 @@ from pathlib import Path
 
 from harness.cases.builtin_grids import default
 from harness.cases.inputs import make_inputs
+from harness.cases.selection import expand
 from harness.evaluation.verdict import compare_rows, reference
 from harness.results import ResultsWriter
 from harness.running.executor import LocalProcessExecutor
-from harness.running.runner import expand, plan, run_sweep
+from harness.running.runner import plan, run_sweep
 from harness.running.tasks import BackendResult, EvaluateCase, Probe, RunCase, run_case
 from harness.settings import RunSettings
 from plugins.reference_backend import ReferenceBackend

@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 
 from harness.backends.manager import get_manager
+from harness.cases.selection import expand
 from harness.results import RESULTS_FILE, ResultsWriter
 from harness.running.executor import WORKER_ENVIRONMENT, LocalProcessExecutor, slot_cores
-from harness.running.runner import expand, plan, run_sweep
+from harness.running.runner import plan, run_sweep
 from harness.running.tasks import Probe
 from harness.settings import RunSettings
 

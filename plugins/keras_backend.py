@@ -91,11 +91,13 @@ def hits_bias_bug(spec: ConvSpec) -> bool:
 
 
 def bias_bug_shows_in_y(spec: ConvSpec) -> bool:
-    """y is wrong in the bias-bug cases, except in float32 for ungrouped rank-1 and rank-2 convolutions, where
-    TensorFlow's graph optimizer fuses the NCHW Conv2D with the NHWC BiasAdd and (itself wrongly) adds
-    the bias along the channels after all (tests/backends/test_tensorflow.py, the fusion test). It fuses
-    no transposed convolution (Conv2DBackpropInput), so those are wrong in float32 too."""
-    fused = not spec.transposed and spec.dtype == "float32" and spec.groups == 1 and spec.rank <= 2
+    """y is wrong in the bias-bug cases, except in float32 for ungrouped, undilated rank-1 and rank-2
+    convolutions, where TensorFlow's graph optimizer fuses the NCHW Conv2D with the NHWC BiasAdd and (itself
+    wrongly) adds the bias along the channels after all (tests/backends/test_tensorflow.py, the fusion test).
+    It fuses no transposed convolution (Conv2DBackpropInput), nor a dilated one, even one whose kernel is 1
+    wide (found by `convparity search`), so those are wrong in float32 too."""
+    fused = (not spec.transposed and spec.dtype == "float32" and spec.groups == 1 and spec.rank <= 2
+             and max(spec.dilation) == 1)
     return hits_bias_bug(spec) and not fused
 
 
@@ -109,8 +111,8 @@ def bias_bug_shows_in_y(spec: ConvSpec) -> bool:
 # Evidence: tests/backends/test_keras.py::test_bias_bug_explains_the_wrong_y_and_db_exactly.
 KERAS_BIAS_BUG = "keras.ops.add adds a channels_first bias along the last axis when its size equals out_channels"
 DEVIATIONS = (
-    Deviation(condition="bias and the layer's output_size[-1] == out_channels > 1 (float32: grouped, rank 3 or "
-                        "transposed)",
+    Deviation(condition="bias and the layer's output_size[-1] == out_channels > 1 (float32: grouped, dilated, "
+                        "rank 3 or transposed)",
               applies=bias_bug_shows_in_y, tensors=("y",), bias=True, dtypes=("float64", "float32"),
               versions=">=3.15", reason=KERAS_BIAS_BUG, upstream="not reported yet"),
     Deviation(condition="bias and the layer's output_size[-1] == out_channels > 1", applies=hits_bias_bug,

@@ -124,7 +124,8 @@ def findings_section(findings: pd.DataFrame) -> str:
     """Groups by cause (findings.csv): new findings open, known deviations folded; scripts linked."""
     rows = findings.assign(
         minimal_case=html_page.code(findings["minimal_case"]), repro=html_page.code(findings["repro"]),
-        repro_script=findings["repro_script"].map(lambda p: f'<a href="{html_page.text(p)}">{html_page.text(p)}</a>'),
+        repro_script=findings["repro_script"].map(
+            lambda p: f'<a href="{html_page.text(p)}">{html_page.text(p)}</a>' if p else ""),
         rule=html_page.code(findings["rule"]), deviation=findings["deviation"].map(html_page.linked),
         err_ratio=findings["err_ratio"].map(lambda v: format_ratio(float(v)) if v else ""))[FINDING_TABLE]
     markup = ("minimal_case", "repro", "repro_script", "rule", "deviation")

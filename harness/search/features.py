@@ -50,6 +50,7 @@ def _depthwise(spec: ConvSpec) -> bool:
 
 
 FEATURES: tuple[Feature, ...] = (
+    Feature("transposed", "a convolution", lambda s: s.transposed),
     Feature("bias", "no bias", lambda s: s.bias),
     Feature("groups > 1", "groups == 1", lambda s: s.groups > 1),
     Feature("depthwise (groups == in_channels > 1)", "not depthwise", _depthwise),
@@ -59,6 +60,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("any padding after > 0", "no padding after", lambda s: any(hi > 0 for _, hi in s.padding)),
     Feature("padding asymmetric", "padding symmetric", lambda s: any(lo != hi for lo, hi in s.padding)),
     Feature("negative padding (a crop)", "no negative padding", lambda s: any(min(p) < 0 for p in s.padding)),
+    Feature("any output_padding > 0", "no output_padding", lambda s: max(s.output_padding) > 0),
     Feature("any kernel size even", "kernel sizes odd", _any("kernel_size", lambda v: v % 2 == 0)),
     Feature("kernel non-square", "kernel square", lambda s: len(set(s.kernel_size)) > 1),
     Feature("kernel_size == 1", "kernel_size > 1", lambda s: max(s.kernel_size) == 1),

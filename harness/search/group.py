@@ -63,12 +63,12 @@ class Key:
         return cls(observation.backend, observation.kind, False, observation.undeclared)
 
     def overlaps(self, observation: Observation) -> bool:
-        """Whether `observation` fails like this: same kind, declared alike (by the same declaration), and
-        for a new numeric failure on some of the same tensors."""
-        if (observation.backend, observation.kind, observation.known) != (self.backend, self.kind, self.known):
+        """Whether `observation` fails like this: same kind, and failing as the same declaration says (for a
+        declared key) or with some of the same undeclared tensors (for a new one)."""
+        if (observation.backend, observation.kind) != (self.backend, self.kind):
             return False
         if self.known:
-            return observation.deviation == self.deviation
+            return bool(observation.deviation) and observation.deviation == self.deviation
         return self.kind != "fail" or bool(set(observation.undeclared) & set(self.tensors))
 
     def is_negative(self, observation: Observation) -> bool:

@@ -82,7 +82,8 @@ def observe(spec: ConvSpec, backend: str, rows: list[Any]) -> Observation:
                            known=all(r.status == "xfail" for r in failing),
                            undeclared=_ordered(str(r.tensor) for r in failing if r.status == "fail"),
                            err_ratio=math.inf if _missing(worst.err_ratio) else float(worst.err_ratio),
-                           message=_text(worst.message), deviation=_text(worst.deviation),
+                           message=_text(worst.message),
+                           deviation=next((_text(r.deviation) for r in failing if r.status == "xfail"), ""),
                            accumulation=accumulation)
     if any(r.status in PASSING_STATUSES for r in rows):
         return Observation(spec, backend, version, "pass", err_ratio=max(ratios.values(), default=math.nan),

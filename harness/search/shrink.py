@@ -1,7 +1,8 @@
 """Shrinking a failing case to a local minimum, greedily (delta debugging, as C-Reduce does for programs).
 
 `simplifications(spec)` lists every case one simplification away, biggest steps first: a spatial
-dim dropped (rank down), batch 1, groups 1, fewer channels, no bias, a simpler dtype, stride 1,
+dim dropped (rank down), batch 1, groups 1, fewer channels, no bias, a convolution for a transposed
+one (or no output_padding), a simpler dtype, stride 1,
 dilation 1, a smaller kernel or input, padding toward 0 or made symmetric; and moves that shrink two
 fields together so that a size they share stays put (a smaller kernel with a smaller input keeps the
 output size; out_channels - 1 with output_size[-1] - 1 keeps them equal), without which a bug that
@@ -37,7 +38,7 @@ def complexity(spec: ConvSpec) -> int:
     pads = sum(2 * (abs(lo) + abs(hi)) + (lo != hi) for lo, hi in spec.padding)  # a pad toward 0 may break symmetry
     return (spec.rank + spec.batch + spec.in_channels + spec.out_channels + spec.groups + sum(spec.input_size)
             + sum(spec.kernel_size) + sum(spec.stride) + sum(spec.dilation) + pads + spec.bias
-            + SIMPLER_DTYPES.index(spec.dtype))
+            + SIMPLER_DTYPES.index(spec.dtype) + spec.transposed + sum(spec.output_padding))
 
 
 def _effective(spec: ConvSpec, dim: int) -> int:
@@ -74,6 +75,9 @@ def _candidates(spec: ConvSpec, dtypes: tuple[str, ...]) -> Iterator[ConvSpec | 
     yield with_channels(spec, g, 1, out_per_group)
     yield with_channels(spec, g, in_per_group, 1)
     yield build(spec, bias=False)
+    if spec.transposed:  # the convolution it is the adjoint of, then no output_padding
+        yield build(spec, transposed=False, output_padding=0)
+        yield build(spec, output_padding=0)
     for dtype in SIMPLER_DTYPES[:SIMPLER_DTYPES.index(spec.dtype)]:
         if dtype in dtypes:
             yield build(spec, dtype=dtype)

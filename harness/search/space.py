@@ -22,7 +22,7 @@ from harness.cases.spec import DTYPES, ConvSpec
 
 LARGEST_INPUT = {1: 20, 2: 12, 3: 6}
 LARGEST_KERNEL = {1: 5, 2: 4, 3: 3}
-PER_DIM = ("input_size", "kernel_size", "stride", "dilation", "padding")
+PER_DIM = ("input_size", "kernel_size", "stride", "dilation", "padding", "output_padding")
 RELATED_SHARE = 0.2
 
 

@@ -10,12 +10,12 @@ import pytest
 
 from harness import sweep
 from harness.cases.builtin_grids import default, resnet50, smoke
+from harness.cases.selection import expand
 from harness.cli import main
 from harness.results import KEY, RESULTS_FILE, read_results
 from harness.running import run_folder
 from harness.running.cost import expected_item_seconds
 from harness.running.merge import MergeError, merge
-from harness.running.runner import expand
 from harness.running.shards import Shard, ShardError, assign, shard_cases
 from harness.running.sweep import resume
 from tests.runner.test_sweep import DESCRIPTORS
@@ -67,8 +67,8 @@ def test_bad_shards_are_refused_with_the_option_named(text, message):
 def test_merged_shards_equal_an_unsharded_run(faulty_plugins, tmp_path, capsys):
     whole = sweep(**OPTIONS, out=tmp_path / "whole")
     shards = [sweep(**OPTIONS, out=tmp_path / f"shard{k}", shard=Shard(k, 3)) for k in (1, 2, 3)]
-    sizes = [len(run_folder.read_cases(s.path)) for s in shards]
-    assert sum(sizes) == len(run_folder.read_cases(whole.path)) and min(sizes) > 0
+    sizes = [run_folder.count_cases(s.path) for s in shards]
+    assert sum(sizes) == run_folder.count_cases(whole.path) and min(sizes) > 0
     # through the command line, shards given in any order
     assert main(["merge", str(tmp_path / "merged"), *(str(s.path) for s in reversed(shards))]) == 0
     assert "merged 3 shards" in capsys.readouterr().out
@@ -141,7 +141,7 @@ def test_an_interrupted_shard_resumes_as_the_same_shard(two_shards):
     results.write_text("".join(lines[: len(lines) // 2]))  # as if killed half way
     edit_metadata(first, status="interrupted")
     run = resume(first)
-    assert rows(first) == expected and run.resumed_items == len(run_folder.read_cases(first))
+    assert rows(first) == expected and run.resumed_items == run_folder.count_cases(first)
     metadata = json.loads((first / run_folder.RUN_FILE).read_text())
     assert metadata["shard"] == {"index": 1, "count": 2} and metadata["status"] == "finished"
 

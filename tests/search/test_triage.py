@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from harness.backends.manager import get_manager
 from harness.cases.selection import CaseSelection
+from harness.cases.spec import ConvSpec
 from harness.evaluation.verdict import repro, tensors
 from harness.results import ResultsWriter, Row
 from harness.running import run_folder
@@ -50,3 +51,24 @@ def test_the_main_jobs_keras_rows_are_one_group(tmp_path):
     assert group.deviation == DEVIATION and group.minimal_dtype == "float64"  # the case that shows y and db
     assert read_findings(path)["group"].tolist() == ["keras-1"]
     assert (path / "repro" / "keras-1.py").is_file() and "<h2>Findings</h2>" in (path / "report.html").read_text()
+
+
+def test_a_transposed_group_gets_no_script_but_its_explain_command(tmp_path):
+    """The scripts' loops compute convolutions: a group whose case is transposed says so instead of lying."""
+    path = run_folder.create(tmp_path / "run")
+    settings = RunSettings(backends=("other",), dtypes=("float32",))
+    run_folder.write_metadata(path, run_folder.new_metadata(settings, CaseSelection(random=1)))
+    writer = ResultsWriter(path)
+    for size in range(2, 8):
+        for transposed in (False, True):
+            spec = ConvSpec(batch=1, in_channels=2, out_channels=2, input_size=(size,), kernel_size=(2,), stride=2,
+                            transposed=transposed, bias=False)
+            base = {**Row.spec_columns(spec), "name": "", "backend": "other", "backend_version": "1",
+                    "repro": repro(spec, "other", 0)}
+            writer.write([Row(**base, tensor=t, status="fail" if transposed else "pass", err_ratio=5.0)
+                          for t in tensors(spec)])
+    writer.close()
+    (group,) = triage(path)
+    assert (group.rule, group.repro_script, group.known) == ("transposed", "", False)
+    assert "explain deconv:" in group.repro and not (path / "repro").exists()
+    assert "repro scripts are written for convolutions, not transposed ones" in (path / "findings.md").read_text()
