@@ -63,22 +63,26 @@ def _dtypes(names: list[str] | None) -> tuple[str, ...]:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from harness.backends.contract import optional_members
+    from harness.backends.manager import PluginSelection
+    from harness.running.executor import LocalProcessExecutor
+    from harness.running.tasks import DescribeBackend
 
     manager = get_manager()
-    for name, backend in manager.backends().items():
-        try:
-            reason = backend.availability()
-            state = "unavailable: " + reason if reason else backend.version()
-        except Exception as error:  # noqa: BLE001 - a plugin that raises is listed with why, like a broken one
-            state = f"broken: availability() or version() raised {' '.join(f'{type(error).__name__}: {error}'.split())}"
+    names = list(manager.backends())
+    described: dict[str, list[str]] = {}
+    with LocalProcessExecutor(2) as executor:  # each backend in a worker of its own (see DescribeBackend)
+        for name in names:
+            executor.submit(DescribeBackend(name, PluginSelection.from_environment()), name, 600.0)
+        for _ in names:
+            outcome = executor.next_outcome()
+            described[outcome.tag] = outcome.value if not outcome.failure else [
+                f"broken: describing it ended in {outcome.failure}: {outcome.message}"]
+    for name in names:
+        state, *members = described[name]
         print(f"{name:24} {state}")
         if args.limits:
-            members = optional_members(backend)
-            for limit in members.limits:
-                print(f"{'':24}   - limit: {limit.condition}: {limit.reason}")
-            for deviation in members.deviations:
-                print(f"{'':24}   - known deviation: {deviation.describe()}")
+            for member in members:
+                print(f"{'':24}   - {member}")
     for name, reason in manager.broken.items():
         print(f"{name:24} broken: {reason}")
     return 0

@@ -268,30 +268,13 @@ class ConvSpec:
     @property
     def geometry(self) -> ConvGeometry | TransposedGeometry:
         """The reference's view of the shapes: a TransposedGeometry for a transposed spec."""
+        shared: dict[str, Any] = dict(batch=self.batch, in_channels=self.in_channels, out_channels=self.out_channels,
+                                      groups=self.groups, input_size=self.input_size,
+                                      kernel_size=self.kernel_size, stride=self.stride, dilation=self.dilation,
+                                      padding=self.padding)
         if self.transposed:
-            return TransposedGeometry(
-                batch=self.batch,
-                in_channels=self.in_channels,
-                out_channels=self.out_channels,
-                groups=self.groups,
-                input_size=self.input_size,
-                kernel_size=self.kernel_size,
-                stride=self.stride,
-                dilation=self.dilation,
-                padding=self.padding,
-                output_padding=self.output_padding,
-            )
-        return ConvGeometry(
-            batch=self.batch,
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            groups=self.groups,
-            input_size=self.input_size,
-            kernel_size=self.kernel_size,
-            stride=self.stride,
-            dilation=self.dilation,
-            padding=self.padding,
-        )
+            return TransposedGeometry(**shared, output_padding=self.output_padding)
+        return ConvGeometry(**shared)
 
     @property
     def output_size(self) -> tuple[int, ...]:

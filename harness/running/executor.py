@@ -60,7 +60,8 @@ FAILURES = ("crash", "timeout", "error")
 
 
 class Task(Protocol):
-    pool: str
+    @property
+    def pool(self) -> str: ...
 
     def __call__(self) -> Any: ...
 

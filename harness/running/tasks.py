@@ -90,6 +90,36 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class DescribeBackend:
+    """What `convparity backends` prints of one backend, computed in a worker of its own: a backend's
+    frameworks are imported there, never beside another backend's (some pairs crash in one process)."""
+
+    backend: str
+    plugins: PluginSelection = field(default_factory=PluginSelection)
+
+    @property
+    def pool(self) -> str:
+        return backend_pool(self.backend)
+
+    prepare = None
+
+    def __call__(self) -> list[str]:
+        """The backend's line (version, or why unavailable or broken), then, indented, its limits and deviations."""
+        from harness.backends.contract import optional_members
+
+        backend = self.plugins.manager().backends()[self.backend]
+        try:
+            reason = backend.availability()
+            state = "unavailable: " + reason if reason else backend.version()
+        except Exception as error:  # noqa: BLE001 - a plugin that raises is listed with why, like a broken one
+            raised = " ".join(f"{type(error).__name__}: {error}".split())
+            return [f"broken: availability() or version() raised {raised}"]
+        members = optional_members(backend)
+        return ([state] + [f"limit: {limit.condition}: {limit.reason}" for limit in members.limits]
+                + [f"known deviation: {deviation.describe()}" for deviation in members.deviations])
+
+
+@dataclass(frozen=True)
 class WarmUp:
     """Nothing to do: submitted first so that the reference's worker starts alongside the backends'."""
 

@@ -11,6 +11,7 @@ import json
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -125,8 +126,11 @@ def test_the_honest_reference_has_no_findings_and_files_are_written(found):
 
 def test_every_generated_script_exits_1_while_its_bug_is_there(found):
     result, _ = found
+    # The planted backends are test modules: the scripts find them through PYTHONPATH, as a user's own
+    # unpackaged plugin would be found (the installed harness itself comes from the interpreter).
+    root = str(Path(__file__).resolve().parents[2])
     environment = {"PATH": "/usr/bin:/bin", "CONVPARITY_EXTRA_PLUGINS": planted_backends.__name__,
-                   "CONVPARITY_PLUGINS": "reference"}
+                   "CONVPARITY_PLUGINS": "reference", "PYTHONPATH": root}
     scripts = sorted((result.path / "repro").glob("*.py"))
     assert len(scripts) == len(PLANTED)
     running = [(script, subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
