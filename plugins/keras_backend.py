@@ -247,7 +247,7 @@ class KerasBackend(DeclaredLimits):
 
         Transposed: w (C, O, *k) (no groups), as the layer's kernel (*k, O, C)."""
         conv_layer(spec).set_weights([filter_layout(w)] + ([] if b is None else [b]))
-        y, dx, dw, *db = [np.asarray(t) for t in eager_or_xla(training_step(spec), x, dy)]
+        y, dx, dw, *db = [np.asarray(t) for t in eager_or_xla(spec, training_step(spec), x, dy)]
         return y, dx, canonical_filter(dw), db[0] if db else None
 
 

@@ -14,6 +14,15 @@ XLA-compiled (tf.function(jit_compile=True)), which handles all of them; an XLA 
 it is. Both paths compute y, dx, dw and db together, so one case's four tensors come from one path.
 TensorFlow is imported only when a backend is first asked about it.
 
+Compile cache: TensorFlow's persistent XLA cache (harness/running/compile_cache.py) keys an entry by
+the traced function's name, which TensorFlow numbers from a process-wide counter
+(`__inference_step_<uid>`), so a later process finds an entry only if it traced the same cases in
+the same order. `case_function_names` names what a case traces after a digest of its spec instead
+(`__inference_step_<digest>_<n>`), so an entry is found whatever ran before it in either process.
+It replaces private TensorFlow functions (concrete_function._inference_name and its forward and
+backward twins, TensorFlow 2.21); where they are absent, names stay TensorFlow's own and only the
+cache's hit rate suffers, never a result.
+
 Transposed convolutions run tf.nn.conv2d_transpose (ranks 1 and 2; rank 1 with a height-1 dim, as
 tf.nn.conv1d_transpose does) and tf.nn.conv3d_transpose, filter (*k, C_out/g, C_in), with the
 output_shape that selects the output window: conv2d_transpose takes the non-negative pads as explicit
@@ -27,8 +36,11 @@ grouped convolutions are not supported on CPU"): those run XLA-compiled, as abov
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from functools import cache, lru_cache
 from types import ModuleType
 
@@ -100,13 +112,80 @@ def crop_slices(padding: tuple[tuple[int, int], ...]) -> tuple[slice, ...]:
     return tuple(slice(max(-before, 0), after if after < 0 else None) for before, after in padding)
 
 
-def eager_or_xla(step: Callable[..., list], *arrays: np.ndarray | None) -> list:
+def case_digest(spec: ConvSpec) -> str:
+    """16 hex digits naming `spec` alike in every process (its repr is all its fields, dtype included)."""
+    return hashlib.sha256(repr(spec).encode()).hexdigest()[:16]
+
+
+# TensorFlow's private functions that name traced functions "<prefix><python name>_<uid>" (TensorFlow 2.21).
+NAMING_FUNCTIONS = {"_inference_name": "__inference_", "_forward_name": "__forward_", "_backward_name": "__backward_"}
+
+
+class CaseFunctionNames:
+    """Names for the functions TensorFlow traces, after the case being run rather than a global counter.
+
+    Within `naming(digest)`, the n-th function traced (an inference function, or the forward and
+    backward functions TensorFlow derives to differentiate a function called inside another) is
+    `<prefix><python name>_<digest>_<n>`; a digest named again in the same process (its functions
+    evicted from the caches and traced anew) gets `<digest>r<k>`, as the function library keeps one
+    definition per name. Outside `naming`, TensorFlow's own counter names apply.
+    """
+
+    def __init__(self) -> None:
+        self.prefix: str | None = None
+        self.traced = 0
+        self.used: Counter[str] = Counter()
+
+    def replacing(self, kind: str, counter_name: Callable[[str], str]) -> Callable[[str], str]:
+        """A stand-in for TensorFlow's `counter_name`, which makes names starting with `kind`."""
+
+        def name(python_name: str) -> str:
+            if self.prefix is None:
+                return counter_name(python_name)
+            self.traced += 1
+            return f"{kind}{python_name}_{self.prefix}_{self.traced}"
+
+        return name
+
+    @contextmanager
+    def naming(self, digest: str) -> Iterator[None]:
+        repeat = self.used[digest]
+        self.used[digest] += 1
+        self.prefix, self.traced = (digest if repeat == 0 else f"{digest}r{repeat}"), 0
+        try:
+            yield
+        finally:
+            self.prefix = None
+
+
+@cache
+def case_function_names() -> CaseFunctionNames | None:
+    """The naming hooks, installed in TensorFlow on first use; None where TensorFlow lacks the private functions."""
+    tensorflow()
+    from tensorflow.python.eager.polymorphic_function import concrete_function
+
+    if not all(hasattr(concrete_function, function) for function in NAMING_FUNCTIONS):
+        return None
+    names = CaseFunctionNames()
+    for function, kind in NAMING_FUNCTIONS.items():
+        setattr(concrete_function, function, names.replacing(kind, getattr(concrete_function, function)))
+    return names
+
+
+def eager_or_xla(spec: ConvSpec, step: Callable[..., list], *arrays: np.ndarray | None) -> list:
     """`step(*tensors)` on the CPU as it is (eager, or a graph if it is a tf.function), else XLA-compiled.
 
-    `step` takes one tensor per array (None stays None) and returns a list of tensors. TensorFlow
-    refuses a configuration its kernels lack with InvalidArgumentError or UnimplementedError; then
-    the same `step` runs as tf.function(jit_compile=True), and whatever XLA raises propagates.
+    `step` runs `spec` and takes one tensor per array (None stays None) and returns a list of
+    tensors. TensorFlow refuses a configuration its kernels lack with InvalidArgumentError or
+    UnimplementedError; then the same `step` runs as tf.function(jit_compile=True), and whatever XLA
+    raises propagates. Functions traced meanwhile are named after `spec` (see the module docstring).
     """
+    names = case_function_names()
+    with names.naming(case_digest(spec)) if names else nullcontext():
+        return _eager_or_xla(step, *arrays)
+
+
+def _eager_or_xla(step: Callable[..., list], *arrays: np.ndarray | None) -> list:
     tf = tensorflow()
     with tf.device("/CPU:0"):
         try:
@@ -236,7 +315,7 @@ class TensorFlowBackend(DeclaredLimits):
         tf_spec = as_rank2(spec)
         x, w, dy = x.reshape(tf_spec.x_shape), w.reshape(tf_spec.w_shape), dy.reshape(tf_spec.y_shape)
         step = transposed_step(tf_spec) if spec.transposed else training_step(tf_spec)
-        results = eager_or_xla(step, to_channels_last(x), filter_layout(w), to_channels_last(dy), b)
+        results = eager_or_xla(spec, step, to_channels_last(x), filter_layout(w), to_channels_last(dy), b)
         y, dx, dw, *db = [np.asarray(t) for t in results]
         return (to_channels_first(y).reshape(spec.y_shape), to_channels_first(dx).reshape(spec.x_shape),
                 canonical_filter(dw).reshape(spec.w_shape), db[0] if db else None)

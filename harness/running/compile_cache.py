@@ -11,9 +11,10 @@ they compiled on disk, keyed by the program, and load it in a later process inst
   `jit_compile=True`: the tensorflow backend's XLA path and the Keras backend's, which together take
   most cases on CPU (channels-first gradients, grouped or dilated gradients). TensorFlow's eager
   kernels and plain `tf.function` graphs compile nothing XLA could keep; their tracing is not cached.
-  TensorFlow keys its entries by names that carry process-wide counters, so an entry is found again
-  only by a process that traced the same functions in the same order (a -j 1 rerun of the same cases):
-  docs/scaling.md says what was measured.
+  TensorFlow keys its entries by the traced functions' names, which it numbers from process-wide
+  counters; the tensorflow plugin names each case's functions after the case instead
+  (plugins/tensorflow_backend.py, `case_function_names`), so an entry is found whatever order the
+  cases run in, on any worker: docs/scaling.md says what was measured.
 
 The setting (`RunSettings.compile_cache`, validated there) is "default" (a folder under the user's cache directory),
 "off", or a folder. It is resolved where the worker processes start (`environment`), so on a cluster

@@ -1,6 +1,6 @@
-"""Compile caches on the real frameworks: a sweep stores what it compiled, a rerun loads it, and cached,
-uncached and cache-loading runs write the same rows (all but `seconds`). With -j 1 and the same cases
-a rerun traces TensorFlow's functions in the same order, which its cache needs (docs/scaling.md)."""
+"""Compile caches on the real frameworks: a sweep stores what it compiled, a rerun of the same cases in
+the opposite order loads it (entries are keyed by the case, not by what the process ran before), and
+cached, uncached and cache-loading runs write the same rows (all but `seconds`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import importlib.util
 
 import pytest
 
-from harness import sweep
+from harness import format_descriptor, sweep
+from harness.cases.builtin_grids import smoke
 from harness.results import KEY, read_results
 from harness.running import run_folder
 
@@ -28,13 +29,14 @@ def test_a_rerun_loads_what_the_first_run_compiled_and_rows_do_not_change(backen
     for name in ("JAX_COMPILATION_CACHE_DIR", "TF_XLA_FLAGS"):  # the test's own folder, not the user's
         monkeypatch.delenv(name, raising=False)
     cache = tmp_path / "cache"
-    options = dict(backends=[backend], grids=["smoke"], dtypes=["float32"], jobs=1)
-    first = sweep(**options, out=tmp_path / "first", compile_cache=str(cache))
+    descriptors = [format_descriptor(case.spec, case.name) for case in smoke()]
+    options = dict(backends=[backend], dtypes=["float32"], jobs=1)
+    first = sweep(**options, cases=descriptors, out=tmp_path / "first", compile_cache=str(cache))
     stored = sorted(p for p in cache.rglob("*") if p.is_file())
     assert stored, f"{backend} stored nothing in {cache}"
-    second = sweep(**options, out=tmp_path / "second", compile_cache=str(cache))
+    second = sweep(**options, cases=descriptors[::-1], out=tmp_path / "second", compile_cache=str(cache))
     assert sorted(p for p in cache.rglob("*") if p.is_file()) == stored  # nothing compiled anew
-    uncached = sweep(**options, out=tmp_path / "uncached", compile_cache="off")
+    uncached = sweep(**options, cases=descriptors, out=tmp_path / "uncached", compile_cache="off")
     assert rows(first.path) == rows(second.path) == rows(uncached.path)
     timing = [run_folder.read_metadata(run.path)["timing"][f"backend:{backend}"] for run in (first, second)]
     if backend == "jax":  # JAX says how long it compiled: a cache hit is a load, not a compile

@@ -17,8 +17,11 @@ from harness.cases.spec import ConvSpec  # noqa: E402
 from harness.evaluation.verdict import reference  # noqa: E402
 from harness.testing.contract_suite import BackendContract  # noqa: E402
 from plugins.tensorflow_backend import (  # noqa: E402
+    CaseFunctionNames,
     as_rank2,
     canonical_filter,
+    case_digest,
+    case_function_names,
     crop_slices,
     filter_layout,
     to_channels_first,
@@ -200,6 +203,27 @@ def test_graph_mode_keeps_the_bias_add_data_format():
 
     with tf.device("/CPU:0"):
         np.testing.assert_allclose(tf.function(conv_bias)(x), conv_bias(x), rtol=0, atol=1e-6)
+
+
+def test_functions_traced_for_a_case_are_named_after_it_not_after_the_process_history():
+    counter = iter(range(100, 200))
+    names = CaseFunctionNames()
+    inference = names.replacing("__inference_", lambda name: f"__inference_{name}_{next(counter)}")
+    backward = names.replacing("__backward_", lambda name: f"__backward_{name}_{next(counter)}")
+    assert inference("step") == "__inference_step_100"
+    with names.naming("abc"):
+        assert [inference("step"), backward("conv"), inference("step")] == [
+            "__inference_step_abc_1", "__backward_conv_abc_2", "__inference_step_abc_3"]
+    assert inference("step") == "__inference_step_101"
+    with names.naming("abc"):  # traced again in this process: a name of its own
+        assert inference("step") == "__inference_step_abcr1_1"
+
+
+def test_the_naming_hook_is_installed_and_digests_differ_by_dtype():
+    assert case_function_names() is not None, "TensorFlow no longer has the private naming functions"
+    spec = ConvSpec(batch=1, in_channels=2, out_channels=2, input_size=(5, 5), kernel_size=(3, 3), groups=2)
+    assert case_digest(spec) == case_digest(spec.replace())
+    assert case_digest(spec) != case_digest(spec.replace(dtype="float64"))
 
 
 def test_tensorflow_is_imported_lazily_and_its_absence_is_a_reason():
