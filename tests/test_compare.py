@@ -13,6 +13,7 @@ from harness.cases.inputs import make_inputs
 from harness.cases.spec import ConvSpec
 from harness.evaluation.bound import compare_tensor, gamma
 from harness.evaluation.verdict import evaluate_case
+from tests.stub_backend import StubBackend
 
 # Large reductions: y sums 128 * 3 * 3 = 1152 products, dw and db sum 2 * 24 * 24 = 1152.
 BIG = ConvSpec(batch=2, in_channels=128, out_channels=8, input_size=(24, 24), kernel_size=(3, 3), padding=1,
@@ -50,29 +51,8 @@ def float32_conv(x, w, b, dy, pad):
     return y, dxp[:, :, pad:pad + h, pad:pad + wd], dw, db
 
 
-class Returns:
-    """A backend that returns the given outputs, so they are judged by the one evaluation path."""
-
-    name = "under-test"
-
-    def __init__(self, outputs):
-        self.outputs = outputs
-
-    def version(self):
-        return "1"
-
-    def availability(self):
-        return None
-
-    def supports(self, spec):
-        return None
-
-    def run(self, spec, x, w, b, dy):
-        return self.outputs
-
-
 def statuses(spec, outputs, seed=0):
-    _, rows = evaluate_case(Returns(outputs), spec, seed=seed)
+    _, rows = evaluate_case(StubBackend("under-test", outputs), spec, seed=seed)
     return {row.tensor: row for row in rows}
 
 

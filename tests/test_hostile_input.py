@@ -15,6 +15,7 @@ from harness.cli import main
 from harness.results import RESULTS_FILE, read_results
 from harness.running import run_folder
 from tests.runner import faulty_backends
+from tests.stub_backend import StubBackend
 
 TINY = "mb1ic2iw5oc2kw3"
 
@@ -148,25 +149,6 @@ def test_malformed_outputs_are_that_backends_alone(broken_members, tmp_path):
     assert set(rows["accumulation"].dropna()) <= {"float64", ""}
 
 
-class Declares:
-    name = "declares"
-
-    def __init__(self, accumulation):
-        self.accumulation = accumulation
-
-    def version(self):
-        return "1"
-
-    def availability(self):
-        return None
-
-    def supports(self, spec):
-        return None
-
-    def run(self, spec, x, w, b, dy):
-        raise AssertionError("never run")
-
-
 @pytest.mark.parametrize(("accumulation", "fragment"), [
     ({"float64": "float16"}, "declares float16 accumulation for float64 inputs: an accumulation may not be narrower"),
     ({"float32": "float12"}, "maps 'float32' to 'float12'"),
@@ -174,7 +156,7 @@ class Declares:
 ])
 def test_accumulation_declarations_cannot_widen_the_bound(accumulation, fragment):
     with pytest.raises(BackendContractError, match=fragment):
-        check_backend(Declares(accumulation))
+        check_backend(StubBackend("declares", accumulation=accumulation))
 
 
 HOSTILE = '=HYPERLINK("http://evil.example")|<script>alert(1)</script>&'

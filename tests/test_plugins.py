@@ -11,6 +11,7 @@ import pytest
 from harness.backends import hookspecs
 from harness.backends.hookspecs import hookimpl
 from harness.backends.manager import PluginError, PluginManager
+from tests.stub_backend import StubBackend
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "writing-a-backend.md"
 
@@ -55,26 +56,10 @@ def test_restriction_loads_only_the_named_plugins():
     assert "smoke" in manager.grids()  # built-in grids are core, not subject to the restriction
 
 
-class Twin:
-    name = "reference"
-
-    def version(self):
-        return "0"
-
-    def availability(self):
-        return None
-
-    def supports(self, spec):
-        return None
-
-    def run(self, spec, x, w, b, dy):
-        raise AssertionError("never run")
-
-
 class TwinPlugin:
     @hookimpl
     def convparity_register_backends(self, register):
-        register(Twin())
+        register(StubBackend("reference"))
 
 
 def test_duplicate_backend_names_are_an_error():
