@@ -309,8 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "existing cluster, tcp://HOST:PORT or a scheduler file")
     run.add_argument("--shard", metavar="K/N", help="run only shard K of N (balanced by expected time); "
                      "join the N run folders with: convparity merge OUT DIR...")
-    run.add_argument("--compile-cache", metavar="DIR|off", help="where JAX and TensorFlow keep compiled programs "
-                     "between runs (default: ~/.cache/convparity/compile); 'off' compiles afresh")
+    run.add_argument("--compile-cache", metavar="DIR|off", help="where JAX, TensorFlow, TorchInductor and tinygrad "
+                     "keep compiled programs between runs (default: ~/.cache/convparity/compile); "
+                     "'off' compiles afresh")
 
     merge = sub.add_parser("merge", help="join the run folders of a sweep's shards (run --shard K/N) into one")
     merge.add_argument("out", metavar="OUT", help="the merged run folder (new)")

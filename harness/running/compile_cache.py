@@ -1,8 +1,9 @@
 """Compile once: where the frameworks keep compiled programs between runs, and how long they spent compiling.
 
 Most of a sweep on the XLA backends is compiling, not computing (default grid, float32: jax ~0.37 s,
-keras ~0.33 s, tensorflow ~0.16 s per case, nearly all of it compile). Two frameworks can keep what
-they compiled on disk, keyed by the program, and load it in a later process instead of compiling:
+keras ~0.33 s, tensorflow ~0.16 s per case, nearly all of it compile), and on the compiler backends
+(torch-inductor, tinygrad: seconds a case). These frameworks can keep what they compiled on disk,
+keyed by the program, and load it in a later process instead of compiling:
 
 - JAX: its persistent compilation cache (`jax_compilation_cache_dir`), with the thresholds that keep
   small or quickly compiled programs out of it lowered to zero (every case here is small).
@@ -15,13 +16,19 @@ they compiled on disk, keyed by the program, and load it in a later process inst
   counters; the tensorflow plugin names each case's functions after the case instead
   (plugins/tensorflow_backend.py, `case_function_names`), so an entry is found whatever order the
   cases run in, on any worker: docs/scaling.md says what was measured.
+- TorchInductor: its own caches (FX graphs, AOTAutograd, compiled kernels), on by default under /tmp:
+  moved into the setting's folder (`TORCHINDUCTOR_CACHE_DIR`), or disabled for "off"
+  (`TORCHINDUCTOR_FORCE_DISABLE_CACHES=1`).
+- tinygrad: its kernel cache, a sqlite file under ~/.cache/tinygrad by default: moved into the
+  setting's folder (`CACHEDB`), or disabled for "off" (`CACHELEVEL=0`).
 
-The setting (`RunSettings.compile_cache`, validated there) is "default" (a folder under the user's cache directory),
-"off", or a folder. It is resolved where the worker processes start (`environment`), so on a cluster
-"default" means each machine's own cache directory. Entries go into a subfolder per CPU model and
-feature flags and per framework version (`cache_folder`): XLA:CPU code compiled for one CPU may use
-instructions another lacks (TensorFlow's loader says "could lead to execution errors such as SIGILL"),
-so a folder shared by unlike machines never hands one the other's code.
+The setting (`RunSettings.compile_cache`, validated there) is "default" (a folder under the user's
+cache directory), "off" (every worker compiles afresh), or a folder. It is resolved where the worker
+processes start (`environment`), so on a cluster "default" means each machine's own cache directory.
+Entries go into a subfolder per CPU model and feature flags and per framework version
+(`cache_folder`): code compiled for one CPU may use instructions another lacks (TensorFlow's loader
+says "could lead to execution errors such as SIGILL"), so a folder shared by unlike machines never
+hands one the other's code.
 
 A cached program is the same program: cached and uncached runs give the same rows.
 """
@@ -32,7 +39,8 @@ import hashlib
 import os
 import platform
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -89,27 +97,53 @@ def cache_folder(setting: str, framework: str, version: str, environment: Mappin
     return root / machine_fingerprint() / f"{framework}-{version}"
 
 
-def environment(setting: str, current: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The variables that turn the caches on for worker processes started on this machine.
+@dataclass(frozen=True)
+class FrameworkCache:
+    """How one framework's compile cache is steered: its distributions (the first installed gives the
+    version), the variables that point it at a folder, and those that turn it off."""
 
-    Only for frameworks installed here. A variable already set in `current` (default os.environ) is
-    left out, so a user's own JAX_COMPILATION_CACHE_DIR or TF_XLA_FLAGS wins. The frameworks create the
-    folders when they first store a program.
+    name: str
+    distributions: tuple[str, ...]
+    into: Callable[[Path], dict[str, str]]
+    off: dict[str, str]
+
+
+FRAMEWORK_CACHES = (
+    FrameworkCache("jax", ("jax",), lambda folder: {
+        "JAX_COMPILATION_CACHE_DIR": str(folder),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}, off={}),  # JAX keeps nothing on disk by default
+    FrameworkCache("tensorflow", ("tensorflow", "tensorflow-cpu", "tensorflow-gpu"),
+                   lambda folder: {"TF_XLA_FLAGS": f"{TF_CACHE_FLAG}={folder}"}, off={}),  # nor does TensorFlow
+    # Inductor keeps its FX-graph, AOTAutograd and compiled-kernel caches under /tmp by default.
+    FrameworkCache("torch-inductor", ("torch",), lambda folder: {"TORCHINDUCTOR_CACHE_DIR": str(folder)},
+                   off={"TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}),
+    # tinygrad keeps compiled kernels in a sqlite file under ~/.cache/tinygrad by default.
+    FrameworkCache("tinygrad", ("tinygrad",), lambda folder: {"CACHEDB": str(folder / "cache.db")},
+                   off={"CACHELEVEL": "0"}),
+)
+
+
+def environment(setting: str, current: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables that point the frameworks' caches at the setting's folders, or turn them off,
+    for worker processes started on this machine.
+
+    Only for frameworks installed here. A framework whose variables (either kind) are already set in
+    `current` (default os.environ) is left alone, so a user's own JAX_COMPILATION_CACHE_DIR,
+    TF_XLA_FLAGS, TORCHINDUCTOR_CACHE_DIR or CACHEDB wins. The frameworks create the folders when they
+    first store a program.
     """
     current = os.environ if current is None else current
-    if setting == OFF:
-        return {}
     found: dict[str, str] = {}
-    jax_version = _installed_version("jax")
-    if jax_version and "JAX_COMPILATION_CACHE_DIR" not in current:
-        folder = cache_folder(setting, "jax", jax_version, current)
-        found.update({"JAX_COMPILATION_CACHE_DIR": str(folder),
-                      "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-                      "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
-    tf_version = _installed_version("tensorflow", "tensorflow-cpu", "tensorflow-gpu")
-    if tf_version and "TF_XLA_FLAGS" not in current:
-        folder = cache_folder(setting, "tensorflow", tf_version, current)
-        found["TF_XLA_FLAGS"] = f"{TF_CACHE_FLAG}={folder}"
+    for framework in FRAMEWORK_CACHES:
+        version = _installed_version(*framework.distributions)
+        if version is None:
+            continue
+        variables = (framework.off if setting == OFF
+                     else framework.into(cache_folder(setting, framework.name, version, current)))
+        placeholder = framework.into(Path())
+        if not any(name in current for name in (*placeholder, *framework.off)):
+            found.update(variables)
     return found
 
 

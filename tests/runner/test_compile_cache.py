@@ -27,20 +27,25 @@ def test_a_folder_setting_gives_each_framework_its_folder_and_thresholds(both_in
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
         "TF_XLA_FLAGS": f"--tf_xla_persistent_cache_directory={tmp_path / machine / 'tensorflow-1.2.3'}",
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / machine / "torch-inductor-1.2.3"),
+        "CACHEDB": str(tmp_path / machine / "tinygrad-1.2.3" / "cache.db"),
     }
     assert not any(tmp_path.iterdir())  # the frameworks make the folders when they store something
 
 
-def test_default_is_under_the_users_cache_folder_and_off_sets_nothing(both_installed, tmp_path):
+def test_default_is_under_the_users_cache_folder_and_off_turns_default_on_caches_off(both_installed, tmp_path):
     found = compile_cache.environment("default", current={"XDG_CACHE_HOME": str(tmp_path)})
     assert found["JAX_COMPILATION_CACHE_DIR"].startswith(str(tmp_path / "convparity" / "compile"))
-    assert compile_cache.environment("off", current={}) == {}
+    # JAX and TensorFlow keep nothing on disk unless told to; Inductor and tinygrad must be told not to
+    assert compile_cache.environment("off", current={}) == {"TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1",
+                                                            "CACHELEVEL": "0"}
 
 
 def test_a_users_own_variables_win(both_installed, tmp_path):
-    found = compile_cache.environment(str(tmp_path), current={"TF_XLA_FLAGS": "--tf_xla_auto_jit=2",
-                                                               "JAX_COMPILATION_CACHE_DIR": "/mine"})
-    assert found == {}
+    mine = {"TF_XLA_FLAGS": "--tf_xla_auto_jit=2", "JAX_COMPILATION_CACHE_DIR": "/mine", "CACHEDB": "/mine.db",
+            "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}
+    assert compile_cache.environment(str(tmp_path), current=mine) == {}
+    assert compile_cache.environment("off", current=mine) == {}
 
 
 def test_nothing_for_frameworks_not_installed(monkeypatch, tmp_path):
