@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -128,34 +129,37 @@ class CaseFunctionNames:
     backward functions TensorFlow derives to differentiate a function called inside another) is
     `<prefix><python name>_<digest>_<n>`; a digest named again in the same process (its functions
     evicted from the caches and traced anew) gets `<digest>r<k>`, as the function library keeps one
-    definition per name. Outside `naming`, TensorFlow's own counter names apply.
+    definition per name. Outside `naming`, TensorFlow's own counter names apply. Each thread names
+    its own case.
     """
 
     def __init__(self) -> None:
-        self.prefix: str | None = None
-        self.traced = 0
+        self.current = threading.local()  # per thread: .prefix (None outside `naming`) and .traced
         self.used: Counter[str] = Counter()
+        self.lock = threading.Lock()
 
     def replacing(self, kind: str, counter_name: Callable[[str], str]) -> Callable[[str], str]:
         """A stand-in for TensorFlow's `counter_name`, which makes names starting with `kind`."""
 
         def name(python_name: str) -> str:
-            if self.prefix is None:
+            prefix = getattr(self.current, "prefix", None)
+            if prefix is None:
                 return counter_name(python_name)
-            self.traced += 1
-            return f"{kind}{python_name}_{self.prefix}_{self.traced}"
+            self.current.traced += 1
+            return f"{kind}{python_name}_{prefix}_{self.current.traced}"
 
         return name
 
     @contextmanager
     def naming(self, digest: str) -> Iterator[None]:
-        repeat = self.used[digest]
-        self.used[digest] += 1
-        self.prefix, self.traced = (digest if repeat == 0 else f"{digest}r{repeat}"), 0
+        with self.lock:
+            repeat = self.used[digest]
+            self.used[digest] += 1
+        self.current.prefix, self.current.traced = (digest if repeat == 0 else f"{digest}r{repeat}"), 0
         try:
             yield
         finally:
-            self.prefix = None
+            self.current.prefix = None
 
 
 @cache
