@@ -18,7 +18,8 @@ keyed by the program, and load it in a later process instead of compiling:
   cases run in, on any worker: docs/scaling.md says what was measured.
 - TorchInductor: its own caches (FX graphs, AOTAutograd, compiled kernels), on by default under /tmp:
   moved into the setting's folder (`TORCHINDUCTOR_CACHE_DIR`), or disabled for "off"
-  (`TORCHINDUCTOR_FORCE_DISABLE_CACHES=1`).
+  (`TORCHINDUCTOR_FORCE_DISABLE_CACHES=1`). For "off", JAX gets `JAX_ENABLE_COMPILATION_CACHE=false`
+  and TensorFlow's flags lose the cache flag, so a user's own cache variables do not outlive "off".
 - tinygrad: its kernel cache, a sqlite file under ~/.cache/tinygrad by default: moved into the
   setting's folder (`CACHEDB`), or disabled for "off" (`CACHELEVEL=0`).
 
@@ -40,7 +41,6 @@ import os
 import platform
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -97,30 +97,59 @@ def cache_folder(setting: str, framework: str, version: str, environment: Mappin
     return root / machine_fingerprint() / f"{framework}-{version}"
 
 
-@dataclass(frozen=True)
-class FrameworkCache:
-    """How one framework's compile cache is steered: its distributions (the first installed gives the
-    version), the variables that point it at a folder, and those that turn it off."""
-
-    name: str
-    distributions: tuple[str, ...]
-    into: Callable[[Path], dict[str, str]]
-    off: dict[str, str]
+# Per framework: the variables for worker processes given its cache folder, or None for "off", and the
+# variables already set (`current`). A folder setting leaves a framework whose cache the user steers
+# already to them; "off" always turns the cache off, whatever else is set.
 
 
-FRAMEWORK_CACHES = (
-    FrameworkCache("jax", ("jax",), lambda folder: {
-        "JAX_COMPILATION_CACHE_DIR": str(folder),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}, off={}),  # JAX keeps nothing on disk by default
-    FrameworkCache("tensorflow", ("tensorflow", "tensorflow-cpu", "tensorflow-gpu"),
-                   lambda folder: {"TF_XLA_FLAGS": f"{TF_CACHE_FLAG}={folder}"}, off={}),  # nor does TensorFlow
+def _jax(folder: Path | None, current: Mapping[str, str]) -> dict[str, str]:
+    if folder is None:
+        return {"JAX_ENABLE_COMPILATION_CACHE": "false"}
+    if "JAX_COMPILATION_CACHE_DIR" in current or "JAX_ENABLE_COMPILATION_CACHE" in current:
+        return {}
+    wanted = {"JAX_COMPILATION_CACHE_DIR": str(folder),
+              # every case here compiles in well under JAX's thresholds for keeping an entry; a user's own win
+              "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+              "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    return {name: value for name, value in wanted.items() if name not in current}
+
+
+def _tensorflow(folder: Path | None, current: Mapping[str, str]) -> dict[str, str]:
+    flags = current.get("TF_XLA_FLAGS", "").split()
+    cache_flags = [flag for flag in flags if flag.startswith(TF_CACHE_FLAG)]
+    if folder is None:  # TensorFlow keeps nothing on disk unless the flag asks it to
+        return {"TF_XLA_FLAGS": " ".join(f for f in flags if f not in cache_flags)} if cache_flags else {}
+    if cache_flags:
+        return {}
+    return {"TF_XLA_FLAGS": " ".join([*flags, f"{TF_CACHE_FLAG}={folder}"])}  # keeping the user's other flags
+
+
+def _torch_inductor(folder: Path | None, current: Mapping[str, str]) -> dict[str, str]:
     # Inductor keeps its FX-graph, AOTAutograd and compiled-kernel caches under /tmp by default.
-    FrameworkCache("torch-inductor", ("torch",), lambda folder: {"TORCHINDUCTOR_CACHE_DIR": str(folder)},
-                   off={"TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}),
+    if folder is None:
+        return {"TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}
+    if any(name in current for name in ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FORCE_DISABLE_CACHES",
+                                        "TORCH_COMPILE_FORCE_DISABLE_CACHES")):
+        return {}
+    return {"TORCHINDUCTOR_CACHE_DIR": str(folder)}
+
+
+def _tinygrad(folder: Path | None, current: Mapping[str, str]) -> dict[str, str]:
     # tinygrad keeps compiled kernels in a sqlite file under ~/.cache/tinygrad by default.
-    FrameworkCache("tinygrad", ("tinygrad",), lambda folder: {"CACHEDB": str(folder / "cache.db")},
-                   off={"CACHELEVEL": "0"}),
+    if folder is None:
+        return {"CACHELEVEL": "0"}
+    if "CACHEDB" in current or "CACHELEVEL" in current:
+        return {}
+    return {"CACHEDB": str(folder / "cache.db")}
+
+
+CacheVariables = Callable[[Path | None, Mapping[str, str]], dict[str, str]]
+# (cache folder name, distributions whose first installed one gives the version, variables)
+FRAMEWORK_CACHES: tuple[tuple[str, tuple[str, ...], CacheVariables], ...] = (
+    ("jax", ("jax",), _jax),
+    ("tensorflow", ("tensorflow", "tensorflow-cpu", "tensorflow-gpu"), _tensorflow),
+    ("torch-inductor", ("torch",), _torch_inductor),
+    ("tinygrad", ("tinygrad",), _tinygrad),
 )
 
 
@@ -128,22 +157,18 @@ def environment(setting: str, current: Mapping[str, str] | None = None) -> dict[
     """The variables that point the frameworks' caches at the setting's folders, or turn them off,
     for worker processes started on this machine.
 
-    Only for frameworks installed here. A framework whose variables (either kind) are already set in
-    `current` (default os.environ) is left alone, so a user's own JAX_COMPILATION_CACHE_DIR,
-    TF_XLA_FLAGS, TORCHINDUCTOR_CACHE_DIR or CACHEDB wins. The frameworks create the folders when they
-    first store a program.
+    Only for frameworks installed here. With a folder (or "default"), a framework whose cache the
+    user already steers in `current` (default os.environ: JAX_COMPILATION_CACHE_DIR, the persistent
+    cache flag in TF_XLA_FLAGS, TORCHINDUCTOR_CACHE_DIR, CACHEDB, ...) is left to them. "off" turns
+    every cache off whatever is set. The frameworks create the folders when they first store a program.
     """
     current = os.environ if current is None else current
     found: dict[str, str] = {}
-    for framework in FRAMEWORK_CACHES:
-        version = _installed_version(*framework.distributions)
-        if version is None:
-            continue
-        variables = (framework.off if setting == OFF
-                     else framework.into(cache_folder(setting, framework.name, version, current)))
-        placeholder = framework.into(Path())
-        if not any(name in current for name in (*placeholder, *framework.off)):
-            found.update(variables)
+    for name, distributions, variables in FRAMEWORK_CACHES:
+        version = _installed_version(*distributions)
+        if version is not None:
+            folder = None if setting == OFF else cache_folder(setting, name, version, current)
+            found.update(variables(folder, current))
     return found
 
 

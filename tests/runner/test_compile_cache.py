@@ -33,19 +33,36 @@ def test_a_folder_setting_gives_each_framework_its_folder_and_thresholds(both_in
     assert not any(tmp_path.iterdir())  # the frameworks make the folders when they store something
 
 
-def test_default_is_under_the_users_cache_folder_and_off_turns_default_on_caches_off(both_installed, tmp_path):
+def test_default_is_under_the_users_cache_folder_and_off_turns_every_cache_off(both_installed, tmp_path):
     found = compile_cache.environment("default", current={"XDG_CACHE_HOME": str(tmp_path)})
     assert found["JAX_COMPILATION_CACHE_DIR"].startswith(str(tmp_path / "convparity" / "compile"))
-    # JAX and TensorFlow keep nothing on disk unless told to; Inductor and tinygrad must be told not to
-    assert compile_cache.environment("off", current={}) == {"TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1",
+    # TensorFlow keeps nothing on disk unless its flag asks; the others must be told not to
+    assert compile_cache.environment("off", current={}) == {"JAX_ENABLE_COMPILATION_CACHE": "false",
+                                                            "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1",
                                                             "CACHELEVEL": "0"}
 
 
-def test_a_users_own_variables_win(both_installed, tmp_path):
-    mine = {"TF_XLA_FLAGS": "--tf_xla_auto_jit=2", "JAX_COMPILATION_CACHE_DIR": "/mine", "CACHEDB": "/mine.db",
-            "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}
+def test_a_users_own_cache_variables_win_over_a_folder(both_installed, tmp_path):
+    mine = {"TF_XLA_FLAGS": "--tf_xla_auto_jit=2 --tf_xla_persistent_cache_directory=/mine",
+            "JAX_COMPILATION_CACHE_DIR": "/mine", "CACHEDB": "/mine.db", "TORCH_COMPILE_FORCE_DISABLE_CACHES": "1"}
     assert compile_cache.environment(str(tmp_path), current=mine) == {}
-    assert compile_cache.environment("off", current=mine) == {}
+
+
+def test_a_users_other_settings_are_kept_beside_the_folder(both_installed, tmp_path):
+    found = compile_cache.environment(str(tmp_path), current={"TF_XLA_FLAGS": "--tf_xla_auto_jit=2",
+                                                               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "5"})
+    folder = tmp_path / compile_cache.machine_fingerprint() / "tensorflow-1.2.3"
+    assert found["TF_XLA_FLAGS"] == f"--tf_xla_auto_jit=2 --tf_xla_persistent_cache_directory={folder}"
+    assert "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in found  # the user's 5 s stands
+    assert found["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] == "0" and "JAX_COMPILATION_CACHE_DIR" in found
+
+
+def test_off_wins_over_a_users_own_cache_variables(both_installed):
+    mine = {"TF_XLA_FLAGS": "--tf_xla_auto_jit=2 --tf_xla_persistent_cache_directory=/mine",
+            "JAX_COMPILATION_CACHE_DIR": "/mine", "TORCHINDUCTOR_CACHE_DIR": "/mine", "CACHEDB": "/mine.db"}
+    assert compile_cache.environment("off", current=mine) == {
+        "JAX_ENABLE_COMPILATION_CACHE": "false", "TF_XLA_FLAGS": "--tf_xla_auto_jit=2",
+        "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1", "CACHELEVEL": "0"}
 
 
 def test_nothing_for_frameworks_not_installed(monkeypatch, tmp_path):
