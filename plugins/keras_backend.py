@@ -39,6 +39,7 @@ from harness.cases.spec import ConvSpec
 from plugins.tensorflow_backend import (
     BIAS_ROUNDED_IN_OUTPUT_DTYPE,
     canonical_filter,
+    case_key,
     crop_slices,
     eager_or_xla,
     filter_layout,
@@ -247,7 +248,8 @@ class KerasBackend(DeclaredLimits):
 
         Transposed: w (C, O, *k) (no groups), as the layer's kernel (*k, O, C)."""
         conv_layer(spec).set_weights([filter_layout(w)] + ([] if b is None else [b]))
-        y, dx, dw, *db = [np.asarray(t) for t in eager_or_xla(spec, training_step(spec), x, dy)]
+        outputs = eager_or_xla(case_key(self.name, spec), training_step(spec), x, dy)
+        y, dx, dw, *db = [np.asarray(t) for t in outputs]
         return y, dx, canonical_filter(dw), db[0] if db else None
 
 

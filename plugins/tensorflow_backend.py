@@ -17,8 +17,9 @@ TensorFlow is imported only when a backend is first asked about it.
 Compile cache: TensorFlow's persistent XLA cache (harness/running/compile_cache.py) keys an entry by
 the traced function's name, which TensorFlow numbers from a process-wide counter
 (`__inference_step_<uid>`), so a later process finds an entry only if it traced the same cases in
-the same order. `case_function_names` names what a case traces after a digest of its spec instead
-(`__inference_step_<digest>_<n>`), so an entry is found whatever ran before it in either process.
+the same order. `case_function_names` names what a case traces after a digest of the backend and
+the spec instead (`__inference_step_<key>_<n>`), so an entry is found whatever ran before it in
+either process.
 It replaces private TensorFlow functions (concrete_function._inference_name and its forward and
 backward twins, TensorFlow 2.21); where they are absent, names stay TensorFlow's own and only the
 cache's hit rate suffers, never a result.
@@ -113,9 +114,10 @@ def crop_slices(padding: tuple[tuple[int, int], ...]) -> tuple[slice, ...]:
     return tuple(slice(max(-before, 0), after if after < 0 else None) for before, after in padding)
 
 
-def case_digest(spec: ConvSpec) -> str:
-    """16 hex digits naming `spec` alike in every process (its repr is all its fields, dtype included)."""
-    return hashlib.sha256(repr(spec).encode()).hexdigest()[:16]
+def case_key(backend: str, spec: ConvSpec) -> str:
+    """16 hex digits naming `backend` running `spec`, alike in every process (the spec's repr is all its
+    fields, dtype included; the backend keeps two backends' functions for one spec apart)."""
+    return hashlib.sha256(f"{backend}|{spec!r}".encode()).hexdigest()[:16]
 
 
 # TensorFlow's private functions that name traced functions "<prefix><python name>_<uid>" (TensorFlow 2.21).
@@ -125,46 +127,56 @@ NAMING_FUNCTIONS = {"_inference_name": "__inference_", "_forward_name": "__forwa
 class CaseFunctionNames:
     """Names for the functions TensorFlow traces, after the case being run rather than a global counter.
 
-    Within `naming(digest)`, the n-th function traced (an inference function, or the forward and
+    Within `naming(key)`, the n-th function traced (an inference function, or the forward and
     backward functions TensorFlow derives to differentiate a function called inside another) is
-    `<prefix><python name>_<digest>_<n>`; a digest named again in the same process (its functions
-    evicted from the caches and traced anew) gets `<digest>r<k>`, as the function library keeps one
-    definition per name. Outside `naming`, TensorFlow's own counter names apply. Each thread names
-    its own case.
+    `<prefix><python name>_<key>_<n>`. A name already given in this process (a case whose functions
+    were evicted from the caches and are traced anew) gets `r<k>` appended, as TensorFlow's function
+    library keeps one definition per name; a case traced once per process gets the same names
+    whatever ran before it. Outside `naming`, TensorFlow's own counter names apply. Each thread
+    names its own case.
     """
 
     def __init__(self) -> None:
-        self.current = threading.local()  # per thread: .prefix (None outside `naming`) and .traced
-        self.used: Counter[str] = Counter()
+        self.current = threading.local()  # per thread: .key (None outside `naming`) and .traced
+        self.issued: Counter[str] = Counter()
         self.lock = threading.Lock()
 
     def replacing(self, kind: str, counter_name: Callable[[str], str]) -> Callable[[str], str]:
         """A stand-in for TensorFlow's `counter_name`, which makes names starting with `kind`."""
 
         def name(python_name: str) -> str:
-            prefix = getattr(self.current, "prefix", None)
-            if prefix is None:
+            key = getattr(self.current, "key", None)
+            if key is None:
                 return counter_name(python_name)
             self.current.traced += 1
-            return f"{kind}{python_name}_{prefix}_{self.current.traced}"
+            base = f"{kind}{python_name}_{key}_{self.current.traced}"
+            with self.lock:
+                repeat = self.issued[base]
+                self.issued[base] += 1
+            return base if repeat == 0 else f"{base}r{repeat}"
 
         return name
 
     @contextmanager
-    def naming(self, digest: str) -> Iterator[None]:
-        with self.lock:
-            repeat = self.used[digest]
-            self.used[digest] += 1
-        self.current.prefix, self.current.traced = (digest if repeat == 0 else f"{digest}r{repeat}"), 0
+    def naming(self, key: str) -> Iterator[None]:
+        self.current.key, self.current.traced = key, 0
         try:
             yield
         finally:
-            self.current.prefix = None
+            self.current.key = None
+
+
+_INSTALLING = threading.Lock()
+
+
+def case_function_names() -> CaseFunctionNames | None:
+    """The naming hooks, installed in TensorFlow once, on first use; None where it lacks the private functions."""
+    with _INSTALLING:  # two threads' first cases must not install two sets of hooks
+        return _installed_case_function_names()
 
 
 @cache
-def case_function_names() -> CaseFunctionNames | None:
-    """The naming hooks, installed in TensorFlow on first use; None where TensorFlow lacks the private functions."""
+def _installed_case_function_names() -> CaseFunctionNames | None:
     tensorflow()
     from tensorflow.python.eager.polymorphic_function import concrete_function
 
@@ -176,16 +188,17 @@ def case_function_names() -> CaseFunctionNames | None:
     return names
 
 
-def eager_or_xla(spec: ConvSpec, step: Callable[..., list], *arrays: np.ndarray | None) -> list:
+def eager_or_xla(key: str, step: Callable[..., list], *arrays: np.ndarray | None) -> list:
     """`step(*tensors)` on the CPU as it is (eager, or a graph if it is a tf.function), else XLA-compiled.
 
-    `step` runs `spec` and takes one tensor per array (None stays None) and returns a list of
-    tensors. TensorFlow refuses a configuration its kernels lack with InvalidArgumentError or
-    UnimplementedError; then the same `step` runs as tf.function(jit_compile=True), and whatever XLA
-    raises propagates. Functions traced meanwhile are named after `spec` (see the module docstring).
+    `step` takes one tensor per array (None stays None) and returns a list of tensors. TensorFlow
+    refuses a configuration its kernels lack with InvalidArgumentError or UnimplementedError; then
+    the same `step` runs as tf.function(jit_compile=True), and whatever XLA raises propagates.
+    Functions traced meanwhile are named after `key` (`case_key`: the backend and the spec that
+    `step` was made for; see the module docstring).
     """
     names = case_function_names()
-    with names.naming(case_digest(spec)) if names else nullcontext():
+    with names.naming(key) if names else nullcontext():
         return _eager_or_xla(step, *arrays)
 
 
@@ -319,7 +332,8 @@ class TensorFlowBackend(DeclaredLimits):
         tf_spec = as_rank2(spec)
         x, w, dy = x.reshape(tf_spec.x_shape), w.reshape(tf_spec.w_shape), dy.reshape(tf_spec.y_shape)
         step = transposed_step(tf_spec) if spec.transposed else training_step(tf_spec)
-        results = eager_or_xla(spec, step, to_channels_last(x), filter_layout(w), to_channels_last(dy), b)
+        results = eager_or_xla(case_key(self.name, tf_spec), step, to_channels_last(x), filter_layout(w),
+                               to_channels_last(dy), b)
         y, dx, dw, *db = [np.asarray(t) for t in results]
         return (to_channels_first(y).reshape(spec.y_shape), to_channels_first(dx).reshape(spec.x_shape),
                 canonical_filter(dw).reshape(spec.w_shape), db[0] if db else None)

@@ -20,8 +20,8 @@ from plugins.tensorflow_backend import (  # noqa: E402
     CaseFunctionNames,
     as_rank2,
     canonical_filter,
-    case_digest,
     case_function_names,
+    case_key,
     crop_slices,
     filter_layout,
     to_channels_first,
@@ -215,15 +215,19 @@ def test_functions_traced_for_a_case_are_named_after_it_not_after_the_process_hi
         assert [inference("step"), backward("conv"), inference("step")] == [
             "__inference_step_abc_1", "__backward_conv_abc_2", "__inference_step_abc_3"]
     assert inference("step") == "__inference_step_101"
-    with names.naming("abc"):  # traced again in this process: a name of its own
-        assert inference("step") == "__inference_step_abcr1_1"
+    with names.naming("def"):  # another case first traced now: names as if it had run first
+        assert inference("step") == "__inference_step_def_1"
+    with names.naming("abc"):  # traced anew in this process: names of their own
+        assert [inference("step"), backward("conv")] == ["__inference_step_abc_1r1", "__backward_conv_abc_2r1"]
 
 
-def test_the_naming_hook_is_installed_and_digests_differ_by_dtype():
+def test_the_naming_hook_is_installed_and_keys_differ_by_backend_and_dtype():
     assert case_function_names() is not None, "TensorFlow no longer has the private naming functions"
+    assert case_function_names() is case_function_names()
     spec = ConvSpec(batch=1, in_channels=2, out_channels=2, input_size=(5, 5), kernel_size=(3, 3), groups=2)
-    assert case_digest(spec) == case_digest(spec.replace())
-    assert case_digest(spec) != case_digest(spec.replace(dtype="float64"))
+    assert case_key("tensorflow", spec) == case_key("tensorflow", spec.replace())
+    assert case_key("tensorflow", spec) != case_key("tensorflow", spec.replace(dtype="float64"))
+    assert case_key("tensorflow", spec) != case_key("keras", spec)
 
 
 def test_tensorflow_is_imported_lazily_and_its_absence_is_a_reason():
