@@ -37,9 +37,9 @@ PAUSE = 0.3
 
 def _gemms() -> None:
     """The reference's work on a mid-size case: its GEMMs run multi-threaded unless told otherwise."""
-    from harness.cases.descriptor import parse_case
-    from harness.cases.inputs import make_inputs
-    from harness.evaluation.verdict import reference
+    from convparity.harness.cases.descriptor import parse_case
+    from convparity.harness.cases.inputs import make_inputs
+    from convparity.harness.evaluation.verdict import reference
 
     spec = parse_case("mb8ic32ih48oc32kh3ph1", dtype="float32").spec
     reference(spec, make_inputs(spec, 0))
@@ -102,10 +102,10 @@ def separate_processes(pause: float) -> float:
 
 def reference_cost() -> float:
     """Seconds of reference computation per case of the default grid (both dtypes), best of 3."""
-    from harness.cases.builtin_grids import default
-    from harness.cases.inputs import make_inputs
-    from harness.cases.selection import expand
-    from harness.evaluation.verdict import reference
+    from convparity.harness.cases.builtin_grids import default
+    from convparity.harness.cases.inputs import make_inputs
+    from convparity.harness.cases.selection import expand
+    from convparity.harness.evaluation.verdict import reference
 
     cases = [(c.spec, make_inputs(c.spec, 0)) for c in expand(default(), ("float64", "float32"))]
     best = float("inf")

@@ -11,13 +11,13 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 py=${PYTHON:-python3}
 jobs=${JOBS:-8}
 log="$out/log.txt"
-{ nvidia-smi -L; $py -m harness.cli backends; } >> "$log" 2>&1
+{ nvidia-smi -L; $py -m convparity.harness.cli backends; } >> "$log" 2>&1
 $py -m pytest -q -p no:cacheprovider tests/backends/test_torch.py -k "Cuda or cuda" 2>&1 | tail -25 >> "$log"
 runs=$(mktemp -d)
 for job in "torch-cuda default" "jax smoke" "jax edge"; do
     set -- $job
     echo "== convparity run -b $1 -g $2 (all dtypes)" >> "$log"
-    $py -m harness.cli run -b "$1" -g "$2" --dtype float64 --dtype float32 --dtype float16 --dtype bfloat16 \
+    $py -m convparity.harness.cli run -b "$1" -g "$2" --dtype float64 --dtype float32 --dtype float16 --dtype bfloat16 \
         -j "$jobs" -o "$runs/$1-$2" 2>&1 | tail -5 >> "$log"
     cat "$runs/$1-$2/summary.md" >> "$out/summaries.md"
 done

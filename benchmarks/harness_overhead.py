@@ -23,16 +23,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cases.builtin_grids import default
-from harness.cases.inputs import make_inputs
-from harness.cases.selection import expand
-from harness.evaluation.verdict import compare_rows, reference
-from harness.results import ResultsWriter
-from harness.running.executor import LocalProcessExecutor
-from harness.running.runner import plan, run_sweep
-from harness.running.tasks import BackendResult, EvaluateCase, Probe, RunCase, run_case
-from harness.settings import RunSettings
-from plugins.reference_backend import ReferenceBackend
+from convparity.harness.cases.builtin_grids import default
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.selection import expand
+from convparity.harness.evaluation.verdict import compare_rows, reference
+from convparity.harness.results import ResultsWriter
+from convparity.harness.running.executor import LocalProcessExecutor
+from convparity.harness.running.runner import plan, run_sweep
+from convparity.harness.running.tasks import BackendResult, EvaluateCase, Probe, RunCase, run_case
+from convparity.harness.settings import RunSettings
+from convparity.plugins.reference_backend import ReferenceBackend
 
 SETTINGS = RunSettings(backends=("reference",), dtypes=("float64", "float32"), jobs=1)
 REPEATS = 3

@@ -25,13 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.backends.manager import get_manager
-from harness.cases.selection import expand
-from harness.results import RESULTS_FILE, ResultsWriter
-from harness.running.executor import WORKER_ENVIRONMENT, LocalProcessExecutor, slot_cores
-from harness.running.runner import plan, run_sweep
-from harness.running.tasks import Probe
-from harness.settings import RunSettings
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.selection import expand
+from convparity.harness.results import RESULTS_FILE, ResultsWriter
+from convparity.harness.running.executor import WORKER_ENVIRONMENT, LocalProcessExecutor, slot_cores
+from convparity.harness.running.runner import plan, run_sweep
+from convparity.harness.running.tasks import Probe
+from convparity.harness.settings import RunSettings
 
 JOBS = (1, 2)
 
@@ -81,7 +81,7 @@ def main() -> None:
         groups = [tuple(args.backend)]
     else:
         groups = [("reference",)]
-        if importlib.util.find_spec("torch") and importlib.util.find_spec("plugins.torch_backend"):
+        if importlib.util.find_spec("torch") and importlib.util.find_spec("convparity.plugins.torch_backend"):
             groups.append(("reference", "torch"))
     print(f"cores {sorted(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.2f}; running tasks "
           f"pinned to " + ", ".join(f"-j {j}: {slot_cores(j, WORKER_ENVIRONMENT) or 'none'}" for j in JOBS))

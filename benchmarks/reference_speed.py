@@ -1,6 +1,6 @@
 """Speed and memory of the NumPy reference: forward + backward (y, dx, dw, db) per 2-D conv shape.
 
-Compares `reference_impl.conv_forward_backward` with PyTorch CPU float64 autograd (when installed)
+Compares `convparity.reference_impl.conv_forward_backward` with PyTorch CPU float64 autograd (when installed)
 and with the blog post's Python loops (tests/reference/blog.py loads them; only where affordable),
 and prints per shape: median seconds, the reference/torch ratio, GFLOP/s and the fraction of this
 machine's float64 GEMM peak (a large np.matmul, best of a few), the naive/reference speed-up, and
@@ -35,7 +35,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runs from a checkout, installed or not
 
-from reference_impl import DEFAULT_MEMORY_BUDGET, conv_forward_backward  # noqa: E402
+from convparity.reference_impl import DEFAULT_MEMORY_BUDGET, conv_forward_backward  # noqa: E402
+
 from tests.reference.blog import load_blog_conv  # noqa: E402
 
 MIB = 2**20

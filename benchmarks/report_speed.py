@@ -1,7 +1,8 @@
 """How long the reports of a large run take: write_reports (summary.csv, summary.md, report.html) and compare.
 
 Builds a synthetic run folder of --rows rows (several backends, dtypes and spec shapes; mostly pass, some
-fail, unsupported, error and one unavailable backend), then times `harness.reporting.summaries.write_reports` and
+fail, unsupported, error and one unavailable backend), then times
+`convparity.harness.reporting.summaries.write_reports` and
 `convparity compare` on it against a perturbed copy. Best of --repeat runs, in seconds.
 
     python benchmarks/report_speed.py --rows 20000
@@ -17,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from harness.reporting.compare_runs import compare_runs, render_html, write_csv
-from harness.reporting.summaries import write_reports
-from harness.results import COLUMNS, TENSORS
+from convparity.harness.reporting.compare_runs import compare_runs, render_html, write_csv
+from convparity.harness.reporting.summaries import write_reports
+from convparity.harness.results import COLUMNS, TENSORS
 
 BACKENDS = {"torch": "2.13.0", "tensorflow": "2.21.0", "jax": "0.10.2", "onnxruntime": "1.32.0", "absent": ""}
 DTYPES = ("float64", "float32", "float16", "bfloat16")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 PROBE = r"""
 import json, os, sys, threading
-from harness.running import sweep as sweep_module
+from convparity.harness.running import sweep as sweep_module
 
 def peak_kib():
     for line in open(f"/proc/{os.getpid()}/status"):
@@ -36,7 +36,7 @@ def close_and_measure(*args, **kwargs):
     measured.setdefault("sweep_peak_kib", peak_kib())
     return original(*args, **kwargs)
 sweep_module._close = close_and_measure
-from harness.cli import main
+from convparity.harness.cli import main
 code = main(sys.argv[1:])
 measured["exit_peak_kib"] = peak_kib()
 measured["code"] = code

@@ -29,12 +29,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import sweep
-from harness.results import KEY, read_results
-from harness.running import run_folder
-from harness.running.dask_executor import DaskExecutor, connect, local_cluster
-from harness.running.executor import LocalProcessExecutor
-from harness.running.launch import ExecutorChoice
+from convparity.harness.results import KEY, read_results
+from convparity.harness.running import run_folder
+from convparity.harness.running.dask_executor import DaskExecutor, connect, local_cluster
+from convparity.harness.running.executor import LocalProcessExecutor
+from convparity.harness.running.launch import ExecutorChoice
+
+from convparity import sweep
 
 CPU_BACKENDS = ["reference", "torch", "torch-channels_last", "tensorflow", "jax", "onnxruntime", "keras"]
 

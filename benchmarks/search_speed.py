@@ -3,7 +3,7 @@
     python benchmarks/search_speed.py -b keras                     # default budget, seed 0, -j 1 then -j 2
     python benchmarks/search_speed.py -b torch -b reference --jobs 1 2 --budget 100
 
-Each run is a whole search with real workers (harness.search.search), written to a folder under
+Each run is a whole search with real workers (convparity.harness.search.search), written to a folder under
 --out. Per run it prints: evaluations ((case, backend) pairs) per minute in each phase (explore,
 shrink, check; the first explore round includes starting the workers and importing the frameworks),
 the time from the start to the first shrunk finding, and the groups found. Results agree between
@@ -19,8 +19,8 @@ import math
 import tempfile
 from pathlib import Path
 
-from harness.search.evaluations import EvaluationCounts
-from harness.search.search import DEFAULT_BUDGET, search
+from convparity.harness.search.evaluations import EvaluationCounts
+from convparity.harness.search.search import DEFAULT_BUDGET, search
 
 
 def rate(counts: EvaluationCounts, phase: str) -> str:

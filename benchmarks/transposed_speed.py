@@ -1,6 +1,6 @@
 """Speed of the NumPy reference's transposed convolution against PyTorch: forward + backward (y, dx, dw, db).
 
-Times `reference_impl.conv_transpose_forward_backward` and PyTorch CPU float64 autograd
+Times `convparity.reference_impl.conv_transpose_forward_backward` and PyTorch CPU float64 autograd
 (`conv_transpose{1,2,3}d` + `backward`) side by side on decoder layers, both on one thread, and prints
 per shape the median wall and CPU seconds, ref/torch, GFLOP/s, the largest relative difference of the results
 and the reference's peak extra memory (tracemalloc), split into the outputs, the padded copies of dy
@@ -58,6 +58,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # reference_speed.py, which puts the checkout on the path
 
+from convparity.reference_impl import DEFAULT_MEMORY_BUDGET, conv_transpose_forward_backward  # noqa: E402
+from convparity.reference_impl.geometry import TransposedGeometry, conv_transpose_geometry  # noqa: E402
 from reference_speed import (  # noqa: E402
     MIB,
     blocked_medians,
@@ -69,9 +71,6 @@ from reference_speed import (  # noqa: E402
     print_steadiness,
     print_table,
 )
-
-from reference_impl import DEFAULT_MEMORY_BUDGET, conv_transpose_forward_backward  # noqa: E402
-from reference_impl.geometry import TransposedGeometry, conv_transpose_geometry  # noqa: E402
 
 Results = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 

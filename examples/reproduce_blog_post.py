@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import reference_impl
+from convparity import reference_impl
 
 
 def reproduce() -> dict[str, tuple[np.ndarray, np.ndarray]]:

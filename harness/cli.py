@@ -14,11 +14,11 @@ import math
 import sys
 from pathlib import Path
 
-from harness.backends.manager import PluginError, get_manager
-from harness.cases.descriptor import DescriptorError, parse_case
-from harness.cases.grids import GridError
-from harness.cases.spec import DTYPES
-from harness.running.interrupts import Interrupted, signals_as_interrupts
+from convparity.harness.backends.manager import PluginError, get_manager
+from convparity.harness.cases.descriptor import DescriptorError, parse_case
+from convparity.harness.cases.grids import GridError
+from convparity.harness.cases.spec import DTYPES
+from convparity.harness.running.interrupts import Interrupted, signals_as_interrupts
 
 
 class UsageError(ValueError):
@@ -63,9 +63,9 @@ def _dtypes(names: list[str] | None) -> tuple[str, ...]:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from harness.backends.manager import PluginSelection
-    from harness.running.executor import LocalProcessExecutor
-    from harness.running.tasks import DescribeBackend
+    from convparity.harness.backends.manager import PluginSelection
+    from convparity.harness.running.executor import LocalProcessExecutor
+    from convparity.harness.running.tasks import DescribeBackend
 
     manager = get_manager()
     names = list(manager.backends())
@@ -101,7 +101,7 @@ def _selection_arguments(args: argparse.Namespace) -> dict:
 
 def _placement_arguments(args: argparse.Namespace) -> dict:
     """--executor, --scheduler and --compile-cache as sweep()/resume() keywords (UsageError when they clash)."""
-    from harness.running.launch import ExecutorChoice, ExecutorChoiceError
+    from convparity.harness.running.launch import ExecutorChoice, ExecutorChoiceError
 
     given = {}
     if args.executor or args.scheduler:
@@ -115,10 +115,10 @@ def _placement_arguments(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.running import run_folder
-    from harness.running.dask_executor import DaskUnavailable
-    from harness.running.shards import Shard, ShardError
-    from harness.running.sweep import resume, sweep
+    from convparity.harness.running import run_folder
+    from convparity.harness.running.dask_executor import DaskUnavailable
+    from convparity.harness.running.shards import Shard, ShardError
+    from convparity.harness.running.sweep import resume, sweep
 
     placement = _placement_arguments(args)
     try:
@@ -167,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from harness.running.merge import merge
+    from convparity.harness.running.merge import merge
 
     merged = merge(args.out, args.shards)
     print(f"merged {merged.shards} shards: {merged.cases} case x dtype, {merged.rows} rows")
@@ -177,8 +177,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.reporting.summaries import write_reports
-    from harness.running import run_folder
+    from convparity.harness.reporting.summaries import write_reports
+    from convparity.harness.running import run_folder
 
     directory = Path(args.directory)
     run_folder.read_metadata(directory)
@@ -188,7 +188,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.reporting import compare_runs as run_compare
+    from convparity.harness.reporting import compare_runs as run_compare
 
     try:
         thresholds = run_compare.Thresholds(run_compare.parse_factor(args.threshold), args.floor)
@@ -206,7 +206,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from harness.evaluation.explain import explain
+    from convparity.harness.evaluation.explain import explain
 
     (dtype,) = _dtypes([args.dtype])
     backend = _backend(args.backend)
@@ -230,7 +230,7 @@ def _case_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
-    from harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection
+    from convparity.harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection
 
     selection = CaseSelection(**_selection_arguments(args))
     limit = DEFAULT_MAX_CASES if args.max_cases is None else args.max_cases
@@ -240,7 +240,7 @@ def cmd_cases(args: argparse.Namespace) -> int:
 
 
 def cmd_new_backend(args: argparse.Namespace) -> int:
-    from harness.plugin_template.render import new_backend
+    from convparity.harness.plugin_template.render import new_backend
 
     path = new_backend(args.name, directory=args.dir, framework=args.framework)
     print(f"created {path}; next:")
@@ -251,8 +251,8 @@ def cmd_new_backend(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from harness.search.findings import summary_text
-    from harness.search.search import search
+    from convparity.harness.search.findings import summary_text
+    from convparity.harness.search.search import search
 
     if args.budget is not None and args.minutes is not None:
         raise UsageError("give --budget or --minutes, not both")
@@ -270,8 +270,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
-    from harness.search.findings import summary_text
-    from harness.search.triage import triage
+    from convparity.harness.search.findings import summary_text
+    from convparity.harness.search.triage import triage
 
     directory = Path(args.directory)
     found = triage(directory)
@@ -384,12 +384,12 @@ COMMANDS = {"backends": cmd_backends, "grids": cmd_grids, "run": cmd_run, "cases
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.backends.contract import BackendContractError
-    from harness.plugin_template.render import TemplateError
-    from harness.results import ResultsError
-    from harness.running.run_folder import RunFolderError
-    from harness.running.sweep import SweepError, SweepInterrupted
-    from harness.settings import SettingsError
+    from convparity.harness.backends.contract import BackendContractError
+    from convparity.harness.plugin_template.render import TemplateError
+    from convparity.harness.results import ResultsError
+    from convparity.harness.running.run_folder import RunFolderError
+    from convparity.harness.running.sweep import SweepError, SweepInterrupted
+    from convparity.harness.settings import SettingsError
 
     with signals_as_interrupts():
         try:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from harness.cases.spec import ConvSpec
+from convparity.harness.cases.spec import ConvSpec
 
 # Every row has one status (see README "How a tensor passes"): the verdicts, then what kept a tensor
 # from being compared. An unavailable backend has no rows: it is named once, in run.json and reports.

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from harness.cases.spec import DTYPES
+from convparity.harness.cases.spec import DTYPES
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_STARTUP_TIMEOUT = 900.0
@@ -29,7 +29,7 @@ class RunSettings:
     timeout: seconds one backend may take on one case; startup_timeout: seconds a backend's worker may
     take to start (framework imports); reference_timeout: seconds the reference may take on one case.
     compile_cache: where frameworks keep compiled programs between runs: "default" (the user's cache
-    folder), "off", or a folder (harness.running.compile_cache); it never changes a row.
+    folder), "off", or a folder (convparity.harness.running.compile_cache); it never changes a row.
     """
 
     backends: tuple[str, ...]

@@ -9,7 +9,7 @@ Gradients: tf.GradientTape through the ops and the layer, for x, the kernel and 
 tf.function graph as Keras' own training step runs on a CPU (jit_compile="auto" means no XLA without
 an accelerator). Where TensorFlow's CPU kernels refuse the graph (float64 and float16 channels-first
 gradients: "Conv2DCustomBackpropInputOp only supports NHWC", dilated or grouped gradients, ...), the
-same step runs XLA-compiled instead (see plugins.tensorflow_backend.eager_or_xla).
+same step runs XLA-compiled instead (see convparity.plugins.tensorflow_backend.eager_or_xla).
 
 Transposed convolutions: Keras 3 Conv1DTranspose / Conv2DTranspose / Conv3DTranspose, kernel
 (*k, C_out, C_in), the same way. Their padding is "same" (used when the spec's pads are TensorFlow's
@@ -30,13 +30,12 @@ from functools import cache, lru_cache
 from types import ModuleType
 
 import numpy as np
-
-from harness.backends.contract import Outputs
-from harness.backends.deviations import Deviation
-from harness.backends.hookspecs import hookimpl
-from harness.backends.limits import DeclaredLimits, Limit
-from harness.cases.spec import ConvSpec
-from plugins.tensorflow_backend import (
+from convparity.harness.backends.contract import Outputs
+from convparity.harness.backends.deviations import Deviation
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.backends.limits import DeclaredLimits, Limit
+from convparity.harness.cases.spec import ConvSpec
+from convparity.plugins.tensorflow_backend import (
     BIAS_ROUNDED_IN_OUTPUT_DTYPE,
     canonical_filter,
     case_key,

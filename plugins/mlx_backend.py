@@ -23,12 +23,11 @@ from importlib import metadata
 from types import ModuleType
 
 import numpy as np
-
-from harness.backends.contract import Outputs, missing_framework
-from harness.backends.deviations import Deviation
-from harness.backends.hookspecs import hookimpl
-from harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit
-from harness.cases.spec import ConvSpec
+from convparity.harness.backends.contract import Outputs, missing_framework
+from convparity.harness.backends.deviations import Deviation
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit
+from convparity.harness.cases.spec import ConvSpec
 
 
 def _dense(spec: ConvSpec) -> bool:

@@ -21,12 +21,11 @@ from functools import cache, lru_cache
 from types import ModuleType
 
 import numpy as np
-
-from harness.backends.contract import Outputs, missing_framework
-from harness.backends.hookspecs import hookimpl
-from harness.backends.limits import DeclaredLimits, Limit
-from harness.cases.inputs import Inputs, make_inputs
-from harness.cases.spec import DTYPES, ConvSpec
+from convparity.harness.backends.contract import Outputs, missing_framework
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.backends.limits import DeclaredLimits, Limit
+from convparity.harness.cases.inputs import Inputs, make_inputs
+from convparity.harness.cases.spec import DTYPES, ConvSpec
 
 PROVIDER = "CPUExecutionProvider"
 # Conv-22 and ConvTranspose-22 are the newest; they are the first to admit bfloat16.

@@ -25,12 +25,11 @@ from types import ModuleType
 
 import ml_dtypes
 import numpy as np
-
-from harness.backends.contract import Outputs, missing_framework
-from harness.backends.deviations import Deviation
-from harness.backends.hookspecs import hookimpl
-from harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit
-from harness.cases.spec import DTYPES, ConvSpec
+from convparity.harness.backends.contract import Outputs, missing_framework
+from convparity.harness.backends.deviations import Deviation
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit
+from convparity.harness.cases.spec import DTYPES, ConvSpec
 
 DEVICE = "CPU"
 PRECISION_HINT = "f32"

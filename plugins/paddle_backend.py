@@ -18,11 +18,10 @@ from functools import cache
 from types import ModuleType
 
 import numpy as np
-
-from harness.backends.contract import Outputs, missing_framework
-from harness.backends.hookspecs import hookimpl
-from harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit
-from harness.cases.spec import DTYPES, ConvSpec
+from convparity.harness.backends.contract import Outputs, missing_framework
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit
+from convparity.harness.cases.spec import DTYPES, ConvSpec
 
 DATA_FORMATS = ("NCL", "NCHW", "NCDHW")
 

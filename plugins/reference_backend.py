@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from convparity.harness.backends.contract import Outputs
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.cases.spec import ConvSpec
 
-import reference_impl
-from harness.backends.contract import Outputs
-from harness.backends.hookspecs import hookimpl
-from harness.cases.spec import ConvSpec
+from convparity import reference_impl
 
 
 class ReferenceBackend:
@@ -17,7 +17,7 @@ class ReferenceBackend:
     name = "reference"
 
     def version(self) -> str:
-        from harness import __version__
+        from convparity import __version__
 
         return f"convparity {__version__} (numpy {np.__version__})"
 

@@ -30,11 +30,10 @@ from functools import cache
 from types import ModuleType
 
 import numpy as np
-
-from harness.backends.contract import Outputs, missing_framework
-from harness.backends.hookspecs import hookimpl
-from harness.backends.limits import DeclaredLimits, Limit
-from harness.cases.spec import ConvSpec
+from convparity.harness.backends.contract import Outputs, missing_framework
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.backends.limits import DeclaredLimits, Limit
+from convparity.harness.cases.spec import ConvSpec
 
 # torch.Tensor.to(memory_format=torch.channels_last) on a 3-D (N, C, W) tensor raises
 # "required rank 4 tensor to use channels_last format": there is no channels-last format for 1-D convs.

@@ -1,6 +1,6 @@
 """Backend `torch-inductor`: the torch backend's forward compiled by torch.compile (Inductor, CPU).
 
-The function compiled is plugins.torch_backend's `conv_function(spec)` (F.pad, then F.conv{1,2,3}d), so
+The function compiled is convparity.plugins.torch_backend's `conv_function(spec)` (F.pad, then F.conv{1,2,3}d), so
 the two backends differ only in the compiler. `torch.compile(..., fullgraph=True, dynamic=False)` hands
 the whole forward to AOTAutograd, which derives the backward graph and compiles both with Inductor:
 `torch.autograd.grad` then runs Inductor's generated code for dx, dw and db too. (Inductor keeps the
@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-from harness.backends.hookspecs import hookimpl
-from harness.backends.limits import CONVOLUTION_ONLY, Limit
-from harness.cases.spec import ConvSpec
-from plugins.torch_backend import TorchBackend, _torch, conv_function
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.backends.limits import CONVOLUTION_ONLY, Limit
+from convparity.harness.cases.spec import ConvSpec
+from convparity.plugins.torch_backend import TorchBackend, _torch, conv_function
 
 # Far above any grid's spec count; dynamo counts recompiles of one code object against it.
 RECOMPILE_LIMIT = 100_000

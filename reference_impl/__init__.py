@@ -7,7 +7,7 @@ Inputs of any floating dtype (bfloat16 included) are read as float64; results ar
 
 Output size per dim: floor((i + before + after - ((k - 1) * d + 1)) / s) + 1.
 
-Transposed convolution (reference_impl.transposed): x (N, C_in, *in), w (C_in, C_out/groups, *kernel),
+Transposed convolution (convparity.reference_impl.transposed): x (N, C_in, *in), w (C_in, C_out/groups, *kernel),
 y (N, C_out, *out), out = (i - 1) * s - before - after + (k - 1) * d + output_padding + 1; computed as
 the convolution's data gradient by the same col2im pass.
 """
@@ -15,8 +15,7 @@ the convolution's data gradient by the same col2im pass.
 from __future__ import annotations
 
 import numpy as np
-
-from reference_impl.geometry import (
+from convparity.reference_impl.geometry import (
     ConvGeometry,
     IntOrInts,
     Padding,
@@ -25,8 +24,8 @@ from reference_impl.geometry import (
     conv_geometry,
     conv_transpose_geometry,
 )
-from reference_impl.im2col import DEFAULT_MEMORY_BUDGET, add_bias, bias_gradient, convolve
-from reference_impl.transposed import (
+from convparity.reference_impl.im2col import DEFAULT_MEMORY_BUDGET, add_bias, bias_gradient, convolve
+from convparity.reference_impl.transposed import (
     conv_transpose_backward,
     conv_transpose_forward,
     conv_transpose_forward_backward,

@@ -19,7 +19,7 @@ when P is small (late encoder and early decoder layers): each GEMM packs the who
 
 `convolve` computes any subset of y, dx, dw in one pass; bias is added (`add_bias`) and db summed
 (`bias_gradient`) by the callers. The data gradient alone, which is a transposed convolution's output
-(reference_impl.transposed), gathers no columns: the buffer only holds dcols. A 1x1, stride-1,
+(convparity.reference_impl.transposed), gathers no columns: the buffer only holds dcols. A 1x1, stride-1,
 unpadded convolution uses x itself as its columns, image by image, and dx as their gradient.
 
 Tiles are runs of whole images when one image's columns and staged y (or dy) fit the memory budget,
@@ -36,8 +36,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-
-from reference_impl.geometry import ConvGeometry
+from convparity.reference_impl.geometry import ConvGeometry
 
 DEFAULT_MEMORY_BUDGET = 16 * 2**20
 """Bytes for the column buffer (float64). See the budget sweep of benchmarks/reference_speed.py."""

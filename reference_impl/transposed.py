@@ -22,7 +22,7 @@ pad expresses here, so they are refused like PyTorch refuses them.
 
 The forward pass is the data gradient of the convolution `TransposedGeometry.adjoint` (same w,
 strides and dilation; z (N, C_out, *out) -> (N, C_in, *in)), computed by the convolution's own col2im
-pass (reference_impl.im2col.convolve), and the gradients are that convolution's forward pass (dx)
+pass (convparity.reference_impl.im2col.convolve), and the gradients are that convolution's forward pass (dx)
 and weight gradient (dw): the fused pass gathers dy's columns once and gives all three.
 Inputs of any floating dtype (bfloat16 included) are read as float64; results are float64.
 Reduction lengths K of y, dx, dw, db (for error bounds): `TransposedGeometry.reduction_lengths`.
@@ -31,9 +31,14 @@ Reduction lengths K of y, dx, dw, db (for error bounds): `TransposedGeometry.red
 from __future__ import annotations
 
 import numpy as np
-
-from reference_impl.geometry import IntOrInts, Padding, TransposedGeometry, check_shape, conv_transpose_geometry
-from reference_impl.im2col import DEFAULT_MEMORY_BUDGET, add_bias, bias_gradient, convolve
+from convparity.reference_impl.geometry import (
+    IntOrInts,
+    Padding,
+    TransposedGeometry,
+    check_shape,
+    conv_transpose_geometry,
+)
+from convparity.reference_impl.im2col import DEFAULT_MEMORY_BUDGET, add_bias, bias_gradient, convolve
 
 
 def _check_bias_and_gradient(geometry: TransposedGeometry, b: np.ndarray | None, dy: np.ndarray | None) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from convparity.harness.cases.spec import DTYPES, ConvSpec
 from hypothesis import strategies as st
-
-from harness.cases.spec import DTYPES, ConvSpec
 
 
 @st.composite

@@ -6,15 +6,14 @@ import subprocess
 import sys
 
 import pytest
-
-from harness.cases.descriptor import parse_descriptor
-from harness.cli import main
-from harness.evaluation.verdict import tensors
-from harness.results import COLUMNS, read_results
+from convparity.harness.cases.descriptor import parse_descriptor
+from convparity.harness.cli import main
+from convparity.harness.evaluation.verdict import tensors
+from convparity.harness.results import COLUMNS, read_results
 
 
 def run_cli(*args, cwd=None):
-    env_cmd = [sys.executable, "-m", "harness.cli", *args]
+    env_cmd = [sys.executable, "-m", "convparity", *args]
     return subprocess.run(env_cmd, capture_output=True, text=True, cwd=cwd, timeout=300,
                           env={**__import__("os").environ, "CONVPARITY_PLUGINS": "reference"})
 
@@ -115,8 +114,8 @@ def test_report_on_a_folder_without_rows_or_with_a_damaged_run_json(tmp_path):
 
 
 def test_repro_carries_a_non_default_tolerance_factor():
-    from harness.cases.spec import ConvSpec
-    from harness.evaluation.verdict import repro
+    from convparity.harness.cases.spec import ConvSpec
+    from convparity.harness.evaluation.verdict import repro
 
     spec = ConvSpec(batch=1, in_channels=1, out_channels=1, input_size=(4,), kernel_size=(2,), bias=False)
     assert repro(spec, "torch", 3) == (

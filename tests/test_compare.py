@@ -6,13 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.evaluation.bound import compare_tensor, gamma
+from convparity.harness.evaluation.verdict import evaluate_case
 
-import reference_impl
-from harness.backends.manager import get_manager
-from harness.cases.inputs import make_inputs
-from harness.cases.spec import ConvSpec
-from harness.evaluation.bound import compare_tensor, gamma
-from harness.evaluation.verdict import evaluate_case
+from convparity import reference_impl
 from tests.stub_backend import StubBackend
 
 # Large reductions: y sums 128 * 3 * 3 = 1152 products, dw and db sum 2 * 24 * 24 = 1152.
@@ -170,7 +170,7 @@ def test_float16_subnormal_results_are_bounded_absolutely():
 
 
 def test_transposed_reference_and_magnitudes_come_from_the_transposed_reference():
-    from harness.evaluation.verdict import reference
+    from convparity.harness.evaluation.verdict import reference
 
     spec = ConvSpec(batch=2, in_channels=4, out_channels=6, input_size=(3, 4), kernel_size=(3, 2), stride=2,
                     padding=((1, 1), (0, 1)), output_padding=(1, 0), groups=2, transposed=True, dtype="float32")

@@ -1,6 +1,6 @@
 """The contract suite applied to the built-in reference backend."""
 
-from harness.testing.contract_suite import BackendContract
+from convparity.harness.testing.contract_suite import BackendContract
 
 
 class TestReferenceBackend(BackendContract):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from convparity.harness.cases.descriptor import DescriptorError, format_descriptor, parse_case, parse_descriptor
+from convparity.harness.cases.spec import ConvSpec
 from hypothesis import given, settings
 
-from harness.cases.descriptor import DescriptorError, format_descriptor, parse_case, parse_descriptor
-from harness.cases.spec import ConvSpec
 from tests.strategies import conv_specs
 
 

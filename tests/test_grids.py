@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from harness.cases.builtin_grids import decoders, default, edge, mobilenet_v2, resnet50, smoke, transposed
-from harness.cases.descriptor import parse_descriptor
-from harness.cases.grids import GridError, random_cases, read_toml_grid
-from harness.cases.spec import ConvSpec
+from convparity.harness.cases.builtin_grids import decoders, default, edge, mobilenet_v2, resnet50, smoke, transposed
+from convparity.harness.cases.descriptor import parse_descriptor
+from convparity.harness.cases.grids import GridError, random_cases, read_toml_grid
+from convparity.harness.cases.spec import ConvSpec
 
 
 def test_smoke_is_small_and_covers_every_feature():

@@ -8,12 +8,12 @@ import json
 import xml.etree.ElementTree as ElementTree
 
 import pytest
+from convparity.harness.backends.contract import BackendContractError, check_backend
+from convparity.harness.backends.manager import PluginManager
+from convparity.harness.cli import main
+from convparity.harness.results import RESULTS_FILE, read_results
+from convparity.harness.running import run_folder
 
-from harness.backends.contract import BackendContractError, check_backend
-from harness.backends.manager import PluginManager
-from harness.cli import main
-from harness.results import RESULTS_FILE, read_results
-from harness.running import run_folder
 from tests.runner import faulty_backends
 from tests.stub_backend import StubBackend
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
-from harness.cases.inputs import case_seed, make_inputs
-from harness.cases.spec import ConvSpec
+from convparity.harness.cases.inputs import case_seed, make_inputs
+from convparity.harness.cases.spec import ConvSpec
 
 SPEC = ConvSpec(batch=2, in_channels=4, out_channels=6, input_size=(5, 6), kernel_size=(3, 2), groups=2,
                 dtype="float64")

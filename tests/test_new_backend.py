@@ -11,10 +11,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from convparity.harness import cli
+from convparity.harness.cases.spec import DTYPES
+from convparity.harness.plugin_template.render import TemplateError, backend_name, framework_module, new_backend
 
-from harness import cli
-from harness.cases.spec import DTYPES
-from harness.plugin_template.render import TemplateError, backend_name, framework_module, new_backend
 from tests.backends.backend_checks import EXTRA_SPECS, disagreements
 
 ROOT = Path(__file__).resolve().parents[1]

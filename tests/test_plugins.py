@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+from convparity.harness.backends import hookspecs
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.backends.manager import PluginError, PluginManager
 
-from harness.backends import hookspecs
-from harness.backends.hookspecs import hookimpl
-from harness.backends.manager import PluginError, PluginManager
 from tests.stub_backend import StubBackend
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "writing-a-backend.md"
@@ -31,7 +31,7 @@ def contract_members() -> list[str]:
     """`name`, each required method with its parameters, and each optional member, as the docs head them."""
     from dataclasses import fields
 
-    from harness.backends.contract import REQUIRED_METHODS, Backend, OptionalMembers
+    from convparity.harness.backends.contract import REQUIRED_METHODS, Backend, OptionalMembers
 
     methods = [f"{m}({', '.join(list(inspect.signature(getattr(Backend, m)).parameters)[1:])})"
                for m in REQUIRED_METHODS]

@@ -1,4 +1,4 @@
-"""The pytest plugin (harness.testing.pytest_plugin) and BackendContract: the same items, ids and verdicts.
+"""The pytest plugin (convparity.harness.testing.pytest_plugin) and BackendContract: the same items, ids and verdicts.
 
 Each test runs pytest on a throw-away project (pytester). A backend that is right on some cases,
 wrong on others, wrong where it declares a deviation and unable to run others gives every outcome;
@@ -12,23 +12,22 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-
-from harness.cases.builtin_grids import smoke
+from convparity.harness.cases.builtin_grids import smoke
 
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGIN = "harness.testing.pytest_plugin"
+PLUGIN = "convparity.harness.testing.pytest_plugin"
 # Installed (pytest11 entry point) it loads by itself, and naming it again would register it twice.
 LOADED_BY_ENTRY_POINT = (not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
                          and any(ep.value == PLUGIN for ep in entry_points(group="pytest11")))
 PLUGIN_ARGS = () if LOADED_BY_ENTRY_POINT else ("-p", PLUGIN)
 
 PARTLY_WRONG = '''
-import reference_impl
-from harness.backends.deviations import Deviation
-from harness.backends.hookspecs import hookimpl
-from harness.backends.limits import DeclaredLimits, Limit
+from convparity import reference_impl
+from convparity.harness.backends.deviations import Deviation
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.backends.limits import DeclaredLimits, Limit
 
 
 class PartlyWrong(DeclaredLimits):
@@ -93,7 +92,7 @@ def test_item_ids_are_the_descriptors_in_each_dtype(project):
 
 
 CONTRACT_CLASS = '''
-from harness.testing.contract_suite import BackendContract
+from convparity.harness.testing.contract_suite import BackendContract
 
 
 class TestPartlyWrong(BackendContract):

@@ -6,11 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from convparity.harness.cases.spec import ConvSpec, numpy_dtype
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import reference_impl
-from harness.cases.spec import ConvSpec, numpy_dtype
+from convparity import reference_impl
 
 
 def spec(**changes):

@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-
-from harness.backends.deviations import Deviation
-from harness.backends.limits import Limit
-from harness.cases.spec import DTYPES, UNIT_ROUNDOFF, ConvSpec
+from convparity.harness.backends.deviations import Deviation
+from convparity.harness.backends.limits import Limit
+from convparity.harness.cases.spec import DTYPES, UNIT_ROUNDOFF, ConvSpec
 
 Outputs = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.cases.spec import ConvSpec
+    from convparity.harness.cases.spec import ConvSpec
 
 TENSOR_NAMES = ("y", "dx", "dw", "db")
 NOT_REPORTED = "not reported yet"

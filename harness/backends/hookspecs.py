@@ -17,7 +17,8 @@ hookimpl = pluggy.HookimplMarker("convparity")
 
 @hookspec
 def convparity_register_backends(register: Callable[[object], None]) -> None:
-    """Register backends: call `register(backend)` once per backend object (see harness.backends.contract)."""
+    """Register backends: call `register(backend)` once per backend object
+    (see convparity.harness.backends.contract)."""
 
 
 @hookspec

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.cases.spec import ConvSpec
+    from convparity.harness.cases.spec import ConvSpec
 
 
 class Unsupported(Exception):

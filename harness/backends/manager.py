@@ -21,26 +21,25 @@ from dataclasses import dataclass
 from functools import cache
 
 import pluggy
-
-from harness.backends import hookspecs
-from harness.backends.contract import Backend, BackendContractError, check_backend
-from harness.cases.grids import Grid
+from convparity.harness.backends import hookspecs
+from convparity.harness.backends.contract import Backend, BackendContractError, check_backend
+from convparity.harness.cases.grids import Grid
 
 PROJECT = "convparity"
 BUILTIN_PLUGINS = {
-    "reference": "plugins.reference_backend",
-    "torch": "plugins.torch_backend",
-    "tensorflow": "plugins.tensorflow_backend",
-    "jax": "plugins.jax_backend",
-    "onnxruntime": "plugins.onnxruntime_backend",
-    "keras": "plugins.keras_backend",
-    "torch-inductor": "plugins.torch_inductor_backend",
-    "openvino": "plugins.openvino_backend",
-    "paddle": "plugins.paddle_backend",
-    "mlx": "plugins.mlx_backend",
-    "tinygrad": "plugins.tinygrad_backend",
+    "reference": "convparity.plugins.reference_backend",
+    "torch": "convparity.plugins.torch_backend",
+    "tensorflow": "convparity.plugins.tensorflow_backend",
+    "jax": "convparity.plugins.jax_backend",
+    "onnxruntime": "convparity.plugins.onnxruntime_backend",
+    "keras": "convparity.plugins.keras_backend",
+    "torch-inductor": "convparity.plugins.torch_inductor_backend",
+    "openvino": "convparity.plugins.openvino_backend",
+    "paddle": "convparity.plugins.paddle_backend",
+    "mlx": "convparity.plugins.mlx_backend",
+    "tinygrad": "convparity.plugins.tinygrad_backend",
 }
-CORE_PLUGINS = {"grids": "harness.cases.builtin_grids"}
+CORE_PLUGINS = {"grids": "convparity.harness.cases.builtin_grids"}
 
 
 class PluginError(Exception):

@@ -47,9 +47,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness.cases.dedupe import spec_digest
-from harness.cases.descriptor import Case, Desc, DescriptorError, parse_desc
-from harness.cases.grids import GridError, read_text
+from convparity.harness.cases.dedupe import spec_digest
+from convparity.harness.cases.descriptor import Case, Desc, DescriptorError, parse_desc
+from convparity.harness.cases.grids import GridError, read_text
 
 # --dir value -> (tensors compared, bias); None: decided by --bia-dt. (conv.cpp: get_kinds_to_check)
 DIRECTIONS: dict[str, tuple[tuple[str, ...], bool | None]] = {

@@ -19,10 +19,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from harness.backends.hookspecs import hookimpl
-from harness.cases.dedupe import dedupe
-from harness.cases.descriptor import Case
-from harness.cases.spec import ConvSpec
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.cases.dedupe import dedupe
+from convparity.harness.cases.descriptor import Case
+from convparity.harness.cases.spec import ConvSpec
 
 
 def _case(name: str, **fields: Any) -> Case:

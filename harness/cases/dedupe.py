@@ -15,8 +15,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from harness.cases.descriptor import Case
-from harness.cases.spec import ConvSpec
+from convparity.harness.cases.descriptor import Case
+from convparity.harness.cases.spec import ConvSpec
 
 IN_MEMORY = 50_000
 

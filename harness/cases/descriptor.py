@@ -51,8 +51,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from harness.cases.spec import ConvSpec
-from harness.results import TENSORS
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.results import TENSORS
 
 DIMS = ("d", "h", "w")
 SPATIAL_PREFIXES = ("i", "o", "k", "s", "p", "d")

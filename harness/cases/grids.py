@@ -1,6 +1,6 @@
 """Grids: where cases come from. Named grids (registered by plugins), TOML files and random samples
 produce `Case`s; TOML grids and random samples lazily, in any number. (benchdnn batch files:
-`harness.cases.batch_file`.)
+`convparity.harness.cases.batch_file`.)
 
 TOML grid file:
 
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.cases.dedupe import SeenSet
-from harness.cases.descriptor import Case, DescriptorError, check_name, parse_case
-from harness.cases.spec import ConvSpec
+from convparity.harness.cases.dedupe import SeenSet
+from convparity.harness.cases.descriptor import Case, DescriptorError, check_name, parse_case
+from convparity.harness.cases.spec import ConvSpec
 
 SPEC_FIELDS = (
     "batch",

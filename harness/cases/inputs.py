@@ -10,8 +10,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-
-from harness.cases.spec import ConvSpec, numpy_dtype
+from convparity.harness.cases.spec import ConvSpec, numpy_dtype
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from harness.cases.batch_file import BatchFile
-from harness.cases.dedupe import SeenSet
-from harness.cases.descriptor import Case, parse_case
-from harness.cases.grids import GridError, random_cases, read_toml_grid
+from convparity.harness.cases.batch_file import BatchFile
+from convparity.harness.cases.dedupe import SeenSet
+from convparity.harness.cases.descriptor import Case, parse_case
+from convparity.harness.cases.grids import GridError, random_cases, read_toml_grid
 
 BIAS_CHOICES = {"on": (True,), "off": (False,), "both": (True, False)}
 DEFAULT_MAX_CASES = 1_000_000
@@ -66,7 +66,7 @@ class CaseSelection:
     def _sources(self) -> list:
         """The case lists, TOML grids and batch files to draw from, read and validated on first use (a bad
         file fails before any case runs)."""
-        from harness.backends.manager import get_manager
+        from convparity.harness.backends.manager import get_manager
 
         named = get_manager().grids()
         sources: list = []

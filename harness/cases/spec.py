@@ -13,7 +13,7 @@ Field conventions (see DESIGN.md):
   w (C_in, C_out/groups, *kernel) as in PyTorch and ONNX, y (N, C_out, *out) with
   out = (i - 1) * s - before - after + (k - 1) * d + output_padding + 1 per dim. Positive pads crop
   the full result, negative ones extend it with positions no input reaches (bias only); see
-  reference_impl.transposed. `output_padding` (an int or one per dim, 0 for a convolution) follows
+  convparity.reference_impl.transposed. `output_padding` (an int or one per dim, 0 for a convolution) follows
   PyTorch's rule: < stride or < dilation. Only after - output_padding matters, so the pair is stored
   in canonical form: symmetric pads (after = before >= 0) when an allowed output_padding makes them
   so (PyTorch's `padding=p, output_padding=op`), else the smallest output_padding that keeps the end
@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from reference_impl.geometry import ConvGeometry, TransposedGeometry, per_dim, per_dim_pairs
+from convparity.reference_impl.geometry import ConvGeometry, TransposedGeometry, per_dim, per_dim_pairs
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 # Sizes a tensor can have: every size, channel count, kernel extent, stride, dilation and pad fits in a
@@ -320,7 +319,7 @@ class ConvSpec:
 
     @property
     def descriptor(self) -> str:
-        from harness.cases.descriptor import format_descriptor
+        from convparity.harness.cases.descriptor import format_descriptor
 
         return format_descriptor(self)
 

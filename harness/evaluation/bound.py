@@ -19,8 +19,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from harness.cases.spec import UNIT_ROUNDOFF
+from convparity.harness.cases.spec import UNIT_ROUNDOFF
 
 # Half the smallest subnormal: the absolute rounding error of a result that lands below the normal range.
 UNDERFLOW = {"float64": 2.0**-1075, "float32": 2.0**-150, "float16": 2.0**-25, "bfloat16": 2.0**-134}
@@ -67,7 +66,7 @@ def compare_tensor(
     tolerance_factor: float = 1.0,
 ) -> TensorComparison:
     """Compare `out` with `ref` (both canonical layout); `mag` has ref's shape; `accumulation` names the
-    precision the sums are bounded in (harness.backends.contract.declared_accumulation)."""
+    precision the sums are bounded in (convparity.harness.backends.contract.declared_accumulation)."""
     if out.shape != ref.shape:
         return TensorComparison(
             tensor, False, math.inf, math.nan, math.nan, None, math.nan, math.nan, False,

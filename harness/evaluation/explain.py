@@ -1,6 +1,6 @@
 """`convparity explain`: one case on one backend, every tensor's verdict and its worst element, in words.
 
-The verdict comes from harness.evaluation.verdict.evaluate_case, the same path a sweep's workers take.
+The verdict comes from convparity.harness.evaluation.verdict.evaluate_case, the same path a sweep's workers take.
 """
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 from typing import TextIO
 
-from harness.backends.contract import Backend
-from harness.cases.inputs import make_inputs
-from harness.cases.spec import ConvSpec
-from harness.evaluation.verdict import Ran, evaluate_case, reference
-from harness.results import BAD_STATUSES, bias_word
+from convparity.harness.backends.contract import Backend
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.evaluation.verdict import Ran, evaluate_case, reference
+from convparity.harness.results import BAD_STATUSES, bias_word
 
 
 def explain(backend: Backend, spec: ConvSpec, *, seed: int, tolerance_factor: float, out: TextIO) -> int:

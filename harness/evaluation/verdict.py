@@ -26,16 +26,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from convparity.harness.backends.contract import Backend, default_accumulation, optional_members
+from convparity.harness.backends.deviations import DeviationRecord, matching
+from convparity.harness.backends.limits import Unsupported
+from convparity.harness.cases.inputs import Inputs, make_inputs
+from convparity.harness.cases.spec import UNIT_ROUNDOFF, ConvSpec
+from convparity.harness.evaluation.bound import TensorComparison, compare_tensor
+from convparity.harness.results import TENSORS, Row, bias_word
+from convparity.harness.running.executor import describe_exception
 
-import reference_impl
-from harness.backends.contract import Backend, default_accumulation, optional_members
-from harness.backends.deviations import DeviationRecord, matching
-from harness.backends.limits import Unsupported
-from harness.cases.inputs import Inputs, make_inputs
-from harness.cases.spec import UNIT_ROUNDOFF, ConvSpec
-from harness.evaluation.bound import TensorComparison, compare_tensor
-from harness.results import TENSORS, Row, bias_word
-from harness.running.executor import describe_exception
+from convparity import reference_impl
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """`convparity new-backend`: renders the plugin template (a Copier template, copier.yml beside this
 module) into a package `convparity-NAME` that passes the contract suite as generated.
 
-    from harness.plugin_template.render import new_backend
+    from convparity.harness.plugin_template.render import new_backend
     path = new_backend("my-conv", framework="torch")   # ./convparity-my-conv
 
 The name is normalised the way package indexes compare names (lower case, runs of `-`, `_` and `.`
@@ -68,7 +68,7 @@ def new_backend(name: str, directory: str | Path | None = None, framework: str |
         from copier import run_copy
     except ImportError:
         raise TemplateError(f"convparity new-backend needs Copier: {INSTALL_COPIER}") from None
-    from harness import __version__
+    from convparity import __version__
 
     framework = (framework or "").strip()
     answers = {"name": backend, "framework": framework, "convparity_requirement": f"convparity>={__version__}"}
@@ -80,7 +80,7 @@ def new_backend(name: str, directory: str | Path | None = None, framework: str |
 
 def _check_unregistered(backend: str) -> None:
     """TemplateError when an installed plugin already registers a backend of this name (two could not load)."""
-    from harness.backends.manager import get_manager
+    from convparity.harness.backends.manager import get_manager
 
     manager = get_manager()
     if backend in manager.backends() or backend in manager.broken:

@@ -1,6 +1,6 @@
 """Compare two runs (a framework upgrade, a new kernel, another machine): what changed from OLD to NEW.
 
-Rows are joined on harness.results.KEY = (case, bias, dtype, backend, tensor); a key written twice in
+Rows are joined on convparity.harness.results.KEY = (case, bias, dtype, backend, tensor); a key written twice in
 one run (a resumed case) counts once, with its last row. Every joined key gets one change, the first
 of these that applies:
 
@@ -33,12 +33,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from harness.reporting import html_page
-from harness.reporting.matrix import format_ratio
-from harness.results import BAD_STATUSES, KEY, RESULTS_FILE, TENSORS, bias_word, read_results
-from harness.running.run_folder import RunFolderError, atomic_write, read_metadata
-from harness.settings import RunSettings
+from convparity.harness.reporting import html_page
+from convparity.harness.reporting.matrix import format_ratio
+from convparity.harness.results import BAD_STATUSES, KEY, RESULTS_FILE, TENSORS, bias_word, read_results
+from convparity.harness.running.run_folder import RunFolderError, atomic_write, read_metadata
+from convparity.harness.settings import RunSettings
 
 # Settings under which the same key can get another status: differing, no key is called a regression.
 # (Other settings that differ, grids, dtypes, backends, only change which keys exist.)

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from harness.reporting.heatmap import compared_rows
-from harness.reporting.matrix import finish_summary, summary_parts
-from harness.results import COLUMNS, STATUSES, iter_results
+from convparity.harness.reporting.heatmap import compared_rows
+from convparity.harness.reporting.matrix import finish_summary, summary_parts
+from convparity.harness.results import COLUMNS, STATUSES, iter_results
 
 CHUNK_ROWS = 50_000
 KEPT_PER_STATUS = 2_000

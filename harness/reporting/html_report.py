@@ -2,17 +2,17 @@
 
 Sections, in order:
 - status totals of every row;
-- the parity matrix (harness.reporting.matrix): backends x dtypes down, tensors across, each cell coloured by its
-  band and showing pass/fail/unsupported counts (other statuses named) and the worst err_ratio;
+- the parity matrix (convparity.harness.reporting.matrix): backends x dtypes down, tensors across, each cell
+  coloured by its band and showing pass/fail/unsupported counts (other statuses named) and the worst err_ratio;
 - findings, when the folder has a findings.csv (from `convparity search` or `convparity triage`): one
   line per group with its rule, minimal case and repro script; new findings open, known deviations folded;
-- per backend, heatmaps of the worst err_ratio over spec axes (harness.reporting.heatmap);
+- per backend, heatmaps of the worst err_ratio over spec axes (convparity.harness.reporting.heatmap);
 - every non-passing case: one line per (case, bias, dtype, backend, status, message), the tensors it
   covers listed together, with descriptor, message and repro; failures (fail/error/crash/timeout)
   first and open, then known deviations (xfail, with the declared reason and upstream report) and
   stale declarations (xpass), reference errors (the harness's own, never the backend's), unsupported;
 - time per backend: in workers, in the backend's run (compile where measured), the harness's share,
-  start-up (harness.reporting.timing), when run.json records it;
+  start-up (convparity.harness.reporting.timing), when run.json records it;
 - the run's metadata from run.json (harness and backend versions, platform, seed, grids, duration).
 """
 
@@ -22,13 +22,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
-
-from harness.reporting import html_page
-from harness.reporting.digest import ResultsDigest
-from harness.reporting.heatmap import backend_figure
-from harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
-from harness.results import BAD_STATUSES, TENSORS, bias_word
-from harness.running.run_folder import atomic_write, read_metadata
+from convparity.harness.reporting import html_page
+from convparity.harness.reporting.digest import ResultsDigest
+from convparity.harness.reporting.heatmap import backend_figure
+from convparity.harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
+from convparity.harness.results import BAD_STATUSES, TENSORS, bias_word
+from convparity.harness.running.run_folder import atomic_write, read_metadata
 
 REPORT_HTML = "report.html"
 CASE_COLUMNS = ["backend", "dtype", "bias", "case", "name", "status", "message", "deviation", "repro"]
@@ -182,8 +181,8 @@ def totals_line(digest: ResultsDigest, metadata: dict) -> str:
 
 
 def timing_section(metadata: dict) -> str:
-    """Time per backend (harness.reporting.timing), when run.json records it."""
-    from harness.reporting.timing import idle_line, timing_table
+    """Time per backend (convparity.harness.reporting.timing), when run.json records it."""
+    from convparity.harness.reporting.timing import idle_line, timing_table
 
     table = timing_table(metadata)
     if table.empty:
@@ -209,7 +208,7 @@ def render(title: str, digest: ResultsDigest, metadata: dict, findings: pd.DataF
 
 def write_html_report(directory: Path, digest: ResultsDigest) -> Path:
     """Write DIR/report.html from the digest of the run's rows, its run.json and its findings.csv if any."""
-    from harness.search.findings import read_findings
+    from convparity.harness.search.findings import read_findings
 
     page = render(directory.name, digest, read_metadata(directory), read_findings(directory))
     return atomic_write(directory / REPORT_HTML, lambda file: file.write(page))

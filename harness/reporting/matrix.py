@@ -1,7 +1,7 @@
 """The parity matrix: per backend x dtype x tensor, the count of every status and the worst err_ratio.
 
 Each (backend, dtype, tensor) cell falls in one colour band, decided by its worst err_ratio (the
-bound ratio of harness.evaluation.bound: <= 1 passes) and by whether any of its rows went bad:
+bound ratio of convparity.harness.evaluation.bound: <= 1 passes) and by whether any of its rows went bad:
 
     exact  worst err_ratio == 0: every compared element equals the float64 reference
     tight  0 < worst < 0.1: at least ten times inside the bound
@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
-from harness.cases.spec import DTYPES
-from harness.results import BAD_STATUSES, STATUSES, TENSORS
+from convparity.harness.cases.spec import DTYPES
+from convparity.harness.results import BAD_STATUSES, STATUSES, TENSORS
 
 SUMMARY_KEYS = ["backend", "dtype", "tensor"]
 TIGHT_BELOW = 0.1
@@ -75,7 +74,7 @@ def format_ratio(value: float) -> str:
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Per backend x dtype x tensor: rows, a count column per status, worst_err_ratio and band.
 
-    results: the rows of harness.results.read_results. Tensors come in y, dx, dw, db order.
+    results: the rows of convparity.harness.results.read_results. Tensors come in y, dx, dw, db order.
     """
     return finish_summary(summary_parts(results))
 

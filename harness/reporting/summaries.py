@@ -1,9 +1,9 @@
 """A run folder's reports from its results.csv: summary.csv, summary.md and report.html.
 
 summary.csv: one row per (backend, dtype, tensor) with the count of every status, the worst
-err_ratio among compared rows and the colour band (harness.reporting.matrix). summary.md opens with the
+err_ratio among compared rows and the colour band (convparity.harness.reporting.matrix). summary.md opens with the
 parity matrix as a Markdown table, then the same counts as summary.csv. report.html is described in
-harness.reporting.html_report.
+convparity.harness.reporting.html_report.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import unicodedata
 from pathlib import Path
 
 import pandas as pd
-
-from harness.reporting.digest import ResultsDigest, digest_results
-from harness.reporting.html_page import safe
-from harness.reporting.html_report import write_html_report
-from harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
-from harness.results import TENSORS
-from harness.running.run_folder import atomic_write, read_metadata
+from convparity.harness.reporting.digest import ResultsDigest, digest_results
+from convparity.harness.reporting.html_page import safe
+from convparity.harness.reporting.html_report import write_html_report
+from convparity.harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
+from convparity.harness.results import TENSORS
+from convparity.harness.running.run_folder import atomic_write, read_metadata
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -94,7 +93,7 @@ def _unavailable_section(metadata: dict) -> str:
 
 def write_reports(directory: str | Path) -> pd.DataFrame:
     """Write DIR/summary.csv, DIR/summary.md and DIR/report.html from DIR/results.csv (read once, in chunks:
-    see harness.reporting.digest); return the summary. Each file is written whole or not at all."""
+    see convparity.harness.reporting.digest); return the summary. Each file is written whole or not at all."""
     directory = Path(directory)
     digest = digest_results(directory)
     summary = digest.summary

@@ -1,4 +1,4 @@
-"""Where a run's time went, per backend: from run.json's `timing` (harness.running.executor.PoolTiming).
+"""Where a run's time went, per backend: from run.json's `timing` (convparity.harness.running.executor.PoolTiming).
 
 One row per pool of workers: each backend, and the evaluations (the float64 reference and the
 comparisons, pool "reference"). Columns, in seconds summed over the run's tasks:

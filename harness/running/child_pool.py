@@ -1,8 +1,8 @@
 """Tasks run for a remote scheduler (a Dask worker), each in a child process kept for its pool.
 
 A cluster's worker calls `run_call(call)`. The task goes to a child process of that worker kept for
-the task's pool (started as `python -m harness.running.child_pool`, it serves tasks exactly as
-LocalProcessExecutor's workers do: harness.running.executor._serve), and the worker waits for its
+the task's pool (started as `python -m convparity.harness.running.child_pool`, it serves tasks exactly as
+LocalProcessExecutor's workers do: convparity.harness.running.executor._serve), and the worker waits for its
 answer. Whatever the task does to its process (segfault, abort, out-of-memory kill, hang) happens to
 the child: the worker survives, finds the child dead or past its timeout, kills it if needed, and
 returns that as the task's answer, a `Reply`. So Dask sees every task succeed; nothing is retried on
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from harness.running.executor import _READY, _serve, describe_exception, describe_exit, pin_process
+from convparity.harness.running.executor import _READY, _serve, describe_exception, describe_exit, pin_process
 
 MAX_IDLE = 12
 POLL_SECONDS = 0.5
@@ -166,7 +166,7 @@ class ChildPool:
 
     def _start(self, key: tuple, call: Call, cancelled) -> tuple[_Child | None, Reply | None]:
         """A fresh child of `call.pool`, ready (its `prepare` done), or the Reply saying why there is none."""
-        from harness.running import compile_cache
+        from convparity.harness.running import compile_cache
 
         environment = dict(os.environ)
         environment.update(call.environment)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.cases.spec import ConvSpec
+from convparity.harness.cases.spec import ConvSpec
 
 
 @dataclass(frozen=True)

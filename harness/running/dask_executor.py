@@ -2,7 +2,7 @@
 
 `DaskExecutor` submits each task with `Client.submit` (retries=0) and hands back outcomes in the
 order they finish (`distributed.as_completed`). On the worker the task runs in a child process kept
-for its pool (harness.running.child_pool), so failures keep their meaning:
+for its pool (convparity.harness.running.child_pool), so failures keep their meaning:
 
 - a segfault, abort or kill is the child's: a `crash` outcome, and the Dask worker lives on;
 - past its timeout the child is killed: a `timeout` outcome;
@@ -17,12 +17,12 @@ that offer them (Dask resource restrictions), when some worker does; when none d
 anywhere (where a GPU backend then reports itself unavailable, as on a machine without one) and
 `notes` says so.
 
-Order: each task's urgency and expected seconds (harness.running.executor.task_rank) become its Dask
+Order: each task's urgency and expected seconds (convparity.harness.running.executor.task_rank) become its Dask
 `priority`, which Dask honours among the tasks it holds back (with worker-saturation 1.0, as the
 local cluster is started, every task Dask deems root-like waits in one queue until a thread is free).
 
 `local_cluster(jobs)` starts a `distributed.LocalCluster` of `jobs` single-threaded worker processes,
-each pinned to a core of its own like LocalProcessExecutor's running tasks (harness.running.executor.
+each pinned to a core of its own like LocalProcessExecutor's running tasks (convparity.harness.running.executor.
 slot_cores); `connect(scheduler)` joins an existing cluster by address or scheduler file.
 Dask is an optional dependency (`pip install 'convparity[dask]'`), imported only here.
 """
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.running.child_pool import Call, Reply, run_call
-from harness.running.executor import (
+from convparity.harness.running.child_pool import Call, Reply, run_call
+from convparity.harness.running.executor import (
     WORKER_ENVIRONMENT,
     Outcome,
     PoolTiming,

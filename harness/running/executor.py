@@ -7,7 +7,7 @@ else: swapping `LocalProcessExecutor` for one that submits to a cluster (e.g. Da
 `as_completed`, a worker crash read from `KilledWorker`) changes nothing outside this module.
 
 Tasks start longest-expected-first: a task may say how long it should take (`expected_seconds`,
-harness.running.cost), and among the tasks waiting the longest goes first (ties: oldest first), so a
+convparity.harness.running.cost), and among the tasks waiting the longest goes first (ties: oldest first), so a
 sweep does not end with one slow backend working alone. A task's `urgency` (default 0) comes before
 its length: probes (every case waits for them) and evaluations (short, and each finishes a case, which
 lets the sweep draw the next one) go before the backends' runs. An executor also keeps each pool's time
@@ -235,7 +235,7 @@ def _serve(conn: Connection, pool: str, parent: int, log: str | None, prepare: A
             prepare()
         except Exception as error:  # noqa: BLE001
             print(f"[convparity worker {os.getpid()}] preparing failed: {describe_exception(error)}", file=sys.stderr)
-    from harness.running.compile_cache import CompileClock
+    from convparity.harness.running.compile_cache import CompileClock
 
     clock = CompileClock()  # after `prepare`, so that it sees the framework
     conn.send_bytes(pickle.dumps(_READY))

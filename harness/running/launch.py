@@ -8,7 +8,7 @@ run's settings:
 - worker environment: WORKER_ENVIRONMENT, each variable as this process has it if set (a user's own
   thread count wins), sent to every worker explicitly, never left to what a remote worker inherits;
 - compile caches: the run's `compile_cache` setting, resolved where workers start (this machine for
-  local workers, each Dask worker's machine for a cluster: harness.running.compile_cache);
+  local workers, each Dask worker's machine for a cluster: convparity.harness.running.compile_cache);
 - placement: each backend's declared `resources` (Dask only);
 - `slots`: how many tasks run at once (the sweep's look-ahead window grows with it).
 """
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.running.executor import WORKER_ENVIRONMENT, Executor, LocalProcessExecutor, slot_cores
-from harness.settings import RunSettings
+from convparity.harness.running.executor import WORKER_ENVIRONMENT, Executor, LocalProcessExecutor, slot_cores
+from convparity.harness.settings import RunSettings
 
 EXECUTORS = ("local", "dask")
 
@@ -69,9 +69,9 @@ class OpenedExecutor:
 
 def backend_resources(backends: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """Per backend pool, the worker resources the backend declares (only those that declare some)."""
-    from harness.backends.contract import optional_members
-    from harness.backends.manager import get_manager
-    from harness.running.tasks import backend_pool
+    from convparity.harness.backends.contract import optional_members
+    from convparity.harness.backends.manager import get_manager
+    from convparity.harness.running.tasks import backend_pool
 
     registered = get_manager().backends()
     found = {}
@@ -86,7 +86,7 @@ def backend_resources(backends: tuple[str, ...]) -> dict[str, dict[str, float]]:
 @contextmanager
 def open_executor(choice: ExecutorChoice, settings: RunSettings, log: Path) -> Iterator[OpenedExecutor]:
     """The executor `choice` asks for, open for the duration; `log` is the run folder's worker log."""
-    from harness.running import compile_cache
+    from convparity.harness.running import compile_cache
 
     environment = worker_environment()
     if choice.kind == "local":
@@ -95,7 +95,7 @@ def open_executor(choice: ExecutorChoice, settings: RunSettings, log: Path) -> I
                                   environment=local_environment) as executor:
             yield OpenedExecutor(executor, settings.jobs, {**choice.describe(), "jobs": settings.jobs})
         return
-    from harness.running import dask_executor
+    from convparity.harness.running import dask_executor
 
     if choice.scheduler is None:
         cluster = dask_executor.local_cluster(settings.jobs)

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.results import COLUMNS, RESULTS_FILE
-from harness.running import run_folder
-from harness.running.executor import PoolTiming
-from harness.running.run_folder import CASE_COLUMNS, CASES_FILE, RunFolderError
-from harness.running.shards import Shard, ShardError
-from harness.settings import RunSettings
+from convparity.harness.results import COLUMNS, RESULTS_FILE
+from convparity.harness.running import run_folder
+from convparity.harness.running.executor import PoolTiming
+from convparity.harness.running.run_folder import CASE_COLUMNS, CASES_FILE, RunFolderError
+from convparity.harness.running.shards import Shard, ShardError
+from convparity.harness.settings import RunSettings
 
 SAME_FIELDS = ("harness_version", "harness_commit", "selection", "max_cases", "backend_versions", "unavailable")
 IGNORED_SETTINGS = ("jobs", "compile_cache")
@@ -147,7 +147,7 @@ def merge(out: str | Path, folders: Sequence[str | Path]) -> MergedRun:
             if isinstance(error, OSError):
                 raise run_folder.os_error(out, error) from None
             raise
-    from harness.reporting.summaries import write_reports
+    from convparity.harness.reporting.summaries import write_reports
 
     write_reports(out)
     return MergedRun(out, len(shards), cases, rows)

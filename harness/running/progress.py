@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from convparity.harness.results import BAD_STATUSES, Row
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -18,8 +19,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-
-from harness.results import BAD_STATUSES, Row
 
 
 class SweepProgress:

@@ -30,12 +30,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.cases.descriptor import Case, DescriptorError, format_descriptor, parse_case
-from harness.cases.grids import GridError
-from harness.cases.selection import CaseSelection
-from harness.cases.spec import DTYPES
-from harness.results import COLUMNS, RESULTS_FILE, CsvAppender, bias_word
-from harness.settings import RunSettings, SettingsError
+from convparity.harness.cases.descriptor import Case, DescriptorError, format_descriptor, parse_case
+from convparity.harness.cases.grids import GridError
+from convparity.harness.cases.selection import CaseSelection
+from convparity.harness.cases.spec import DTYPES
+from convparity.harness.results import COLUMNS, RESULTS_FILE, CsvAppender, bias_word
+from convparity.harness.settings import RunSettings, SettingsError
 
 RUN_FILE = "run.json"
 CASES_FILE = "cases.csv"
@@ -163,7 +163,7 @@ def harness_commit() -> str:
 
 
 def new_metadata(settings: RunSettings, selection: CaseSelection) -> dict[str, Any]:
-    from harness import __version__
+    from convparity import __version__
 
     return {
         "harness_version": __version__,

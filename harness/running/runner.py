@@ -1,6 +1,6 @@
 """Runs a sweep: every case x dtype on every backend, rows written as each case finishes.
 
-The sweep decides what runs and in which order; an `Executor` (harness.running.executor) decides where.
+The sweep decides what runs and in which order; an `Executor` (convparity.harness.running.executor) decides where.
 The unit of work is an `Item`: one case in one dtype and the backends that still lack its rows.
 
 - Each backend is probed once first (in its own worker, the parent never imports a framework). An
@@ -21,13 +21,13 @@ from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.backends.manager import PluginSelection
-from harness.cases.descriptor import Case
-from harness.evaluation.verdict import BackendResult, Ran, Status, case_rows
-from harness.results import Row
-from harness.running.executor import Executor, Outcome
-from harness.running.tasks import BackendInfo, EvaluateCase, Probe, RunCase, WarmUp
-from harness.settings import RunSettings
+from convparity.harness.backends.manager import PluginSelection
+from convparity.harness.cases.descriptor import Case
+from convparity.harness.evaluation.verdict import BackendResult, Ran, Status, case_rows
+from convparity.harness.results import Row
+from convparity.harness.running.executor import Executor, Outcome
+from convparity.harness.running.tasks import BackendInfo, EvaluateCase, Probe, RunCase, WarmUp
+from convparity.harness.settings import RunSettings
 
 DoneKey = tuple[str, bool, str, str]  # (descriptor, bias, dtype, backend) whose rows are all written
 

@@ -1,11 +1,11 @@
 """Shards: a deterministic 1/N of a sweep's cases, each run anywhere, merged into one run afterwards.
 
 `convparity run --shard K/N ...` runs shard K (from 1) of N: a CI job matrix runs the N shards on
-N machines with the same options, and `convparity merge` (harness.running.merge) joins their folders.
+N machines with the same options, and `convparity merge` (convparity.harness.running.merge) joins their folders.
 
 Assignment (`shard_cases`): the sweep's stream of (case, dtype) items is walked in its order, and each
 item goes to the shard with the least expected work so far (the expected seconds of every backend's
-run and of the evaluation, harness.running.cost; ties to the lowest-numbered shard). Every shard walks
+run and of the evaluation, convparity.harness.running.cost; ties to the lowest-numbered shard). Every shard walks
 the same stream and computes the same assignment, holding only N running totals, so it needs no
 coordination and no memory per case; each shard ends within one item's cost of an even share. A
 case's backends stay together, so the reference is computed once per case, as in an unsharded run.
@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from harness.cases.descriptor import Case
-from harness.running.cost import expected_item_seconds
+from convparity.harness.cases.descriptor import Case
+from convparity.harness.running.cost import expected_item_seconds
 
 
 class ShardError(ValueError):

@@ -1,7 +1,7 @@
-"""`harness.sweep(...)`: the one way to assemble and run a sweep; `convparity run` is a thin layer over it.
+"""`convparity.sweep(...)`: the one way to assemble and run a sweep; `convparity run` is a thin layer over it.
 
-    import harness
-    run = harness.sweep(backends=["torch", "jax"], grids=["smoke"], dtypes=["float32"], jobs=2)
+    import convparity
+    run = convparity.sweep(backends=["torch", "jax"], grids=["smoke"], dtypes=["float32"], jobs=2)
     print(run.summary)                       # per backend x dtype x tensor counts and worst ratios
     failing = run.results.query("status == 'fail'")
     print(run.path)                          # the run folder, e.g. reports/20261201-101500-smoke
@@ -9,12 +9,13 @@
 A sweep draws its cases lazily from a `CaseSelection`, logs each to cases.csv before it runs, appends
 its rows to results.csv as it finishes, and holds the folder's lock throughout. `resume(path)`
 continues an interrupted run with the settings in its run.json. On an interrupt (KeyboardInterrupt,
-or `Interrupted` from harness.running.interrupts) run.json's status becomes "interrupted" and
+or `Interrupted` from convparity.harness.running.interrupts) run.json's status becomes "interrupted" and
 `SweepInterrupted` is raised, naming the resume command.
 
-Where tasks run is an `ExecutorChoice` (harness.running.launch: local processes, or a Dask cluster);
-`shard` runs a deterministic 1/N of the cases (harness.running.shards; `harness.running.merge` joins
-the shards); run.json records the executor, the shard and each pool's time (`timing`).
+Where tasks run is an `ExecutorChoice` (convparity.harness.running.launch: local processes, or a Dask cluster);
+`shard` runs a deterministic 1/N of the cases (convparity.harness.running.shards;
+`convparity.harness.running.merge` joins the shards); run.json records the executor, the shard and each
+pool's time (`timing`).
 """
 
 from __future__ import annotations
@@ -28,22 +29,29 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.backends.manager import PluginSelection, get_manager
-from harness.cases.descriptor import Case
-from harness.cases.grids import GridError
-from harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection, expand
-from harness.cases.spec import DTYPES
-from harness.results import BAD_STATUSES, REFERENCE_STATUSES, RESULTS_FILE, STALE_STATUSES, ResultsWriter, Row
-from harness.running import run_folder
-from harness.running.executor import PoolTiming
-from harness.running.interrupts import Interrupted
-from harness.running.launch import ExecutorChoice, open_executor, worker_environment
-from harness.running.progress import SweepProgress
-from harness.running.run_folder import RunFolderError
-from harness.running.runner import SweepVersions, done_key, run_sweep
-from harness.running.shards import Shard, ShardError, shard_cases
-from harness.running.tasks import backend_pool
-from harness.settings import DEFAULT_REFERENCE_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, RunSettings
+from convparity.harness.backends.manager import PluginSelection, get_manager
+from convparity.harness.cases.descriptor import Case
+from convparity.harness.cases.grids import GridError
+from convparity.harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection, expand
+from convparity.harness.cases.spec import DTYPES
+from convparity.harness.results import (
+    BAD_STATUSES,
+    REFERENCE_STATUSES,
+    RESULTS_FILE,
+    STALE_STATUSES,
+    ResultsWriter,
+    Row,
+)
+from convparity.harness.running import run_folder
+from convparity.harness.running.executor import PoolTiming
+from convparity.harness.running.interrupts import Interrupted
+from convparity.harness.running.launch import ExecutorChoice, open_executor, worker_environment
+from convparity.harness.running.progress import SweepProgress
+from convparity.harness.running.run_folder import RunFolderError
+from convparity.harness.running.runner import SweepVersions, done_key, run_sweep
+from convparity.harness.running.shards import Shard, ShardError, shard_cases
+from convparity.harness.running.tasks import backend_pool
+from convparity.harness.settings import DEFAULT_REFERENCE_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, RunSettings
 
 DEFAULT_DTYPES = ("float64", "float32")
 
@@ -75,8 +83,8 @@ class SweepRun:
 
     @property
     def results(self):
-        """results.csv as a pandas DataFrame (the dtypes `harness.read_results` documents)."""
-        from harness.results import read_results
+        """results.csv as a pandas DataFrame (the dtypes `convparity.read_results` documents)."""
+        from convparity.harness.results import read_results
 
         return read_results(self.path)
 
@@ -84,7 +92,7 @@ class SweepRun:
     def summary(self):
         """Per backend x dtype x tensor: the count of every status and the worst err_ratio."""
         if self._summary is None:
-            from harness.reporting.summaries import write_reports
+            from convparity.harness.reporting.summaries import write_reports
 
             self._summary = write_reports(self.path)
         return self._summary
@@ -138,7 +146,7 @@ def sweep(
 
     `out`: the run folder (default: a fresh one under reports/). Returns when every row is written.
     `executor`: where tasks run (default: local processes); `shard`: run only that shard of the cases;
-    `compile_cache`: "default", "off" or a folder (harness.running.compile_cache).
+    `compile_cache`: "default", "off" or a folder (convparity.harness.running.compile_cache).
     """
     dtypes = tuple(dtypes)
     unknown = [d for d in dtypes if d not in DTYPES]
@@ -249,7 +257,7 @@ def _execute(path: Path, metadata: dict, settings: RunSettings, cases: Iterable[
             yield case
 
     def items():
-        from harness.running.runner import Item
+        from convparity.harness.running.runner import Item
 
         for case in log_new(cases):
             missing = [b for b in settings.backends if done_key(case, b) not in done]

@@ -2,17 +2,17 @@
 
 - `Probe(backend)`: is the backend usable here, and which version (imports its framework).
 - `RunCase(backend, spec, seed)`: the backend's validated outputs for one case (`Ran`), or why there
-  are none (`Status`), from harness.evaluation.verdict.run_backend. Inputs are regenerated from
+  are none (`Status`), from convparity.harness.evaluation.verdict.run_backend. Inputs are regenerated from
   (spec, seed), not shipped.
 - `EvaluateCase(...)`: the rows of one case in one dtype for every backend that took part
-  (harness.evaluation.verdict.case_rows: the reference once, then every comparison).
+  (convparity.harness.evaluation.verdict.case_rows: the reference once, then every comparison).
 
 A task names the `pool` of workers that runs it: one pool per backend ("backend:<name>"), so a
 framework is imported only in its own workers, once per worker, and the pool "reference" for
 evaluations, so the reference's BLAS threads never share a process with a framework.
 A task's `prepare` is what a fresh worker of its pool runs before it takes any task (a backend's
 framework import), under the start-up deadline rather than the task's own timeout. Its
-`expected_seconds` (harness.running.cost) and `urgency` order the executor's queue: probes first,
+`expected_seconds` (convparity.harness.running.cost) and `urgency` order the executor's queue: probes first,
 then evaluations, then the backends' runs, longest expected first.
 Backends are looked up by name in the worker's own plugin manager, built from the `PluginSelection`
 the task carries (never from inherited environment variables), so a remote worker needs nothing else.
@@ -23,12 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 
-from harness.backends.contract import Backend
-from harness.backends.manager import PluginSelection
-from harness.cases.spec import ConvSpec
-from harness.evaluation.verdict import BackendResult, Ran, Status, case_rows, run_backend
-from harness.results import TENSORS, Row
-from harness.running import cost
+from convparity.harness.backends.contract import Backend
+from convparity.harness.backends.manager import PluginSelection
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.evaluation.verdict import BackendResult, Ran, Status, case_rows, run_backend
+from convparity.harness.results import TENSORS, Row
+from convparity.harness.running import cost
 
 REFERENCE_POOL = "reference"
 PROBE_URGENCY = 2  # every case of a backend waits for its probe
@@ -105,7 +105,7 @@ class DescribeBackend:
 
     def __call__(self) -> list[str]:
         """The backend's line (version, or why unavailable or broken), then, indented, its limits and deviations."""
-        from harness.backends.contract import optional_members
+        from convparity.harness.backends.contract import optional_members
 
         backend = self.plugins.manager().backends()[self.backend]
         try:

@@ -21,13 +21,13 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.cases.spec import ConvSpec
-from harness.search.evaluations import Evaluator
-from harness.search.group import Group, group_failures
-from harness.search.observations import Observation
-from harness.search.rules import Rule
-from harness.search.shrink import complexity
-from harness.search.space import SpecSpace
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.search.evaluations import Evaluator
+from convparity.harness.search.group import Group, group_failures
+from convparity.harness.search.observations import Observation
+from convparity.harness.search.rules import Rule
+from convparity.harness.search.shrink import complexity
+from convparity.harness.search.space import SpecSpace
 
 POOL = 300
 MAX_TIES = 2  # rules tying with a group's that get cases of their own to separate them

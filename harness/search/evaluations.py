@@ -1,6 +1,6 @@
 """Evaluating batches of cases for the search, through a sweep's own machinery.
 
-`Evaluator.observe(specs, backends)` hands the cases to `harness.running.runner.run_sweep` on one
+`Evaluator.observe(specs, backends)` hands the cases to `convparity.harness.running.runner.run_sweep` on one
 executor that lives as long as the search: the same probes, `RunCase` tasks in each backend's
 workers, `EvaluateCase` in the reference's, the same timeouts, crash isolation and `-j` parallelism,
 and the same verdicts as `convparity run`. Every row is passed to `write` (the search folder's
@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from harness.backends.manager import PluginSelection
-from harness.cases.descriptor import Case
-from harness.cases.spec import ConvSpec
-from harness.results import Row
-from harness.running.executor import Executor
-from harness.running.runner import Item, SweepVersions, run_sweep
-from harness.search.observations import Observation, observe
-from harness.settings import RunSettings
+from convparity.harness.backends.manager import PluginSelection
+from convparity.harness.cases.descriptor import Case
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.results import Row
+from convparity.harness.running.executor import Executor
+from convparity.harness.running.runner import Item, SweepVersions, run_sweep
+from convparity.harness.search.observations import Observation, observe
+from convparity.harness.settings import RunSettings
 
 
 @dataclass
@@ -114,6 +114,6 @@ class Evaluator:
 
 
 def _spec_of(row: Row) -> ConvSpec:
-    from harness.cases.descriptor import parse_case
+    from convparity.harness.cases.descriptor import parse_case
 
     return parse_case(row.case, dtype=row.dtype, bias=row.bias).spec

@@ -16,9 +16,9 @@ import random
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 
-from harness.cases.spec import ConvSpec
-from harness.search.observations import Observation
-from harness.search.space import SpecSpace
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.search.observations import Observation
+from convparity.harness.search.space import SpecSpace
 
 LEAD_RATIO = 0.25
 KEPT_LEADS = 64

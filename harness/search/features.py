@@ -3,7 +3,7 @@
 A feature is a named predicate over a `ConvSpec` (dtype and bias included): structure ("groups > 1",
 "any dilation > 1"), padding shape ("padding asymmetric"), and relations between fields
 ("output_size[-1] == out_channels", the Keras channels_first bias bug). A *literal* is a feature or
-its negation; a rule (harness.search.rules) is a conjunction of literals.
+its negation; a rule (convparity.harness.search.rules) is a conjunction of literals.
 
 "any" features hold when some spatial dim has the property (dilation only where the kernel is > 1,
 the only dims it changes anything in). Relations between sizes require them > 1: sizes of 1
@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-
-from harness.cases.spec import DTYPES, ConvSpec
+from convparity.harness.cases.spec import DTYPES, ConvSpec
 
 
 @dataclass(frozen=True)

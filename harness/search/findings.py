@@ -1,6 +1,6 @@
 """A search's or a triage's output: findings.csv, findings.md and one repro script per group.
 
-findings.csv has one row per group (harness.search.group), new findings first, then the groups a
+findings.csv has one row per group (convparity.harness.search.group), new findings first, then the groups a
 backend declares as known deviations (`known` true):
 
     group            id, also the name of its script: repro/<group>.py
@@ -36,14 +36,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from harness.backends.manager import PluginSelection
-from harness.evaluation.verdict import repro
-from harness.results import bias_word, csv_cell
-from harness.running.run_folder import atomic_write
-from harness.search.check import RuleCheck
-from harness.search.group import Group, exceptions
-from harness.search.observations import Observation
-from harness.search.repro_script import script_text, write_script
+from convparity.harness.backends.manager import PluginSelection
+from convparity.harness.evaluation.verdict import repro
+from convparity.harness.results import bias_word, csv_cell
+from convparity.harness.running.run_folder import atomic_write
+from convparity.harness.search.check import RuleCheck
+from convparity.harness.search.group import Group, exceptions
+from convparity.harness.search.observations import Observation
+from convparity.harness.search.repro_script import script_text, write_script
 
 FINDINGS_CSV = "findings.csv"
 FINDINGS_MD = "findings.md"

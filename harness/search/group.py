@@ -8,7 +8,7 @@ which already names its cause.
 A key's failing cases are then covered by rules one at a time (sequential covering, as rule
 learners do): the simplest uncovered case (a minimal case first, when there is one) is the seed;
 the rule is the simplest that holds on the seed and on no passing case and covers the most of the
-other uncovered failures (harness.search.rules); what it covers joins the seed's group. Two
+other uncovered failures (convparity.harness.search.rules); what it covers joins the seed's group. Two
 minimal cases that differ in the features a rule needs thus get their own rules and groups.
 
 Some failures depend on the values, not on the spec: a bias added after rounding fails where it
@@ -33,11 +33,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from harness.results import TENSORS
-from harness.search.features import feature_matrix
-from harness.search.observations import Observation
-from harness.search.rules import Fit, Rule, fit_rules
-from harness.search.shrink import complexity
+from convparity.harness.results import TENSORS
+from convparity.harness.search.features import feature_matrix
+from convparity.harness.search.observations import Observation
+from convparity.harness.search.rules import Fit, Rule, fit_rules
+from convparity.harness.search.shrink import complexity
 
 MIN_EXACT_COVER = 3
 

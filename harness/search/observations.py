@@ -1,6 +1,6 @@
 """What one evaluated case says about one backend: passed, failed which tensors, or told us nothing.
 
-The rows of a case (harness.evaluation.verdict, through a sweep's workers or read back from a run's
+The rows of a case (convparity.harness.evaluation.verdict, through a sweep's workers or read back from a run's
 results.csv) are folded per backend into an `Observation`:
 
 - kind "fail": some tensors are `fail` or `xfail` (a declared deviation): `failing` names them,
@@ -10,8 +10,8 @@ results.csv) are folded per backend into an `Observation`:
 - kind "skip": nothing to learn: unsupported, timeout (a hang is not shrunk: every step could take
   the whole timeout), reference-error (the harness's own failure).
 
-Whether two failures are "the same way" is decided by harness.search.shrink.fails_the_same_way
-(backend, kind and failing tensors); how failures are grouped, by harness.search.group.Key.
+Whether two failures are "the same way" is decided by convparity.harness.search.shrink.fails_the_same_way
+(backend, kind and failing tensors); how failures are grouped, by convparity.harness.search.group.Key.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.cases.descriptor import parse_case
-from harness.cases.spec import ConvSpec
-from harness.results import TENSORS, bias_word
+from convparity.harness.cases.descriptor import parse_case
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.results import TENSORS, bias_word
 
 FAILING_STATUSES = ("fail", "xfail")
 BROKEN_STATUSES = ("error", "crash")
@@ -102,7 +102,7 @@ def _text(value: Any) -> str:
 def observations_from_rows(rows: Iterable[Any]) -> list[Observation]:
     """One Observation per (case, dtype, bias, backend) among `rows`, in the order first seen.
 
-    `rows`: `Row`s or results.csv records (e.g. pandas itertuples of harness.results.read_results).
+    `rows`: `Row`s or results.csv records (e.g. pandas itertuples of convparity.harness.results.read_results).
     """
     grouped: dict[tuple, list[Any]] = {}
     specs: dict[tuple, ConvSpec] = {}

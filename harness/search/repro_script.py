@@ -20,10 +20,10 @@ import string
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness.backends.manager import PluginSelection
-from harness.cases.inputs import case_seed
-from harness.cases.spec import UNIT_ROUNDOFF, ConvSpec
-from harness.evaluation.bound import UNDERFLOW
+from convparity.harness.backends.manager import PluginSelection
+from convparity.harness.cases.inputs import case_seed
+from convparity.harness.cases.spec import UNIT_ROUNDOFF, ConvSpec
+from convparity.harness.evaluation.bound import UNDERFLOW
 
 HEADER = '''\
 #!/usr/bin/env python3
@@ -292,8 +292,8 @@ def run(x, w, b, dy):
 THROUGH_CONVPARITY = ((), '''sys.path.insert(0, $root)  # the convparity checkout that found this
 os.environ.setdefault("CONVPARITY_PLUGINS", $only)
 os.environ.setdefault("CONVPARITY_EXTRA_PLUGINS", $extra)
-from harness.backends.manager import get_manager  # noqa: E402
-from harness.cases.spec import ConvSpec, numpy_dtype  # noqa: E402''', '''
+from convparity.harness.backends.manager import get_manager  # noqa: E402
+from convparity.harness.cases.spec import ConvSpec, numpy_dtype  # noqa: E402''', '''
 BACKEND = $backend_name
 
 

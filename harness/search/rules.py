@@ -1,6 +1,6 @@
 """Rules: the simplest conjunction of spec features that separates failing cases from passing ones.
 
-A `Rule` is a conjunction of up to two literals (harness.search.features): "every case", "groups > 1",
+A `Rule` is a conjunction of up to two literals (convparity.harness.search.features): "every case", "groups > 1",
 "bias and output_size[-1] == out_channels". `fit_rules` scores every rule against three sets of
 cases:
 
@@ -22,9 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from harness.cases.spec import ConvSpec
-from harness.search.features import FEATURES, Literal, feature_matrix, literal, literal_matrix
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.search.features import FEATURES, Literal, feature_matrix, literal, literal_matrix
 
 MAX_LITERALS = 2
 

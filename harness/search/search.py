@@ -1,19 +1,19 @@
-"""`harness.search.search(...)`: hunt for disagreements, shrink each, group them by cause, write a report.
+"""`convparity.harness.search.search(...)`: hunt for disagreements, shrink each, group them by cause, write a report.
 
-    from harness.search import search
+    from convparity.harness.search import search
     found = search(["keras"], dtypes=["float64", "float32"], budget=100, seed=0, jobs=2)
     print(found.path / "findings.md")
 
-Phases, all through one executor (the sweep's workers, isolation and verdicts; harness.search.evaluations):
+Phases, all through one executor (the sweep's workers, isolation and verdicts; convparity.harness.search.evaluations):
 
-1. explore (harness.search.explore): `budget` cases (or `minutes` of exploring), in rounds of
+1. explore (convparity.harness.search.explore): `budget` cases (or `minutes` of exploring), in rounds of
    2 x jobs + 2, each case in one dtype on every backend. The first time a backend fails in a new way
-   (dtype, bias, kind, failing tensors) that failure is shrunk at once (harness.search.shrink),
+   (dtype, bias, kind, failing tensors) that failure is shrunk at once (convparity.harness.search.shrink),
    starting from an earlier minimal case carried over to the new dtype and bias when that also fails
    this way, else from the case itself.
 2. cover: failures of a known way that no rule learnt so far explains (another cause behind the
    same symptoms) are shrunk too, at most `extra_shrinks` of them.
-3. group and check (harness.search.group, harness.search.check): groups by cause with their rules,
+3. group and check (convparity.harness.search.group, convparity.harness.search.check): groups by cause with their rules,
    each rule checked on fresh cases.
 4. write: results.csv (every evaluation), run.json (with the search's own numbers), findings.csv,
    findings.md, repro/<group>.py, summary.csv/summary.md and report.html.
@@ -30,21 +30,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from harness.backends.manager import PluginSelection
-from harness.cases.spec import DTYPES
-from harness.results import ResultsWriter, Row
-from harness.running import run_folder
-from harness.running.executor import WORKER_ENVIRONMENT, Executor, LocalProcessExecutor
-from harness.running.sweep import DEFAULT_DTYPES, SweepError, available_backends
-from harness.search.check import check_rules
-from harness.search.evaluations import EvaluationCounts, Evaluator
-from harness.search.explore import Explorer
-from harness.search.findings import Finding, write_findings
-from harness.search.group import Key, group_failures
-from harness.search.observations import Observation
-from harness.search.shrink import Shrunk, fails_the_same_way, shrink
-from harness.search.space import SpecSpace
-from harness.settings import DEFAULT_REFERENCE_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, RunSettings
+from convparity.harness.backends.manager import PluginSelection
+from convparity.harness.cases.spec import DTYPES
+from convparity.harness.results import ResultsWriter, Row
+from convparity.harness.running import run_folder
+from convparity.harness.running.executor import WORKER_ENVIRONMENT, Executor, LocalProcessExecutor
+from convparity.harness.running.sweep import DEFAULT_DTYPES, SweepError, available_backends
+from convparity.harness.search.check import check_rules
+from convparity.harness.search.evaluations import EvaluationCounts, Evaluator
+from convparity.harness.search.explore import Explorer
+from convparity.harness.search.findings import Finding, write_findings
+from convparity.harness.search.group import Key, group_failures
+from convparity.harness.search.observations import Observation
+from convparity.harness.search.shrink import Shrunk, fails_the_same_way, shrink
+from convparity.harness.search.space import SpecSpace
+from convparity.harness.settings import DEFAULT_REFERENCE_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, RunSettings
 
 DEFAULT_BUDGET = 100
 DEFAULT_SHRINK_BUDGET = 300
@@ -211,7 +211,7 @@ def search(
             run_folder.write_metadata(path, metadata)
             raise
         writer.close()
-    from harness.reporting.summaries import write_reports
+    from convparity.harness.reporting.summaries import write_reports
 
     if result.counts.total:
         write_reports(path)
@@ -221,7 +221,7 @@ def search(
 def _metadata(settings: RunSettings, budget: int | None, minutes: float | None, shrink_budget: int) -> dict:
     from datetime import UTC, datetime
 
-    from harness import __version__
+    from convparity import __version__
 
     return {
         "harness_version": __version__, "harness_commit": run_folder.harness_commit(), "status": "running",

@@ -23,10 +23,10 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from harness.cases.spec import ConvSpec
-from harness.search.evaluations import Evaluator
-from harness.search.observations import Observation
-from harness.search.space import build, drop_dim, with_channels, with_dim
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.search.evaluations import Evaluator
+from convparity.harness.search.observations import Observation
+from convparity.harness.search.space import build, drop_dim, with_channels, with_dim
 
 # Simplest first: a float32 case is what a framework's users and maintainers run by default.
 SIMPLER_DTYPES = ("float32", "float64", "float16", "bfloat16")

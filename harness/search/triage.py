@@ -1,7 +1,7 @@
 """`triage(run_dir)`: the failures of an existing run, grouped by cause, as a search reports them.
 
-The run's rows are folded into observations (harness.search.observations) and grouped
-(harness.search.group): each group gets the simplest rule separating its failing cases from the
+The run's rows are folded into observations (convparity.harness.search.observations) and grouped
+(convparity.harness.search.group): each group gets the simplest rule separating its failing cases from the
 run's passing ones, its simplest failing case as the minimal case (not shrunk: nothing is run), and
 a repro script. `fail` rows make new groups, `xfail` rows (declared deviations) known ones.
 findings.csv, findings.md and repro/ are written into the run folder (replacing an earlier
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.results import read_results
-from harness.running import run_folder
-from harness.search.findings import Finding, write_findings
-from harness.search.group import group_failures
-from harness.search.observations import observations_from_rows
+from convparity.harness.results import read_results
+from convparity.harness.running import run_folder
+from convparity.harness.search.findings import Finding, write_findings
+from convparity.harness.search.group import group_failures
+from convparity.harness.search.observations import observations_from_rows
 
 
 def triage(run_dir: str | Path) -> list[Finding]:
@@ -30,7 +30,7 @@ def triage(run_dir: str | Path) -> list[Finding]:
         groups = group_failures(observations)
         found = write_findings(directory, [(group, None) for group in groups], observations, seed=settings.seed,
                                tolerance_factor=settings.tolerance_factor)
-    from harness.reporting.summaries import write_reports
+    from convparity.harness.reporting.summaries import write_reports
 
     write_reports(directory)
     return found

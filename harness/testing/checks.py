@@ -2,7 +2,7 @@
 
 Both turn a backend name, a grid and dtypes into the same test items: the contract checks
 (`CONTRACT_CHECKS`, one item each) and one item per case x dtype (`check_case`), whose id is the
-case's descriptor (`case_id`). Every verdict comes from `harness.evaluation.verdict.evaluate_case`;
+case's descriptor (`case_id`). Every verdict comes from `convparity.harness.evaluation.verdict.evaluate_case`;
 these functions only say which rows a test may accept. A failure is reported without a traceback
 (the harness's frames say nothing about the backend): its message names the case, each tensor that
 failed, and ends with the row's repro command.
@@ -16,13 +16,12 @@ from typing import NoReturn
 
 import numpy as np
 import pytest
-
-from harness.backends.contract import Backend, BackendContractError, check_backend
-from harness.backends.manager import get_manager
-from harness.cases.descriptor import Case
-from harness.cases.selection import CaseSelection, expand
-from harness.evaluation.verdict import Ran, Status, evaluate_case, run_backend
-from harness.results import TENSORS, Row, bias_word
+from convparity.harness.backends.contract import Backend, BackendContractError, check_backend
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.descriptor import Case
+from convparity.harness.cases.selection import CaseSelection, expand
+from convparity.harness.evaluation.verdict import Ran, Status, evaluate_case, run_backend
+from convparity.harness.results import TENSORS, Row, bias_word
 
 ACCEPTED = ("pass", "xfail", "unsupported")
 DETERMINISM_SAMPLE = 4  # `check_deterministic` reruns every 4th case
@@ -49,7 +48,7 @@ def grid_cases(grids: Sequence[str], dtypes: Sequence[str]) -> list[Case]:
     """Every case of `grids` (named grids, TOML or batch files) in every dtype, case-major, without repeats.
 
     Raises GridError naming an unknown grid; ValueError naming an unknown dtype."""
-    from harness.cases.spec import DTYPES
+    from convparity.harness.cases.spec import DTYPES
 
     unknown = [d for d in dtypes if d not in DTYPES]
     if unknown:

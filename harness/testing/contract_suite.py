@@ -1,6 +1,6 @@
 """The backend contract tests, for every backend author to reuse with pytest.
 
-    from harness.testing.contract_suite import BackendContract
+    from convparity.harness.testing.contract_suite import BackendContract
 
     class TestMyBackend(BackendContract):
         backend_name = "my-backend"
@@ -8,15 +8,15 @@
         # dtypes = ("float64", "float32")         # the default
 
 The class checks that the backend is registered through the `convparity` entry points with every
-member the harness reads (required and optional, see harness.backends.contract), reports a version,
+member the harness reads (required and optional, see convparity.harness.backends.contract), reports a version,
 answers `supports` with None or a reason and gives the same bits twice; then each case of the grid in
 each dtype is a test of its own, with the case's descriptor as its id: it runs through the one
-evaluation path (harness.evaluation.verdict, as in a sweep) and passes when every tensor agrees with
+evaluation path (convparity.harness.evaluation.verdict, as in a sweep) and passes when every tensor agrees with
 the reference, is skipped when the backend does not support the case, and is an xfail when every
 disagreement is one of the backend's declared deviations. A declared deviation that no longer
 happens (`xpass`) fails, so declarations cannot rot; a failure ends with the repro command.
 
-The same checks (harness.testing.checks) are the items of the pytest plugin's `--convparity-backend`.
+The same checks (convparity.harness.testing.checks) are the items of the pytest plugin's `--convparity-backend`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import pytest
-
-from harness.backends.contract import Backend
-from harness.cases.descriptor import Case
-from harness.testing.checks import (
+from convparity.harness.backends.contract import Backend
+from convparity.harness.cases.descriptor import Case
+from convparity.harness.testing.checks import (
     CASE_TEST,
     case_id,
     check_case,

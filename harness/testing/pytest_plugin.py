@@ -4,7 +4,7 @@ cases as ordinary test items.
     pytest --convparity-backend mine --convparity-grid resnet50 --convparity-dtype float32 -n 2
 
 For each `--convparity-backend NAME` (repeatable) it adds the contract checks of
-harness.testing.checks and one `test_agrees_with_reference[...]` item per case x dtype of the
+convparity.harness.testing.checks and one `test_agrees_with_reference[...]` item per case x dtype of the
 `--convparity-grid` grids (repeatable: named grids, TOML or batch files; default smoke) in the
 `--convparity-dtype` dtypes (repeatable; default float64 and float32), with the case's descriptor as
 its id: the same items as a `BackendContract` subclass, without writing one. Node ids read
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # the harness is imported only when the options are given
-    from harness.backends.contract import Backend
-    from harness.cases.descriptor import Case
+    from convparity.harness.backends.contract import Backend
+    from convparity.harness.cases.descriptor import Case
 
 DEFAULT_GRIDS = ("smoke",)
 DEFAULT_DTYPES = ("float64", "float32")
@@ -55,10 +55,10 @@ def pytest_configure(config: pytest.Config) -> None:
             given = "--convparity-grid" if grids else "--convparity-dtype"
             raise pytest.UsageError(f"{given} needs --convparity-backend NAME")
         return
-    from harness.backends.manager import get_manager
-    from harness.cases.grids import GridError
-    from harness.cases.spec import DTYPES
-    from harness.testing.checks import grid_cases
+    from convparity.harness.backends.manager import get_manager
+    from convparity.harness.cases.grids import GridError
+    from convparity.harness.cases.spec import DTYPES
+    from convparity.harness.testing.checks import grid_cases
 
     for dtype in dtypes:
         if dtype not in DTYPES:
@@ -94,7 +94,7 @@ class BackendItems(pytest.Collector):
         self.backend_name = backend_name
 
     def collect(self) -> list[pytest.Item]:  # type: ignore[override]
-        from harness.testing.checks import CASE_TEST, CONTRACT_CHECKS, case_id
+        from convparity.harness.testing.checks import CASE_TEST, CONTRACT_CHECKS, case_id
 
         cases = self.config.stash[_CASES]
         items: list[pytest.Item] = [ContractItem.from_parent(self, name=name, backend_name=self.backend_name)
@@ -118,10 +118,10 @@ class _BackendItem(pytest.Item):
 
 
 class ContractItem(_BackendItem):
-    """One contract check of harness.testing.checks, run on the grid's cases."""
+    """One contract check of convparity.harness.testing.checks, run on the grid's cases."""
 
     def runtest(self) -> None:
-        from harness.testing.checks import CONTRACT_CHECKS
+        from convparity.harness.testing.checks import CONTRACT_CHECKS
 
         cases: list[Case] = self.config.stash[_CASES]
         CONTRACT_CHECKS[self.name](self.backend_name, cases, self.seed)
@@ -135,13 +135,13 @@ class CaseItem(_BackendItem):
         self.case = case
 
     def runtest(self) -> None:
-        from harness.testing.checks import check_case
+        from convparity.harness.testing.checks import check_case
 
         check_case(self.backend(), self.case, self.seed)
 
     def backend(self) -> Backend:
         """One backend object per name and session, as a BackendContract class keeps one (skips when unavailable)."""
-        from harness.testing.checks import usable_backend
+        from convparity.harness.testing.checks import usable_backend
 
         backends = self.config.stash.setdefault(_BACKENDS, {})
         if self.backend_name not in backends:

@@ -1,6 +1,7 @@
 """Shared by the backend tests: extra specs, disagreements with the reference, a smoke sweep via the CLI.
 
-The contract suite (harness.testing.contract_suite) covers the smoke grid; these specs add what it does not reach:
+The contract suite (convparity.harness.testing.contract_suite) covers the smoke grid; these specs add what it
+does not reach:
 negative padding (crops) on either side and in every rank, large one-sided pads with stride and
 dilation, grouped 3-D convolutions, and depthwise with a channel multiplier and no bias. TRANSPOSED_SPECS
 are transposed convolutions in every rank: PyTorch's padding with output_padding, asymmetric crops, negative
@@ -14,15 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from harness import cli
-from harness.backends.contract import Backend
-from harness.cases.descriptor import parse_case
-from harness.cases.inputs import make_inputs
-from harness.cases.spec import ConvSpec, numpy_dtype
-from harness.evaluation.bound import compare_tensor
-from harness.evaluation.verdict import Ran, evaluate_case, reference
-from harness.results import TENSORS, read_results
+from convparity.harness import cli
+from convparity.harness.backends.contract import Backend
+from convparity.harness.cases.descriptor import parse_case
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec, numpy_dtype
+from convparity.harness.evaluation.bound import compare_tensor
+from convparity.harness.evaluation.verdict import Ran, evaluate_case, reference
+from convparity.harness.results import TENSORS, read_results
 
 SEED = 7
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from convparity.harness.cases.builtin_grids import smoke
+from convparity.harness.results import KEY, read_results
+from convparity.harness.running import run_folder
 
-from harness import format_descriptor, sweep
-from harness.cases.builtin_grids import smoke
-from harness.results import KEY, read_results
-from harness.running import run_folder
+from convparity import format_descriptor, sweep
 
 FRAMEWORK = {"jax": "jax", "tensorflow": "tensorflow", "keras": "keras"}
 

@@ -7,13 +7,13 @@ import pytest
 
 pytest.importorskip("jax")
 
-from harness.backends.manager import get_manager  # noqa: E402
-from harness.cases.descriptor import parse_case  # noqa: E402
-from harness.cases.inputs import make_inputs  # noqa: E402
-from harness.cases.spec import ConvSpec  # noqa: E402
-from harness.evaluation.verdict import evaluate_case  # noqa: E402
-from harness.testing.contract_suite import BackendContract  # noqa: E402
-from plugins.jax_backend import (  # noqa: E402
+from convparity.harness.backends.manager import get_manager  # noqa: E402
+from convparity.harness.cases.descriptor import parse_case  # noqa: E402
+from convparity.harness.cases.inputs import make_inputs  # noqa: E402
+from convparity.harness.cases.spec import ConvSpec  # noqa: E402
+from convparity.harness.evaluation.verdict import evaluate_case  # noqa: E402
+from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
+from convparity.plugins.jax_backend import (  # noqa: E402
     XLA_BUG,
     XLA_NEGATIVE_LOW_PADDING,
     _compiled,
@@ -21,6 +21,7 @@ from plugins.jax_backend import (  # noqa: E402
     transposed_kernel,
     transposed_padding,
 )
+
 from tests.backends.backend_checks import (  # noqa: E402
     EXTRA_SPECS,
     TRANSPOSED_SPECS,

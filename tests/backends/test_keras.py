@@ -14,16 +14,17 @@ import pytest
 pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from harness.backends.deviations import matching  # noqa: E402
-from harness.backends.manager import get_manager  # noqa: E402
-from harness.cases.descriptor import parse_case  # noqa: E402
-from harness.cases.inputs import make_inputs  # noqa: E402
-from harness.cases.spec import ConvSpec  # noqa: E402
-from harness.evaluation.verdict import reference  # noqa: E402
-from harness.results import TENSORS  # noqa: E402
-from harness.search.search import DEFAULT_BUDGET, search  # noqa: E402
-from harness.testing.contract_suite import BackendContract  # noqa: E402
-from plugins.keras_backend import DEVIATIONS, KERAS_BIAS_BUG, LIMITS, conv_layer, is_same_padding  # noqa: E402
+from convparity.harness.backends.deviations import matching  # noqa: E402
+from convparity.harness.backends.manager import get_manager  # noqa: E402
+from convparity.harness.cases.descriptor import parse_case  # noqa: E402
+from convparity.harness.cases.inputs import make_inputs  # noqa: E402
+from convparity.harness.cases.spec import ConvSpec  # noqa: E402
+from convparity.harness.evaluation.verdict import reference  # noqa: E402
+from convparity.harness.results import TENSORS  # noqa: E402
+from convparity.harness.search.search import DEFAULT_BUDGET, search  # noqa: E402
+from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
+from convparity.plugins.keras_backend import DEVIATIONS, KERAS_BIAS_BUG, LIMITS, conv_layer, is_same_padding  # noqa: E402
+
 from tests.backends.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep  # noqa: E402
 from tests.search.inline import InlineExecutor  # noqa: E402
 
@@ -147,7 +148,7 @@ def test_tensorflow_same_padding_uses_the_layers_own_same():
 
 def test_other_keras_backends_make_it_unavailable_with_the_reason():
     pytest.importorskip("jax", reason="Keras' jax backend needs jax (the tox keras environment has none)")
-    script = "from plugins.keras_backend import KerasBackend; print(KerasBackend().availability())"
+    script = "from convparity.plugins.keras_backend import KerasBackend; print(KerasBackend().availability())"
     environment = {**os.environ, "KERAS_BACKEND": "jax"}
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True,
                           text=True, timeout=120)

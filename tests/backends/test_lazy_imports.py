@@ -16,7 +16,7 @@ def test_framework_is_imported_only_when_the_backend_is_asked(backend, module):
     pytest.importorskip(module)
     script = (
         "import sys\n"
-        "from harness.backends.manager import PluginManager\n"
+        "from convparity.harness.backends.manager import PluginManager\n"
         f"backend = PluginManager({{'reference', {backend!r}}}).backends()[{backend!r}]\n"
         f"print({module!r} in sys.modules)\n"
         "assert backend.availability() is None\n"

@@ -7,12 +7,13 @@ import pytest
 
 mx = pytest.importorskip("mlx.core")
 
-from harness.backends.manager import get_manager  # noqa: E402
-from harness.cases.inputs import make_inputs  # noqa: E402
-from harness.cases.spec import ConvSpec  # noqa: E402
-from harness.evaluation.verdict import evaluate_case  # noqa: E402
-from harness.testing.contract_suite import BackendContract  # noqa: E402
-from plugins.mlx_backend import DEVIATIONS, to_channels_first, to_channels_last  # noqa: E402
+from convparity.harness.backends.manager import get_manager  # noqa: E402
+from convparity.harness.cases.inputs import make_inputs  # noqa: E402
+from convparity.harness.cases.spec import ConvSpec  # noqa: E402
+from convparity.harness.evaluation.verdict import evaluate_case  # noqa: E402
+from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
+from convparity.plugins.mlx_backend import DEVIATIONS, to_channels_first, to_channels_last  # noqa: E402
+
 from tests.backends.backend_checks import (  # noqa: E402
     EXTRA_SPECS,
     check_usable_in_own_tox_env,

@@ -8,11 +8,12 @@ import pytest
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from harness.backends.manager import get_manager  # noqa: E402
-from harness.cases.inputs import make_inputs  # noqa: E402
-from harness.cases.spec import ConvSpec  # noqa: E402
-from harness.testing.contract_suite import BackendContract  # noqa: E402
-from plugins.onnxruntime_backend import conv_model  # noqa: E402
+from convparity.harness.backends.manager import get_manager  # noqa: E402
+from convparity.harness.cases.inputs import make_inputs  # noqa: E402
+from convparity.harness.cases.spec import ConvSpec  # noqa: E402
+from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
+from convparity.plugins.onnxruntime_backend import conv_model  # noqa: E402
+
 from tests.backends.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep  # noqa: E402
 
 

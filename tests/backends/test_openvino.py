@@ -8,11 +8,12 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from harness.backends.manager import get_manager  # noqa: E402
-from harness.cases.inputs import make_inputs  # noqa: E402
-from harness.cases.spec import ConvSpec  # noqa: E402
-from harness.testing.contract_suite import BackendContract  # noqa: E402
-from plugins.openvino_backend import compiled_model, conv_model, convolution_precision  # noqa: E402
+from convparity.harness.backends.manager import get_manager  # noqa: E402
+from convparity.harness.cases.inputs import make_inputs  # noqa: E402
+from convparity.harness.cases.spec import ConvSpec  # noqa: E402
+from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
+from convparity.plugins.openvino_backend import compiled_model, conv_model, convolution_precision  # noqa: E402
+
 from tests.backends.backend_checks import (  # noqa: E402
     EXTRA_SPECS,
     check_usable_in_own_tox_env,

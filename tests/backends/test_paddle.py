@@ -7,11 +7,12 @@ import pytest
 
 pytest.importorskip("paddle")
 
-from harness.backends.manager import get_manager  # noqa: E402
-from harness.cases.inputs import make_inputs  # noqa: E402
-from harness.cases.spec import ConvSpec  # noqa: E402
-from harness.testing.contract_suite import BackendContract  # noqa: E402
-from plugins.paddle_backend import crop_slices  # noqa: E402
+from convparity.harness.backends.manager import get_manager  # noqa: E402
+from convparity.harness.cases.inputs import make_inputs  # noqa: E402
+from convparity.harness.cases.spec import ConvSpec  # noqa: E402
+from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
+from convparity.plugins.paddle_backend import crop_slices  # noqa: E402
+
 from tests.backends.backend_checks import (  # noqa: E402
     EXTRA_SPECS,
     check_usable_in_own_tox_env,

@@ -9,10 +9,9 @@ import subprocess
 import sys
 
 import pytest
-
-from harness.backends.manager import get_manager
-from harness.cases.spec import ConvSpec
-from harness.search.repro_script import script_text
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.search.repro_script import script_text
 
 SPECS = (
     ConvSpec(batch=2, in_channels=3, out_channels=2, input_size=(7,), kernel_size=(3,), stride=(2,),

@@ -11,12 +11,12 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from harness.backends.manager import get_manager  # noqa: E402
-from harness.cases.inputs import make_inputs  # noqa: E402
-from harness.cases.spec import ConvSpec  # noqa: E402
-from harness.evaluation.verdict import reference  # noqa: E402
-from harness.testing.contract_suite import BackendContract  # noqa: E402
-from plugins.tensorflow_backend import (  # noqa: E402
+from convparity.harness.backends.manager import get_manager  # noqa: E402
+from convparity.harness.cases.inputs import make_inputs  # noqa: E402
+from convparity.harness.cases.spec import ConvSpec  # noqa: E402
+from convparity.harness.evaluation.verdict import reference  # noqa: E402
+from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
+from convparity.plugins.tensorflow_backend import (  # noqa: E402
     CaseFunctionNames,
     as_rank2,
     canonical_filter,
@@ -30,6 +30,7 @@ from plugins.tensorflow_backend import (  # noqa: E402
     transposed_step,
     transposed_window,
 )
+
 from tests.backends.backend_checks import (  # noqa: E402
     EXTRA_SPECS,
     TRANSPOSED_SPECS,
@@ -233,7 +234,7 @@ def test_the_naming_hook_is_installed_and_keys_differ_by_backend_and_dtype():
 def test_tensorflow_is_imported_lazily_and_its_absence_is_a_reason():
     script = (
         "import sys\n"
-        "import plugins.tensorflow_backend as plugin\n"
+        "import convparity.plugins.tensorflow_backend as plugin\n"
         "assert 'tensorflow' not in sys.modules, 'imported at module import'\n"
         "sys.modules['tensorflow'] = None\n"
         "print(plugin.TensorFlowBackend().availability())\n"

@@ -13,11 +13,12 @@ import pytest
 
 pytest.importorskip("tinygrad")
 
-from harness.backends.manager import get_manager  # noqa: E402
-from harness.cases.inputs import make_inputs  # noqa: E402
-from harness.cases.spec import ConvSpec  # noqa: E402
-from harness.testing.contract_suite import BackendContract  # noqa: E402
-from plugins.tinygrad_backend import captured_stderr  # noqa: E402
+from convparity.harness.backends.manager import get_manager  # noqa: E402
+from convparity.harness.cases.inputs import make_inputs  # noqa: E402
+from convparity.harness.cases.spec import ConvSpec  # noqa: E402
+from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
+from convparity.plugins.tinygrad_backend import captured_stderr  # noqa: E402
+
 from tests.backends.backend_checks import (  # noqa: E402
     EXTRA_SPECS,
     check_usable_in_own_tox_env,
@@ -52,7 +53,7 @@ def test_unavailable_without_a_compiler_says_tinygrads_error(tmp_path):
 
     With an empty kernel cache of its own: a cache holding the device's queue programs would start it
     without calling the compiler at all."""
-    script = ("from harness.backends.manager import PluginManager\n"
+    script = ("from convparity.harness.backends.manager import PluginManager\n"
               "print(PluginManager({'reference', 'tinygrad'}).backends()['tinygrad'].availability())\n")
     env = {**os.environ, "CC": str(tmp_path / "no-such-clang"), "CACHEDB": str(tmp_path / "empty-cache.db")}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)

@@ -7,12 +7,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from harness.backends.manager import get_manager  # noqa: E402
-from harness.cases.inputs import make_inputs  # noqa: E402
-from harness.cases.spec import ConvSpec  # noqa: E402
-from harness.search.search import DEFAULT_BUDGET, search  # noqa: E402
-from harness.testing.contract_suite import BackendContract  # noqa: E402
-from plugins.torch_backend import CHANNELS_LAST_LIMITS, split_padding  # noqa: E402
+from convparity.harness.backends.manager import get_manager  # noqa: E402
+from convparity.harness.cases.inputs import make_inputs  # noqa: E402
+from convparity.harness.cases.spec import ConvSpec  # noqa: E402
+from convparity.harness.search.search import DEFAULT_BUDGET, search  # noqa: E402
+from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
+from convparity.plugins.torch_backend import CHANNELS_LAST_LIMITS, split_padding  # noqa: E402
+
 from tests.backends.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep  # noqa: E402
 from tests.search.inline import InlineExecutor  # noqa: E402
 

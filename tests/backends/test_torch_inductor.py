@@ -9,13 +9,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from harness import cli  # noqa: E402
-from harness.backends.manager import get_manager  # noqa: E402
-from harness.cases.inputs import make_inputs  # noqa: E402
-from harness.cases.spec import ConvSpec  # noqa: E402
-from harness.results import read_results  # noqa: E402
-from harness.testing.contract_suite import BackendContract  # noqa: E402
-from plugins.torch_inductor_backend import compiled_forward  # noqa: E402
+from convparity.harness import cli  # noqa: E402
+from convparity.harness.backends.manager import get_manager  # noqa: E402
+from convparity.harness.cases.inputs import make_inputs  # noqa: E402
+from convparity.harness.cases.spec import ConvSpec  # noqa: E402
+from convparity.harness.results import read_results  # noqa: E402
+from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
+from convparity.plugins.torch_inductor_backend import compiled_forward  # noqa: E402
+
 from tests.backends.backend_checks import (  # noqa: E402
     EXTRA_SPECS,
     check_usable_in_own_tox_env,

@@ -8,10 +8,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-from harness.cases.batch_file import BatchFile, BatchFileError, Ignored, Skipped, iter_batch, read_tokens
-from harness.cases.descriptor import Case
-from harness.cases.spec import ConvSpec
+from convparity.harness.cases.batch_file import BatchFile, BatchFileError, Ignored, Skipped, iter_batch, read_tokens
+from convparity.harness.cases.descriptor import Case
+from convparity.harness.cases.spec import ConvSpec
 
 
 def write(tmp_path: Path, text: str, name: str = "batch") -> Path:

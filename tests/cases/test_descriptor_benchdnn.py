@@ -12,10 +12,16 @@ with C's integer division (truncation toward zero).
 from __future__ import annotations
 
 import pytest
+from convparity.harness.cases.descriptor import (
+    Case,
+    DescriptorError,
+    check_name,
+    format_descriptor,
+    parse_case,
+    parse_desc,
+)
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
-from harness.cases.descriptor import Case, DescriptorError, check_name, format_descriptor, parse_case, parse_desc
 
 # (descriptor, rank, input, output, kernel, stride, begin pad, benchdnn end pad, name), each worked from the
 # rules above by hand; dims in d, h, w order.
@@ -177,7 +183,7 @@ def test_printed_names_read_back_identically(name):
     assert parse_case(format_descriptor(case.spec, name)) == case
 
 
-# -- a transcription of benchdnn's rules, independent of harness.cases.descriptor -------------------------
+# -- a transcription of benchdnn's rules, independent of convparity.harness.cases.descriptor -------------------------
 
 ORDER = ("g", "mb", "ic", "id", "ih", "iw", "oc", "od", "oh", "ow", "kd", "kh", "kw", "sd", "sh", "sw",
          "pd", "ph", "pw", "dd", "dh", "dw")

@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from convparity.harness.cases.descriptor import DescriptorError, format_desc, parse_case, parse_desc, parse_descriptor
+from convparity.harness.cases.spec import ConvSpec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.cases.descriptor import DescriptorError, format_desc, parse_case, parse_desc, parse_descriptor
-from harness.cases.spec import ConvSpec
 from tests.strategies import conv_transpose_specs
 
 # (descriptor, input, output, kernel, stride, padding pairs, output_padding), worked by hand.

@@ -4,9 +4,8 @@ tensors, and `convparity cases` lists exactly that."""
 from __future__ import annotations
 
 import pytest
-
-from harness.cases.selection import CaseSelection, expand
-from harness.cli import main
+from convparity.harness.cases.selection import CaseSelection, expand
+from convparity.harness.cli import main
 
 
 @pytest.fixture

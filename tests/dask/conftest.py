@@ -4,8 +4,8 @@ faulty backends. Each test module here skips itself where dask.distributed is no
 from __future__ import annotations
 
 import pytest
+from convparity.harness.running.dask_executor import local_cluster
 
-from harness.running.dask_executor import local_cluster
 from tests.runner.conftest import faulty_plugins  # noqa: F401 - the fixture, for this folder's tests
 
 

@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install 'convparity[dask]')")
 
+from convparity.harness.running.dask_executor import DaskExecutor, connect  # noqa: E402
 from distributed import wait  # noqa: E402
 
-from harness.running.dask_executor import DaskExecutor, connect  # noqa: E402
 from tests.runner.sample_tasks import (  # noqa: E402
     Abort,
     Divide,

@@ -9,15 +9,16 @@ import pytest
 
 pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install 'convparity[dask]')")
 
-from harness import sweep as run_sweep  # noqa: E402
-from harness.cli import main  # noqa: E402
-from harness.results import KEY, read_results  # noqa: E402
-from harness.running import sweep as sweep_module  # noqa: E402
-from harness.running.dask_executor import connect  # noqa: E402
-from harness.running.interrupts import Interrupted  # noqa: E402
-from harness.running.launch import ExecutorChoice  # noqa: E402
-from harness.running.run_folder import read_metadata  # noqa: E402
-from harness.running.sweep import SweepInterrupted, resume  # noqa: E402
+from convparity.harness.cli import main  # noqa: E402
+from convparity.harness.results import KEY, read_results  # noqa: E402
+from convparity.harness.running import sweep as sweep_module  # noqa: E402
+from convparity.harness.running.dask_executor import connect  # noqa: E402
+from convparity.harness.running.interrupts import Interrupted  # noqa: E402
+from convparity.harness.running.launch import ExecutorChoice  # noqa: E402
+from convparity.harness.running.run_folder import read_metadata  # noqa: E402
+from convparity.harness.running.sweep import SweepInterrupted, resume  # noqa: E402
+
+from convparity import sweep as run_sweep  # noqa: E402
 from tests.runner.test_sweep import DESCRIPTORS, check_every_fault  # noqa: E402
 
 FAULTLESS = ["reference", "test-raise", "test-wrong-shape", "test-missing"]

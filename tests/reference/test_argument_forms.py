@@ -6,8 +6,8 @@ stride/dilation: an int or one per dim; padding: an int, one int per dim (symmet
 
 import numpy as np
 import pytest
+from convparity.reference_impl import conv_forward_backward
 
-from reference_impl import conv_forward_backward
 from tests.reference.cases import ConvCase, make_case
 from tests.reference.checks import assert_matches_direct_summation
 

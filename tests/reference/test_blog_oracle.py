@@ -7,10 +7,10 @@ only, y and dx also on PyTorch's default initialisation of the weights under tor
 
 import numpy as np
 import pytest
+from convparity.reference_impl import conv_forward_backward
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference_impl import conv_forward_backward
 from tests.reference.blog import load_blog_conv
 from tests.reference.cases import ConvCase, make_case
 

@@ -5,9 +5,9 @@ so the direct method never sees a negative pad; cropped input elements get a zer
 """
 
 import numpy as np
+from convparity.reference_impl import conv_forward_backward
 from hypothesis import assume, given, settings
 
-from reference_impl import conv_forward_backward
 from tests.reference.cases import ConvCase, conv_cases
 from tests.reference.direct import direct_backward, direct_forward
 

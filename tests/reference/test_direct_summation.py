@@ -4,9 +4,9 @@ Property-based: ranks 1-3, asymmetric (also negative) padding, dilation, stride,
 """
 
 import numpy as np
+from convparity.reference_impl import conv_backward, conv_forward, conv_forward_backward
 from hypothesis import given, settings
 
-from reference_impl import conv_backward, conv_forward, conv_forward_backward
 from tests.reference.cases import ConvCase, conv_cases
 from tests.reference.checks import assert_matches_direct_summation
 

@@ -6,9 +6,9 @@ L is linear in each of x, w and b, so a central difference is exact up to roundi
 
 import numpy as np
 import pytest
+from convparity.reference_impl import conv_backward, conv_forward
 from hypothesis import given, settings
 
-from reference_impl import conv_backward, conv_forward
 from tests.reference.cases import ConvCase, conv_cases, make_case
 from tests.reference.differences import central_difference
 from tests.reference.direct import direct_forward

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from convparity.reference_impl import conv_backward, conv_forward, conv_forward_backward
 
-from reference_impl import conv_backward, conv_forward, conv_forward_backward
 from tests.reference.direct import direct_backward, direct_forward
 
 

@@ -7,8 +7,8 @@ float64 first, and agrees with the direct method on those widened values.
 import ml_dtypes
 import numpy as np
 import pytest
+from convparity.reference_impl import conv_backward, conv_forward, conv_forward_backward
 
-from reference_impl import conv_backward, conv_forward, conv_forward_backward
 from tests.reference.cases import ConvCase, make_case
 from tests.reference.checks import assert_matches_direct_summation
 

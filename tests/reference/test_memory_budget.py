@@ -7,11 +7,11 @@ Tiles split runs as evenly as they can.
 """
 
 import pytest
+from convparity.reference_impl import DEFAULT_MEMORY_BUDGET, conv_forward_backward, conv_geometry
+from convparity.reference_impl.im2col import Tile, tiles
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference_impl import DEFAULT_MEMORY_BUDGET, conv_forward_backward, conv_geometry
-from reference_impl.im2col import Tile, tiles
 from tests.reference.cases import ConvCase, conv_cases, make_case
 from tests.reference.checks import assert_matches_direct_summation
 

@@ -2,8 +2,8 @@
 dense, grouped, depthwise, every rank, whole-image and row tiles all agree with direct summation."""
 
 import pytest
+from convparity.reference_impl import conv_forward_backward
 
-from reference_impl import conv_forward_backward
 from tests.reference.cases import make_case
 from tests.reference.checks import assert_matches_direct_summation
 

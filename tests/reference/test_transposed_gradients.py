@@ -11,9 +11,9 @@ extra output_padding positions lie past the last window of a stride-s convolutio
 
 import numpy as np
 import pytest
+from convparity.reference_impl import conv_forward, conv_transpose_backward, conv_transpose_forward
 from hypothesis import given, settings
 
-from reference_impl import conv_forward, conv_transpose_backward, conv_transpose_forward
 from tests.reference.differences import central_difference
 from tests.reference.direct_transposed import scatter_forward
 from tests.reference.transposed_cases import TransposedCase, make_transposed_case, transposed_cases

@@ -7,8 +7,8 @@ position m + before (positions outside the full result hold only the bias).
 
 import numpy as np
 import pytest
+from convparity.reference_impl import conv_transpose_backward, conv_transpose_forward, conv_transpose_forward_backward
 
-from reference_impl import conv_transpose_backward, conv_transpose_forward, conv_transpose_forward_backward
 from tests.reference.direct_transposed import scatter_backward, scatter_forward
 from tests.reference.test_hand_computed import HandCase
 

@@ -7,9 +7,9 @@ without any padding, so they never see a pad; the gradients follow by placing dy
 """
 
 import numpy as np
+from convparity.reference_impl import conv_transpose_forward_backward
 from hypothesis import given, settings
 
-from reference_impl import conv_transpose_forward_backward
 from tests.reference.direct_transposed import scatter_backward, scatter_forward
 from tests.reference.transposed_cases import TransposedCase, transposed_cases
 

@@ -8,9 +8,9 @@ when no positive pad crops the full result (K is then the maximum, not only a bo
 
 import numpy as np
 import pytest
+from convparity.reference_impl import conv_transpose_geometry
 from hypothesis import given, settings
 
-from reference_impl import conv_transpose_geometry
 from tests.reference.direct_transposed import products
 from tests.reference.transposed_cases import TransposedCase, make_transposed_case, transposed_cases
 

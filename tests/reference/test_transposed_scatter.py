@@ -8,10 +8,10 @@ non-contiguous and low-precision inputs.
 import ml_dtypes
 import numpy as np
 import pytest
+from convparity.reference_impl import conv_transpose_backward, conv_transpose_forward, conv_transpose_forward_backward
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference_impl import conv_transpose_backward, conv_transpose_forward, conv_transpose_forward_backward
 from tests.reference.checks import assert_matches_scatter
 from tests.reference.transposed_cases import TransposedCase, make_transposed_case, transposed_cases
 

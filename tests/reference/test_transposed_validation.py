@@ -6,8 +6,7 @@ dilation 1, output_padding 1 -> y and dy (2, 6, 8, 8).
 
 import numpy as np
 import pytest
-
-from reference_impl import conv_transpose_backward, conv_transpose_forward, conv_transpose_forward_backward
+from convparity.reference_impl import conv_transpose_backward, conv_transpose_forward, conv_transpose_forward_backward
 
 rng = np.random.default_rng(0)
 VALID = dict(

@@ -5,8 +5,7 @@ The valid starting point: x (2, 4, 6, 6), w (6, 2, 3, 3) with groups 2, b (6,), 
 
 import numpy as np
 import pytest
-
-from reference_impl import conv_backward, conv_forward, conv_forward_backward
+from convparity.reference_impl import conv_backward, conv_forward, conv_forward_backward
 
 rng = np.random.default_rng(0)
 VALID = dict(

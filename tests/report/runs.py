@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from harness.results import ResultsWriter, Row
+from convparity.harness.results import ResultsWriter, Row
 
 # case -> (kernel_size, stride, {tensor: reduction length K}).
 SPECS = {

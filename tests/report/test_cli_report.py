@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 
-from harness.cli import main
+from convparity.harness.cli import main
+
 from tests.report.mixed import ROWS, UNAVAILABLE, VERSIONS
 from tests.report.pages import parse_page
 from tests.report.runs import write_run
@@ -29,7 +30,7 @@ def test_report_command_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 def test_run_ends_with_the_html_report(tmp_path):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "harness.cli", "run", "-b", "reference", "--case", "mb1ic2ih5oc3kh3",
+    command = [sys.executable, "-m", "convparity", "run", "-b", "reference", "--case", "mb1ic2ih5oc3kh3",
                "--dtype", "float32", "-o", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "CONVPARITY_PLUGINS": "reference"})

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
+from convparity.harness.reporting.digest import digest_results
+from convparity.harness.reporting.heatmap import compared_rows
+from convparity.harness.reporting.matrix import summarize
+from convparity.harness.results import read_results
 
-from harness.reporting.digest import digest_results
-from harness.reporting.heatmap import compared_rows
-from harness.reporting.matrix import summarize
-from harness.results import read_results
 from tests.report.mixed import ROWS, UNAVAILABLE, VERSIONS
 from tests.report.runs import write_run
 

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pandas as pd
+from convparity.harness.reporting.heatmap import AXES, backend_figure, compared_rows, worst_grid
+from convparity.harness.results import read_results
 
-from harness.reporting.heatmap import AXES, backend_figure, compared_rows, worst_grid
-from harness.results import read_results
 from tests.report.mixed import ROWS, UNAVAILABLE, VERSIONS
 from tests.report.runs import write_run
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from convparity.harness.reporting.html_report import non_passing_cases
+from convparity.harness.reporting.summaries import write_reports
+from convparity.harness.results import TENSORS, read_results
 
-from harness.reporting.html_report import non_passing_cases
-from harness.reporting.summaries import write_reports
-from harness.results import TENSORS, read_results
 from tests.report.mixed import MATRIX, ROWS, UNAVAILABLE, VERSIONS
 from tests.report.pages import find_table, parse_page, png_size, table_rows
 from tests.report.runs import write_run

@@ -6,10 +6,10 @@ import math
 
 import pandas as pd
 import pytest
+from convparity.harness.reporting.matrix import BANDS, bands, format_ratio
+from convparity.harness.reporting.summaries import write_reports
+from convparity.harness.results import TENSORS
 
-from harness.reporting.matrix import BANDS, bands, format_ratio
-from harness.reporting.summaries import write_reports
-from harness.results import TENSORS
 from tests.report.mixed import MATRIX, ROWS, UNAVAILABLE, VERSIONS
 from tests.report.runs import write_run
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from convparity.harness.cli import main
+from convparity.harness.reporting.compare_runs import Thresholds, compare_runs, parse_factor
 
-from harness.cli import main
-from harness.reporting.compare_runs import Thresholds, compare_runs, parse_factor
 from tests.report.pages import find_table, parse_page, table_rows
 from tests.report.runs import write_run
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from convparity.harness.running import tasks
 
-from harness.running import tasks
 from tests.runner import faulty_backends
 
 

@@ -16,9 +16,9 @@ import signal
 import time
 
 import numpy as np
+from convparity.harness.backends.hookspecs import hookimpl
 
-import reference_impl
-from harness.backends.hookspecs import hookimpl
+from convparity import reference_impl
 
 FAULTY_OUT_CHANNELS = 3
 SLOW_SECONDS = 0.04

@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from harness.reporting.timing import idle_line, timing_table
-from harness.running import compile_cache
-from harness.running.executor import PoolTiming
-from harness.settings import RunSettings, SettingsError
+from convparity.harness.reporting.timing import idle_line, timing_table
+from convparity.harness.running import compile_cache
+from convparity.harness.running.executor import PoolTiming
+from convparity.harness.settings import RunSettings, SettingsError
 
 
 @pytest.fixture

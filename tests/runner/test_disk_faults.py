@@ -13,11 +13,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from harness.backends.manager import get_manager
-from harness.cli import main
-from harness.results import read_results
-from harness.running import run_folder
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cli import main
+from convparity.harness.results import read_results
+from convparity.harness.running import run_folder
 
 SMOKE = ["run", "-b", "reference", "-g", "smoke", "--dtype", "float32"]
 
@@ -115,7 +114,7 @@ def test_full_disk_while_writing_the_report(tmp_path, monkeypatch, capsys):
             return real(path, fail)
         return real(path, write)
 
-    monkeypatch.setattr("harness.reporting.html_report.atomic_write", full_for_the_page)
+    monkeypatch.setattr("convparity.harness.reporting.html_report.atomic_write", full_for_the_page)
     out = tmp_path / "run"
     assert main([*SMOKE, "-o", str(out)]) == 2
     line = one_error_line(capsys)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from convparity.harness.running.executor import LocalProcessExecutor
 
-from harness.running.executor import LocalProcessExecutor
 from tests.runner.sample_tasks import Abort, Cores, Divide, Meet, Pid, Ranked, Sleep, Unpicklable
 
 

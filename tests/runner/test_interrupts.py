@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from convparity.harness.results import KEY, read_results
 
-from harness.results import KEY, read_results
 from tests.runner import faulty_backends
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ ENVIRONMENT = {**os.environ, "CONVPARITY_EXTRA_PLUGINS": faulty_backends.__name_
 
 
 def start_run(out: Path, *backends: str, new_session: bool = False) -> subprocess.Popen:
-    command = [sys.executable, "-m", "harness.cli", "run", "-g", "smoke", "--dtype", "float32", "-j", "2",
+    command = [sys.executable, "-m", "convparity", "run", "-g", "smoke", "--dtype", "float32", "-j", "2",
                "-o", str(out)]
     for backend in backends:
         command += ["-b", backend]
@@ -88,7 +88,7 @@ def uninterrupted(tmp_path_factory) -> pd.DataFrame:
 
 
 def resumed_rows(out: Path) -> pd.DataFrame:
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--resume", str(out)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "convparity", "run", "--resume", str(out)], cwd=ROOT,
                           env=ENVIRONMENT, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     assert run_status(out) == "finished"
@@ -147,7 +147,7 @@ def test_while_reports_are_written(tmp_path):
     runner.send_signal(signal.SIGINT)
     stderr = assert_clean_stop(runner, out, 130)
     assert f"convparity report {out}" in stderr or "interrupted" in stderr
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(out)], cwd=ROOT, env=ENVIRONMENT,
+    done = subprocess.run([sys.executable, "-m", "convparity", "report", str(out)], cwd=ROOT, env=ENVIRONMENT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     ElementTree.fromstring((out / "report.html").read_text())
@@ -159,7 +159,7 @@ def test_a_second_writer_is_refused_and_duplicates_nothing(tmp_path, uninterrupt
     wait_for(lambda: rows_written(out) >= 8, runner, "rows")
     runner.send_signal(signal.SIGINT)
     assert_clean_stop(runner, out, 130)
-    command = [sys.executable, "-m", "harness.cli", "run", "--resume", str(out)]
+    command = [sys.executable, "-m", "convparity", "run", "--resume", str(out)]
     first = subprocess.Popen(command, cwd=ROOT, env=ENVIRONMENT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     wait_for(lambda: run_status(out) == "running", first, "the first resume")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from harness.cli import main
-from harness.running.launch import ExecutorChoice, ExecutorChoiceError
-from harness.running.run_folder import read_metadata
+from convparity.harness.cli import main
+from convparity.harness.running.launch import ExecutorChoice, ExecutorChoiceError
+from convparity.harness.running.run_folder import read_metadata
 
 
 @pytest.mark.parametrize(("args", "fragment"), [

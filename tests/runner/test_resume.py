@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from convparity.harness.cases.descriptor import parse_case
+from convparity.harness.evaluation.verdict import status_rows
+from convparity.harness.results import KEY, RESULTS_FILE, ResultsWriter, read_results
+from convparity.harness.running.run_folder import repair_results
 
-from harness.cases.descriptor import parse_case
-from harness.evaluation.verdict import status_rows
-from harness.results import KEY, RESULTS_FILE, ResultsWriter, read_results
-from harness.running.run_folder import repair_results
 from tests.runner import faulty_backends
 
 BIASED = parse_case("mb2ic2ih5iw5oc2kh3kw3", dtype="float32", bias=True).spec
@@ -97,7 +97,7 @@ def alive(pid: int) -> bool:
 
 def test_sigkill_then_resume_gives_the_rows_of_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "CONVPARITY_EXTRA_PLUGINS": faulty_backends.__name__, "CONVPARITY_PLUGINS": "reference"}
-    command = [sys.executable, "-m", "harness.cli", "run", "-b", "reference", "-b", "test-slow", "-g", "smoke",
+    command = [sys.executable, "-m", "convparity", "run", "-b", "reference", "-b", "test-slow", "-g", "smoke",
                "--dtype", "float32", "-j", "2"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert subprocess.run([*command, "-o", str(full)], env=env, capture_output=True, timeout=120).returncode == 0
@@ -125,7 +125,7 @@ def test_sigkill_then_resume_gives_the_rows_of_an_uninterrupted_run(tmp_path):
         time.sleep(0.05)
     assert not any(alive(pid) for pid in pids)
 
-    resumed = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--resume", str(cut)], env=env,
+    resumed = subprocess.run([sys.executable, "-m", "convparity", "run", "--resume", str(cut)], env=env,
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert "case x dtype were drawn before" in resumed.stdout

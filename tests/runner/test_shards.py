@@ -7,17 +7,17 @@ import json
 import shutil
 
 import pytest
+from convparity.harness.cases.builtin_grids import default, resnet50, smoke
+from convparity.harness.cases.selection import expand
+from convparity.harness.cli import main
+from convparity.harness.results import KEY, RESULTS_FILE, read_results
+from convparity.harness.running import run_folder
+from convparity.harness.running.cost import expected_item_seconds
+from convparity.harness.running.merge import MergeError, merge
+from convparity.harness.running.shards import Shard, ShardError, assign, shard_cases
+from convparity.harness.running.sweep import resume
 
-from harness import sweep
-from harness.cases.builtin_grids import default, resnet50, smoke
-from harness.cases.selection import expand
-from harness.cli import main
-from harness.results import KEY, RESULTS_FILE, read_results
-from harness.running import run_folder
-from harness.running.cost import expected_item_seconds
-from harness.running.merge import MergeError, merge
-from harness.running.shards import Shard, ShardError, assign, shard_cases
-from harness.running.sweep import resume
+from convparity import sweep
 from tests.runner.test_sweep import DESCRIPTORS
 
 BACKENDS = ("jax", "keras", "reference", "tensorflow", "torch")

@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections import Counter, deque
 
 import pytest
-
-from harness.cases.descriptor import parse_case
-from harness.cases.selection import expand
-from harness.cli import main
-from harness.results import read_results
-from harness.running.executor import Outcome
-from harness.running.run_folder import read_metadata
-from harness.running.runner import plan, run_sweep
-from harness.running.tasks import EvaluateCase, RunCase
-from harness.settings import RunSettings
+from convparity.harness.cases.descriptor import parse_case
+from convparity.harness.cases.selection import expand
+from convparity.harness.cli import main
+from convparity.harness.results import read_results
+from convparity.harness.running.executor import Outcome
+from convparity.harness.running.run_folder import read_metadata
+from convparity.harness.running.runner import plan, run_sweep
+from convparity.harness.running.tasks import EvaluateCase, RunCase
+from convparity.harness.settings import RunSettings
 
 # out_channels 2, 3, 4: the faulty backends misbehave on the middle one only (oc3).
 DESCRIPTORS = ["mb2ic2ih5iw5oc2kh3kw3", "mb2ic2ih5iw5oc3kh3kw3", "mb2ic2ih5iw5oc4kh3kw3"]
@@ -137,8 +136,8 @@ def check_every_fault(out, capsys, extra_args=()):
 def test_progress_only_on_a_terminal():
     import io
 
-    from harness.results import Row
-    from harness.running.progress import SweepProgress
+    from convparity.harness.results import Row
+    from convparity.harness.running.progress import SweepProgress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

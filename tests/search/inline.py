@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from harness.running.executor import Outcome, describe_exception
+from convparity.harness.running.executor import Outcome, describe_exception
 
 
 class InlineExecutor:

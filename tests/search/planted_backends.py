@@ -20,10 +20,10 @@ cases, the tensors the bug breaks and the spec fields its minimal case must show
 from __future__ import annotations
 
 import numpy as np
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.cases.spec import ConvSpec
 
-import reference_impl
-from harness.backends.hookspecs import hookimpl
-from harness.cases.spec import ConvSpec
+from convparity import reference_impl
 
 # backend: (rule text, failing tensors as a set, the minimal case's distinguishing fields)
 PLANTED = {

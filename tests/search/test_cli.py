@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from harness.cli import main
-from harness.results import read_results
-from harness.search.findings import read_findings
+from convparity.harness.cli import main
+from convparity.harness.results import read_results
+from convparity.harness.search.findings import read_findings
 
 
 def test_search_with_workers_then_triage(planted_plugins, tmp_path, capsys):

@@ -14,16 +14,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from convparity.harness.cases.descriptor import parse_case
+from convparity.harness.evaluation.verdict import evaluate_case
+from convparity.harness.running import tasks
+from convparity.harness.search.findings import read_findings
+from convparity.harness.search.observations import observe
+from convparity.harness.search.rules import Rule
+from convparity.harness.search.search import DEFAULT_BUDGET, search
+from convparity.harness.search.shrink import fails_the_same_way, simplifications
+from convparity.harness.search.space import SpecSpace
 
-from harness.cases.descriptor import parse_case
-from harness.evaluation.verdict import evaluate_case
-from harness.running import tasks
-from harness.search.findings import read_findings
-from harness.search.observations import observe
-from harness.search.rules import Rule
-from harness.search.search import DEFAULT_BUDGET, search
-from harness.search.shrink import fails_the_same_way, simplifications
-from harness.search.space import SpecSpace
 from tests.search import planted_backends
 from tests.search.inline import InlineExecutor
 from tests.search.planted_backends import PLANTED, PlantedBackend

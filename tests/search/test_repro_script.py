@@ -7,14 +7,14 @@ import subprocess
 import sys
 
 import numpy as np
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.evaluation.bound import compare_tensor
+from convparity.harness.results import TENSORS
+from convparity.harness.search.repro_script import TEMPLATES, is_standalone, script_text
 from hypothesis import given, settings
 
-import reference_impl
-from harness.cases.inputs import make_inputs
-from harness.cases.spec import ConvSpec
-from harness.evaluation.bound import compare_tensor
-from harness.results import TENSORS
-from harness.search.repro_script import TEMPLATES, is_standalone, script_text
+from convparity import reference_impl
 from tests.strategies import conv_specs
 
 

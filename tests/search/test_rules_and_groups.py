@@ -6,14 +6,13 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from harness.cases.spec import ConvSpec
-from harness.search.features import FEATURES
-from harness.search.group import exceptions, group_failures
-from harness.search.observations import Observation
-from harness.search.rules import Rule, fit_rules
-from harness.search.shrink import complexity
-from harness.search.space import SpecSpace
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.search.features import FEATURES
+from convparity.harness.search.group import exceptions, group_failures
+from convparity.harness.search.observations import Observation
+from convparity.harness.search.rules import Rule, fit_rules
+from convparity.harness.search.shrink import complexity
+from convparity.harness.search.space import SpecSpace
 
 SPACE = SpecSpace(("float64", "float32", "float16"))
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.search.observations import Observation
+from convparity.harness.search.shrink import complexity, fails_the_same_way, shrink, simplifications
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.cases.spec import ConvSpec
-from harness.search.observations import Observation
-from harness.search.shrink import complexity, fails_the_same_way, shrink, simplifications
 from tests.strategies import conv_specs
 
 

@@ -4,15 +4,15 @@ rows (y and db in float64; db, and y when grouped, in float32) come out as one g
 
 from __future__ import annotations
 
-from harness.backends.manager import get_manager
-from harness.cases.selection import CaseSelection
-from harness.cases.spec import ConvSpec
-from harness.evaluation.verdict import repro, tensors
-from harness.results import ResultsWriter, Row
-from harness.running import run_folder
-from harness.search.findings import read_findings
-from harness.search.triage import triage
-from harness.settings import RunSettings
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.selection import CaseSelection
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.evaluation.verdict import repro, tensors
+from convparity.harness.results import ResultsWriter, Row
+from convparity.harness.running import run_folder
+from convparity.harness.search.findings import read_findings
+from convparity.harness.search.triage import triage
+from convparity.harness.settings import RunSettings
 
 DEVIATION = "keras.ops.add adds a channels_first bias along the last axis when its size equals out_channels"
 

@@ -7,10 +7,10 @@ The post computes in float64 and is not known to be wrong anywhere: it declares 
 """
 
 import numpy as np
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.backends.limits import DeclaredLimits, Limit
 
 from convparity_blog_loops.blog_conv import Conv2d
-from harness.backends.hookspecs import hookimpl
-from harness.backends.limits import DeclaredLimits, Limit
 
 LIMITS = (
     Limit("spatial rank is not 2", "the post's Conv2d is 2-D only", lambda spec: spec.rank != 2),

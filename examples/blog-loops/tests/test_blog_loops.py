@@ -2,9 +2,9 @@
 
 from importlib.metadata import entry_points
 
-from harness.backends.manager import get_manager
-from harness.cases.spec import ConvSpec
-from harness.testing.contract_suite import BackendContract
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.testing.contract_suite import BackendContract
 
 
 def test_installed_entry_point():
