@@ -28,7 +28,7 @@ from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.selection import expand
 from convparity.harness.evaluation.verdict import compare_rows, reference
 from convparity.harness.results import ResultsWriter
-from convparity.harness.running.executor import LocalProcessExecutor
+from convparity.harness.running.local_executor import LocalProcessExecutor
 from convparity.harness.running.runner import plan, run_sweep
 from convparity.harness.running.tasks import BackendResult, EvaluateCase, Probe, RunCase, run_case
 from convparity.harness.settings import RunSettings

@@ -1,7 +1,7 @@
 """Speed and memory of the NumPy reference: forward + backward (y, dx, dw, db) per 2-D conv shape.
 
 Compares `convparity.reference_impl.conv_forward_backward` with PyTorch CPU float64 autograd (when installed)
-and with the blog post's Python loops (tests/reference/blog.py loads them; only where affordable),
+and with the blog post's Python loops (tests/reference_impl/blog.py loads them; only where affordable),
 and prints per shape: median seconds, the reference/torch ratio, GFLOP/s and the fraction of this
 machine's float64 GEMM peak (a large np.matmul, best of a few), the naive/reference speed-up, and
 the reference's peak extra memory (tracemalloc, which sees NumPy's allocations). A memory_budget
@@ -36,8 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runs from a checkout, installed or not
 
 from convparity.reference_impl import DEFAULT_MEMORY_BUDGET, conv_forward_backward  # noqa: E402
-
-from tests.reference.blog import load_blog_conv  # noqa: E402
+from tests.reference_impl.blog import load_blog_conv  # noqa: E402
 
 MIB = 2**20
 UNBOUNDED = 2**62

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from convparity.harness.reporting.compare_runs import compare_runs, render_html, write_csv
 from convparity.harness.reporting.summaries import write_reports
-from convparity.harness.results import COLUMNS, TENSORS
+from convparity.harness.results import COLUMNS
+from convparity.harness.vocabulary import TENSORS
 
 BACKENDS = {"torch": "2.13.0", "tensorflow": "2.21.0", "jax": "0.10.2", "onnxruntime": "1.32.0", "absent": ""}
 DTYPES = ("float64", "float32", "float16", "bfloat16")

@@ -29,13 +29,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from convparity import sweep
 from convparity.harness.results import KEY, read_results
 from convparity.harness.running import run_folder
 from convparity.harness.running.dask_executor import DaskExecutor, connect, local_cluster
-from convparity.harness.running.executor import LocalProcessExecutor
+from convparity.harness.running.local_executor import LocalProcessExecutor
 from convparity.harness.running.launch import ExecutorChoice
-
-from convparity import sweep
 
 CPU_BACKENDS = ["reference", "torch", "torch-channels_last", "tensorflow", "jax", "onnxruntime", "keras"]
 

@@ -58,8 +58,6 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # reference_speed.py, which puts the checkout on the path
 
-from convparity.reference_impl import DEFAULT_MEMORY_BUDGET, conv_transpose_forward_backward  # noqa: E402
-from convparity.reference_impl.geometry import TransposedGeometry, conv_transpose_geometry  # noqa: E402
 from reference_speed import (  # noqa: E402
     MIB,
     blocked_medians,
@@ -71,6 +69,9 @@ from reference_speed import (  # noqa: E402
     print_steadiness,
     print_table,
 )
+
+from convparity.reference_impl import DEFAULT_MEMORY_BUDGET, conv_transpose_forward_backward  # noqa: E402
+from convparity.reference_impl.geometry import TransposedGeometry, conv_transpose_geometry  # noqa: E402
 
 Results = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 

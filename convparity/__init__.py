@@ -1,7 +1,15 @@
 """convparity: does a framework's convolution (y, dx, dw, db) agree with a float64 reference?
 
-The public names below are imported on first use (PEP 562), so `from convparity import Limit` in a
-plugin loads the limits module alone, not NumPy-heavy evaluation or pandas-heavy reporting.
+The public API, for scripts and notebooks (plugin authors import convparity.plugin instead):
+
+    import convparity
+
+    run = convparity.sweep(backends=["torch", "jax"], grids=["smoke"], dtypes=["float32"], jobs=2)
+    print(run.summary)
+    spec = convparity.parse_descriptor("mb2ic3ih5oc4kh3", dtype="float32")
+    result, rows = convparity.evaluate_case("torch", spec)
+
+The names below are imported on first use (PEP 562), so `import convparity` itself loads nothing heavy.
 """
 
 from __future__ import annotations
@@ -9,38 +17,35 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from convparity.harness import __version__
 
 _PUBLIC = {
-    "DTYPES": "convparity.harness.cases.spec",
+    "DTYPES": "convparity.harness.vocabulary",
     "ConvSpec": "convparity.harness.cases.spec",
     "Case": "convparity.harness.cases.descriptor",
     "DescriptorError": "convparity.harness.cases.descriptor",
     "format_descriptor": "convparity.harness.cases.descriptor",
     "parse_case": "convparity.harness.cases.descriptor",
     "parse_descriptor": "convparity.harness.cases.descriptor",
-    "Backend": "convparity.harness.backends.contract",
-    "Unsupported": "convparity.harness.backends.limits",
-    "Limit": "convparity.harness.backends.limits",
-    "hookimpl": "convparity.harness.backends.hookspecs",
-    "Deviation": "convparity.harness.backends.deviations",
+    "ConvparityError": "convparity.harness.errors",
     "read_results": "convparity.harness.results",
-    "sweep": "convparity.harness.running.sweep",
-    "resume": "convparity.harness.running.sweep",
-    "evaluate_case": "convparity.harness.evaluation.verdict",
+    "sweep": "convparity.harness.api",
+    "resume": "convparity.harness.api",
+    "search": "convparity.harness.api",
+    "resume_search": "convparity.harness.api",
+    "triage": "convparity.harness.api",
+    "merge": "convparity.harness.api",
+    "evaluate_case": "convparity.harness.api",
 }
 
 __all__ = [
-    "DTYPES", "Backend", "Case", "ConvSpec", "DescriptorError", "Deviation", "Limit", "Unsupported",
-    "evaluate_case", "format_descriptor", "hookimpl", "parse_case", "parse_descriptor", "read_results", "resume",
-    "sweep",
+    "DTYPES", "Case", "ConvSpec", "ConvparityError", "DescriptorError", "__version__", "evaluate_case",
+    "format_descriptor", "merge", "parse_case", "parse_descriptor", "read_results", "resume", "resume_search",
+    "search", "sweep", "triage",
 ]
 
 if TYPE_CHECKING:
-    from convparity.harness.backends.contract import Backend
-    from convparity.harness.backends.deviations import Deviation
-    from convparity.harness.backends.hookspecs import hookimpl
-    from convparity.harness.backends.limits import Limit, Unsupported
+    from convparity.harness.api import evaluate_case, merge, resume, resume_search, search, sweep, triage
     from convparity.harness.cases.descriptor import (
         Case,
         DescriptorError,
@@ -48,10 +53,10 @@ if TYPE_CHECKING:
         parse_case,
         parse_descriptor,
     )
-    from convparity.harness.cases.spec import DTYPES, ConvSpec
-    from convparity.harness.evaluation.verdict import evaluate_case
+    from convparity.harness.cases.spec import ConvSpec
+    from convparity.harness.errors import ConvparityError
     from convparity.harness.results import read_results
-    from convparity.harness.running.sweep import resume, sweep
+    from convparity.harness.vocabulary import DTYPES
 
 
 def __getattr__(name: str) -> Any:

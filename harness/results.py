@@ -15,14 +15,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.errors import ConvparityError
 
-# Every row has one status (see README "How a tensor passes"): the verdicts, then what kept a tensor
-# from being compared. An unavailable backend has no rows: it is named once, in run.json and reports.
-STATUSES = ("pass", "fail", "xfail", "xpass", "unsupported", "error", "crash", "timeout", "reference-error")
-BAD_STATUSES = ("fail", "error", "crash", "timeout")  # the backend's failures: `run` exits 1
-STALE_STATUSES = ("xpass",)  # a declared deviation that no longer happens: exit 1 under --strict
-REFERENCE_STATUSES = ("reference-error",)  # the harness's own failure, never charged to a backend
-TENSORS = ("y", "dx", "dw", "db")
 RESULTS_FILE = "results.csv"
 
 
@@ -126,7 +120,7 @@ def _text_cell(value: str) -> str:
     return value[1:] if value.startswith("'") else value
 
 
-class ResultsError(ValueError):
+class ResultsError(ConvparityError, ValueError):
     """A results.csv that cannot be read as this version writes it; the message names file and line."""
 
 

@@ -11,14 +11,15 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from convparity.harness.cases.spec import DTYPES
+from convparity.harness.errors import ConvparityError
+from convparity.harness.vocabulary import DTYPES
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_STARTUP_TIMEOUT = 900.0
 DEFAULT_REFERENCE_TIMEOUT = 1800.0
 
 
-class SettingsError(ValueError):
+class SettingsError(ConvparityError, ValueError):
     """A setting that cannot be used; the message names it."""
 
 

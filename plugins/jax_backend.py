@@ -22,6 +22,7 @@ from functools import cache
 from types import ModuleType
 
 import numpy as np
+
 from convparity.harness.backends.contract import Outputs, missing_framework
 from convparity.harness.backends.deviations import Deviation
 from convparity.harness.backends.hookspecs import hookimpl
@@ -33,7 +34,7 @@ SPATIAL = "DHW"
 # Verified with jax 0.10 on CPU: every rank, stride, dilation, group count, negative padding and
 # dtype of the spec runs, so JAX declares no limits.
 LIMITS: tuple[Limit, ...] = ()
-# Evidence: tests/backends/test_jax.py::test_narrow_dtypes_agree_without_bias (no bias, no failure), and
+# Evidence: tests/plugins/test_jax.py::test_narrow_dtypes_agree_without_bias (no bias, no failure), and
 # ::test_narrow_dtypes_round_the_bias (y = round(round(conv) + b); db within a narrow-dtype accumulation bound).
 
 
@@ -48,7 +49,7 @@ def crops_then_pads(pairs) -> bool:
 # channels take other paths. Which shapes take the Eigen path depends on the channel counts, so the declarations
 # are not strict. The convolutions concerned: y of a convolution with such pads, and dx of a transposed one,
 # which is the convolution with the spec's pads (before, after - output_padding).
-# Evidence: tests/backends/test_jax.py::test_xla_cpu_convolution_crops_then_pads_correctly (xfail, the bug alone)
+# Evidence: tests/plugins/test_jax.py::test_xla_cpu_convolution_crops_then_pads_correctly (xfail, the bug alone)
 # and ::test_crop_then_pad_deviation_explains_the_failures.
 XLA_NEGATIVE_LOW_PADDING = "https://github.com/openxla/xla/issues/48713"
 XLA_BUG = ("XLA:CPU's Eigen convolution reads outside its input when a dim is padded by low < 0 < high <= -low "

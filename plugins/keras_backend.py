@@ -30,6 +30,7 @@ from functools import cache, lru_cache
 from types import ModuleType
 
 import numpy as np
+
 from convparity.harness.backends.contract import Outputs
 from convparity.harness.backends.deviations import Deviation
 from convparity.harness.backends.hookspecs import hookimpl
@@ -93,7 +94,7 @@ def hits_bias_bug(spec: ConvSpec) -> bool:
 def bias_bug_shows_in_y(spec: ConvSpec) -> bool:
     """y is wrong in the bias-bug cases, except in float32 for ungrouped, undilated rank-1 and rank-2
     convolutions, where TensorFlow's graph optimizer fuses the NCHW Conv2D with the NHWC BiasAdd and (itself
-    wrongly) adds the bias along the channels after all (tests/backends/test_tensorflow.py, the fusion test).
+    wrongly) adds the bias along the channels after all (tests/plugins/test_tensorflow.py, the fusion test).
     It fuses no transposed convolution (Conv2DBackpropInput), nor a dilated one, even one whose kernel is 1
     wide (found by `convparity search`), so those are wrong in float32 too."""
     fused = (not spec.transposed and spec.dtype == "float32" and spec.groups == 1 and spec.rank <= 2
@@ -108,7 +109,7 @@ def bias_bug_shows_in_y(spec: ConvSpec) -> bool:
 # out_channels the bias is added along the last spatial axis: y is wrong, and so is db (summed over
 # the wrong axes); dx and dw are right. Minimal repro without a convolution (NumPy adds per channel):
 #   keras.ops.add(np.zeros((1, 4, 3, 4)), np.arange(1., 5.).reshape(1, 4, 1, 1))
-# Evidence: tests/backends/test_keras.py::test_bias_bug_explains_the_wrong_y_and_db_exactly.
+# Evidence: tests/plugins/test_keras.py::test_bias_bug_explains_the_wrong_y_and_db_exactly.
 KERAS_BIAS_BUG = "keras.ops.add adds a channels_first bias along the last axis when its size equals out_channels"
 DEVIATIONS = (
     Deviation(condition="bias and the layer's output_size[-1] == out_channels > 1 (float32: grouped, dilated, "

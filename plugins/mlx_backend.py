@@ -23,6 +23,7 @@ from importlib import metadata
 from types import ModuleType
 
 import numpy as np
+
 from convparity.harness.backends.contract import Outputs, missing_framework
 from convparity.harness.backends.deviations import Deviation
 from convparity.harness.backends.hookspecs import hookimpl

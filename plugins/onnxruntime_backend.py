@@ -21,11 +21,13 @@ from functools import cache, lru_cache
 from types import ModuleType
 
 import numpy as np
+
 from convparity.harness.backends.contract import Outputs, missing_framework
 from convparity.harness.backends.hookspecs import hookimpl
 from convparity.harness.backends.limits import DeclaredLimits, Limit
 from convparity.harness.cases.inputs import Inputs, make_inputs
-from convparity.harness.cases.spec import DTYPES, ConvSpec
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.vocabulary import DTYPES
 
 PROVIDER = "CPUExecutionProvider"
 # Conv-22 and ConvTranspose-22 are the newest; they are the first to admit bfloat16.

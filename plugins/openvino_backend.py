@@ -25,11 +25,13 @@ from types import ModuleType
 
 import ml_dtypes
 import numpy as np
+
 from convparity.harness.backends.contract import Outputs, missing_framework
 from convparity.harness.backends.deviations import Deviation
 from convparity.harness.backends.hookspecs import hookimpl
 from convparity.harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit
-from convparity.harness.cases.spec import DTYPES, ConvSpec
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.vocabulary import DTYPES
 
 DEVICE = "CPU"
 PRECISION_HINT = "f32"
@@ -37,7 +39,7 @@ ELEMENT_TYPES = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16
 # Runtime precisions by width, to tell a Convolution that runs narrower than its model's dtype.
 BITS = {"f64": 64, "f32": 32, "f16": 16, "bf16": 16}
 
-# Evidence: tests/backends/test_openvino.py::test_bfloat16_bias_is_rounded_twice_where_the_add_is_not_fused.
+# Evidence: tests/plugins/test_openvino.py::test_bfloat16_bias_is_rounded_twice_where_the_add_is_not_fused.
 DEVIATIONS = (
     Deviation(
         condition="bias, bfloat16",

@@ -18,10 +18,12 @@ from functools import cache
 from types import ModuleType
 
 import numpy as np
+
 from convparity.harness.backends.contract import Outputs, missing_framework
 from convparity.harness.backends.hookspecs import hookimpl
 from convparity.harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit
-from convparity.harness.cases.spec import DTYPES, ConvSpec
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.vocabulary import DTYPES
 
 DATA_FORMATS = ("NCL", "NCHW", "NCDHW")
 

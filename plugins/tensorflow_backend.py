@@ -47,6 +47,7 @@ from functools import cache, lru_cache
 from types import ModuleType
 
 import numpy as np
+
 from convparity.harness.backends.contract import Outputs, missing_framework
 from convparity.harness.backends.deviations import Deviation
 from convparity.harness.backends.hookspecs import hookimpl
@@ -60,19 +61,19 @@ HALF = ("float16", "bfloat16")
 # Adding the bias as its own op in the output dtype rounds twice, round(round(conv) + b): beyond the
 # bound where the bias cancels much of the convolution. A precision choice (Keras on TensorFlow and JAX
 # make it too), not expressible as an accumulation, so declared here; non-strict: cases without such
-# cancellation pass. Evidence: tests/backends/test_tensorflow.py::test_half_precision_bias_rounds_twice.
+# cancellation pass. Evidence: tests/plugins/test_tensorflow.py::test_half_precision_bias_rounds_twice.
 BIAS_ROUNDED_IN_OUTPUT_DTYPE = Deviation(
     condition="bias, float16/bfloat16", dtypes=HALF, tensors=("y",), bias=True, strict=False,
     reason="the bias is added in the output dtype after the convolution is rounded to it (two roundings)",
     upstream="a precision choice, not reported")
 DEVIATIONS = (
     BIAS_ROUNDED_IN_OUTPUT_DTYPE,
-    # Evidence: tests/backends/test_tensorflow.py::test_half_precision_gradients_accumulate_in_the_narrow_dtype.
+    # Evidence: tests/plugins/test_tensorflow.py::test_half_precision_gradients_accumulate_in_the_narrow_dtype.
     Deviation(condition="float16/bfloat16 gradients on the eager CPU kernels", dtypes=HALF, tensors=("dx", "dw"),
               strict=False, versions=">=2.21",
               reason="eager CPU Conv2DBackpropInput/Filter accumulate dx and dw in the 16-bit dtype",
               upstream="not reported yet"),
-    # Evidence: tests/backends/test_tensorflow.py::test_bfloat16_bias_gradient_sums_exactly (4096 ones give 256).
+    # Evidence: tests/plugins/test_tensorflow.py::test_bfloat16_bias_gradient_sums_exactly (4096 ones give 256).
     Deviation(condition="bias, bfloat16", dtypes=("bfloat16",), tensors=("db",), bias=True, strict=False,
               versions=">=2.21", reason="eager CPU BiasAddGrad sums bfloat16 in bfloat16: 4096 ones give 256",
               upstream="not reported yet"),

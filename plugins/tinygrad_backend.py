@@ -28,15 +28,17 @@ from importlib import metadata
 from types import ModuleType
 
 import numpy as np
+
 from convparity.harness.backends.contract import Outputs, missing_framework
 from convparity.harness.backends.deviations import Deviation
 from convparity.harness.backends.hookspecs import hookimpl
 from convparity.harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit
-from convparity.harness.cases.spec import DTYPES, ConvSpec
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.vocabulary import DTYPES
 
 DEVICE = "CPU"
 
-# Evidence: tests/backends/test_tinygrad.py::test_float16_bias_is_rounded_twice_as_declared and
+# Evidence: tests/plugins/test_tinygrad.py::test_float16_bias_is_rounded_twice_as_declared and
 # ::test_bfloat16_products_are_rounded_before_the_sum.
 DEVIATIONS = (
     Deviation(

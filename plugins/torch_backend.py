@@ -30,6 +30,7 @@ from functools import cache
 from types import ModuleType
 
 import numpy as np
+
 from convparity.harness.backends.contract import Outputs, missing_framework
 from convparity.harness.backends.hookspecs import hookimpl
 from convparity.harness.backends.limits import DeclaredLimits, Limit

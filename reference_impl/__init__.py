@@ -15,6 +15,7 @@ the convolution's data gradient by the same col2im pass.
 from __future__ import annotations
 
 import numpy as np
+
 from convparity.reference_impl.geometry import (
     ConvGeometry,
     IntOrInts,

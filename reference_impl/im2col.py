@@ -36,6 +36,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
 from convparity.reference_impl.geometry import ConvGeometry
 
 DEFAULT_MEMORY_BUDGET = 16 * 2**20

@@ -31,6 +31,7 @@ Reduction lengths K of y, dx, dw, db (for error bounds): `TransposedGeometry.red
 from __future__ import annotations
 
 import numpy as np
+
 from convparity.reference_impl.geometry import (
     IntOrInts,
     Padding,

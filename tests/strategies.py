@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from convparity.harness.cases.spec import DTYPES, ConvSpec
 from hypothesis import strategies as st
+
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.vocabulary import DTYPES
 
 
 @st.composite

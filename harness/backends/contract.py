@@ -23,19 +23,36 @@ optional (read with `optional_members`, validated by `check_backend` at registra
   Never narrower than the input dtype, so no declaration can widen the bound past the dtype itself.
 - `resources: Mapping[str, float]`: worker resources a task of this backend needs on a cluster,
   e.g. {"GPU": 1} (Dask resource restrictions).
+- `cost: BackendCost`: what a case costs it before this machine has measured it (seconds per case
+  and per GFLOP); the runner learns the real figures from each run (harness.running.cost_model).
+- `thread_environment(threads) -> Mapping[str, str]`: variables a worker process of this backend needs to
+  use `threads` threads (beyond OMP_NUM_THREADS and the BLAS variables every worker gets).
+- `cache_environment(folder, current) -> Mapping[str, str]`: variables that put the framework's compile
+  cache in `folder` (a folder per machine; the backend picks its own subfolder), or turn it off for
+  None; `current` is the environment the worker starts from, whose own settings should win.
+  Both are called where workers start, in a process that must not import the framework.
+- `compile_seconds() -> float | None`: seconds this process has spent compiling so far, as the framework
+  reports it, or None where it cannot tell (called in the backend's worker, around each case).
+- `program(spec) -> Program | None`: the backend's convolution for `spec` as one self-contained function
+  (harness.backends.program); `run` calls it and repro scripts print it.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
 from convparity.harness.backends.deviations import Deviation
 from convparity.harness.backends.limits import Limit
-from convparity.harness.cases.spec import DTYPES, UNIT_ROUNDOFF, ConvSpec
+from convparity.harness.backends.program import BackendCost, Program
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.errors import ConvparityError
+from convparity.harness.vocabulary import DTYPES, UNIT_ROUNDOFF
 
 Outputs = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]
 
@@ -57,6 +74,18 @@ class Backend(Protocol):
     ) -> Outputs: ...
 
 
+class OptionalMethods(Protocol):
+    """The optional methods, typed (see the module docstring); a backend may have any of them or none."""
+
+    def thread_environment(self, threads: int) -> Mapping[str, str]: ...
+
+    def cache_environment(self, folder: Path | None, current: Mapping[str, str]) -> Mapping[str, str]: ...
+
+    def compile_seconds(self) -> float | None: ...
+
+    def program(self, spec: ConvSpec) -> Program | None: ...
+
+
 @dataclass(frozen=True)
 class OptionalMembers:
     """A backend's optional members, validated, with their defaults where it has none."""
@@ -65,17 +94,19 @@ class OptionalMembers:
     deviations: tuple[Deviation, ...] = ()
     accumulation: Mapping[str, str] = None  # type: ignore[assignment]  # {} after __post_init__
     resources: Mapping[str, float] = None  # type: ignore[assignment]
+    cost: BackendCost | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accumulation", dict(self.accumulation or {}))
         object.__setattr__(self, "resources", dict(self.resources or {}))
 
 
-class BackendContractError(TypeError):
+class BackendContractError(ConvparityError, TypeError):
     """A backend that does not meet the contract; the message names the backend and the member."""
 
 
 REQUIRED_METHODS = ("version", "availability", "supports", "run")
+OPTIONAL_METHODS = tuple(name for name in vars(OptionalMethods) if not name.startswith("_"))
 
 
 def _fail(backend: object, member: str, problem: str) -> BackendContractError:
@@ -113,7 +144,13 @@ def optional_members(backend: object, *, computed: bool = True) -> OptionalMembe
             isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
             for k, v in resources.items()):
         raise _fail(backend, "resources", f"must map resource names to positive numbers, got {resources!r}")
-    return OptionalMembers(limits, deviations, accumulation, resources)
+    cost = value("cost")
+    if cost is not None and not isinstance(cost, BackendCost):
+        raise _fail(backend, "cost", f"must be a BackendCost, got {type(cost).__name__}: {cost!r}")
+    for method in OPTIONAL_METHODS:
+        if getattr(backend, method, None) is not None and not callable(getattr(backend, method)):
+            raise _fail(backend, method, "is not callable")
+    return OptionalMembers(limits, deviations, accumulation, resources, cost)
 
 
 def _tuple_of(backend: object, member: str, kind: type, value: object) -> tuple:
@@ -148,10 +185,14 @@ def default_accumulation(dtype: str) -> str:
     return "float64" if dtype == "float64" else "float32"
 
 
-def missing_framework(load: Callable[[], object], framework: str, extra: str) -> str | None:
-    """None when `load()` imports the framework, else why not and how to install it (for `availability`)."""
-    try:
-        load()
-    except ImportError as error:
-        return f"{framework} is not installed (pip install 'convparity[{extra}]'): {error}"
-    return None
+def environment_of(backend: object, method: str, *arguments: object) -> dict[str, str]:
+    """What the backend's optional `thread_environment` or `cache_environment` returns ({} without one),
+    checked to be text; BackendContractError naming the member otherwise."""
+    function = getattr(backend, method, None)
+    if function is None:
+        return {}
+    variables = function(*arguments)
+    if not isinstance(variables, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in variables.items()):
+        raise _fail(backend, method, f"must return a mapping of variable names to text, got {variables!r}")
+    return dict(variables)

@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from convparity.harness.vocabulary import TENSORS
+
 if TYPE_CHECKING:
     from convparity.harness.cases.spec import ConvSpec
 
-TENSOR_NAMES = ("y", "dx", "dw", "db")
 NOT_REPORTED = "not reported yet"
 
 
@@ -81,9 +82,9 @@ class Deviation:
             value = getattr(self, field)
             if not isinstance(value, str) or not value.strip() or "\n" in value:
                 raise ValueError(f"Deviation.{field} must be one non-empty line, got {value!r}")
-        unknown = [t for t in self.tensors if t not in TENSOR_NAMES]
+        unknown = [t for t in self.tensors if t not in TENSORS]
         if unknown:
-            raise ValueError(f"Deviation.tensors: unknown tensor {unknown[0]!r} (known: {', '.join(TENSOR_NAMES)})")
+            raise ValueError(f"Deviation.tensors: unknown tensor {unknown[0]!r} (known: {', '.join(TENSORS)})")
         if not callable(self.applies):
             raise ValueError(f"Deviation.applies must be a predicate over the spec, got {self.applies!r}")
         if self.versions:

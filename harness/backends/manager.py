@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from functools import cache
 
 import pluggy
+
 from convparity.harness.backends import hookspecs
 from convparity.harness.backends.contract import Backend, BackendContractError, check_backend
 from convparity.harness.cases.grids import Grid
+from convparity.harness.errors import ConvparityError
 
 PROJECT = "convparity"
 BUILTIN_PLUGINS = {
@@ -42,7 +44,7 @@ BUILTIN_PLUGINS = {
 CORE_PLUGINS = {"grids": "convparity.harness.cases.builtin_grids"}
 
 
-class PluginError(Exception):
+class PluginError(ConvparityError):
     """A plugin setting that cannot be honoured (an extra module that does not import, a duplicate name)."""
 
 

@@ -29,7 +29,8 @@ def spec_digest(spec: ConvSpec, fixed_dtype: bool = False) -> bytes:
 
 
 class SeenSet:
-    """`add(spec)` is True the first time a spec is added, False after; memory stays bounded."""
+    """`add(spec)` (or `add_key(digest)`) is True the first time a spec (a key) is added, False after; memory
+    stays bounded."""
 
     def __init__(self, in_memory: int = IN_MEMORY) -> None:
         self._limit = in_memory
@@ -39,7 +40,9 @@ class SeenSet:
         self.count = 0
 
     def add(self, spec: ConvSpec, fixed_dtype: bool = False) -> bool:
-        digest = spec_digest(spec, fixed_dtype)
+        return self.add_key(spec_digest(spec, fixed_dtype))
+
+    def add_key(self, digest: bytes) -> bool:
         if self._db is None:
             if digest in self._digests:
                 return False

@@ -51,19 +51,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from convparity.harness.cases.descriptor_format import DECONV_PREFIX, DIMS, format_fields
 from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.results import TENSORS
+from convparity.harness.errors import ConvparityError
+from convparity.harness.vocabulary import TENSORS
 
-DIMS = ("d", "h", "w")
 SPATIAL_PREFIXES = ("i", "o", "k", "s", "p", "d")
 # benchdnn's order: one pass over the text tries each key once, in this order.
 KEYS = ("g", "mb", "ic", "id", "ih", "iw", "oc", "od", "oh", "ow", "kd", "kh", "kw", "sd", "sh", "sw",
         "pd", "ph", "pw", "dd", "dh", "dw")
 INT64_MAX = 2**63 - 1
-DECONV_PREFIX = "deconv:"
 
 
-class DescriptorError(ValueError):
+class DescriptorError(ConvparityError, ValueError):
     """A descriptor that does not parse, or a problem convparity cannot run; the message names the place."""
 
 
@@ -352,38 +352,18 @@ def parse_descriptor(text: str, *, dtype: str = "float32", bias: bool = True, tr
     return parse_case(text, dtype=dtype, bias=bias, transposed=transposed).spec
 
 
-def _format(groups: int, batch: int, ic: int, oc: int, fields: dict[str, tuple[int, ...]], name: str,
-            transposed: bool = False) -> str:
-    dims = DIMS[3 - len(fields["i"]) :]
-    parts = [f"{DECONV_PREFIX if transposed else ''}g{groups}mb{batch}ic{ic}"]
-    parts += [f"i{dim}{v}" for dim, v in zip(dims, fields["i"])]
-    parts.append(f"oc{oc}")
-    for prefix in "okspd":
-        parts += [f"{prefix}{dim}{v}" for dim, v in zip(dims, fields[prefix])]
-    text = "".join(parts)
-    return f'{text}n"{name}"' if name else text
-
-
 def format_descriptor(spec: ConvSpec, name: str = "") -> str:
     """The canonical, complete descriptor of `spec`: every key of its rank, dilation counted from 0;
     `deconv:` first for a transposed convolution.
 
     A name is printed as `n"name"`, which reads back as the same name whatever characters it holds.
     """
-    fields = {
-        "i": spec.input_size,
-        "o": spec.output_size,
-        "k": spec.kernel_size,
-        "s": spec.stride,
-        "p": tuple(lo for lo, _ in spec.padding),
-        "d": tuple(d - 1 for d in spec.dilation),
-    }
-    return _format(spec.groups, spec.batch, spec.in_channels, spec.out_channels, fields, name, spec.transposed)
+    return spec.named_descriptor(name)
 
 
 def format_desc(desc: Desc) -> str:
     """The canonical, complete descriptor of a parsed `Desc` (also for problems no ConvSpec can hold)."""
     fields = {"i": desc.input_size, "o": desc.output_size, "k": desc.kernel_size, "s": desc.stride,
               "p": desc.pad_begin, "d": desc.dilation}
-    return _format(desc.groups, desc.batch, desc.in_channels, desc.out_channels, fields, desc.name,
-                   desc.transposed)
+    return format_fields(desc.groups, desc.batch, desc.in_channels, desc.out_channels, fields, desc.name,
+                         desc.transposed)

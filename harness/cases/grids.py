@@ -38,6 +38,7 @@ from typing import Any
 from convparity.harness.cases.dedupe import SeenSet
 from convparity.harness.cases.descriptor import Case, DescriptorError, check_name, parse_case
 from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.errors import ConvparityError
 
 SPEC_FIELDS = (
     "batch",
@@ -55,7 +56,7 @@ SPEC_FIELDS = (
 )
 
 
-class GridError(ValueError):
+class GridError(ConvparityError, ValueError):
     """A grid source that cannot be read; the message names the file, line or field at fault."""
 
 

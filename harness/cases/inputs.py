@@ -10,7 +10,9 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-from convparity.harness.cases.spec import ConvSpec, numpy_dtype
+
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.vocabulary import numpy_dtype
 
 
 @dataclass(frozen=True)

@@ -29,27 +29,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from convparity.harness.cases.descriptor_format import format_fields
+from convparity.harness.vocabulary import check_dtype
 from convparity.reference_impl.geometry import ConvGeometry, TransposedGeometry, per_dim, per_dim_pairs
 
-DTYPES = ("float64", "float32", "float16", "bfloat16")
 # Sizes a tensor can have: every size, channel count, kernel extent, stride, dilation and pad fits in a
 # signed 32-bit int (frameworks index with int32 or int64, benchdnn with int64), and no tensor holds more
 # than MAX_ELEMENTS elements (2**36: 512 GiB in float64, beyond any machine this runs on). A spec past
 # either is refused with the field named, so nothing downstream ever allocates or prints it.
 MAX_INT = 2**31 - 1
 MAX_ELEMENTS = 2**36
-UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
-
-
-def numpy_dtype(name: str) -> np.dtype:
-    """The NumPy dtype for a spec dtype name (bfloat16 from ml_dtypes)."""
-    if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    if name not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
-    return np.dtype(name)
 
 
 def _short(value: object) -> str:
@@ -149,8 +139,7 @@ class ConvSpec:
         if not isinstance(self.bias, (bool, np.bool_)):
             raise ValueError(f"bias must be True or False, got {self.bias!r}")
         set_("bias", bool(self.bias))
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_dtype(self.dtype)
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(
                 f"groups={self.groups} must divide in_channels={self.in_channels} and "
@@ -301,6 +290,30 @@ class ConvSpec:
                 "dy": self.y_shape, "dx": self.x_shape, "dw": self.w_shape, "db": (self.out_channels,)}
 
     @property
+    def multiply_adds(self) -> int:
+        """The multiply-adds of y exactly: every (output, tap) pair whose input is inside the input, not padding,
+        times the batch, the output channels and the input channels per group (dx and dw take as many).
+
+        Per dim, with o outputs, a tap t at offset t * d - before reaches input o * s + t * d - before of a
+        convolution; a transposed one takes input i to output i * s + t * d - before. Padding taps are not
+        counted: a framework that multiplies them by zero does no arithmetic that could err.
+        """
+        pairs = 1
+        for dim in range(self.rank):
+            size, out = self.input_size[dim], self.output_size[dim]
+            s, d, before = self.stride[dim], self.dilation[dim], self.padding[dim][0]
+            # the source index runs over [0, n) and reaches target index source * s + tap * d - before in [0, limit)
+            n, limit = (size, out) if self.transposed else (out, size)
+            count = 0
+            for tap in range(self.kernel_size[dim]):
+                offset = tap * d - before
+                low = max(0, -(offset // s))
+                high = min(n - 1, (limit - 1 - offset) // s)
+                count += max(0, high - low + 1)
+            pairs *= count
+        return self.batch * self.out_channels * (self.in_channels // self.groups) * pairs
+
+    @property
     def reductions(self) -> dict[str, int]:
         """Reduction length K_T of every tensor: how many products each element sums (at most).
 
@@ -319,9 +332,15 @@ class ConvSpec:
 
     @property
     def descriptor(self) -> str:
-        from convparity.harness.cases.descriptor import format_descriptor
+        """The canonical benchdnn descriptor (harness.cases.descriptor reads it back as this spec)."""
+        return self.named_descriptor()
 
-        return format_descriptor(self)
+    def named_descriptor(self, name: str = "") -> str:
+        """The descriptor with `n"name"` after it (none for an empty name); dilation counts from 0 there."""
+        fields = {"i": self.input_size, "o": self.output_size, "k": self.kernel_size, "s": self.stride,
+                  "p": tuple(lo for lo, _ in self.padding), "d": tuple(d - 1 for d in self.dilation)}
+        return format_fields(self.groups, self.batch, self.in_channels, self.out_channels, fields, name,
+                             self.transposed)
 
     def replace(self, **changes: Any) -> ConvSpec:
         return dataclasses.replace(self, **changes)

@@ -19,7 +19,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from convparity.harness.cases.spec import UNIT_ROUNDOFF
+
+from convparity.harness.vocabulary import UNIT_ROUNDOFF
 
 # Half the smallest subnormal: the absolute rounding error of a result that lands below the normal range.
 UNDERFLOW = {"float64": 2.0**-1075, "float32": 2.0**-150, "float16": 2.0**-25, "bfloat16": 2.0**-134}

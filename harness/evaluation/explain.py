@@ -12,7 +12,8 @@ from convparity.harness.backends.contract import Backend
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.verdict import Ran, evaluate_case, reference
-from convparity.harness.results import BAD_STATUSES, bias_word
+from convparity.harness.results import bias_word
+from convparity.harness.vocabulary import BAD_STATUSES
 
 
 def explain(backend: Backend, spec: ConvSpec, *, seed: int, tolerance_factor: float, out: TextIO) -> int:

@@ -26,16 +26,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from convparity import reference_impl
 from convparity.harness.backends.contract import Backend, default_accumulation, optional_members
 from convparity.harness.backends.deviations import DeviationRecord, matching
 from convparity.harness.backends.limits import Unsupported
 from convparity.harness.cases.inputs import Inputs, make_inputs
-from convparity.harness.cases.spec import UNIT_ROUNDOFF, ConvSpec
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.errors import describe_exception
 from convparity.harness.evaluation.bound import TensorComparison, compare_tensor
-from convparity.harness.results import TENSORS, Row, bias_word
-from convparity.harness.running.executor import describe_exception
-
-from convparity import reference_impl
+from convparity.harness.results import Row, bias_word
+from convparity.harness.vocabulary import TENSORS, UNIT_ROUNDOFF
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Ran:
     problems: (tensor, why) for tensors that fail before any comparison (wrong shape, narrower dtype).
     accumulation: the precision the bound assumes for this backend and dtype.
     deviations: the backend's declared deviations that cover this case.
+    compile_seconds: the part of `seconds` the framework reported compiling (None: it does not report it).
     """
 
     outputs: tuple[np.ndarray | None, ...]
@@ -54,6 +56,7 @@ class Ran:
     accumulation: str
     problems: tuple[tuple[str, str], ...] = ()
     deviations: tuple[DeviationRecord, ...] = ()
+    compile_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "") 
     if reason:
         return Status("unsupported", str(reason))
     inputs = make_inputs(spec, seed)
+    compiled = _compile_seconds(backend)
     start = time.perf_counter()
     try:
         outputs = backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
@@ -97,6 +101,7 @@ def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "") 
     except Exception as error:  # noqa: BLE001
         return Status("error", describe_exception(error), time.perf_counter() - start)
     seconds = time.perf_counter() - start
+    after = _compile_seconds(backend) if compiled is not None else None
     try:
         arrays, problems = validate_outputs(spec, outputs)
         members = optional_members(backend)
@@ -106,7 +111,20 @@ def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "") 
         return Status("error", str(error), seconds)
     except Exception as error:  # noqa: BLE001 - a broken declaration or version() is the backend's error
         return Status("error", describe_exception(error), seconds)
-    return Ran(arrays, seconds, accumulation, problems, deviations)
+    return Ran(arrays, seconds, accumulation, problems, deviations,
+               None if compiled is None or after is None else max(after - compiled, 0.0))
+
+
+def _compile_seconds(backend: Backend) -> float | None:
+    """What the backend's optional `compile_seconds()` says (None without one, or when it fails)."""
+    report = getattr(backend, "compile_seconds", None)
+    if report is None:
+        return None
+    try:
+        value = report()
+    except Exception:  # noqa: BLE001 - a timing aid, never a reason to fail the case
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 class InvalidOutputs(ValueError):

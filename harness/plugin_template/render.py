@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from convparity.harness.errors import ConvparityError
+
 TEMPLATE = Path(__file__).resolve().parent
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 # PEP 508 distribution names (https://packaging.python.org/en/latest/specifications/name-normalization/)
@@ -22,7 +24,7 @@ DISTRIBUTION_PATTERN = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.I
 INSTALL_COPIER = "pip install 'convparity[template]'"
 
 
-class TemplateError(ValueError):
+class TemplateError(ConvparityError, ValueError):
     """A backend that cannot be generated as asked; one line naming the argument (NAME, --dir, --framework)."""
 
 
@@ -68,7 +70,7 @@ def new_backend(name: str, directory: str | Path | None = None, framework: str |
         from copier import run_copy
     except ImportError:
         raise TemplateError(f"convparity new-backend needs Copier: {INSTALL_COPIER}") from None
-    from convparity import __version__
+    from convparity.harness import __version__
 
     framework = (framework or "").strip()
     answers = {"name": backend, "framework": framework, "convparity_requirement": f"convparity>={__version__}"}

@@ -33,11 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from convparity.harness.files import RunFolderError, atomic_write
 from convparity.harness.reporting import html_page
 from convparity.harness.reporting.matrix import format_ratio
-from convparity.harness.results import BAD_STATUSES, KEY, RESULTS_FILE, TENSORS, bias_word, read_results
-from convparity.harness.running.run_folder import RunFolderError, atomic_write, read_metadata
-from convparity.harness.settings import RunSettings
+from convparity.harness.results import KEY, RESULTS_FILE, bias_word, read_results
+from convparity.harness.running.run_folder import read_record
+from convparity.harness.running.run_record import RunRecord
+from convparity.harness.vocabulary import BAD_STATUSES, TENSORS
 
 # Settings under which the same key can get another status: differing, no key is called a regression.
 # (Other settings that differ, grids, dtypes, backends, only change which keys exist.)
@@ -104,11 +107,11 @@ class RunComparison:
         return bool((self.rows["change"] == "regression").any())
 
 
-def _load(directory: Path) -> tuple[pd.DataFrame, dict]:
-    metadata = read_metadata(directory)
+def _load(directory: Path) -> tuple[pd.DataFrame, RunRecord]:
+    record = read_record(directory)
     if not (directory / RESULTS_FILE).is_file():
         raise RunFolderError(f"{directory} has no {RESULTS_FILE}")
-    return read_results(directory).drop_duplicates(list(KEY), keep="last"), metadata
+    return read_results(directory).drop_duplicates(list(KEY), keep="last"), record
 
 
 def classify(joined: pd.DataFrame, thresholds: Thresholds, comparable: bool = True) -> np.ndarray:
@@ -134,9 +137,9 @@ def classify(joined: pd.DataFrame, thresholds: Thresholds, comparable: bool = Tr
     return np.select(conditions, changes, default="same")
 
 
-def version_table(old: dict, new: dict) -> pd.DataFrame:
+def version_table(old: RunRecord, new: RunRecord) -> pd.DataFrame:
     """backend, old version, new version, changed: from both runs' run.json ('' = unavailable there)."""
-    old_versions, new_versions = old.get("backend_versions", {}), new.get("backend_versions", {})
+    old_versions, new_versions = old.backend_versions, new.backend_versions
     backends = sorted(set(old_versions) | set(new_versions))
     table = pd.DataFrame({
         "backend": backends,
@@ -168,9 +171,9 @@ def compare_runs(
     return RunComparison(old_dir, new_dir, thresholds, rows, version_table(old_meta, new_meta), differences)
 
 
-def settings_differences(old: dict, new: dict) -> dict[str, tuple]:
+def settings_differences(old: RunRecord, new: RunRecord) -> dict[str, tuple]:
     """The row-deciding settings (seed, tolerance factor, dtypes, grids, backends) that differ: {name: (old, new)}."""
-    return RunSettings.from_json(old["settings"]).differences(RunSettings.from_json(new["settings"]))
+    return old.settings.differences(new.settings)
 
 
 def _readable(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from convparity.harness.reporting.heatmap import compared_rows
 from convparity.harness.reporting.matrix import finish_summary, summary_parts
-from convparity.harness.results import COLUMNS, STATUSES, iter_results
+from convparity.harness.results import COLUMNS, iter_results
+from convparity.harness.vocabulary import STATUSES
 
 CHUNK_ROWS = 50_000
 KEPT_PER_STATUS = 2_000

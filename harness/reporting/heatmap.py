@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import matplotlib
 import numpy as np
 import pandas as pd
-from convparity.harness.cases.spec import DTYPES
-from convparity.harness.reporting.matrix import PASS_AT_MOST, format_ratio
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
+
+from convparity.harness.reporting.matrix import PASS_AT_MOST, format_ratio
+from convparity.harness.vocabulary import DTYPES
 
 LOG_LOW, LOG_HIGH = -4.0, 2.0
 CELL_INCHES = (0.46, 0.34)  # width, height of one heatmap cell

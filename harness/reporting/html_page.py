@@ -13,9 +13,10 @@ import re
 from collections.abc import Iterable
 
 import pandas as pd
-from convparity.harness.reporting.matrix import BANDS
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from convparity.harness.reporting.matrix import BANDS
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328;

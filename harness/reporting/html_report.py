@@ -22,12 +22,18 @@ import json
 from pathlib import Path
 
 import pandas as pd
+
+from convparity.harness.files import atomic_write
 from convparity.harness.reporting import html_page
 from convparity.harness.reporting.digest import ResultsDigest
 from convparity.harness.reporting.heatmap import backend_figure
 from convparity.harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
-from convparity.harness.results import BAD_STATUSES, TENSORS, bias_word
-from convparity.harness.running.run_folder import atomic_write, read_metadata
+from convparity.harness.reporting.timing import idle_line, timing_table
+from convparity.harness.results import bias_word
+from convparity.harness.running.run_folder import read_record
+from convparity.harness.running.run_record import RunRecord
+from convparity.harness.search.findings import read_findings
+from convparity.harness.vocabulary import BAD_STATUSES, TENSORS
 
 REPORT_HTML = "report.html"
 CASE_COLUMNS = ["backend", "dtype", "bias", "case", "name", "status", "message", "deviation", "repro"]
@@ -142,73 +148,66 @@ def findings_section(findings: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
-def metadata_items(metadata: dict, row_versions: dict[str, str]) -> pd.DataFrame:
+def metadata_items(record: RunRecord, row_versions: dict[str, str]) -> pd.DataFrame:
     """run.json (and, for backends it does not list, the rows' versions) as (item, value) pairs."""
-    settings = metadata.get("settings", {})
-    platform = metadata.get("platform", {})
+    settings = record.settings.to_json()
     items = [
-        ("harness version", metadata.get("harness_version", "")),
-        ("harness commit", metadata.get("harness_commit", "") or "not from a git checkout"),
-        ("status", metadata.get("status", "")),
-        ("started", metadata.get("started", "")),
-        ("finished", metadata.get("finished", "not finished")),
-        ("duration (s)", metadata.get("seconds", "")),
-        ("seed", settings.get("seed", "")),
-        ("grids", ", ".join(settings.get("grids", [])) or "(cases given on the command line)"),
-        ("cases", metadata.get("cases", "")),
-        ("dtypes", ", ".join(settings.get("dtypes", []))),
-        ("tolerance factor", settings.get("tolerance_factor", "")),
-        ("platform", ", ".join(f"{k} {v}" for k, v in platform.items() if v)),
+        ("harness version", record.harness_version),
+        ("harness commit", record.harness_commit or "not recorded (neither a git checkout nor built from one)"),
+        ("status", record.status),
+        ("started", record.started),
+        ("finished", record.finished or "not finished"),
+        ("duration (s)", record.seconds),
+        ("seed", settings["seed"]),
+        ("grids", ", ".join(settings["grids"]) or "(cases given on the command line)"),
+        ("dtypes", ", ".join(settings["dtypes"])),
+        ("tolerance factor", settings["tolerance_factor"]),
+        ("platform", ", ".join(f"{k} {v}" for k, v in record.platform.items() if v)),
     ]
-    versions = {**row_versions, **metadata.get("backend_versions", {})}
+    versions = {**row_versions, **record.backend_versions}
     items += [(f"backend {name}", version) for name, version in sorted(versions.items())]
-    items += [(f"backend {name}", f"unavailable: {reason}")
-              for name, reason in sorted(metadata.get("unavailable", {}).items())]
+    items += [(f"backend {name}", f"unavailable: {reason}") for name, reason in sorted(record.unavailable.items())]
     items += [(f"setting {k}", json.dumps(v)) for k, v in settings.items()
               if k not in ("seed", "grids", "dtypes", "tolerance_factor") and v not in ({}, [], None)]
     return pd.DataFrame(items, columns=["item", "value"])
 
 
-def totals_line(digest: ResultsDigest, metadata: dict) -> str:
+def totals_line(digest: ResultsDigest, record: RunRecord) -> str:
     """Row counts per status, and the backends that were unavailable (named once, never as rows)."""
     parts = [f"{count} {status}" for status, count in digest.status_counts.items()]
     line = f"<p>{digest.rows} rows: {html_page.text(', '.join(parts) or 'none')}.</p>"
-    unavailable = metadata.get("unavailable", {})
+    unavailable = record.unavailable
     if unavailable:
         line += "\n<p>Unavailable, so not run: " + html_page.text("; ".join(
             f"{name} ({reason})" for name, reason in sorted(unavailable.items()))) + ".</p>"
     return line
 
 
-def timing_section(metadata: dict) -> str:
-    """Time per backend (convparity.harness.reporting.timing), when run.json records it."""
-    from convparity.harness.reporting.timing import idle_line, timing_table
-
-    table = timing_table(metadata)
+def timing_section(record: RunRecord) -> str:
+    """Time per backend (harness.reporting.timing), when run.json records it."""
+    table = timing_table(record)
     if table.empty:
         return ""
-    line = idle_line(metadata)
+    line = idle_line(record)
     return ("<h2>Time per backend</h2>\n" + html_page.table(table)
             + (f"\n<p>{html_page.text(line)}.</p>" if line else ""))
 
 
-def render(title: str, digest: ResultsDigest, metadata: dict, findings: pd.DataFrame | None = None) -> str:
+def render(title: str, digest: ResultsDigest, record: RunRecord, findings: pd.DataFrame | None = None) -> str:
     """The whole page as a string (with a findings section when `findings` is given)."""
     body = "\n".join(part for part in [
-        totals_line(digest, metadata),
+        totals_line(digest, record),
         matrix_section(digest.summary),
         *([findings_section(findings)] if findings is not None else []),
         heatmap_section(digest.heatmap_cells),
         cases_section(digest.non_passing, digest.left_out),
-        timing_section(metadata),
-        "<h2>Run</h2>\n" + html_page.table(metadata_items(metadata, digest.versions)),
+        timing_section(record),
+        "<h2>Run</h2>\n" + html_page.table(metadata_items(record, digest.versions)),
     ] if part)
     return html_page.document(f"convparity report: {title}", body)
 
 
 def write_html_report(directory: Path, digest: ResultsDigest) -> Path:
     """Write DIR/report.html from the digest of the run's rows, its run.json and its findings.csv if any."""
-    from convparity.harness.search.findings import read_findings
-
-    page = render(directory.name, digest, read_metadata(directory), read_findings(directory))
+    page = render(directory.name, digest, read_record(directory), read_findings(directory))
     return atomic_write(directory / REPORT_HTML, lambda file: file.write(page))

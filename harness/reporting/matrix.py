@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from convparity.harness.cases.spec import DTYPES
-from convparity.harness.results import BAD_STATUSES, STATUSES, TENSORS
+
+from convparity.harness.vocabulary import BAD_STATUSES, DTYPES, STATUSES, TENSORS
 
 SUMMARY_KEYS = ["backend", "dtype", "tensor"]
 TIGHT_BELOW = 0.1
@@ -85,15 +85,16 @@ def summary_parts(results: pd.DataFrame | None, *, folded: bool = False) -> pd.D
     `results` are rows, or (`folded`) earlier parts stacked, which are combined (counts summed, worst
     kept), so a summary can be built from chunks of rows.
     """
-    columns = SUMMARY_KEYS + list(STATUSES) + ["worst_err_ratio"]
+    statuses = [str(s) for s in STATUSES]
+    columns = SUMMARY_KEYS + statuses + ["worst_err_ratio"]
     if results is None or results.empty:
         return pd.DataFrame(columns=columns)
     if folded:
-        return results.groupby(SUMMARY_KEYS, observed=True).agg(
-            {**{s: "sum" for s in STATUSES}, "worst_err_ratio": "max"}).reset_index()[columns]
+        aggregation: dict[str, str] = {**{s: "sum" for s in statuses}, "worst_err_ratio": "max"}
+        return results.groupby(SUMMARY_KEYS, observed=True).agg(aggregation).reset_index()[columns]
     counts = (
         results.groupby(SUMMARY_KEYS + ["status"], observed=True).size().unstack("status", fill_value=0)
-        .reindex(columns=list(STATUSES), fill_value=0)
+        .reindex(columns=statuses, fill_value=0)
     )
     worst = results.groupby(SUMMARY_KEYS, observed=True)["err_ratio"].max().rename("worst_err_ratio")
     return counts.join(worst).reset_index()[columns]

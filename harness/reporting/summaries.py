@@ -13,12 +13,15 @@ import unicodedata
 from pathlib import Path
 
 import pandas as pd
+
+from convparity.harness.files import atomic_write
 from convparity.harness.reporting.digest import ResultsDigest, digest_results
 from convparity.harness.reporting.html_page import safe
 from convparity.harness.reporting.html_report import write_html_report
 from convparity.harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
-from convparity.harness.results import TENSORS
-from convparity.harness.running.run_folder import atomic_write, read_metadata
+from convparity.harness.running.run_folder import read_record
+from convparity.harness.running.run_record import RunRecord
+from convparity.harness.vocabulary import TENSORS
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -55,7 +58,7 @@ def markdown_cell(cell: pd.Series) -> str:
     return f"{marker} {counts_text(cell)} · {format_ratio(cell['worst_err_ratio'])}"
 
 
-def summary_markdown(title: str, digest: ResultsDigest, metadata: dict) -> str:
+def summary_markdown(title: str, digest: ResultsDigest, record: RunRecord) -> str:
     """summary.md: the parity matrix first (with its legend), the known deviations and unavailable
     backends, then the per-status counts."""
     summary = digest.summary
@@ -66,7 +69,7 @@ def summary_markdown(title: str, digest: ResultsDigest, metadata: dict) -> str:
         f"# convparity parity matrix: {_markdown_text(title)}\n\n{markdown_table(matrix)}\n\n"
         "Cells: pass/fail/unsupported row counts (other statuses named), then the worst err_ratio "
         f"(≤ 1 passes); — means no rows.\n{legend}\n\n"
-        f"{_declared_section(digest.non_passing)}{_unavailable_section(metadata)}"
+        f"{_declared_section(digest.non_passing)}{_unavailable_section(record)}"
         f"## Rows per status\n\n{markdown_table(counts)}\n"
     )
 
@@ -83,8 +86,8 @@ def _declared_section(non_passing: pd.DataFrame) -> str:
             f"xpass: a declared deviation that did not happen (stale).\n\n{markdown_table(table)}\n\n")
 
 
-def _unavailable_section(metadata: dict) -> str:
-    unavailable = metadata.get("unavailable", {})
+def _unavailable_section(record: RunRecord) -> str:
+    unavailable = record.unavailable
     if not unavailable:
         return ""
     table = pd.DataFrame(sorted(unavailable.items()), columns=["backend", "unavailable because"])
@@ -98,7 +101,7 @@ def write_reports(directory: str | Path) -> pd.DataFrame:
     digest = digest_results(directory)
     summary = digest.summary
     atomic_write(directory / SUMMARY_CSV, lambda file: summary.to_csv(file, index=False))
-    markdown = summary_markdown(directory.name, digest, read_metadata(directory))
+    markdown = summary_markdown(directory.name, digest, read_record(directory))
     atomic_write(directory / SUMMARY_MD, lambda file: file.write(markdown))
     write_html_report(directory, digest)
     return summary

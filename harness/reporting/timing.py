@@ -14,19 +14,19 @@ duration times its slots, minus every row's `in workers` and `start-up`, bounds 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
+
+from convparity.harness.running.run_record import RunRecord
 
 BACKEND_POOL_PREFIX = "backend:"
 COLUMNS = ("pool", "tasks", "failures", "in workers (s)", "backend run (s)", "of which compile (s)", "harness (s)",
            "start-up (s)", "workers")
 
 
-def timing_table(metadata: dict[str, Any]) -> pd.DataFrame:
+def timing_table(record: RunRecord) -> pd.DataFrame:
     """run.json's timing as the table described in the module (empty when the run recorded none)."""
     rows = []
-    for pool, timing in sorted(metadata.get("timing", {}).items()):
+    for pool, timing in sorted(record.timing.items()):
         is_backend = pool.startswith(BACKEND_POOL_PREFIX)
         seconds, ran = float(timing.get("seconds", 0.0)), float(timing.get("run_seconds", 0.0))
         rows.append({
@@ -44,12 +44,11 @@ def timing_table(metadata: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def idle_line(metadata: dict[str, Any]) -> str:
+def idle_line(record: RunRecord) -> str:
     """The run's slot-seconds and how much of them the workers were busy (empty without timing)."""
-    timing = metadata.get("timing", {})
-    executor = metadata.get("executor", {})
-    slots = executor.get("slots") or executor.get("jobs") or metadata.get("settings", {}).get("jobs")
-    duration = metadata.get("seconds")
+    timing = record.timing
+    slots = record.executor.get("slots") or record.executor.get("jobs") or record.settings.jobs
+    duration = record.seconds
     if not timing or not slots or not duration:
         return ""
     busy = sum(float(t.get("seconds", 0.0)) + float(t.get("startup_seconds", 0.0)) for t in timing.values())

@@ -1,19 +1,18 @@
 """Tasks run for a remote scheduler (a Dask worker), each in a child process kept for its pool.
 
-A cluster's worker calls `run_call(call)`. The task goes to a child process of that worker kept for
-the task's pool (started as `python -m convparity.harness.running.child_pool`, it serves tasks exactly as
-LocalProcessExecutor's workers do: convparity.harness.running.executor._serve), and the worker waits for its
-answer. Whatever the task does to its process (segfault, abort, out-of-memory kill, hang) happens to
-the child: the worker survives, finds the child dead or past its timeout, kills it if needed, and
-returns that as the task's answer, a `Reply`. So Dask sees every task succeed; nothing is retried on
-another worker and no worker dies of a case.
+A cluster's worker calls `run_call(call)`. The task goes to a child process of that worker kept for the task's
+pool (a worker process of harness.running.worker, exactly as LocalProcessExecutor starts them), and the worker
+waits for its answer. Whatever the task does to its process (segfault, abort, out-of-memory kill, hang)
+happens to the child: the worker survives, finds the child dead or past its timeout, kills it if needed, and
+returns that as the task's answer, a `Reply`. So Dask sees every task succeed; nothing is retried on another
+worker and no worker dies of a case.
 
 - Everything a child needs travels in the `Call`: the task and its `prepare` (pickled by the client:
-  they carry the plugin selection), the timeout, the start-up deadline, the environment to set over
-  the worker's own (thread settings), the compile-cache setting (resolved on this machine, so
-  "default" is this machine's cache folder), the worker log, and the cores to pin children to.
-- A child's import path is the worker's `sys.path` (as multiprocessing's spawn would give it).
-- Idle children are kept per (pool, environment), at most MAX_IDLE per worker process (the least
+  they carry the plugin selection), its pool's WorkerSetup (resolved on this machine, so the compile
+  cache "default" is this machine's cache folder), the timeout, the start-up deadline, the worker log,
+  and the cores to pin children to.
+- A child's import path is the worker's `sys.path`.
+- Idle children are kept per (pool, setup), at most MAX_IDLE per worker process (the least
   recently used beyond that stop). Every child is started from one long-lived thread: the kernel
   kills a child when the *thread* that started it ends (PR_SET_PDEATHSIG), and the worker's task
   threads may come and go.
@@ -30,7 +29,6 @@ import os
 import pickle
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -38,9 +36,10 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
 
-from convparity.harness.running.executor import _READY, _serve, describe_exception, describe_exit, pin_process
+from convparity.harness.errors import describe_exception
+from convparity.harness.running.placement import WorkerSetup, pin_process
+from convparity.harness.running.worker import ALIVE, READY, describe_exit, import_path, start_worker
 
 MAX_IDLE = 12
 POLL_SECONDS = 0.5
@@ -50,16 +49,16 @@ LOG_NAME = "convparity-workers.log"
 @dataclass(frozen=True)
 class Call:
     """One task and what its child process needs. `task` and `prepare` are pickled (the worker never
-    unpickles them); `environment` is set in the child over the worker's own variables; `cores`: one
-    core per worker of a local cluster, the children of worker `name` i pinned to cores[i] (empty: none)."""
+    unpickles them); `setup` gives the child's environment, resolved here (None: this worker's own);
+    `cores`: one core per worker of a local cluster, the children of worker `name` i pinned to cores[i]
+    (empty: none)."""
 
     pool: str
     task: bytes
     prepare: bytes
+    setup: WorkerSetup | None = None
     timeout: float | None = None
     startup_timeout: float | None = None
-    environment: tuple[tuple[str, str], ...] = ()
-    compile_cache: str = "off"
     log: str | None = None
     cores: tuple[int, ...] = ()
 
@@ -106,7 +105,7 @@ class ChildPool:
     def run(self, call: Call, cancelled=lambda: False) -> Reply:
         """Run `call.task` in a child of its pool and return how it ended (see module)."""
         host = socket.gethostname()
-        key = (call.pool, call.environment, call.compile_cache, call.log, call.cores)
+        key = (call.pool, call.setup, call.log, call.cores)
         for attempt in (1, 2):
             startup = math.nan
             child = self._checkout(key)
@@ -166,50 +165,40 @@ class ChildPool:
 
     def _start(self, key: tuple, call: Call, cancelled) -> tuple[_Child | None, Reply | None]:
         """A fresh child of `call.pool`, ready (its `prepare` done), or the Reply saying why there is none."""
-        from convparity.harness.running import compile_cache
-
-        environment = dict(os.environ)
-        environment.update(call.environment)
-        environment.update(compile_cache.environment(call.compile_cache, environment))
-        environment["PYTHONPATH"] = os.pathsep.join(path or os.getcwd() for path in sys.path)
+        environment = dict(os.environ) if call.setup is None else call.setup.environment(os.environ)
+        environment["PYTHONPATH"] = import_path()
         log = call.log or default_log()
-        ours, theirs = socket.socketpair()
-        try:
-            with open(log, "ab") as output:
-                process = self._spawner.submit(
-                    subprocess.Popen, [sys.executable, "-m", __name__, str(theirs.fileno()), str(os.getpid())],
-                    pass_fds=(theirs.fileno(),), env=environment, stdin=subprocess.DEVNULL, stdout=output,
-                    stderr=output).result()
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        child = _Child(key, process, Connection(ours.detach()), log)
+        process, conn = start_worker(call.pool, environment, log, call.prepare,
+                                     spawn=lambda *a, **k: self._spawner.submit(subprocess.Popen, *a, **k).result())
+        child = _Child(key, process, conn, log)
         if call.cores:
             pin_process(process.pid, call.cores[worker_index() % len(call.cores)])
-        child.conn.send_bytes(pickle.dumps((call.pool, log)))
-        child.conn.send_bytes(call.prepare)
         started = time.perf_counter()
         deadline = math.inf if call.startup_timeout is None else started + call.startup_timeout
-        while not child.conn.poll(min(POLL_SECONDS, max(0.0, deadline - time.perf_counter()))):
-            if time.perf_counter() >= deadline:
+        alive = False
+        while True:
+            while not child.conn.poll(min(POLL_SECONDS, max(0.0, deadline - time.perf_counter()))):
+                if time.perf_counter() >= deadline:
+                    child.kill()
+                    return None, Reply(failure="error", message=(
+                        f"the {call.pool} worker did not start within {call.startup_timeout:g} s "
+                        "(framework imports; see --startup-timeout); worker killed"))
+                if cancelled():
+                    child.kill()
+                    return None, Reply(failure="error", message="cancelled while its worker started")
+            try:
+                said = pickle.loads(child.conn.recv_bytes())
+            except (EOFError, OSError):
                 child.kill()
-                return None, Reply(failure="error", message=(
-                    f"the {call.pool} worker did not start within {call.startup_timeout:g} s "
-                    "(framework imports; see --startup-timeout); worker killed"))
-            if cancelled():
+                when = "before it was ready (while importing its framework)" if alive else \
+                    "before it could start Python and import convparity"
+                return None, Reply(failure="crash" if alive else "start", message=self._death(child, when))
+            if said == READY:
+                return child, None
+            if said != ALIVE:
                 child.kill()
-                return None, Reply(failure="error", message="cancelled while its worker started")
-        try:
-            ready = pickle.loads(child.conn.recv_bytes())
-        except (EOFError, OSError):
-            child.kill()
-            return None, Reply(failure="crash", message=self._death(child, "before it was ready"))
-        if ready != _READY:
-            child.kill()
-            return None, Reply(failure="error", message=f"the {call.pool} worker answered {ready!r} when starting")
-        return child, None
+                return None, Reply(failure="error", message=f"the {call.pool} worker answered {said!r} when starting")
+            alive = True
 
     def _wait(self, child: _Child, call: Call, cancelled) -> Reply:
         started = time.perf_counter()
@@ -288,19 +277,3 @@ def run_call(call: Call) -> Reply:
                      host=socket.gethostname())
 
 
-def main(argv: list[str]) -> None:
-    """A child: read its pool, log and pickled `prepare` from the connection on fd argv[1], then serve tasks."""
-    fd, parent = int(argv[1]), int(argv[2])
-    conn = Connection(fd)
-    pool, log = pickle.loads(conn.recv_bytes())
-    prepare_bytes = conn.recv_bytes()
-
-    def prepare() -> Any:  # unpickled inside `prepare`, so that a missing module is reported like any failure
-        step = pickle.loads(prepare_bytes)
-        return None if step is None else step()
-
-    _serve(conn, pool, parent, log, prepare)
-
-
-if __name__ == "__main__":
-    main(sys.argv)

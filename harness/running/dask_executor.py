@@ -40,20 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from convparity.harness.errors import ConvparityError, describe_exception
 from convparity.harness.running.child_pool import Call, Reply, run_call
-from convparity.harness.running.executor import (
-    WORKER_ENVIRONMENT,
-    Outcome,
-    PoolTiming,
-    Task,
-    describe_exception,
-    task_rank,
-)
+from convparity.harness.running.executor import Outcome, PoolTiming, Task, task_rank
 
 RESOURCE_REFRESH_SECONDS = 30.0
 
 
-class DaskUnavailable(RuntimeError):
+class DaskUnavailable(ConvparityError, RuntimeError):
     """Dask is not installed, or its scheduler cannot be reached (the message says which and how to fix it)."""
 
 
@@ -101,8 +95,6 @@ class DaskExecutor:
     client: Any
     log: Path | None = None
     startup_timeout: float | None = None
-    environment: Mapping[str, str] = field(default_factory=lambda: dict(WORKER_ENVIRONMENT))
-    compile_cache: str = "off"
     resources: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     cores: tuple[int, ...] = ()
     cluster: Any = None
@@ -139,8 +131,7 @@ class DaskExecutor:
             self._outcomes.append(Outcome(tag, failure="error",
                                           message=f"the task could not be sent: {describe_exception(error)}"))
             return
-        call = Call(task.pool, task_bytes, prepare, timeout, self.startup_timeout,
-                    tuple(sorted(self.environment.items())), self.compile_cache,
+        call = Call(task.pool, task_bytes, prepare, getattr(task, "setup", None), timeout, self.startup_timeout,
                     str(self.log) if self.log else None, self.cores)
         urgency, seconds = task_rank(task)
         key = f"convparity-{task.pool.replace(':', '-')}-{self._prefix}-{next(self._numbers)}"
@@ -191,15 +182,15 @@ class DaskExecutor:
                 timing.task_ended(reply.seconds, failed=True)
                 return Outcome(tag, failure=reply.failure, message=reply.message, seconds=reply.seconds)
             try:
-                ok, value, stats = pickle.loads(reply.payload)
+                ok, value, seconds = pickle.loads(reply.payload)
             except Exception as error:  # noqa: BLE001 - e.g. a module the client lacks
                 timing.task_ended(math.nan, failed=True)
                 return Outcome(tag, failure="error", message=f"the result could not be read here: "
                                                              f"{describe_exception(error)}")
-            timing.task_ended(math.nan, stats, failed=not ok)
+            timing.task_ended(seconds, failed=not ok)
             if ok:
                 return Outcome(tag, value=value)
-            return Outcome(tag, failure="error", message=value, seconds=stats[0])
+            return Outcome(tag, failure="error", message=value, seconds=seconds)
         timing.task_ended(math.nan, failed=True)
         if future.status == "cancelled":
             return Outcome(tag, failure="error", message="the task was cancelled on the cluster")

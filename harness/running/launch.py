@@ -5,30 +5,31 @@ or "dask" with no scheduler (a LocalCluster of `jobs` workers started for the sw
 address tcp://HOST:PORT or a scheduler file: an existing cluster). `open_executor` builds it from the
 run's settings:
 
-- worker environment: WORKER_ENVIRONMENT, each variable as this process has it if set (a user's own
-  thread count wins), sent to every worker explicitly, never left to what a remote worker inherits;
-- compile caches: the run's `compile_cache` setting, resolved where workers start (this machine for
-  local workers, each Dask worker's machine for a cluster: convparity.harness.running.compile_cache);
+- worker environment: each task carries its pool's WorkerSetup (harness.running.placement: the thread
+  variables as this process has them, the backend's own variables, its compile cache), resolved where
+  its workers start (this machine, or each Dask worker's machine);
 - placement: each backend's declared `resources` (Dask only);
 - `slots`: how many tasks run at once (the sweep's look-ahead window grows with it).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from convparity.harness.running.executor import WORKER_ENVIRONMENT, Executor, LocalProcessExecutor, slot_cores
+from convparity.harness.errors import ConvparityError
+from convparity.harness.running.executor import Executor
+from convparity.harness.running.local_executor import LocalProcessExecutor
+from convparity.harness.running.placement import slot_cores, thread_variables
 from convparity.harness.settings import RunSettings
 
 EXECUTORS = ("local", "dask")
 
 
-class ExecutorChoiceError(ValueError):
+class ExecutorChoiceError(ConvparityError, ValueError):
     """An executor choice that cannot be used; the message names the option."""
 
 
@@ -51,11 +52,6 @@ class ExecutorChoice:
     def describe(self) -> dict[str, Any]:
         """For run.json."""
         return {"kind": self.kind, "scheduler": self.scheduler}
-
-
-def worker_environment() -> dict[str, str]:
-    """WORKER_ENVIRONMENT with this process's own values where it has them."""
-    return {name: os.environ.get(name, value) for name, value in WORKER_ENVIRONMENT.items()}
 
 
 @dataclass
@@ -86,13 +82,8 @@ def backend_resources(backends: tuple[str, ...]) -> dict[str, dict[str, float]]:
 @contextmanager
 def open_executor(choice: ExecutorChoice, settings: RunSettings, log: Path) -> Iterator[OpenedExecutor]:
     """The executor `choice` asks for, open for the duration; `log` is the run folder's worker log."""
-    from convparity.harness.running import compile_cache
-
-    environment = worker_environment()
     if choice.kind == "local":
-        local_environment = {**environment, **compile_cache.environment(settings.compile_cache)}
-        with LocalProcessExecutor(settings.jobs, log=log, startup_timeout=settings.startup_timeout,
-                                  environment=local_environment) as executor:
+        with LocalProcessExecutor(settings.jobs, log=log, startup_timeout=settings.startup_timeout) as executor:
             yield OpenedExecutor(executor, settings.jobs, {**choice.describe(), "jobs": settings.jobs})
         return
     from convparity.harness.running import dask_executor
@@ -100,15 +91,14 @@ def open_executor(choice: ExecutorChoice, settings: RunSettings, log: Path) -> I
     if choice.scheduler is None:
         cluster = dask_executor.local_cluster(settings.jobs)
         client = dask_executor.connect(cluster)
-        cores = tuple(slot_cores(settings.jobs, environment))
+        cores = tuple(slot_cores(settings.jobs, thread_variables()))
         worker_log: Path | None = log
     else:
         cluster, client, cores, worker_log = None, dask_executor.connect(choice.scheduler), (), None
     try:
         dask = dask_executor.DaskExecutor(
-            client, log=worker_log, startup_timeout=settings.startup_timeout, environment=environment,
-            compile_cache=settings.compile_cache, resources=backend_resources(settings.backends), cores=cores,
-            cluster=cluster)
+            client, log=worker_log, startup_timeout=settings.startup_timeout,
+            resources=backend_resources(settings.backends), cores=cores, cluster=cluster)
     except BaseException:
         client.close()
         if cluster is not None:

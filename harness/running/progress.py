@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from convparity.harness.results import BAD_STATUSES, Row
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -19,6 +18,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from convparity.harness.results import Row
+from convparity.harness.vocabulary import BAD_STATUSES
 
 
 class SweepProgress:

@@ -5,9 +5,14 @@ The unit of work is an `Item`: one case in one dtype and the backends that still
 
 - Each backend is probed once first (in its own worker, the parent never imports a framework). An
   unavailable one runs nothing and has no rows: `on_versions` reports it once, with the reason.
+- A task whose worker could not start at all (outcome `start`: the harness's own failure, never the
+  backend's) stops the sweep with one WorkerStartError naming the pool and the log.
 - Every backend runs the item (`RunCase`, under `settings.timeout`); when all have answered, one
   `EvaluateCase` computes the reference once (under `settings.reference_timeout`) and turns every
   backend's outputs into rows, which are written together.
+- Tasks say what they should cost (harness.running.cost_model) and where their workers start
+  (harness.running.placement.WorkerSetup); `on_ran(backend, spec, ran)` hears of every result a
+  backend returned (the sweep learns costs and compile time from them).
 - A backend task that crashes, times out or fails becomes that backend's rows for the item; an
   evaluation that fails becomes `reference-error` rows for the backends it was comparing (their
   outputs were validated in their own workers, so the failure can only be the reference's).
@@ -23,13 +28,32 @@ from typing import Any
 
 from convparity.harness.backends.manager import PluginSelection
 from convparity.harness.cases.descriptor import Case
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.errors import ConvparityError
 from convparity.harness.evaluation.verdict import BackendResult, Ran, Status, case_rows
 from convparity.harness.results import Row
+from convparity.harness.running.cost_model import CostModel
 from convparity.harness.running.executor import Executor, Outcome
-from convparity.harness.running.tasks import BackendInfo, EvaluateCase, Probe, RunCase, WarmUp
+from convparity.harness.running.placement import WorkerSetup
+from convparity.harness.running.tasks import (
+    BackendInfo,
+    EvaluateCase,
+    Probe,
+    RunCase,
+    WarmUp,
+    backend_pool,
+    reference_setup,
+)
 from convparity.harness.settings import RunSettings
 
 DoneKey = tuple[str, bool, str, str]  # (descriptor, bias, dtype, backend) whose rows are all written
+
+
+class WorkerStartError(ConvparityError):
+    """No worker of a pool could start (the harness's own failure: nothing of the backend ran)."""
+
+    def __init__(self, pool: str, message: str) -> None:
+        super().__init__(f"no worker of pool {pool} could start, so the sweep stopped: {message}")
 
 
 @dataclass
@@ -66,14 +90,22 @@ class SweepVersions:
     unavailable: dict[str, str]
 
 
+OnRan = Callable[[str, ConvSpec, Ran], None]
+
+
 class _Sweep:
     def __init__(self, settings: RunSettings, executor: Executor, write: Callable[[list[Row]], None],
-                 on_versions: Callable[[SweepVersions], None] | None, plugins: PluginSelection) -> None:
+                 on_versions: Callable[[SweepVersions], None] | None, plugins: PluginSelection, costs: CostModel,
+                 on_ran: OnRan | None) -> None:
         self.settings = settings
         self.executor = executor
         self.write = write
         self.on_versions = on_versions
+        self.on_ran = on_ran
         self.plugins = plugins
+        self.costs = costs
+        self.setups = {name: WorkerSetup.here(name, plugins, settings.compile_cache) for name in settings.backends}
+        self.reference_setup = reference_setup(plugins)
         self.probed: dict[str, BackendInfo | Status] = {}
         self.waiting: dict[str, list[Item]] = {}
         self.in_flight = 0
@@ -86,8 +118,8 @@ class _Sweep:
     def run(self, items: Iterator[Item], window: int) -> SweepVersions:
         for name in self.settings.backends:
             self.waiting[name] = []
-            self.submit(Probe(name, self.plugins), ("probe", name), self.settings.startup_timeout)
-        self.submit(WarmUp(), ("warm-up", None), None)
+            self.submit(Probe(name, self.plugins, self.setups[name]), ("probe", name), self.settings.startup_timeout)
+        self.submit(WarmUp(self.reference_setup), ("warm-up", None), None)
         handlers: dict[str, Callable[[Any, Outcome], None]] = {
             "probe": self.probe_ended, "run": self.run_ended, "evaluate": self.evaluate_ended}
         while True:
@@ -98,6 +130,10 @@ class _Sweep:
             outcome = self.executor.next_outcome()
             self.tasks -= 1
             kind, subject = outcome.tag
+            if outcome.failure == "start":
+                pool = backend_pool(subject) if kind == "probe" else "reference" if kind != "run" else \
+                    backend_pool(subject[1])
+                raise WorkerStartError(pool, outcome.message)
             handle = handlers.get(kind)
             if handle:  # a warm-up has nothing to hand over
                 handle(subject, outcome)
@@ -128,7 +164,9 @@ class _Sweep:
         elif info.unavailable:
             item.backends.remove(name)  # named once in run.json and reports, no rows
         else:
-            self.submit(RunCase(name, item.case.spec, self.settings.seed, info.version, self.plugins),
+            spec = item.case.spec
+            self.submit(RunCase(name, spec, self.settings.seed, info.version, self.plugins, self.setups[name],
+                                self.costs.expected_seconds(spec, name)),
                         ("run", (item, name)), self.settings.timeout)
 
     def probe_ended(self, name: str, outcome: Outcome) -> None:
@@ -145,6 +183,8 @@ class _Sweep:
     def run_ended(self, subject: tuple[Item, str], outcome: Outcome) -> None:
         item, name = subject
         result = Status(outcome.failure, outcome.message, outcome.seconds) if outcome.failure else outcome.value
+        if isinstance(result, Ran) and self.on_ran is not None:
+            self.on_ran(name, item.case.spec, result)
         item.results[name] = BackendResult(name, self.probed[name].version, result)  # type: ignore[union-attr]
         self.evaluate_if_complete(item)
 
@@ -156,8 +196,10 @@ class _Sweep:
         if not results:
             self.in_flight -= 1
         elif any(isinstance(part.result, Ran) for part in results):
-            self.submit(EvaluateCase(item.case.spec, item.case.name, self.settings.seed,
-                                     self.settings.tolerance_factor, results, item.case.compared),
+            spec = item.case.spec
+            self.submit(EvaluateCase(spec, item.case.name, self.settings.seed, self.settings.tolerance_factor, results,
+                                     item.case.compared, self.reference_setup,
+                                     self.costs.expected_evaluation_seconds(spec, len(results))),
                         ("evaluate", (item, results)),
                         self.settings.reference_timeout)
         else:
@@ -192,13 +234,17 @@ def run_sweep(
     on_versions: Callable[[SweepVersions], None] | None = None,
     window: int | None = None,
     plugins: PluginSelection | None = None,
+    costs: CostModel | None = None,
+    on_ran: OnRan | None = None,
 ) -> SweepVersions:
     """Run every item, calling `write(rows)` once per item as it finishes (in any order).
 
     `on_versions(found)` is called once every backend has been probed; the same is returned.
     `window` bounds the items in flight (default 4 per job + 4). `plugins` is the plugin selection
-    workers load (default: this process's CONVPARITY_PLUGINS / CONVPARITY_EXTRA_PLUGINS).
+    workers load (default: this process's CONVPARITY_PLUGINS / CONVPARITY_EXTRA_PLUGINS). `costs`
+    orders the tasks (default: every backend at the default cost); `on_ran` hears of every result.
     """
     window = window or 4 * settings.jobs + 4
     plugins = plugins or PluginSelection.from_environment()
-    return _Sweep(settings, executor, write, on_versions, plugins).run(iter(items), window)
+    costs = costs or CostModel({})
+    return _Sweep(settings, executor, write, on_versions, plugins, costs, on_ran).run(iter(items), window)

@@ -5,10 +5,11 @@ N machines with the same options, and `convparity merge` (convparity.harness.run
 
 Assignment (`shard_cases`): the sweep's stream of (case, dtype) items is walked in its order, and each
 item goes to the shard with the least expected work so far (the expected seconds of every backend's
-run and of the evaluation, convparity.harness.running.cost; ties to the lowest-numbered shard). Every shard walks
-the same stream and computes the same assignment, holding only N running totals, so it needs no
-coordination and no memory per case; each shard ends within one item's cost of an even share. A
-case's backends stay together, so the reference is computed once per case, as in an unsharded run.
+run and of the evaluation, from the backends' declared costs only: harness.running.cost_model;
+ties to the lowest-numbered shard). Every shard walks the same stream and computes the same assignment
+on whichever machine, holding only N running totals, so it needs no coordination and no memory per
+case; each shard ends within one item's cost of an even share. A case's backends stay together, so the
+reference is computed once per case, as in an unsharded run.
 
 A shard's run folder records its shard in run.json; its cases.csv logs only its own cases, and
 `--resume` draws the same shard of the same stream again.
@@ -16,16 +17,18 @@ A shard's run folder records its shard in run.json; its cases.csv logs only its 
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from convparity.harness.cases.descriptor import Case
-from convparity.harness.running.cost import expected_item_seconds
+from convparity.harness.errors import ConvparityError
+from convparity.harness.running.cost_model import CostModel, declared_costs
 
 
-class ShardError(ValueError):
+class ShardError(ConvparityError, ValueError):
     """A shard that is not K/N with 1 <= K <= N (the message quotes it)."""
 
 
@@ -63,12 +66,26 @@ class Shard:
         return cls(stored["index"], stored["count"])
 
 
+def shard_costs(backends: tuple[str, ...]) -> CostModel:
+    """The cost model shards are balanced by: the backends' declared costs, alike on every machine."""
+    return CostModel.of(declared_costs(backends))
+
+
 def assign(cases: Iterable[Case], count: int, backends: tuple[str, ...]) -> Iterator[tuple[int, Case]]:
-    """(shard index, case) for every case in order: each to the least-loaded of `count` shards so far."""
-    loads = [0.0] * count
+    """(shard index, case) for every case in order: each to the least-loaded of `count` shards so far (ties: the
+    lowest index). O(log) per case and memory only for shards that hold a case, however large `count` is:
+    a shard still empty has the least load of all, so the next empty one is taken before any other."""
+    costs = shard_costs(backends)
+    loaded: list[tuple[float, int]] = []  # (load, index) of the shards that hold a case: a heap
+    unused = 0  # shards 0..unused-1 hold a case; the rest are empty
     for case in cases:
-        target = min(range(count), key=lambda i: (loads[i], i))
-        loads[target] += expected_item_seconds(case.spec, backends)
+        cost = costs.expected_item_seconds(case.spec, backends)
+        if unused < count and (not loaded or loaded[0][0] > 0):
+            target, load = unused, 0.0
+            unused += 1
+        else:
+            load, target = heapq.heappop(loaded)
+        heapq.heappush(loaded, (load + cost, target))
         yield target + 1, case
 
 

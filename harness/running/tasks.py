@@ -11,9 +11,10 @@ A task names the `pool` of workers that runs it: one pool per backend ("backend:
 framework is imported only in its own workers, once per worker, and the pool "reference" for
 evaluations, so the reference's BLAS threads never share a process with a framework.
 A task's `prepare` is what a fresh worker of its pool runs before it takes any task (a backend's
-framework import), under the start-up deadline rather than the task's own timeout. Its
-`expected_seconds` (convparity.harness.running.cost) and `urgency` order the executor's queue: probes first,
-then evaluations, then the backends' runs, longest expected first.
+framework import), under the start-up deadline rather than the task's own timeout, and its `setup` the
+environment that worker starts with (harness.running.placement). Its `expected_seconds` (given by the
+sweep from harness.running.cost_model) and `urgency` order the executor's queue: probes first, then
+evaluations, then the backends' runs, longest expected first.
 Backends are looked up by name in the worker's own plugin manager, built from the `PluginSelection`
 the task carries (never from inherited environment variables), so a remote worker needs nothing else.
 """
@@ -27,8 +28,9 @@ from convparity.harness.backends.contract import Backend
 from convparity.harness.backends.manager import PluginSelection
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.verdict import BackendResult, Ran, Status, case_rows, run_backend
-from convparity.harness.results import TENSORS, Row
-from convparity.harness.running import cost
+from convparity.harness.results import Row
+from convparity.harness.running.placement import WorkerSetup
+from convparity.harness.vocabulary import TENSORS
 
 REFERENCE_POOL = "reference"
 PROBE_URGENCY = 2  # every case of a backend waits for its probe
@@ -69,10 +71,16 @@ class PrepareBackend:
         _backend(self.backend, self.plugins)
 
 
+def reference_setup(plugins: PluginSelection) -> WorkerSetup:
+    """The setup of the reference's workers: the thread variables only."""
+    return WorkerSetup.here(None, plugins, "off")
+
+
 @dataclass(frozen=True)
 class Probe:
     backend: str
     plugins: PluginSelection = field(default_factory=PluginSelection)
+    setup: WorkerSetup | None = None
     urgency = PROBE_URGENCY
 
     @property
@@ -96,6 +104,7 @@ class DescribeBackend:
 
     backend: str
     plugins: PluginSelection = field(default_factory=PluginSelection)
+    setup: WorkerSetup | None = None
 
     @property
     def pool(self) -> str:
@@ -123,6 +132,7 @@ class DescribeBackend:
 class WarmUp:
     """Nothing to do: submitted first so that the reference's worker starts alongside the backends'."""
 
+    setup: WorkerSetup | None = None
     pool: str = REFERENCE_POOL
     prepare = None
 
@@ -137,14 +147,12 @@ class RunCase:
     seed: int
     version: str = ""
     plugins: PluginSelection = field(default_factory=PluginSelection)
+    setup: WorkerSetup | None = None
+    expected_seconds: float = 0.0
 
     @property
     def pool(self) -> str:
         return backend_pool(self.backend)
-
-    @property
-    def expected_seconds(self) -> float:
-        return cost.expected_seconds(self.spec, self.backend)
 
     @property
     def prepare(self) -> PrepareBackend:
@@ -162,14 +170,12 @@ class EvaluateCase:
     tolerance_factor: float
     results: tuple[BackendResult, ...]
     compared: tuple[str, ...] = TENSORS
+    setup: WorkerSetup | None = None
+    expected_seconds: float = 0.0
 
     pool = REFERENCE_POOL
     prepare = None
     urgency = EVALUATION_URGENCY
-
-    @property
-    def expected_seconds(self) -> float:
-        return cost.expected_evaluation_seconds(self.spec, len(self.results))
 
     def __call__(self) -> list[Row]:
         return case_rows(self.spec, self.name, self.seed, self.tolerance_factor, self.results, self.compared)

@@ -59,6 +59,11 @@ class Evaluator:
         self.counts = EvaluationCounts()
         self._named = 0
 
+    def replay(self, observations: Sequence[Observation]) -> None:
+        """Take observations made earlier (a resumed search's results.csv) as if just made: they are not run again."""
+        for observation in observations:
+            self.cache[(observation.spec, observation.backend)] = observation
+
     def probe(self) -> SweepVersions:
         """Probe every backend of the settings (no cases): their versions, or why they are unavailable."""
         found = run_sweep([], self.settings, self.executor, lambda rows: None, plugins=self.plugins,

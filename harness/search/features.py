@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-from convparity.harness.cases.spec import DTYPES, ConvSpec
+
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.vocabulary import DTYPES
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from convparity.harness.results import TENSORS
 from convparity.harness.search.features import feature_matrix
 from convparity.harness.search.observations import Observation
 from convparity.harness.search.rules import Fit, Rule, fit_rules
 from convparity.harness.search.shrink import complexity
+from convparity.harness.vocabulary import TENSORS
 
 MIN_EXACT_COVER = 3
 

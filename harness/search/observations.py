@@ -23,7 +23,8 @@ from typing import Any
 
 from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.results import TENSORS, bias_word
+from convparity.harness.results import bias_word
+from convparity.harness.vocabulary import TENSORS
 
 FAILING_STATUSES = ("fail", "xfail")
 BROKEN_STATUSES = ("error", "crash")

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from convparity.harness.backends.manager import PluginSelection
 from convparity.harness.cases.inputs import case_seed
-from convparity.harness.cases.spec import UNIT_ROUNDOFF, ConvSpec
+from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.bound import UNDERFLOW
+from convparity.harness.vocabulary import UNIT_ROUNDOFF
 
 HEADER = '''\
 #!/usr/bin/env python3
@@ -293,7 +294,8 @@ THROUGH_CONVPARITY = ((), '''sys.path.insert(0, $root)  # the convparity checkou
 os.environ.setdefault("CONVPARITY_PLUGINS", $only)
 os.environ.setdefault("CONVPARITY_EXTRA_PLUGINS", $extra)
 from convparity.harness.backends.manager import get_manager  # noqa: E402
-from convparity.harness.cases.spec import ConvSpec, numpy_dtype  # noqa: E402''', '''
+from convparity.harness.cases.spec import ConvSpec  # noqa: E402
+from convparity.harness.vocabulary import numpy_dtype  # noqa: E402''', '''
 BACKEND = $backend_name
 
 
@@ -364,7 +366,7 @@ def script_text(spec: ConvSpec, *, backend: str, version: str, tensors: tuple[st
         "os": "import os\n" if "os." in setup else "", "batch": spec.batch, "in_channels": spec.in_channels,
         "out_channels": spec.out_channels, "groups": spec.groups, "input_size": spec.input_size,
         "kernel_size": spec.kernel_size, "stride": spec.stride, "dilation": spec.dilation, "padding": spec.padding,
-        "bias": spec.bias, "check": tuple(tensors), "u_acc": _power_of_two(UNIT_ROUNDOFF[accumulation]),
+        "bias": spec.bias, "check": tuple(map(str, tensors)), "u_acc": _power_of_two(UNIT_ROUNDOFF[accumulation]),
         "u_out": _power_of_two(UNIT_ROUNDOFF[spec.dtype]), "eta": _power_of_two(UNDERFLOW[spec.dtype]),
     })
     parts = [header, _fill(run, values), _fill(INPUTS, {"seed": case_seed(spec, seed)}),

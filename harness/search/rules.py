@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.search.features import FEATURES, Literal, feature_matrix, literal, literal_matrix
 

@@ -16,35 +16,46 @@ Phases, all through one executor (the sweep's workers, isolation and verdicts; c
 3. group and check (convparity.harness.search.group, convparity.harness.search.check): groups by cause with their rules,
    each rule checked on fresh cases.
 4. write: results.csv (every evaluation), run.json (with the search's own numbers), findings.csv,
-   findings.md, repro/<group>.py, summary.csv/summary.md and report.html.
+   findings.md and repro/<group>.py (convparity.search and `convparity search` then write the reports).
+
+A search runs in a RunContext (harness.running.context) like a sweep: on any executor (local or Dask),
+with the compile cache, and interrupted, it writes the findings it has so far (grouped, not checked)
+before it stops. `resume_search(path)` continues it: every evaluation already in results.csv is replayed
+from there, not run again, so the search retraces its own steps (its draws are seeded) and goes on
+where it stopped; a budget in cases gives the same findings as an uninterrupted search.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
 from convparity.harness.backends.manager import PluginSelection
-from convparity.harness.cases.spec import DTYPES
-from convparity.harness.results import ResultsWriter, Row
+from convparity.harness.files import RunFolderError
+from convparity.harness.results import Row, read_results
 from convparity.harness.running import run_folder
-from convparity.harness.running.executor import WORKER_ENVIRONMENT, Executor, LocalProcessExecutor
+from convparity.harness.running.context import RunContext, RunInterrupted
+from convparity.harness.running.executor import Executor
+from convparity.harness.running.interrupts import Interrupted
+from convparity.harness.running.launch import ExecutorChoice
+from convparity.harness.running.placement import thread_variables
+from convparity.harness.running.run_record import RunRecord
 from convparity.harness.running.sweep import DEFAULT_DTYPES, SweepError, available_backends
-from convparity.harness.search.check import check_rules
+from convparity.harness.search.check import RuleCheck, check_rules
 from convparity.harness.search.evaluations import EvaluationCounts, Evaluator
 from convparity.harness.search.explore import Explorer
 from convparity.harness.search.findings import Finding, write_findings
-from convparity.harness.search.group import Key, group_failures
-from convparity.harness.search.observations import Observation
+from convparity.harness.search.group import Group, Key, group_failures
+from convparity.harness.search.observations import Observation, observations_from_rows
 from convparity.harness.search.shrink import Shrunk, fails_the_same_way, shrink
 from convparity.harness.search.space import SpecSpace
 from convparity.harness.settings import DEFAULT_REFERENCE_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, RunSettings
+from convparity.harness.vocabulary import check_dtypes
 
 DEFAULT_BUDGET = 100
 DEFAULT_SHRINK_BUDGET = 300
@@ -150,6 +161,9 @@ class _Hunt:
     def _all(self) -> list[Observation]:
         return list(self.evaluator.cache.values())
 
+    def minimal(self) -> list[Observation]:
+        return [s.minimal for s in self.shrunk]
+
 
 def search(
     backends: Sequence[str],
@@ -167,22 +181,23 @@ def search(
     shrink_budget: int = DEFAULT_SHRINK_BUDGET,
     extra_shrinks: int = DEFAULT_EXTRA_SHRINKS,
     check_rounds: int = 3,
-    executor: Executor | None = None,
+    executor: ExecutorChoice | Executor | None = None,
+    compile_cache: str = "default",
     log: TextIO | None = None,
 ) -> SearchResult:
     """Search `backends` for disagreements with the reference (see the module docstring).
 
     budget: cases to explore (default DEFAULT_BUDGET unless `minutes` is given); minutes: stop
     exploring after that long (whichever comes first). seed: the search's draws and the inputs.
-    executor: where tasks run (default: local worker processes, `jobs` at once).
-    log: where progress lines go (None: nowhere).
+    executor: where tasks run (an ExecutorChoice, default local worker processes `jobs` at once, or an
+    Executor object); compile_cache: as for a sweep. log: where progress lines go (None: nowhere).
     """
-    dtypes = tuple(dict.fromkeys(dtypes))
-    unknown = [d for d in dtypes if d not in DTYPES]
-    if unknown or not dtypes:
-        raise SweepError(f"unknown dtype {unknown[0]!r} (known: {', '.join(DTYPES)})" if unknown else "no dtypes")
+    try:
+        dtypes = check_dtypes(list(dtypes))
+    except ValueError as error:
+        raise SweepError(str(error)) from None
     for name, value in (("budget", budget), ("shrink_budget", shrink_budget)):
-        if value is not None and (not isinstance(value, int) or value < 1):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise SweepError(f"{name} must be a positive number of cases, got {value!r}")
     if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
         raise SweepError(f"minutes must be a finite number > 0, got {minutes!r}")
@@ -190,93 +205,104 @@ def search(
         budget = DEFAULT_BUDGET
     settings = RunSettings(backends=available_backends(backends), dtypes=dtypes, grids=(), seed=seed, timeout=timeout,
                            jobs=jobs, tolerance_factor=tolerance_factor, startup_timeout=startup_timeout,
-                           reference_timeout=reference_timeout)
+                           reference_timeout=reference_timeout, compile_cache=compile_cache)
     path = Path(out) if out is not None else run_folder.default_run_dir(Path("reports"), ("search",))
-    run_folder.create(path)
-    with run_folder.lock(path):
-        metadata = _metadata(settings, budget, minutes, shrink_budget)
-        run_folder.write_metadata(path, metadata)
-        writer = ResultsWriter(path)
-        try:
-            if executor is None:
-                with LocalProcessExecutor(jobs, log=path / "workers.log", startup_timeout=startup_timeout) as local:
-                    result = _run(path, settings, local, writer, budget, minutes, shrink_budget, extra_shrinks,
-                                  check_rounds, log, metadata)
-            else:
-                result = _run(path, settings, executor, writer, budget, minutes, shrink_budget, extra_shrinks,
-                              check_rounds, log, metadata)
-        except BaseException:
-            writer.close()
-            metadata["status"] = "interrupted"
-            run_folder.write_metadata(path, metadata)
-            raise
-        writer.close()
-    from convparity.harness.reporting.summaries import write_reports
-
-    if result.counts.total:
-        write_reports(path)
+    plan = {"budget": budget, "minutes": minutes, "shrink_budget": shrink_budget, "extra_shrinks": extra_shrinks,
+            "check_rounds": check_rounds}
+    record = RunRecord("search", settings, harness_commit=run_folder.harness_commit(), search=dict(plan),
+                       worker_environment=thread_variables())
+    with RunContext.new(path, record) as context:
+        result = _hunt(context, executor, log, replayed=[])
+        context.finish()
     return result
 
 
-def _metadata(settings: RunSettings, budget: int | None, minutes: float | None, shrink_budget: int) -> dict:
-    from datetime import UTC, datetime
+def resume_search(path: str | Path, jobs: int | None = None, *, executor: ExecutorChoice | Executor | None = None,
+                  compile_cache: str | None = None, log: TextIO | None = None) -> SearchResult:
+    """Continue the interrupted search in `path` with its own settings (only the number of jobs, the executor
+    and the compile cache may change): its evaluations are replayed from results.csv, then it goes on."""
+    path = Path(path)
+    record = run_folder.read_record(path)
+    if record.kind != "search":
+        raise RunFolderError(f"{path} holds a {record.kind}, not a search: continue it with: convparity run "
+                             f"--resume {path}")
+    with RunContext.reopen(path) as context:
+        settings = context.record.settings
+        if jobs is not None:
+            settings = replace(settings, jobs=jobs)
+        if compile_cache is not None:
+            settings = replace(settings, compile_cache=compile_cache)
+        context.record.settings = settings
+        replayed = observations_from_rows(read_results(path).itertuples(index=False)) \
+            if (path / "results.csv").is_file() else []
+        result = _hunt(context, executor, log, replayed=replayed)
+        context.finish()
+    return result
 
-    from convparity import __version__
 
-    return {
-        "harness_version": __version__, "harness_commit": run_folder.harness_commit(), "status": "running",
-        "settings": settings.to_json(), "backend_versions": {}, "unavailable": {},
-        "search": {"budget": budget, "minutes": minutes, "shrink_budget": shrink_budget},
-        "worker_environment": {name: os.environ.get(name, value) for name, value in WORKER_ENVIRONMENT.items()},
-        "started": datetime.now(UTC).isoformat(timespec="seconds"), "seconds": 0.0,
-    }
-
-
-def _run(path: Path, settings: RunSettings, executor: Executor, writer: ResultsWriter, budget: int | None,
-         minutes: float | None, shrink_budget: int, extra_shrinks: int, check_rounds: int, log: TextIO | None,
-         metadata: dict) -> SearchResult:
+def _hunt(context: RunContext, executor: ExecutorChoice | Executor | None, log: TextIO | None,
+          replayed: list[Observation]) -> SearchResult:
+    """The search in an open run context (see the module docstring); `replayed`: observations made before."""
+    record, path = context.record, context.path
+    settings, plan = record.settings, record.search
+    context.open_logs(cases=False)
     started = time.perf_counter()
-    plugins = PluginSelection.from_environment()
 
     def write(rows: list[Row]) -> None:
+        assert context.results is not None
         try:
-            writer.write(rows)
+            context.results.write(rows)
         except OSError as error:
-            raise run_folder.os_error(writer.path, error) from None
+            raise run_folder.os_error(context.results.path, error) from None
 
     def say(line: str) -> None:
         if log is not None:
             print(f"convparity search: {line}", file=log, flush=True)
 
-    evaluator = Evaluator(settings, executor, plugins, write)
-    evaluator.probe()
-    metadata.update(backend_versions=evaluator.versions, unavailable=evaluator.unavailable)
-    for name, reason in evaluator.unavailable.items():
-        say(f"backend {name} is unavailable, it runs nothing: {reason}")
-    rng = random.Random(settings.seed)
-    space = SpecSpace(settings.dtypes)
-    hunt = _Hunt(evaluator, space, rng, settings.jobs, shrink_budget, say, started)
-    deadline = started + minutes * 60 if minutes is not None else math.inf
-    if evaluator.available:
-        explorer = hunt.explore(budget, deadline)
-        metadata["search"]["proposed"] = {"fresh": explorer.fresh, "mutated": explorer.mutated}
-        hunt.cover(extra_shrinks)
-    minimal = [s.minimal for s in hunt.shrunk]
-    checked = check_rules(evaluator, space, rng, hunt._all(), minimal, rounds=check_rounds) if minimal else []
+    with context.executor(executor or ExecutorChoice()) as opened:
+        plugins = PluginSelection.from_environment()
+        evaluator = Evaluator(settings, opened.executor, plugins, write)
+        evaluator.replay(replayed)
+        evaluator.probe()
+        record.backend_versions, record.unavailable = dict(evaluator.versions), dict(evaluator.unavailable)
+        context.save()
+        for name, reason in evaluator.unavailable.items():
+            say(f"backend {name} is unavailable, it runs nothing: {reason}")
+        rng = random.Random(settings.seed)
+        space = SpecSpace(settings.dtypes)
+        hunt = _Hunt(evaluator, space, rng, settings.jobs, plan["shrink_budget"], say, started)
+        spent = record.seconds  # a resumed search has this much less time left
+        deadline = started + plan["minutes"] * 60 - spent if plan.get("minutes") is not None else math.inf
+        checked: list[tuple[Group, RuleCheck | None]] = []
+        try:
+            if evaluator.available:
+                explorer = hunt.explore(plan["budget"], deadline)
+                plan["proposed"] = {"fresh": explorer.fresh, "mutated": explorer.mutated}
+                hunt.cover(plan["extra_shrinks"])
+            minimal = [s.minimal for s in hunt.shrunk]
+            if minimal:
+                checked = list(check_rules(evaluator, space, rng, hunt._all(), minimal, rounds=plan["check_rounds"]))
+        except (KeyboardInterrupt, Interrupted, RunInterrupted):
+            say("interrupted: writing the findings so far (grouped, not checked on fresh cases)")
+            _write(path, record, hunt, [(group, None) for group in group_failures(hunt._all(), hunt.minimal())],
+                   evaluator, started, plugins)
+            raise
+    found = _write(path, record, hunt, checked, evaluator, started, plugins)
+    say(f"{len(found)} group(s) in {time.perf_counter() - started:.1f} s; {path / 'findings.md'}")
+    return SearchResult(path, found, evaluator.counts, dict(evaluator.unavailable), hunt.first_finding,
+                        time.perf_counter() - started)
+
+
+def _write(path: Path, record: RunRecord, hunt: _Hunt, checked: Sequence[tuple[Group, RuleCheck | None]],
+           evaluator: Evaluator, started: float, plugins: PluginSelection) -> list[Finding]:
+    """findings.csv, findings.md, the repro scripts, and the search's figures in the record."""
+    settings = record.settings
     local_minima = {(s.minimal.spec, s.minimal.backend): s.local_minimum for s in hunt.shrunk}
-    found = write_findings(path, checked, list(evaluator.cache.values()), seed=settings.seed,
-                           tolerance_factor=settings.tolerance_factor, local_minima=local_minima, plugins=plugins)
-    seconds = time.perf_counter() - started
-    metadata["search"].update(
-        evaluations=evaluator.counts.evaluations, phase_seconds={k: round(v, 3) for k, v in
-                                                                 evaluator.counts.seconds.items()},
+    found = write_findings(path, checked, hunt._all(), seed=settings.seed, tolerance_factor=settings.tolerance_factor,
+                           local_minima=local_minima, plugins=plugins)
+    record.search.update(
+        evaluations=evaluator.counts.evaluations,
+        phase_seconds={k: round(v, 3) for k, v in evaluator.counts.seconds.items()},
         first_finding_seconds=None if math.isnan(hunt.first_finding) else round(hunt.first_finding, 3),
         findings=len([f for f in found if not f.known]), known=len([f for f in found if f.known]))
-    from datetime import UTC, datetime
-
-    metadata.update(status="finished", finished=datetime.now(UTC).isoformat(timespec="seconds"),
-                    seconds=round(seconds, 3))
-    run_folder.write_metadata(path, metadata)
-    say(f"{len(found)} group(s) in {seconds:.1f} s; {path / 'findings.md'}")
-    return SearchResult(path, found, evaluator.counts, dict(evaluator.unavailable), hunt.first_finding, seconds)
-
+    return found

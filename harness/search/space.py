@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from convparity.harness.cases.spec import DTYPES, ConvSpec
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.vocabulary import DTYPES
 
 LARGEST_INPUT = {1: 20, 2: 12, 3: 6}
 LARGEST_KERNEL = {1: 5, 2: 4, 3: 3}

@@ -10,18 +10,23 @@ failed, and ends with the row's repro command.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
 import numpy as np
 import pytest
+
 from convparity.harness.backends.contract import Backend, BackendContractError, check_backend
 from convparity.harness.backends.manager import get_manager
 from convparity.harness.cases.descriptor import Case
+from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.selection import CaseSelection, expand
+from convparity.harness.errors import describe_exception
 from convparity.harness.evaluation.verdict import Ran, Status, evaluate_case, run_backend
-from convparity.harness.results import TENSORS, Row, bias_word
+from convparity.harness.results import Row, bias_word
+from convparity.harness.vocabulary import TENSORS
 
 ACCEPTED = ("pass", "xfail", "unsupported")
 DETERMINISM_SAMPLE = 4  # `check_deterministic` reruns every 4th case
@@ -48,7 +53,7 @@ def grid_cases(grids: Sequence[str], dtypes: Sequence[str]) -> list[Case]:
     """Every case of `grids` (named grids, TOML or batch files) in every dtype, case-major, without repeats.
 
     Raises GridError naming an unknown grid; ValueError naming an unknown dtype."""
-    from convparity.harness.cases.spec import DTYPES
+    from convparity.harness.vocabulary import DTYPES
 
     unknown = [d for d in dtypes if d not in DTYPES]
     if unknown:
@@ -128,11 +133,42 @@ def check_deterministic(name: str, cases: Sequence[Case], seed: int = 0) -> None
                 fail(f"{case_id(case)}: {tensor} differs between two runs of the same inputs")
 
 
+def check_program(name: str, cases: Sequence[Case], seed: int = 0) -> None:
+    """The backend's `program` is self-contained and is what `run` computes: for every DETERMINISM_SAMPLE-th
+    case it runs, the function's source alone, executed on a namespace holding only builtins, gives the bits
+    `run` gives. A backend without `program` skips."""
+    backend = usable_backend(name)
+    program_of = getattr(backend, "program", None)
+    if program_of is None:
+        pytest.skip(f"backend {name!r} declares no program (its repro scripts go through convparity)")
+    checked = 0
+    for case in cases[::DETERMINISM_SAMPLE]:
+        expected = run_backend(backend, case.spec, seed)
+        program = program_of(case.spec)
+        if not isinstance(expected, Ran) or program is None:
+            continue
+        namespace: dict = {"__builtins__": builtins}
+        try:
+            exec(compile(program.source(), f"<the program of {name}>", "exec"), namespace)  # noqa: S102
+            inputs = make_inputs(case.spec, seed)
+            got = namespace[program.name](**program.arguments)(inputs.x, inputs.w, inputs.b, inputs.dy)
+        except Exception as error:  # noqa: BLE001 - what a repro script would meet
+            fail(f"{case_id(case)}: the source of {program.name}, run alone, raised {describe_exception(error)}: "
+                 "a program imports what it uses inside its body and reads no name of its module")
+        for tensor, a, b in zip(TENSORS, expected.outputs, got):
+            if a is not None and (b is None or not np.array_equal(a, np.asarray(b), equal_nan=True)):
+                fail(f"{case_id(case)}: {tensor} of {program.name}, run alone, differs from what run() gives")
+        checked += 1
+    if not checked:
+        pytest.skip("no case of the grid runs with a program")
+
+
 CONTRACT_CHECKS: dict[str, Callable[[str, Sequence[Case], int], None]] = {
     "test_registered_with_contract_members": check_registered,
     "test_version_is_a_string": check_version,
     "test_supports_answers_none_or_reason": check_supports,
     "test_deterministic": check_deterministic,
+    "test_program_is_self_contained": check_program,
 }
 CASE_TEST = "test_agrees_with_reference"
 

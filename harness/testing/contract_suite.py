@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import pytest
+
 from convparity.harness.backends.contract import Backend
 from convparity.harness.cases.descriptor import Case
 from convparity.harness.testing.checks import (
@@ -31,6 +32,7 @@ from convparity.harness.testing.checks import (
     case_id,
     check_case,
     check_deterministic,
+    check_program,
     check_registered,
     check_supports,
     check_version,
@@ -74,6 +76,9 @@ class BackendContract:
 
     def test_deterministic(self, cases: list[Case]) -> None:
         check_deterministic(self.backend_name, cases, self.seed)
+
+    def test_program_is_self_contained(self, cases: list[Case]) -> None:
+        check_program(self.backend_name, cases, self.seed)
 
     def test_agrees_with_reference(self, backend: Backend, case: Case) -> None:
         check_case(backend, case, self.seed)

@@ -57,8 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from convparity.harness.backends.manager import get_manager
     from convparity.harness.cases.grids import GridError
-    from convparity.harness.cases.spec import DTYPES
     from convparity.harness.testing.checks import grid_cases
+    from convparity.harness.vocabulary import DTYPES
 
     for dtype in dtypes:
         if dtype not in DTYPES:

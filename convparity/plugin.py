@@ -1,0 +1,57 @@
+"""Everything a convparity backend plugin uses, in one module: the only one of convparity a plugin imports.
+
+    from convparity.plugin import ConvSpec, DeclaredLimits, Framework, Outputs, hookimpl
+
+    class MyBackend(DeclaredLimits):
+        name = "mylib"
+        ...
+
+    @hookimpl
+    def convparity_register_backends(register):
+        register(MyBackend())
+
+The contract itself (every member, required and optional) is documented in
+convparity.harness.backends.contract and docs/writing-a-backend.md; the built-in plugins in
+convparity.plugins use this module and nothing else of the harness. `BackendContract`, the pytest
+suite every backend's tests reuse, is imported on first use (it needs pytest).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from convparity.harness.backends.contract import Backend, Outputs
+from convparity.harness.backends.deviations import Deviation
+from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit, Unsupported, first_limit
+from convparity.harness.backends.plugin_kit import (
+    Framework,
+    Probe,
+    dtype_probes,
+    installed_version,
+    probed_limits,
+    program_arguments,
+    tiny_spec,
+    widened,
+)
+from convparity.harness.backends.program import BackendCost, Program
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.vocabulary import DTYPES, UNIT_ROUNDOFF, DType, numpy_dtype
+
+if TYPE_CHECKING:
+    from convparity.harness.testing.contract_suite import BackendContract
+
+__all__ = [
+    "CONVOLUTION_ONLY", "DTYPES", "UNIT_ROUNDOFF", "Backend", "BackendContract", "BackendCost", "ConvSpec",
+    "DType", "DeclaredLimits", "Deviation", "Framework", "Limit", "Outputs", "Probe", "Program", "Unsupported",
+    "dtype_probes", "first_limit", "hookimpl", "installed_version", "numpy_dtype", "probed_limits",
+    "program_arguments", "tiny_spec", "widened",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BackendContract":
+        from convparity.harness.testing.contract_suite import BackendContract
+
+        return BackendContract
+    raise AttributeError(f"module 'convparity.plugin' has no attribute {name!r}")

@@ -1,0 +1,54 @@
+"""`convparity backends [--limits]`: every registered backend, its version or why it is unavailable.
+
+Each backend is described in a worker of its own (its framework is imported there, never beside another's:
+some pairs crash in one process), all at once on the machine's cores, quietly (the workers' output goes to
+a temporary log), each bounded by the start-up timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from convparity.harness.backends.manager import PluginSelection, get_manager
+from convparity.harness.cli import options
+from convparity.harness.running.local_executor import LocalProcessExecutor
+from convparity.harness.running.placement import WorkerSetup
+from convparity.harness.running.tasks import DescribeBackend
+from convparity.harness.settings import DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("backends", help="list backends, their versions or why they are unavailable")
+    parser.add_argument("--limits", action="store_true", help="also list each backend's declared limits and known "
+                        "deviations")
+    parser.add_argument("--timeout", type=options.positive_seconds, default=DEFAULT_STARTUP_TIMEOUT + DEFAULT_TIMEOUT,
+                        help="seconds one backend may take to be described, its framework's imports included "
+                        "(default: the start-up timeout plus a case's)")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    manager = get_manager()
+    names = list(manager.backends())
+    plugins = PluginSelection.from_environment()
+    described: dict[str, list[str]] = {}
+    with tempfile.TemporaryDirectory(prefix="convparity-backends-") as folder, \
+            LocalProcessExecutor(min(len(names), os.cpu_count() or 1) or 1, log=Path(folder) / "workers.log") as ex:
+        for name in names:
+            ex.submit(DescribeBackend(name, plugins, WorkerSetup.here(name, plugins, "off")), name, args.timeout)
+        for _ in names:
+            outcome = ex.next_outcome()
+            described[outcome.tag] = outcome.value if not outcome.failure else [
+                f"broken: describing it ended in {outcome.failure}: {outcome.message}"]
+    for name in names:
+        state, *members = described[name]
+        print(f"{name:24} {state}")
+        if args.limits:
+            for member in members:
+                print(f"{'':24}   - {member}")
+    for name, reason in manager.broken.items():
+        print(f"{name:24} broken: {reason}")
+    return 0

@@ -1,0 +1,56 @@
+"""Seeded inputs: deterministic, the same draw for every dtype, cast only at the end."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convparity.harness.cases.inputs import case_seed, make_inputs
+from convparity.harness.cases.spec import ConvSpec
+
+SPEC = ConvSpec(batch=2, in_channels=4, out_channels=6, input_size=(5, 6), kernel_size=(3, 2), groups=2,
+                dtype="float64")
+
+
+def test_same_seed_same_values_and_shapes():
+    first, second = make_inputs(SPEC, 3), make_inputs(SPEC, 3)
+    for a, b in zip((first.x, first.w, first.b, first.dy), (second.x, second.w, second.b, second.dy)):
+        np.testing.assert_array_equal(a, b)
+    assert first.x.shape == (2, 4, 5, 6) and first.w.shape == (6, 2, 3, 2)
+    assert first.b.shape == (6,) and first.dy.shape == (2, 6, 3, 5)
+    assert not np.array_equal(first.x, make_inputs(SPEC, 4).x)
+
+
+def test_every_dtype_rounds_the_same_float64_draw():
+    wide = make_inputs(SPEC, 0)
+    for dtype in ("float32", "float16", "bfloat16"):
+        narrow = make_inputs(SPEC.replace(dtype=dtype), 0)
+        assert narrow.x.dtype.name == dtype
+        np.testing.assert_array_equal(narrow.x, wide.x.astype(narrow.x.dtype))
+        np.testing.assert_array_equal(narrow.dy, wide.dy.astype(narrow.dy.dtype))
+
+
+def test_seed_depends_on_case_and_bias_not_dtype():
+    assert case_seed(SPEC, 0) == case_seed(SPEC.replace(dtype="float16"), 0)
+    assert case_seed(SPEC, 0) != case_seed(SPEC.replace(bias=False), 0)
+    assert case_seed(SPEC, 0) != case_seed(SPEC.replace(stride=2), 0)
+    assert make_inputs(SPEC.replace(bias=False), 0).b is None
+
+
+def test_values_are_bounded_and_weights_scaled_by_fan_in():
+    inputs = make_inputs(SPEC.replace(in_channels=64, out_channels=64, groups=1), 1)
+    assert np.abs(inputs.x).max() <= 1 and np.abs(inputs.dy).max() <= 1
+    fan_in = 64 * 3 * 2
+    assert np.abs(inputs.w).max() <= 1 / np.sqrt(fan_in)
+    assert np.abs(inputs.w).max() > 0.9 / np.sqrt(fan_in)
+
+
+def test_transposed_weights_have_the_transposed_shape_and_fan_in():
+    # w (C_in, C_out/groups, *k); fan-in: C_in/groups = 8 inputs, each reaching an output position through
+    # ceil(4 / 2) * ceil(3 / 1) = 6 taps of the kernel (stride 2, 1): 48 products per output element.
+    spec = ConvSpec(batch=2, in_channels=16, out_channels=6, input_size=(5, 6), kernel_size=(4, 3), stride=(2, 1),
+                    groups=2, transposed=True, dtype="float64")
+    inputs = make_inputs(spec, 1)
+    assert inputs.x.shape == (2, 16, 5, 6) and inputs.w.shape == (16, 3, 4, 3)
+    assert inputs.dy.shape == (2, 6, 12, 8) and inputs.b.shape == (6,)
+    assert np.abs(inputs.w).max() <= 1 / np.sqrt(48) and np.abs(inputs.w).max() > 0.9 / np.sqrt(48)
+    assert case_seed(spec, 0) != case_seed(spec.replace(transposed=False, stride=1), 0)

@@ -1,0 +1,108 @@
+"""The tinygrad backend: its CPU device (clang) usable in its tox env, contract suite, padding, the
+float16 bias rounding, probed limits, a smoke sweep."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+pytest.importorskip("tinygrad")
+
+from convparity.harness.backends.manager import get_manager  # noqa: E402
+from convparity.harness.cases.inputs import make_inputs  # noqa: E402
+from convparity.harness.cases.spec import ConvSpec  # noqa: E402
+from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
+from convparity.plugins.tinygrad_backend import captured_stderr  # noqa: E402
+from tests.plugins.backend_checks import (  # noqa: E402
+    EXTRA_SPECS,
+    check_usable_in_own_tox_env,
+    disagreements,
+    smoke_sweep,
+)
+
+
+class TestTinygrad(BackendContract):
+    backend_name = "tinygrad"
+    # float32 only: each shape and dtype costs a clang compile of every kernel (3-D cases take tens of
+    # seconds on two busy cores); float64 on the default grid is the parity job's (all pass).
+    dtypes = ("float32",)
+
+
+@pytest.fixture(scope="module")
+def tinygrad_backend():
+    backend = get_manager().backends()["tinygrad"]
+    reason = backend.availability()
+    if reason:
+        pytest.skip(reason)
+    return backend
+
+
+def test_usable_in_its_tox_env():
+    """The tox env installs clang first (.ci/ensure-clang.sh); without it this fails rather than skips."""
+    check_usable_in_own_tox_env(get_manager().backends()["tinygrad"], "tinygrad")
+
+
+def test_unavailable_without_a_compiler_says_tinygrads_error(tmp_path):
+    """In a fresh process whose CC names no compiler, availability() quotes tinygrad's own exception.
+
+    With an empty kernel cache of its own: a cache holding the device's queue programs would start it
+    without calling the compiler at all."""
+    script = ("from convparity.harness.backends.manager import PluginManager\n"
+              "print(PluginManager({'reference', 'tinygrad'}).backends()['tinygrad'].availability())\n")
+    env = {**os.environ, "CC": str(tmp_path / "no-such-clang"), "CACHEDB": str(tmp_path / "empty-cache.db")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert "its CPU device cannot start" in result.stdout and "no-such-clang" in result.stdout
+
+
+def test_agrees_on_negative_and_one_sided_padding_groups_and_dilation(tinygrad_backend):
+    """float32 only: every new shape and dtype costs tinygrad a clang compile of each kernel (seconds)."""
+    assert disagreements(tinygrad_backend, EXTRA_SPECS, "float32") == []
+
+
+def test_float16_bias_is_rounded_twice_as_declared(tinygrad_backend):
+    """With a bias, float16 y is exactly round(round(conv) + b), conv being tinygrad's result without it."""
+    for spec in (s.replace(dtype="float16", bias=True) for s in EXTRA_SPECS if s.rank < 3):
+        inputs = make_inputs(spec, 0)
+        y = tinygrad_backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)[0]
+        conv = tinygrad_backend.run(spec.replace(bias=False), inputs.x, inputs.w, None, inputs.dy)[0]
+        np.testing.assert_array_equal(y, conv + inputs.b.reshape((1, -1) + (1,) * spec.rank))
+
+
+def test_bfloat16_products_are_rounded_before_the_sum(tinygrad_backend):
+    """Without a bias, bfloat16 y is exactly round(sum in float32 of round(x * w)), element by element."""
+    spec = ConvSpec(batch=2, in_channels=8, out_channels=4, input_size=(6, 6), kernel_size=(3, 3), padding=1,
+                    bias=False, dtype="bfloat16")
+    inputs = make_inputs(spec, 0)
+    y = tinygrad_backend.run(spec, inputs.x, inputs.w, None, inputs.dy)[0]
+    x = np.pad(inputs.x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    products = np.stack([x[:, None, :, i:i + 6, j:j + 6] * inputs.w.astype(np.float64)[None, :, :, i, j, None, None]
+                         for i in range(3) for j in range(3)], axis=2)  # (N, O, 9, C, 6, 6)
+    rounded = products.astype(ml_dtypes.bfloat16).astype(np.float32).sum(axis=(2, 3), dtype=np.float32)
+    exact = products.sum(axis=(2, 3))
+    to_bf16 = ml_dtypes.bfloat16
+    assert (y.astype(to_bf16) == rounded.astype(to_bf16)).mean() == 1.0
+    assert (y.astype(to_bf16) != exact.astype(to_bf16)).any()
+
+
+def test_captured_stderr_sees_child_processes():
+    with captured_stderr() as text:
+        subprocess.run(["sh", "-c", "echo 'error: from a child' >&2"], check=True)
+    assert "error: from a child" in text[0]
+
+
+def test_limits_are_probed_dtypes_with_the_compilers_words(tinygrad_backend):
+    assert tinygrad_backend.limits[0].condition == "transposed convolution"
+    for limit in tinygrad_backend.limits[1:]:
+        assert limit.condition in ("dtype float16", "dtype bfloat16")
+        assert limit.reason.startswith("tinygrad ")
+
+
+def test_smoke_sweep_through_the_cli(tmp_path):
+    code, results = smoke_sweep("tinygrad", tmp_path / "run", dtypes=("float32",))
+    assert set(results["status"]) == {"pass"}, results[results["status"] != "pass"]
+    assert code == 0
