@@ -4,7 +4,7 @@ This module imports nothing of convparity, so everything may import it.
 
 - `Status`: one per results row (README, "How a tensor passes"). Members are strings ("pass"), so they
   compare, print and travel in CSV files as their values.
-- `Tensor`: y, dx, dw, db, in that order.
+- `Tensor`: y, dx, dw, db, in that order (a Literal of plain strings).
 - dtypes: the names a spec's `dtype` may take (`DTYPES`, typed `DType`), their unit roundoffs, the NumPy
   dtype of each (`numpy_dtype`; bfloat16 from ml_dtypes), and `check_dtype`, the one check of a dtype name.
 """
@@ -37,16 +37,10 @@ STALE_STATUSES = (Status.XPASS,)  # exit 1 under --strict
 REFERENCE_STATUSES = (Status.REFERENCE_ERROR,)  # the harness's own failure: exit 3 when nothing else failed
 
 
-class Tensor(StrEnum):
-    """The tensors a case compares: the forward output and the three gradients."""
-
-    Y = "y"
-    DX = "dx"
-    DW = "dw"
-    DB = "db"
-
-
-TENSORS: tuple[Tensor, ...] = tuple(Tensor)
+# The tensors a case compares: the forward output and the three gradients (plain strings: they are written into
+# files and generated code as they are).
+Tensor = Literal["y", "dx", "dw", "db"]
+TENSORS: tuple[Tensor, ...] = ("y", "dx", "dw", "db")
 
 DType = Literal["float64", "float32", "float16", "bfloat16"]
 DTYPES: tuple[DType, ...] = ("float64", "float32", "float16", "bfloat16")

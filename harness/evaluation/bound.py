@@ -39,6 +39,13 @@ def gamma(k: int, u: float) -> float:
     return k * u / (1 - k * u) if k * u < 1 else math.inf
 
 
+def element_bound(ref: np.ndarray, mag: np.ndarray, *, reduction: int, dtype: str, accumulation: str,
+                  tolerance_factor: float = 1.0) -> np.ndarray:
+    """bound_i = factor * (gamma(K, u_acc) * mag_i + u_out * |ref_i| + eta_out), per element (module docstring)."""
+    u_acc = UNIT_ROUNDOFF[accumulation]
+    return tolerance_factor * (gamma(reduction, u_acc) * mag + UNIT_ROUNDOFF[dtype] * np.abs(ref) + UNDERFLOW[dtype])
+
+
 @dataclass(frozen=True)
 class TensorComparison:
     """How one tensor of one case compares with the reference."""
@@ -75,8 +82,8 @@ def compare_tensor(
         )
     out64 = np.asarray(out, dtype=np.float64)
     err = np.abs(out64 - ref)
-    u_acc = UNIT_ROUNDOFF[accumulation]
-    bound = tolerance_factor * (gamma(reduction, u_acc) * mag + UNIT_ROUNDOFF[dtype] * np.abs(ref) + UNDERFLOW[dtype])
+    bound = element_bound(ref, mag, reduction=reduction, dtype=dtype, accumulation=accumulation,
+                          tolerance_factor=tolerance_factor)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(err == 0, 0.0, err / bound)
         rel = np.where(err == 0, 0.0, err / np.abs(ref))

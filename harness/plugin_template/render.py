@@ -61,7 +61,7 @@ def new_backend(name: str, directory: str | Path | None = None, framework: str |
     """
     backend = backend_name(name)
     if framework is not None and not DISTRIBUTION_PATTERN.fullmatch(framework.strip()):
-        raise TemplateError(f"--framework {framework!r} is not a package name (e.g. torch, tensorflow-cpu)")
+        raise TemplateError(f"--framework {framework!r} is not a package name on the index (letters, digits, '.', '_', '-')")
     _check_unregistered(backend)
     target = Path(directory) if directory is not None else Path.cwd() / f"convparity-{backend}"
     if target.exists() and (not target.is_dir() or any(target.iterdir())):

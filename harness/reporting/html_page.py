@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from convparity.harness.inert_text import safe
 from convparity.harness.reporting.matrix import BANDS
 
 STYLE = """
@@ -36,16 +37,7 @@ img { max-width: 100%; height: auto; }
 BAND_STYLE = "\n".join(f".band-{band.name} {{ background: {band.colour}; }}" for band in BANDS)
 
 
-# Characters that never reach a page: C0/C1 controls (but tab and newline), bidirectional overrides and
-# isolates (they reorder what a reader sees), and what XML 1.0 forbids (lone surrogates, U+FFFE/U+FFFF).
-_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
-                     "\ud800-\udfff\ufffe\uffff]")
 _URL = re.compile(r"https?://[^\s()<>\"']+")
-
-
-def safe(value: str) -> str:
-    """`value` with every unsafe character replaced by U+FFFD, so it is visible but inert."""
-    return _UNSAFE.sub("\ufffd", value)
 
 
 def text(value: object) -> str:

@@ -8,15 +8,14 @@ convparity.harness.reporting.html_report.
 
 from __future__ import annotations
 
-import html
 import unicodedata
 from pathlib import Path
 
 import pandas as pd
 
+from convparity.harness import inert_text
 from convparity.harness.files import atomic_write
 from convparity.harness.reporting.digest import ResultsDigest, digest_results
-from convparity.harness.reporting.html_page import safe
 from convparity.harness.reporting.html_report import write_html_report
 from convparity.harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
 from convparity.harness.running.run_folder import read_record
@@ -38,7 +37,7 @@ def _markdown_text(value: object) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.3g}"
-    return html.escape(" ".join(safe(str(value)).split()), quote=False).replace("|", "\\|")
+    return inert_text.markdown(value)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

@@ -22,8 +22,9 @@ backend declares as known deviations (`known` true):
     cases_seen       failing cases (case x dtype x bias) of the group seen
     known, deviation whether a declared deviation covers it, and the declaration's reason
     message          the minimal case's message (worst element, or the exception)
-    repro_script     repro/<group>.py: standalone (NumPy and the framework), exit 1 while the bug is there
-                     (empty for a transposed convolution: the scripts' loops compute convolutions only)
+    repro_script     repro/<group>.py: the backend's own program on the minimal case, standalone (NumPy and the
+                     framework) where the backend has a program; exit 1 while the bug is there
+                     (harness.search.repro_script); repro/<group>.md beside it is the report to paste upstream
     repro            the `convparity explain` command for the minimal case
 """
 
@@ -37,13 +38,15 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from convparity.harness.backends.manager import PluginSelection
+from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.evaluation.verdict import repro
+from convparity.harness.files import atomic_write
+from convparity.harness.inert_text import markdown
 from convparity.harness.results import bias_word, csv_cell
-from convparity.harness.running.run_folder import atomic_write
 from convparity.harness.search.check import RuleCheck
 from convparity.harness.search.group import Group, exceptions
 from convparity.harness.search.observations import Observation
-from convparity.harness.search.repro_script import script_text, write_script
+from convparity.harness.search.repro_script import Evidence, evidence_for, issue_text, script_text, write_script
 
 FINDINGS_CSV = "findings.csv"
 FINDINGS_MD = "findings.md"
@@ -126,13 +129,11 @@ def write_findings(directory: Path, checked: Sequence[tuple[Group, RuleCheck | N
             state = "yes" if local_minima[key] else "budget"
         row = finding(group, name, check, observations, seed=seed, tolerance_factor=tolerance_factor,
                       local_minimum=state)
-        if group.minimal.spec.transposed:  # the scripts' loops compute convolutions only
-            row.repro_script = ""
-        else:
-            text = script_text(group.minimal.spec, backend=group.backend, version=group.version,
-                               tensors=group.minimal.undeclared or group.minimal.failing, seed=seed, rule=row.rule,
-                               accumulation=group.minimal.accumulation, plugins=plugins)
-            write_script(directory / row.repro_script, text)
+        evidence = _evidence(group, row, seed=seed, tolerance_factor=tolerance_factor, plugins=plugins)
+        text = script_text(evidence)
+        write_script(directory / row.repro_script, text)
+        report = issue_text(evidence, text)
+        atomic_write((directory / row.repro_script).with_suffix(".md"), lambda file, report=report: file.write(report))
         found.append(row)
 
     def write_csv(file) -> None:
@@ -142,9 +143,23 @@ def write_findings(directory: Path, checked: Sequence[tuple[Group, RuleCheck | N
             writer.writerow([csv_cell(getattr(row, column)) for column in COLUMNS])
 
     atomic_write(directory / FINDINGS_CSV, write_csv)
-    markdown = findings_markdown(title or directory.name, found)
-    atomic_write(directory / FINDINGS_MD, lambda file: file.write(markdown))
+    text = findings_markdown(title or directory.name, found)
+    atomic_write(directory / FINDINGS_MD, lambda file: file.write(text))
     return found
+
+
+def _evidence(group: Group, row: Finding, *, seed: int, tolerance_factor: float,
+              plugins: PluginSelection | None) -> Evidence:
+    """What the group's script shows: its minimal case, with the backend's program when it declares one."""
+    minimal = group.minimal
+    spec = minimal.spec
+    backend = (plugins or PluginSelection.from_environment()).manager().backends().get(group.backend)
+    program_of = getattr(backend, "program", None)
+    program = program_of(spec) if program_of is not None else None
+    accumulation = minimal.accumulation or ("float64" if spec.dtype == "float64" else "float32")
+    return evidence_for(spec, group.backend, group.version, group.kind, minimal.undeclared or minimal.failing,
+                        make_inputs(spec, seed), accumulation=accumulation, tolerance_factor=tolerance_factor,
+                        rule=row.rule, message=minimal.message, program=program, plugins=plugins)
 
 
 def _ratio(value: float) -> str:
@@ -154,13 +169,14 @@ def _ratio(value: float) -> str:
 def findings_markdown(title: str, found: Sequence[Finding]) -> str:
     """findings.md: one section per group, new findings first."""
     new = [f for f in found if not f.known]
-    lines = [f"# convparity findings: {title}", "",
+    lines = [f"# convparity findings: {markdown(title)}", "",
              f"{len(new)} new finding(s), {len(found) - len(new)} known deviation(s)."]
     for row in found:
         state = "known deviation" if row.known else "new"
         what = f"{row.tensors} {row.kind}" if row.tensors else row.kind
         lines += ["", f"## {row.group}: {what} when `{row.rule}` ({state})", "",
-                  f"- backend: {row.backend} {row.backend_version}; dtype {row.dtype}; bias {row.bias}",
+                  f"- backend: {markdown(row.backend)} {markdown(row.backend_version)}; dtype {row.dtype}; "
+                  f"bias {row.bias}",
                   f"- rule: `{row.rule}`; {row.rule_check}; passing cases seen it holds on: {row.rule_exceptions}"]
         if row.also_consistent:
             lines.append(f"- the cases seen fit as well: `{row.also_consistent}`")
@@ -172,11 +188,11 @@ def findings_markdown(title: str, found: Sequence[Finding]) -> str:
                   "no": "the simplest case seen (not shrunk)"}[row.local_minimum]
         lines += [f"- minimal case ({shrunk}): `{row.minimal_case}` {row.minimal_dtype}, bias {row.minimal_bias}; "
                   f"err_ratio {_ratio(row.err_ratio)}; {row.cases_seen} failing case(s) seen",
-                  f"- message: {row.message}" if row.message else "- message: (none)"]
+                  f"- message: {markdown(row.message)}" if row.message else "- message: (none)"]
         if row.deviation:
-            lines.append(f"- declared: {row.deviation}")
-        lines += [f"- script: `python {row.repro_script}` (exit 1 while the bug is there)" if row.repro_script
-                  else "- script: none (repro scripts are written for convolutions, not transposed ones, yet)",
+            lines.append(f"- declared: {markdown(row.deviation)}")
+        lines += [f"- script: `python {row.repro_script}` (exit 1 while the bug is there; the report to paste upstream "
+                  f"is beside it: `{row.repro_script[:-3]}.md`)",
                   f"- explain: `{row.repro}`"]
     return "\n".join(lines) + "\n"
 

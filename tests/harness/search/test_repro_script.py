@@ -1,5 +1,6 @@
-"""Repro scripts: their written-out loops compute the convolution (checked against reference_impl), their
-bound is the harness's, and a script for a correct backend exits 0."""
+"""Repro scripts: the backend's own program with the case's values and the reference's expectations, run
+standalone; exit 0 fixed, 1 still wrong (or still raising, or still crashing, named), 2 cannot run; any text
+embedded safely."""
 
 from __future__ import annotations
 
@@ -7,83 +8,126 @@ import subprocess
 import sys
 
 import numpy as np
-from hypothesis import given, settings
+import pytest
 
-from convparity import reference_impl
+from convparity.harness.backends.program import Program
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.evaluation.bound import compare_tensor
-from convparity.harness.search.repro_script import TEMPLATES, is_standalone, script_text
-from convparity.harness.vocabulary import TENSORS
-from tests.strategies import conv_specs
+from convparity.harness.search.repro_script import evidence_for, issue_text, script_text
+from convparity.plugins.reference_backend import ReferenceBackend
+
+SPEC = ConvSpec(batch=1, in_channels=2, out_channels=3, input_size=(5, 4), kernel_size=(3, 2), groups=1,
+                padding=((1, 0), (-1, 1)), dtype="float32")
 
 
-def _namespace(spec: ConvSpec, backend: str = "reference", tensors=("y",)) -> dict:
-    """The script's definitions (everything before it runs the backend), executed here."""
-    text = script_text(spec, backend=backend, version="1", tensors=tensors, seed=3, rule="every case")
-    definitions = text[:text.index("\nframework_name = ")]
-    namespace: dict = {"__name__": "repro"}
-    exec(compile(definitions, "repro.py", "exec"), namespace)  # noqa: S102 - our own generated code
-    return namespace
+def scaled_reference(*, stride, padding, dilation, groups, dtype, bias, output_padding=None, scale=1.0):
+    """The reference, its y scaled: a planted bug of a size the test chooses (self-contained, as programs are)."""
+    from convparity import reference_impl
+
+    def step(x, w, b, dy):
+        outputs = reference_impl.conv_forward_backward(x, w, b, dy, stride=stride, padding=padding,
+                                                       dilation=dilation, groups=groups)
+        return tuple(None if t is None else (t * (scale if i == 0 else 1.0)).astype(x.dtype)
+                     for i, t in enumerate(outputs))
+
+    return step
 
 
-@settings(max_examples=40, deadline=None)
-@given(conv_specs(max_rank=3))
-def test_the_scripts_loops_compute_the_convolution(spec):
-    namespace = _namespace(spec)
-    x, w, b, dy = (namespace[name] for name in ("x", "w", "b", "dy"))
-    loops = namespace["loops"](x, w, b, dy)
-    expected = reference_impl.conv_forward_backward(x, w, b, dy, stride=spec.stride, padding=spec.padding,
-                                                    dilation=spec.dilation, groups=spec.groups)
-    assert namespace["OUT"] == spec.output_size
-    for tensor, value in zip(TENSORS, expected):
-        if value is None:
-            assert loops[tensor] is None
-        else:
-            np.testing.assert_allclose(loops[tensor], value, rtol=1e-12, atol=1e-12)
+def raising(**_):
+    def step(x, w, b, dy):
+        raise RuntimeError("no kernel for this")
+
+    return step
 
 
-def test_the_scripts_inputs_are_convparitys_and_its_bound_the_harness_bound():
-    spec = ConvSpec(batch=2, in_channels=4, out_channels=6, input_size=(5, 4), kernel_size=(3, 2), groups=2,
-                    padding=((1, 0), (-1, 1)), dtype="float16")
-    namespace = _namespace(spec)
-    inputs = make_inputs(spec, 3)
-    for name in ("x", "w", "b", "dy"):
-        np.testing.assert_array_equal(namespace[name].astype(np.float16), getattr(inputs, name))
-    used = [np.asarray(getattr(inputs, n), dtype=np.float64) for n in ("x", "w", "b", "dy")]
-    ref = namespace["loops"](*used)
-    mag = namespace["loops"](*(np.abs(a) for a in used))
-    out = (ref["y"] * (1 + 2.0**-10)).astype(np.float16).astype(np.float64)  # off by ~2 units in the last place
-    k = spec.reductions["y"]
-    harness = compare_tensor("y", out, ref["y"], mag["y"], reduction=k, dtype="float16", accumulation="float32")
-    namespace["framework_name"] = "test"
-    assert namespace["check"]("y", out, ref["y"], mag["y"], k) == harness.passed
-    assert namespace["check"]("y", ref["y"], ref["y"], mag["y"], k)
+def crashing(**_):
+    def step(x, w, b, dy):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    return step
 
 
-def test_a_script_for_a_correct_backend_exits_0(tmp_path):
-    spec = ConvSpec(batch=1, in_channels=2, out_channels=4, input_size=(4, 3, 3), kernel_size=(2, 1, 2),
-                    stride=(2, 1, 1), padding=((1, 0), (0, 0), (-1, 1)), dilation=(1, 1, 2), groups=2, dtype="float32")
-    path = tmp_path / "reference.py"
-    path.write_text(script_text(spec, backend="reference", version="1", tensors=("y", "db"), seed=0, rule="r"))
-    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin"})
+def write(tmp_path, program, kind="fail", tensors=("y",), version="1.0", spec=SPEC) -> str:
+    evidence = evidence_for(spec, "test-backend", version, kind, tensors, make_inputs(spec, 3),
+                            accumulation="float32", tolerance_factor=1.0, rule="every case", message="y is off",
+                            program=program)
+    text = script_text(evidence)
+    (tmp_path / "repro.py").write_text(text)
+    return text
+
+
+def run(tmp_path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(tmp_path / "repro.py")], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(("scale", "code", "said"), [(1.0, 0, "fixed: they agree"), (1 + 1e-3, 1, "still wrong: y")])
+def test_the_program_runs_standalone_and_the_exit_code_says_whether_it_is_wrong(tmp_path, scale, code, said):
+    arguments = dict(stride=SPEC.stride, padding=SPEC.padding, dilation=SPEC.dilation, groups=1, dtype="float32",
+                     bias=True, scale=scale)
+    text = write(tmp_path, Program(scaled_reference, arguments), tensors=("y", "dw"))
+    assert "def scaled_reference(" in text and "convparity.harness" not in text.split("def scaled")[0]
+    done = run(tmp_path)
+    assert done.returncode == code, done.stdout + done.stderr
+    assert said in done.stdout and "expected" in done.stdout and "dy" in done.stdout
+
+
+def test_the_reference_backends_own_program_agrees_with_itself(tmp_path):
+    write(tmp_path, ReferenceBackend().program(SPEC), tensors=("y", "dx", "dw", "db"))
+    done = run(tmp_path)
+    assert done.returncode == 0 and "fixed: they agree" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_expected_values_are_the_reference_and_the_allowed_error_the_bound(tmp_path):
+    text = write(tmp_path, ReferenceBackend().program(SPEC), tensors=("y",))
+    namespace: dict = {}
+    exec(compile(text.split("try:")[0], "repro.py", "exec"), namespace)  # noqa: S102 - the definitions only
+    inputs = make_inputs(SPEC, 3)
+    np.testing.assert_array_equal(namespace["x"], inputs.x)
+    np.testing.assert_array_equal(namespace["b"], inputs.b)
+    from convparity.harness.evaluation.verdict import reference
+
+    ref = reference(SPEC, inputs)
+    np.testing.assert_array_equal(namespace["EXPECTED"]["y"], ref.values["y"])
+    assert np.all(namespace["ALLOWED"]["y"] > 0) and np.all(namespace["ALLOWED"]["y"] < 1e-5)
+
+
+def test_an_error_finding_exits_1_while_it_raises(tmp_path):
+    write(tmp_path, Program(raising), kind="error", tensors=())
+    done = run(tmp_path)
+    assert done.returncode == 1 and "still raises RuntimeError: no kernel for this" in done.stdout
+
+
+def test_a_crash_finding_names_the_signal_and_exits_1(tmp_path):
+    write(tmp_path, Program(crashing), kind="crash", tensors=())
+    done = run(tmp_path)
+    assert done.returncode == 1 and "still crashes: SIGSEGV" in done.stdout
+
+
+def test_a_script_that_cannot_load_its_backend_exits_2(tmp_path):
+    write(tmp_path, None)  # no program: the script goes through convparity's plugins, and this backend is none
+    done = run(tmp_path)
+    assert done.returncode == 2 and "cannot run here" in done.stdout, done.stdout + done.stderr
+
+
+def test_any_text_is_embedded_as_data(tmp_path):
+    nasty = 'x""" + __import__("os").system("touch pwned") + """\nimport sys; sys.exit(0)  # \'\n'
+    text = write(tmp_path, ReferenceBackend().program(SPEC), version=nasty)
+    compile(text, "repro.py", "exec")
+    run(tmp_path)
+    assert not (tmp_path / "pwned").exists()
+    evidence = evidence_for(SPEC, "b\n# x", nasty, "fail", ("y",), make_inputs(SPEC, 3), accumulation="float32",
+                            tolerance_factor=1.0)
+    report = issue_text(evidence, text)
+    assert "```python" in report and "\n# x" not in report.split("```python")[0]
+
+
+def test_a_transposed_finding_gets_a_script_too(tmp_path):
+    spec = ConvSpec(batch=1, in_channels=2, out_channels=2, input_size=(3,), kernel_size=(2,), stride=(2,),
+                    transposed=True, dtype="float64")
+    write(tmp_path, ReferenceBackend().program(spec), tensors=("y", "dx"), spec=spec)
+    done = run(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "fixed: y db agree" in done.stdout
-    assert "No standalone template for backend 'reference'" in path.read_text()
-
-
-def test_standalone_templates_import_only_numpy_and_their_framework():
-    spec = ConvSpec(batch=1, in_channels=1, out_channels=2, input_size=(3,), kernel_size=(2,))
-    frameworks = {"torch": {"torch"}, "torch-channels_last": {"torch"}, "torch-cuda": {"torch"},
-                  "tensorflow": {"tensorflow"}, "keras": {"keras", "tensorflow"}, "jax": {"jax"},
-                  "onnxruntime": {"onnx", "onnxruntime"}}
-    assert set(frameworks) == set(TEMPLATES)
-    for backend, allowed in frameworks.items():
-        assert is_standalone(backend)
-        text = script_text(spec, backend=backend, version="1", tensors=("y",), seed=0, rule="every case")
-        imported = {line.split()[1].split(".")[0] for line in text.splitlines()
-                    if line.startswith(("import ", "from "))}
-        assert imported == {"itertools", "math", "sys", "numpy"} | allowed | ({"os"} if "os." in text else set()), (
-            backend, imported)
-        assert "harness" not in text and len(text.splitlines()) < 140
