@@ -201,8 +201,8 @@ class ConvSpec:
             pairs = per_dim_pairs(padding, rank)
         for dim, (e, s, d) in enumerate(zip(extra, self.stride, self.dilation)):
             if e >= s and e >= d:
-                raise ValueError(f"output_padding must be smaller than the stride or the dilation in every dim, got {e} "
-                                 f"with stride {s} and dilation {d} in spatial dim {dim}")
+                raise ValueError(f"output_padding must be smaller than stride or dilation in every dim, got {e} with "
+                                 f"stride {s} and dilation {d} in spatial dim {dim}")
         self._check_limits(pairs, extra)
         for dim, ((lo, hi), e, i, k, s) in enumerate(zip(pairs, extra, input_size, effective, self.stride)):
             full = (i - 1) * s + k

@@ -79,7 +79,7 @@ def test_quick_start_in_a_fresh_virtual_environment(tmp_path):
         print(f"{marks[index + 1] - marks[index]:7.1f} s  $ {command}")
     print(f"{marks[tests + 1] - marks[new]:7.1f} s  from `convparity new-backend` to a passing contract suite")
 
-    assert re.search(r"^=+ 100 passed", logs[tests], flags=re.MULTILINE), logs[tests][-3000:]
+    assert re.search(r"^=+ 101 passed", logs[tests], flags=re.MULTILINE), logs[tests][-3000:]
     assert re.search(rf"^{BACKEND} +0\.1\.0 \(numpy ", logs[step_of(commands, "convparity backends")],
                      flags=re.MULTILINE)
     (results,) = (work / f"convparity-{BACKEND}" / "reports").glob("*/results.csv")

@@ -8,8 +8,7 @@ The post computes in float64 and is not known to be wrong anywhere: it declares 
 
 import numpy as np
 
-from convparity.harness.backends.hookspecs import hookimpl
-from convparity.harness.backends.limits import DeclaredLimits, Limit
+from convparity.plugin import DeclaredLimits, Limit, hookimpl
 from convparity_blog_loops.blog_conv import Conv2d
 
 LIMITS = (

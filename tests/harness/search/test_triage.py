@@ -54,8 +54,9 @@ def test_the_main_jobs_keras_rows_are_one_group(tmp_path):
     assert (path / "repro" / "keras-1.py").is_file() and "<h2>Findings</h2>" in (path / "report.html").read_text()
 
 
-def test_a_transposed_group_gets_no_script_but_its_explain_command(tmp_path):
-    """The scripts' loops compute convolutions: a group whose case is transposed says so instead of lying."""
+def test_a_transposed_group_gets_a_script_and_its_explain_command(tmp_path):
+    """A transposed case's script embeds its reference values like any other (a backend without a program runs
+    through convparity's plugins)."""
     path = run_folder.create(tmp_path / "run")
     settings = RunSettings(backends=("other",), dtypes=("float32",))
     run_folder.write_record(path, RunRecord("sweep", settings, CaseSelection(random=1), status="finished"))
@@ -70,6 +71,9 @@ def test_a_transposed_group_gets_no_script_but_its_explain_command(tmp_path):
                           for t in tensors(spec)])
     writer.close()
     (group,) = triage(path)
-    assert (group.rule, group.repro_script, group.known) == ("transposed", "", False)
-    assert "explain deconv:" in group.repro and not (path / "repro").exists()
-    assert "repro scripts are written for convolutions, not transposed ones" in (path / "findings.md").read_text()
+    assert (group.rule, group.repro_script, group.known) == ("transposed", "repro/other-1.py", False)
+    assert "explain deconv:" in group.repro
+    script = (path / group.repro_script).read_text()
+    compile(script, group.repro_script, "exec")
+    assert "'case': 'deconv:" in script and "EXPECTED = {'y': np.array(" in script
+    assert (path / "repro" / "other-1.md").read_text().startswith("## y and dx and dw of a 1-D transposed convolution")
