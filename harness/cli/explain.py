@@ -7,6 +7,7 @@ import sys
 
 from convparity.harness.backends.manager import get_manager
 from convparity.harness.cases.descriptor import parse_case
+from convparity.harness.cases.inputs import UNIFORM, InputStyle
 from convparity.harness.cli import options
 from convparity.harness.evaluation.explain import explain
 from convparity.harness.vocabulary import DTYPES
@@ -20,7 +21,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bias", choices=("on", "off"), default="on")
     parser.add_argument("--tolerance-factor", type=options.tolerance_factor, default=1.0)
+    parser.add_argument("--inputs", type=input_style, default=UNIFORM, metavar="STYLE",
+                        help="how the values are drawn: uniform (default) or integers:K (whole numbers in [-K, K])")
     parser.set_defaults(handler=handle)
+
+
+def input_style(text: str) -> InputStyle:
+    try:
+        return InputStyle.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -31,4 +41,5 @@ def handle(args: argparse.Namespace) -> int:
                else f" (known: {', '.join(backends) or 'none'})")
         raise options.UsageError(f"unknown backend {args.backend!r}{why}")
     spec = parse_case(args.descriptor, dtype=args.dtype, bias=args.bias == "on").spec
-    return explain(backends[args.backend], spec, seed=args.seed, tolerance_factor=args.tolerance_factor, out=sys.stdout)
+    return explain(backends[args.backend], spec, seed=args.seed, tolerance_factor=args.tolerance_factor,
+                   inputs=args.inputs, out=sys.stdout)

@@ -31,7 +31,7 @@ from convparity import reference_impl
 from convparity.harness.backends.contract import Backend, default_accumulation, optional_members
 from convparity.harness.backends.deviations import DeviationRecord, matching
 from convparity.harness.backends.limits import Unsupported
-from convparity.harness.cases.inputs import Inputs, make_inputs
+from convparity.harness.cases.inputs import UNIFORM, Inputs, InputStyle, make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.errors import describe_exception
 from convparity.harness.evaluation.bound import TensorComparison, compare_tensor
@@ -79,11 +79,12 @@ class BackendResult:
 
 # -- the backend's half ----------------------------------------------------------------------------
 
-def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "") -> Ran | Status:
+def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "",
+                inputs: InputStyle = UNIFORM) -> Ran | Status:
     """One case on one backend in this process: validated outputs, or unsupported / error with the reason.
 
     `version` is the backend's version (the first word selects the declared deviations); asked of the
-    backend when not given.
+    backend when not given. `inputs`: how the case's values are drawn (harness.cases.inputs).
     """
     try:
         reason = backend.supports(spec)
@@ -91,11 +92,11 @@ def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "") 
         return Status("error", f"supports() raised {describe_exception(error)}")
     if reason:
         return Status("unsupported", str(reason))
-    inputs = make_inputs(spec, seed)
+    drawn = make_inputs(spec, seed, inputs)
     compiled = _compile_seconds(backend)
     start = time.perf_counter()
     try:
-        outputs = backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
+        outputs = backend.run(spec, drawn.x, drawn.w, drawn.b, drawn.dy)
     except Unsupported as error:
         return Status("unsupported", str(error) or "run() raised Unsupported", time.perf_counter() - start)
     except Exception as error:  # noqa: BLE001
@@ -224,19 +225,23 @@ def reference(spec: ConvSpec, inputs: Inputs) -> Reference:
     return Reference(values={t: values[t] for t in tensors(spec)}, magnitudes={t: magnitudes[t] for t in tensors(spec)})
 
 
-def repro(spec: ConvSpec, backend: str, seed: int, tolerance_factor: float = 1.0) -> str:
-    """The command line that re-runs and explains this case alone, under the same bound."""
+def repro(spec: ConvSpec, backend: str, seed: int, tolerance_factor: float = 1.0, inputs: InputStyle = UNIFORM) -> str:
+    """The command line that re-runs and explains this case alone, with the same inputs and under the same bound."""
     words = ["convparity", "explain", spec.descriptor, "-b", backend, "--dtype", spec.dtype, "--seed", str(seed),
              "--bias", bias_word(spec.bias)]
     if tolerance_factor != 1.0:
         words += ["--tolerance-factor", repr(tolerance_factor)]
+    if not inputs.is_default:
+        words += ["--inputs", inputs.text]
     return shlex.join(words)
 
 
 def case_rows(spec: ConvSpec, name: str, seed: int, tolerance_factor: float,
-              results: Sequence[BackendResult], compared: Sequence[str] = TENSORS) -> list[Row]:
+              results: Sequence[BackendResult], compared: Sequence[str] = TENSORS,
+              inputs: InputStyle = UNIFORM) -> list[Row]:
     """The rows of one case for every backend in `results`, in that order, for the tensors in `compared`
-    (a benchdnn batch file's --dir may ask for fewer than all).
+    (a benchdnn batch file's --dir may ask for fewer than all); `inputs`: the style the backends' values
+    were drawn in.
 
     The reference is computed once, only when some backend ran; if computing it raises, every
     backend that ran gets `reference-error` rows with the reason.
@@ -247,39 +252,40 @@ def case_rows(spec: ConvSpec, name: str, seed: int, tolerance_factor: float,
         result = part.result
         if isinstance(result, Ran) and ref is None:
             try:
-                ref = reference(spec, make_inputs(spec, seed))
+                ref = reference(spec, make_inputs(spec, seed, inputs))
             except Exception as error:  # noqa: BLE001 - MemoryError included: the reference's own failure
                 ref = Status("reference-error", f"the reference failed: {describe_exception(error)}")
         if isinstance(result, Ran) and isinstance(ref, Status):
             result = Status(ref.status, ref.message, result.seconds)
         if isinstance(result, Status):
             rows += status_rows(spec, name, part.backend, part.version, seed, result.status, result.message,
-                                result.seconds)
+                                result.seconds, inputs=inputs)
         else:
             assert isinstance(ref, Reference)
             rows += compare_rows(spec, name, part.backend, part.version, seed, result, ref,
-                                 tolerance_factor=tolerance_factor)
+                                 tolerance_factor=tolerance_factor, inputs=inputs)
     return [row for row in rows if row.tensor in compared]
 
 
-def _base(spec: ConvSpec, name: str, backend: str, version: str, seed: int, tolerance_factor: float = 1.0) -> dict:
+def _base(spec: ConvSpec, name: str, backend: str, version: str, seed: int, tolerance_factor: float = 1.0,
+          inputs: InputStyle = UNIFORM) -> dict:
     return {**Row.spec_columns(spec), "name": name, "backend": backend, "backend_version": version,
-            "reduction": 0, "repro": repro(spec, backend, seed, tolerance_factor)}
+            "reduction": 0, "repro": repro(spec, backend, seed, tolerance_factor, inputs)}
 
 
 def status_rows(
     spec: ConvSpec, name: str, backend: str, version: str, seed: int, status: str, message: str,
-    seconds: float = math.nan,
+    seconds: float = math.nan, *, inputs: InputStyle = UNIFORM,
 ) -> list[Row]:
     """The same status for every tensor of the case (unsupported, error, crash, timeout, reference-error)."""
-    base = _base(spec, name, backend, version, seed)
+    base = _base(spec, name, backend, version, seed, inputs=inputs)
     return [Row(**base, tensor=t, status=status, message=message, seconds=seconds) for t in tensors(spec)]
 
 
 def compare_rows(spec: ConvSpec, name: str, backend: str, version: str, seed: int, ran: Ran, ref: Reference, *,
-                 tolerance_factor: float = 1.0) -> list[Row]:
+                 tolerance_factor: float = 1.0, inputs: InputStyle = UNIFORM) -> list[Row]:
     """One row per tensor: pass/fail under the bound, then xfail/xpass where a declared deviation covers it."""
-    base = _base(spec, name, backend, version, seed, tolerance_factor)
+    base = _base(spec, name, backend, version, seed, tolerance_factor, inputs)
     reductions = spec.reductions
     problems = dict(ran.problems)
     rows = []
@@ -335,9 +341,10 @@ def apply_deviations(row: Row, deviations: Sequence[DeviationRecord]) -> Row:
 
 
 def evaluate_case(backend: Backend, spec: ConvSpec, *, name: str = "", seed: int = 0,
-                  tolerance_factor: float = 1.0) -> tuple[Ran | Status, list[Row]]:
+                  tolerance_factor: float = 1.0, inputs: InputStyle = UNIFORM) -> tuple[Ran | Status, list[Row]]:
     """Both halves in this process: what the backend returned and the case's rows (no availability check)."""
     version = backend.version()
-    result = run_backend(backend, spec, seed, version)
-    rows = case_rows(spec, name, seed, tolerance_factor, (BackendResult(backend.name, version, result),))
+    result = run_backend(backend, spec, seed, version, inputs)
+    rows = case_rows(spec, name, seed, tolerance_factor, (BackendResult(backend.name, version, result),),
+                     inputs=inputs)
     return result, rows

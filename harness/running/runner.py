@@ -28,6 +28,7 @@ from typing import Any
 
 from convparity.harness.backends.manager import PluginSelection
 from convparity.harness.cases.descriptor import Case
+from convparity.harness.cases.inputs import UNIFORM, InputStyle
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.errors import ConvparityError
 from convparity.harness.evaluation.verdict import BackendResult, Ran, Status, case_rows
@@ -58,11 +59,13 @@ class WorkerStartError(ConvparityError):
 
 @dataclass
 class Item:
-    """One case in one dtype (the spec carries it), the backends still to run it, and their results."""
+    """One case in one dtype (the spec carries it), the backends still to run it, and their results;
+    `inputs`: the style its values are drawn in (a sweep's are uniform; a search also tries integers)."""
 
     case: Case
     backends: list[str]
     results: dict[str, BackendResult] = field(default_factory=dict)
+    inputs: InputStyle = UNIFORM
 
     @property
     def complete(self) -> bool:
@@ -166,7 +169,7 @@ class _Sweep:
         else:
             spec = item.case.spec
             self.submit(RunCase(name, spec, self.settings.seed, info.version, self.plugins, self.setups[name],
-                                self.costs.expected_seconds(spec, name)),
+                                self.costs.expected_seconds(spec, name), item.inputs),
                         ("run", (item, name)), self.settings.timeout)
 
     def probe_ended(self, name: str, outcome: Outcome) -> None:
@@ -199,7 +202,7 @@ class _Sweep:
             spec = item.case.spec
             self.submit(EvaluateCase(spec, item.case.name, self.settings.seed, self.settings.tolerance_factor, results,
                                      item.case.compared, self.reference_setup,
-                                     self.costs.expected_evaluation_seconds(spec, len(results))),
+                                     self.costs.expected_evaluation_seconds(spec, len(results)), item.inputs),
                         ("evaluate", (item, results)),
                         self.settings.reference_timeout)
         else:
@@ -218,7 +221,7 @@ class _Sweep:
 
     def rows(self, item: Item, results: tuple[BackendResult, ...]) -> list[Row]:
         return case_rows(item.case.spec, item.case.name, self.settings.seed, self.settings.tolerance_factor, results,
-                         item.case.compared)
+                         item.case.compared, item.inputs)
 
     def finish(self, rows: list[Row]) -> None:
         self.in_flight -= 1

@@ -3,7 +3,7 @@
 - `Probe(backend)`: is the backend usable here, and which version (imports its framework).
 - `RunCase(backend, spec, seed)`: the backend's validated outputs for one case (`Ran`), or why there
   are none (`Status`), from convparity.harness.evaluation.verdict.run_backend. Inputs are regenerated from
-  (spec, seed), not shipped.
+  (spec, seed, input style), not shipped: both tasks carry the style (harness.cases.inputs.InputStyle).
 - `EvaluateCase(...)`: the rows of one case in one dtype for every backend that took part
   (convparity.harness.evaluation.verdict.case_rows: the reference once, then every comparison).
 
@@ -26,6 +26,7 @@ from functools import cache
 
 from convparity.harness.backends.contract import Backend
 from convparity.harness.backends.manager import PluginSelection
+from convparity.harness.cases.inputs import UNIFORM, InputStyle
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.verdict import BackendResult, Ran, Status, case_rows, run_backend
 from convparity.harness.results import Row
@@ -149,6 +150,7 @@ class RunCase:
     plugins: PluginSelection = field(default_factory=PluginSelection)
     setup: WorkerSetup | None = None
     expected_seconds: float = 0.0
+    inputs: InputStyle = UNIFORM
 
     @property
     def pool(self) -> str:
@@ -159,7 +161,7 @@ class RunCase:
         return PrepareBackend(self.backend, self.plugins)
 
     def __call__(self) -> Ran | Status:
-        return run_backend(_backend(self.backend, self.plugins), self.spec, self.seed, self.version)
+        return run_backend(_backend(self.backend, self.plugins), self.spec, self.seed, self.version, self.inputs)
 
 
 @dataclass(frozen=True)
@@ -172,10 +174,12 @@ class EvaluateCase:
     compared: tuple[str, ...] = TENSORS
     setup: WorkerSetup | None = None
     expected_seconds: float = 0.0
+    inputs: InputStyle = UNIFORM
 
     pool = REFERENCE_POOL
     prepare = None
     urgency = EVALUATION_URGENCY
 
     def __call__(self) -> list[Row]:
-        return case_rows(self.spec, self.name, self.seed, self.tolerance_factor, self.results, self.compared)
+        return case_rows(self.spec, self.name, self.seed, self.tolerance_factor, self.results, self.compared,
+                         self.inputs)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from convparity.harness.cases.inputs import case_seed, make_inputs
+from convparity.harness.cases.inputs import UNIFORM, InputStyle, case_seed, make_inputs
 from convparity.harness.cases.spec import ConvSpec
 
 SPEC = ConvSpec(batch=2, in_channels=4, out_channels=6, input_size=(5, 6), kernel_size=(3, 2), groups=2,
@@ -54,3 +55,34 @@ def test_transposed_weights_have_the_transposed_shape_and_fan_in():
     assert inputs.dy.shape == (2, 6, 12, 8) and inputs.b.shape == (6,)
     assert np.abs(inputs.w).max() <= 1 / np.sqrt(48) and np.abs(inputs.w).max() > 0.9 / np.sqrt(48)
     assert case_seed(spec, 0) != case_seed(spec.replace(transposed=False, stride=1), 0)
+
+
+def test_integer_inputs_are_small_whole_numbers_exact_in_every_dtype():
+    style = InputStyle.parse("integers:2")
+    assert (style.kind, style.scale, style.text) == ("integers", 2, "integers:2")
+    wide = make_inputs(SPEC, 0, style)
+    for array in (wide.x, wide.w, wide.b, wide.dy):
+        assert np.array_equal(array, np.round(array)) and np.abs(array).max() <= 2
+        assert set(np.unique(array)) <= {-2.0, -1.0, 0.0, 1.0, 2.0} and len(np.unique(array)) >= 3
+    for dtype in ("float32", "float16", "bfloat16"):
+        narrow = make_inputs(SPEC.replace(dtype=dtype), 0, style)
+        np.testing.assert_array_equal(narrow.w.astype(np.float64), wide.w)  # no rounding at all
+    np.testing.assert_array_equal(make_inputs(SPEC, 0, style).x, wide.x)  # deterministic
+    assert not np.array_equal(make_inputs(SPEC, 0, InputStyle("integers", 1)).x, wide.x)
+
+
+def test_the_default_style_draws_what_every_earlier_version_drew():
+    """Adding styles changed no uniform draw: the seed key of the default style is the old one."""
+    import hashlib
+
+    key = f"3|{SPEC.descriptor}|bias={SPEC.bias}".encode()
+    assert case_seed(SPEC, 3) == int.from_bytes(hashlib.sha256(key).digest()[:8], "little")
+    assert case_seed(SPEC, 3) == case_seed(SPEC, 3, UNIFORM) != case_seed(SPEC, 3, InputStyle("integers", 1))
+    np.testing.assert_array_equal(make_inputs(SPEC, 3).x, make_inputs(SPEC, 3, UNIFORM).x)
+
+
+@pytest.mark.parametrize("text", ["integers", "integers:0", "integers:-1", "integers:257", "gauss", "integers:1:2"])
+def test_a_style_that_is_none_is_refused_saying_what_is(text):
+    with pytest.raises(ValueError, match="expected 'uniform' or 'integers:K'"):
+        InputStyle.parse(text)
+    assert InputStyle.parse("") == InputStyle.parse("uniform") == UNIFORM

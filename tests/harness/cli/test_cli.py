@@ -92,6 +92,16 @@ def test_explain_prints_every_tensor(capsys, monkeypatch):
     assert "worst at" in out
 
 
+def test_explain_draws_the_inputs_in_the_style_given(capsys, monkeypatch):
+    """A repro command of a case evaluated on small integers says so, and explain draws them again."""
+    monkeypatch.setenv("CONVPARITY_PLUGINS", "reference")
+    assert main(["explain", "mb1ic2iw3oc2kw2", "-b", "reference", "--inputs", "integers:1"]) == 0
+    out = capsys.readouterr().out
+    assert "inputs=integers:1" in out and "\ny   pass" in out
+    assert main(["explain", "mb1ic2iw3oc2kw2", "-b", "reference", "--inputs", "integers"]) == 2
+    assert "expected 'uniform' or 'integers:K'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", [["backends"], ["grids"], ["backends", "--limits"]])
 def test_listings(command):
     result = run_cli(*command)
