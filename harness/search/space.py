@@ -1,12 +1,18 @@
 """The space the search explores: every field of a convolution, drawn fresh or changed a little.
 
-`SpecSpace.draw(rng)` samples the whole space: spatial rank 1 to 3, batch, channels, groups
-(depthwise included), kernels (even and non-square ones), strides, asymmetric and negative
-(cropping) padding, dilation, bias on and off, and every dtype asked for. `SpecSpace.mutate(spec,
-rng)` changes one or two fields of a case, keeping it valid: the search mutates the cases that
-failed or came close to the bound, so it looks near them. Besides single-field changes a mutation
-may make two sizes equal (out_channels := output_size[-1], ...), since bugs that hang on a relation
-between fields (a bias added along the wrong axis when two sizes coincide) are found no other way.
+`SpecSpace.draw(rng)` samples the whole space: convolutions and transposed convolutions (with their
+output_padding), spatial rank 1 to 3, batch, channels, groups (depthwise included), kernels (even and
+non-square ones), strides, asymmetric and negative (cropping) padding, dilation, bias on and off, and
+every dtype asked for. `SpecSpace.mutate(spec, rng)` changes one or two fields of a case, keeping it
+valid: the search mutates the cases that failed or came close to the bound, so it looks near them.
+Besides single-field changes a mutation may make two sizes equal (out_channels := output_size[-1], ...),
+since bugs that hang on a relation between fields (a bias added along the wrong axis when two sizes
+coincide) are found no other way.
+
+Growing the op family: a mutation changes a spec with `ConvSpec.replace`, so a field this module does
+not know (a post-op chain, quantization parameters) is carried through every mutation and shrink
+unchanged, and a draw leaves it at its default. Exploring it means adding a draw for it in
+`_draw_once`, a mutation to `_operations` and a simplification to convparity.harness.search.shrink.
 
 Sizes stay small: each case must run fast on every backend, and a shrunk case is smaller still.
 """
@@ -25,6 +31,7 @@ LARGEST_INPUT = {1: 20, 2: 12, 3: 6}
 LARGEST_KERNEL = {1: 5, 2: 4, 3: 3}
 PER_DIM = ("input_size", "kernel_size", "stride", "dilation", "padding", "output_padding")
 RELATED_SHARE = 0.2
+TRANSPOSED_SHARE = 0.2
 
 
 def build(spec: ConvSpec | None = None, **fields: Any) -> ConvSpec | None:
@@ -91,9 +98,13 @@ class SpecSpace:
         stride = tuple(rng.choice((1, 1, 1, 2, 3)) for _ in range(rank))
         dilation = tuple(rng.choice((1, 1, 1, 2, 3)) for _ in range(rank))
         padding = tuple((self._pad(rng), self._pad(rng)) for _ in range(rank))
+        transposed = rng.random() < TRANSPOSED_SHARE
+        output_padding = tuple(rng.randrange(max(s, d)) if rng.random() < 0.3 else 0 for s, d in zip(stride, dilation)) \
+            if transposed else (0,) * rank
         return build(batch=rng.randint(1, 3), in_channels=groups * in_per_group, out_channels=groups * out_per_group,
                      groups=groups, input_size=sizes, kernel_size=kernel, stride=stride, dilation=dilation,
-                     padding=padding, bias=rng.random() < 0.5, dtype=rng.choice(self.dtypes))
+                     padding=padding, bias=rng.random() < 0.5, dtype=rng.choice(self.dtypes), transposed=transposed,
+                     output_padding=output_padding)
 
     @staticmethod
     def _pad(rng: random.Random) -> int:
@@ -161,6 +172,13 @@ class SpecSpace:
                   for name in PER_DIM}
         return build(spec, **fields)
 
+    def _transposed(self, spec: ConvSpec, rng: random.Random) -> ConvSpec | None:
+        """A convolution made transposed or back, or (transposed) another output_padding in one dim."""
+        if spec.transposed and rng.random() < 0.5:
+            dim = rng.randrange(spec.rank)
+            return with_dim(spec, dim, output_padding=rng.randrange(max(spec.stride[dim], spec.dilation[dim])))
+        return build(spec, transposed=not spec.transposed, output_padding=0)
+
     def _relation(self, spec: ConvSpec, rng: random.Random) -> ConvSpec | None:
         """Make two sizes equal: a channel count and the last output (or input) size, or the two channel counts."""
         last = spec.output_size[-1]
@@ -177,4 +195,5 @@ class SpecSpace:
         return build(spec, out_channels=spec.in_channels)
 
     _operations: ClassVar[tuple[Callable[[SpecSpace, ConvSpec, random.Random], ConvSpec | None], ...]] = (
-        _batch, _channels, _groups, _size, _size, _stride_dilation, _padding, _bias_dtype, _rank, _relation)
+        _batch, _channels, _groups, _size, _size, _stride_dilation, _padding, _bias_dtype, _rank, _relation,
+        _transposed)

@@ -15,9 +15,35 @@ cases, the tensors the bug breaks and the spec fields its minimal case must show
 - planted-last-size: like Keras 3.15's channels_first bias bug, the bias is added along the last
   axis (and db summed over all others) when the last output size equals out_channels.
 - planted-raise: raises for a stride > 1.
+
+Bugs written for issue 22 before the grouping was reworked, and never used to tune it (`UNSEEN`: one
+cause each, with the rule that states it; `TWO_CAUSES`: two independent causes in one backend):
+
+- planted-stride-3d: stride is ignored in 3-D convolutions (dy placed in the stride-1 output's shape).
+- planted-f16-bias: the bias is dropped from y in float16 (db is right).
+- planted-groups-dilation: dilation is ignored when the convolution is also grouped.
+- planted-crop-asym: y loses its last element along every dim whose padding is asymmetric, and the
+  backward pass ignores dy there.
+- planted-two-y: y is 1% too large in transposed convolutions, and grouped ones take the input channel
+  groups in rotated order (as planted-groups).
+- planted-two-dx: dx is 1% too large when some stride > 1, and has its sign flipped with 1x1 kernels.
+
+Faults rather than wrong numbers (`FAULTS`):
+
+- planted-flaky: y is 1% off on about 30% of calls, whatever the case (a race, say).
+- planted-hang: hangs when every output size is 1 (small cases only); planted-slow: hangs on every case.
+- planted-crash: kills its process (SIGSEGV) when some dilation > 1.
+
+A hang sleeps and a crash kills the worker for real; in a test's in-process executor
+(tests/harness/search/inline.py, which sets SIMULATE) they raise `Simulated` instead, which that executor
+turns into the timeout or crash outcome a worker would give.
 """
 
 from __future__ import annotations
+
+import os
+import signal
+import time
 
 import numpy as np
 
@@ -39,10 +65,62 @@ PLANTED = {
 }
 
 
+UNSEEN = {
+    "planted-stride-3d": ("rank == 3 and any stride > 1", {"y", "dx", "dw"}),
+    "planted-f16-bias": ("bias and dtype == float16", {"y"}),
+    "planted-groups-dilation": ("groups > 1 and any dilation > 1", {"y", "dx", "dw"}),
+    "planted-crop-asym": ("padding asymmetric", {"y", "dx", "dw"}),
+}
+TWO_CAUSES = {
+    "planted-two-y": (("transposed", {"y"}), ("groups > 1", {"y", "dx", "dw"})),
+    "planted-two-dx": (("any stride > 1", {"dx"}), ("kernel_size == 1", {"dx"})),
+}
+FAULTS = {"planted-flaky": ("fail", 0.3), "planted-hang": ("timeout", "output_size == 1"),
+          "planted-slow": ("timeout", "every case"), "planted-crash": ("crash", "any dilation > 1")}
+SIMULATE = "CONVPARITY_SIMULATE_FAULTS"
+HANG_SECONDS = 3600
+
+
+class Simulated(BaseException):
+    """A hang or crash in the in-process test executor: `failure` is the outcome a worker would give.
+    A BaseException, so that the verdict's `except Exception` does not make it an error row."""
+
+    def __init__(self, failure: str) -> None:
+        super().__init__(failure)
+        self.failure = failure
+
+
 def conv(spec: ConvSpec, x, w, b, dy, **changes):
-    """The reference's (y, dx, dw, db) with some geometry changed; float64."""
+    """The reference's (y, dx, dw, db) with some geometry changed; float64 (transposed or not, as the spec)."""
     kwargs = dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation, groups=spec.groups) | changes
+    if spec.transposed:
+        kwargs.setdefault("output_padding", spec.output_padding)
+        return reference_impl.conv_transpose_forward_backward(x, w, b, dy, **kwargs)
     return reference_impl.conv_forward_backward(x, w, b, dy, **kwargs)
+
+
+def _wrong_geometry(spec: ConvSpec, x, w, b, dy, **changes):
+    """What a backend computes with some geometry fields changed (stride or dilation ignored): the changed
+    convolution, with dy cut or zero-padded to its output's shape. Where the changed geometry is no valid
+    convolution (a transposed one whose crop outgrows the smaller output), an empty y and zero gradients."""
+    stride, dilation = changes.get("stride", spec.stride), changes.get("dilation", spec.dilation)
+    stride, dilation = ((v,) * spec.rank if isinstance(v, int) else v for v in (stride, dilation))
+    # output_padding must stay below max(stride, dilation): what is no longer allowed is lost
+    kept = tuple(min(o, max(s, d) - 1) for o, s, d in zip(spec.output_padding, stride, dilation))
+    try:
+        changed = spec.replace(**changes, output_padding=kept)
+    except ValueError:
+        empty = np.zeros((spec.batch, spec.out_channels) + (0,) * spec.rank)
+        return empty, np.zeros_like(x), np.zeros_like(w), None if b is None else np.zeros_like(b)
+    return conv(changed, x, w, b, _placed(dy, changed.y_shape))
+
+
+def _placed(dy, shape):
+    """dy cut or zero-padded to `shape` (the output shape a wrong geometry gives)."""
+    placed = np.zeros(shape)
+    overlap = tuple(slice(0, min(a, c)) for a, c in zip(shape, dy.shape))
+    placed[overlap] = dy[overlap]
+    return placed
 
 
 def _pad_shift(spec, x, w, b, dy):
@@ -51,11 +129,7 @@ def _pad_shift(spec, x, w, b, dy):
 
 
 def _no_dilation(spec, x, w, b, dy):
-    dense = spec.replace(dilation=1)
-    placed = np.zeros(dense.y_shape)
-    overlap = tuple(slice(0, min(a, c)) for a, c in zip(dense.y_shape, spec.y_shape))
-    placed[overlap] = dy[overlap]
-    return conv(spec, x, w, b, placed, dilation=1)
+    return _wrong_geometry(spec, x, w, b, dy, dilation=1)
 
 
 def _groups(spec, x, w, b, dy):
@@ -82,7 +156,7 @@ def _scale_y(spec, x, w, b, dy):
 def _depthwise(spec, x, w, b, dy):
     if not spec.groups == spec.in_channels > 1:
         return conv(spec, x, w, b, dy)
-    shift = spec.out_channels // spec.groups
+    shift = (spec.in_channels if spec.transposed else spec.out_channels) // spec.groups  # one group of w's rows
     y, dx, dw, db = conv(spec, x, np.roll(w, shift, axis=0), b, dy)
     return y, dx, np.roll(dw, -shift, axis=0), db
 
@@ -100,9 +174,88 @@ def _raise(spec, x, w, b, dy):
     return conv(spec, x, w, b, dy)
 
 
+def _stride_3d(spec, x, w, b, dy):
+    if spec.rank != 3:
+        return conv(spec, x, w, b, dy)
+    return _wrong_geometry(spec, x, w, b, dy, stride=1)
+
+
+def _f16_bias(spec, x, w, b, dy):
+    y, dx, dw, db = conv(spec, x, w, b, dy)
+    if spec.dtype == "float16" and b is not None:
+        y = conv(spec, x, w, None, dy)[0]
+    return y, dx, dw, db
+
+
+def _groups_dilation(spec, x, w, b, dy):
+    if spec.groups == 1:
+        return conv(spec, x, w, b, dy)
+    return _no_dilation(spec, x, w, b, dy)
+
+
+def _crop_asym(spec, x, w, b, dy):
+    asymmetric = [d for d, (lo, hi) in enumerate(spec.padding) if lo != hi]
+    ignored = dy.copy()
+    for d in asymmetric:
+        ignored[(slice(None), slice(None)) + (slice(None),) * d + (-1,)] = 0.0
+    y, dx, dw, db = conv(spec, x, w, b, ignored)
+    y = conv(spec, x, w, b, dy)[0]
+    for d in asymmetric:
+        y = y[(slice(None), slice(None)) + (slice(None),) * d + (slice(0, -1),)]
+    return y, dx, dw, db
+
+
+def _two_y(spec, x, w, b, dy):
+    y, dx, dw, db = _groups(spec, x, w, b, dy)
+    return (y * 1.01 if spec.transposed else y), dx, dw, db
+
+
+def _two_dx(spec, x, w, b, dy):
+    y, dx, dw, db = conv(spec, x, w, b, dy)
+    if max(spec.stride) > 1:
+        dx = dx * 1.01
+    if max(spec.kernel_size) == 1:
+        dx = -dx
+    return y, dx, dw, db
+
+
+def _fault(failure: str) -> None:
+    if os.environ.get(SIMULATE):
+        raise Simulated(failure)
+    if failure == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(HANG_SECONDS)
+
+
+def _flaky(spec, x, w, b, dy):
+    y, dx, dw, db = conv(spec, x, w, b, dy)
+    if np.random.default_rng().random() < FAULTS["planted-flaky"][1]:  # unseeded: differs from call to call
+        y = y * 1.01
+    return y, dx, dw, db
+
+
+def _hang(spec, x, w, b, dy):
+    if max(spec.output_size) == 1:
+        _fault("timeout")
+    return conv(spec, x, w, b, dy)
+
+
+def _slow(spec, x, w, b, dy):
+    _fault("timeout")
+
+
+def _crash(spec, x, w, b, dy):
+    if any(d > 1 and k > 1 for d, k in zip(spec.dilation, spec.kernel_size)):
+        _fault("crash")
+    return conv(spec, x, w, b, dy)
+
+
 BUGS = {"planted-pad-shift": _pad_shift, "planted-no-dilation": _no_dilation, "planted-groups": _groups,
         "planted-zero-db": _zero_db, "planted-scale-y": _scale_y, "planted-depthwise": _depthwise,
-        "planted-last-size": _last_size, "planted-raise": _raise}
+        "planted-last-size": _last_size, "planted-raise": _raise,
+        "planted-stride-3d": _stride_3d, "planted-f16-bias": _f16_bias, "planted-groups-dilation": _groups_dilation,
+        "planted-crop-asym": _crop_asym, "planted-two-y": _two_y, "planted-two-dx": _two_dx,
+        "planted-flaky": _flaky, "planted-hang": _hang, "planted-slow": _slow, "planted-crash": _crash}
 
 
 class PlantedBackend:
