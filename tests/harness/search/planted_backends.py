@@ -100,15 +100,17 @@ def conv(spec: ConvSpec, x, w, b, dy, **changes):
 
 
 def _wrong_geometry(spec: ConvSpec, x, w, b, dy, **changes):
-    """What a backend computes with some geometry fields changed (stride or dilation ignored): the changed
-    convolution, with dy cut or zero-padded to its output's shape. Where the changed geometry is no valid
-    convolution (a transposed one whose crop outgrows the smaller output), an empty y and zero gradients."""
-    stride, dilation = changes.get("stride", spec.stride), changes.get("dilation", spec.dilation)
-    stride, dilation = ((v,) * spec.rank if isinstance(v, int) else v for v in (stride, dilation))
-    # output_padding must stay below max(stride, dilation): what is no longer allowed is lost
-    kept = tuple(min(o, max(s, d) - 1) for o, s, d in zip(spec.output_padding, stride, dilation))
+    """What a backend computes with some geometry fields changed (stride or dilation ignored), everything else
+    as asked: the changed convolution, with dy cut or zero-padded to its output's shape. A transposed one
+    keeps its output_padding as the equivalent end pad (only after - output_padding matters), which stays
+    valid whatever the stride and dilation. Where the changed geometry is no convolution at all (a crop
+    larger than the smaller output), an empty y and zero gradients."""
+    fields = dict(changes)
+    if spec.transposed:
+        fields.update(padding=tuple((lo, hi - extra) for (lo, hi), extra in zip(spec.padding, spec.output_padding)),
+                      output_padding=0)
     try:
-        changed = spec.replace(**changes, output_padding=kept)
+        changed = spec.replace(**fields)
     except ValueError:
         empty = np.zeros((spec.batch, spec.out_channels) + (0,) * spec.rank)
         return empty, np.zeros_like(x), np.zeros_like(w), None if b is None else np.zeros_like(b)
