@@ -85,9 +85,10 @@ def _reported(result: SearchResult) -> SearchResult:
     return result
 
 
-def triage(path: str | Path) -> list[Finding]:
-    """Group a sweep's failures by cause (harness.search.triage), then rewrite its reports with them."""
-    found = triaging.triage(path)
+def triage(path: str | Path, *args: Any, **kwargs: Any) -> list[Finding]:
+    """Group a sweep's failures by cause and check the rules on fresh cases (harness.search.triage takes the same
+    arguments), then rewrite its reports with them."""
+    found = triaging.triage(path, *args, **kwargs)
     write_reports(path)
     return found
 

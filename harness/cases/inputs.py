@@ -7,8 +7,9 @@ An `InputStyle` says how values are drawn:
 
 - `uniform` (the default, every sweep): Uniform(-1, 1), weights scaled by 1/sqrt(fan_in) so that
   outputs stay O(1) in every dtype;
-- `integers:K`: whole numbers in [-K, K], exact in every dtype (bfloat16 holds every integer up to 256):
-  what a repro script shows a maintainer, when a bug survives them (convparity.harness.search.values).
+- `integers:K`: whole numbers from 1 to K in magnitude, of either sign (no zeros, which would hide what a
+  value does), exact in every dtype (bfloat16 holds every integer up to 256): what a repro script shows a
+  maintainer, when a bug survives them (convparity.harness.search.values).
 
 A style travels with the case wherever it is evaluated (a sweep's `RunCase` and `EvaluateCase` tasks
 carry it, and regenerate the inputs from (spec, seed, style) in their workers); its `text` is how it is
@@ -32,7 +33,8 @@ LARGEST_INTEGER = 256  # every integer up to here is exact in bfloat16, the narr
 
 @dataclass(frozen=True)
 class InputStyle:
-    """How a case's values are drawn: "uniform", or "integers" in [-scale, scale] (see the module docstring)."""
+    """How a case's values are drawn: "uniform", or nonzero "integers" of magnitude at most `scale` (see the
+    module docstring)."""
 
     kind: str = "uniform"
     scale: int = 0
@@ -98,13 +100,15 @@ def make_inputs(spec: ConvSpec, seed: int, style: InputStyle = UNIFORM) -> Input
     Uniform: Uniform(-1, 1) draws, weights scaled by 1/sqrt(fan_in) so outputs stay O(1) in every dtype.
     fan_in is the most products of x and w one element of y sums: C/groups * prod(kernel) for a
     convolution; for a transposed one, C/groups times the taps that reach one output position (about
-    prod(kernel / stride)), from spec.reductions. Integers: whole numbers in [-scale, scale], unscaled.
+    prod(kernel / stride)), from spec.reductions. Integers: whole numbers of magnitude 1 to scale, either
+    sign, unscaled.
     """
     rng = np.random.default_rng(case_seed(spec, seed, style))
     dtype = numpy_dtype(spec.dtype)
     if style.kind == "integers":
         def draw(shape: tuple[int, ...]) -> np.ndarray:
-            return rng.integers(-style.scale, style.scale + 1, shape).astype(np.float64)
+            magnitudes = rng.integers(1, style.scale + 1, shape)
+            return np.where(rng.random(shape) < 0.5, -magnitudes, magnitudes).astype(np.float64)
 
         x, w = draw(spec.x_shape), draw(spec.w_shape)
         b = draw((spec.out_channels,)) if spec.bias else None

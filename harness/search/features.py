@@ -10,78 +10,145 @@ the only dims it changes anything in). Relations between sizes require them > 1:
 broadcast, so a mix-up of two axes of size 1 changes nothing. `FEATURES` is in order of preference:
 when the seen cases cannot tell two equally simple rules apart, the one whose features come first
 is tried first (structure before relations before dtypes).
+
+Every feature is written once, over a `SpecTable` (the fields of many specs as NumPy columns, spatial
+dims padded to 3 and masked), so a grouping of 50,000 cases computes its feature matrix in a few
+vectorised passes; `feature_matrix` keeps each spec's row, so a spec is featurised once per process.
+A field of ConvSpec that no feature reads (a new op family's) changes nothing here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.vocabulary import DTYPES
 
+MAX_RANK = 3
+CACHED_ROWS = 400_000  # spec rows kept (about 16 MB); past that the cache starts again
+
+
+@dataclass(frozen=True)
+class SpecTable:
+    """The fields of `n` specs as arrays: scalars (n,), per-dim fields (n, MAX_RANK) with `dims` marking the
+    spec's own dims (the rest hold neutral values: sizes 1, pads 0)."""
+
+    rank: np.ndarray
+    batch: np.ndarray
+    in_channels: np.ndarray
+    out_channels: np.ndarray
+    groups: np.ndarray
+    bias: np.ndarray
+    transposed: np.ndarray
+    dtype: np.ndarray  # index into DTYPES
+    dims: np.ndarray
+    input_size: np.ndarray
+    kernel_size: np.ndarray
+    stride: np.ndarray
+    dilation: np.ndarray
+    pad_before: np.ndarray
+    pad_after: np.ndarray
+    output_padding: np.ndarray
+    output_size: np.ndarray
+
+    @classmethod
+    def of(cls, specs: Sequence[ConvSpec]) -> SpecTable:
+        dtype_index: dict[str, int] = {name: i for i, name in enumerate(DTYPES)}
+        scalars, per_dim = [], []
+        for spec in specs:
+            rank = spec.rank
+            pad = (MAX_RANK - rank,)
+            ones, zeros = (1,) * pad[0], (0,) * pad[0]
+            scalars.append((rank, spec.batch, spec.in_channels, spec.out_channels, spec.groups, spec.bias,
+                            spec.transposed, dtype_index[spec.dtype]))
+            per_dim.append((spec.input_size + ones, spec.kernel_size + ones, spec.stride + ones, spec.dilation + ones,
+                            tuple(lo for lo, _ in spec.padding) + zeros, tuple(hi for _, hi in spec.padding) + zeros,
+                            spec.output_padding + zeros))
+        columns = np.array(scalars, dtype=np.int64).reshape(len(specs), 8).T  # (8, n)
+        dims = np.array(per_dim, dtype=np.int64).reshape(len(specs), 7, MAX_RANK).transpose(1, 0, 2)  # (7, n, 3)
+        rank, transposed = columns[0], columns[6].astype(bool)
+        size, kernel, stride, dilation, before, after, extra = dims
+        effective = (kernel - 1) * dilation + 1  # (n, 3)
+        output = np.where(transposed[:, None], (size - 1) * stride - before - after + effective + extra,
+                          (size + before + after - effective) // stride + 1)  # ConvSpec.output_size, every dim
+        dims_mask = np.arange(MAX_RANK)[None, :] < rank[:, None]
+        return cls(rank=rank, batch=columns[1], in_channels=columns[2], out_channels=columns[3], groups=columns[4],
+                   bias=columns[5].astype(bool), transposed=transposed, dtype=columns[7], dims=dims_mask,
+                   input_size=size, kernel_size=kernel, stride=stride, dilation=dilation, pad_before=before,
+                   pad_after=after, output_padding=extra, output_size=np.where(dims_mask, output, 1))
+
+    def any(self, condition: np.ndarray) -> np.ndarray:
+        """(n,) whether `condition` (n, MAX_RANK) holds in some dim of the spec."""
+        return (condition & self.dims).any(axis=1)
+
+    def all(self, condition: np.ndarray) -> np.ndarray:
+        return (condition | ~self.dims).all(axis=1)
+
+    def last(self, values: np.ndarray) -> np.ndarray:
+        """(n,) the value in each spec's last dim."""
+        return values[np.arange(len(self.rank)), self.rank - 1]
+
 
 @dataclass(frozen=True)
 class Feature:
-    """`text` holds when `test(spec)`; `negation` is how its opposite reads."""
+    """`text` holds on the specs of a table where `test_all(table)` is true; `negation` is how its opposite reads."""
 
     text: str
     negation: str
-    test: Callable[[ConvSpec], bool]
+    test_all: Callable[[SpecTable], np.ndarray]
+
+    def test(self, spec: ConvSpec) -> bool:
+        return bool(self.test_all(SpecTable.of([spec]))[0])
 
 
-def _any(field: str, predicate: Callable[[int], bool]) -> Callable[[ConvSpec], bool]:
-    return lambda spec: any(predicate(v) for v in getattr(spec, field))
+def _non_square(t: SpecTable) -> np.ndarray:
+    own = np.where(t.dims, t.kernel_size, 0)
+    return own.max(axis=1) != np.where(t.dims, t.kernel_size, 1 << 30).min(axis=1)
 
 
-def _dilated(spec: ConvSpec) -> bool:
-    """Dilation > 1 in a dim whose kernel is > 1: elsewhere it changes nothing."""
-    return any(d > 1 and k > 1 for d, k in zip(spec.dilation, spec.kernel_size))
-
-
-def _is_dtype(name: str, spec: ConvSpec) -> bool:
-    return spec.dtype == name
-
-
-def _depthwise(spec: ConvSpec) -> bool:
-    return spec.groups == spec.in_channels > 1
+def _dtype(name: str) -> Callable[[SpecTable], np.ndarray]:
+    index = DTYPES.index(name)
+    return lambda t: t.dtype == index
 
 
 FEATURES: tuple[Feature, ...] = (
-    Feature("transposed", "a convolution", lambda s: s.transposed),
-    Feature("bias", "no bias", lambda s: s.bias),
-    Feature("groups > 1", "groups == 1", lambda s: s.groups > 1),
-    Feature("depthwise (groups == in_channels > 1)", "not depthwise", _depthwise),
-    Feature("any stride > 1", "stride 1", _any("stride", lambda v: v > 1)),
-    Feature("any dilation > 1", "dilation 1", _dilated),
-    Feature("any padding before > 0", "no padding before", lambda s: any(lo > 0 for lo, _ in s.padding)),
-    Feature("any padding after > 0", "no padding after", lambda s: any(hi > 0 for _, hi in s.padding)),
-    Feature("padding asymmetric", "padding symmetric", lambda s: any(lo != hi for lo, hi in s.padding)),
-    Feature("negative padding (a crop)", "no negative padding", lambda s: any(min(p) < 0 for p in s.padding)),
-    Feature("any output_padding > 0", "no output_padding", lambda s: max(s.output_padding) > 0),
-    Feature("any kernel size even", "kernel sizes odd", _any("kernel_size", lambda v: v % 2 == 0)),
-    Feature("kernel non-square", "kernel square", lambda s: len(set(s.kernel_size)) > 1),
-    Feature("kernel_size == 1", "kernel_size > 1", lambda s: max(s.kernel_size) == 1),
-    Feature("rank == 1", "rank != 1", lambda s: s.rank == 1),
-    Feature("rank == 2", "rank != 2", lambda s: s.rank == 2),
-    Feature("rank == 3", "rank != 3", lambda s: s.rank == 3),
-    Feature("batch > 1", "batch == 1", lambda s: s.batch > 1),
-    Feature("in_channels > 1", "in_channels == 1", lambda s: s.in_channels > 1),
-    Feature("out_channels > 1", "out_channels == 1", lambda s: s.out_channels > 1),
+    Feature("transposed", "a convolution", lambda t: t.transposed),
+    Feature("bias", "no bias", lambda t: t.bias),
+    Feature("groups > 1", "groups == 1", lambda t: t.groups > 1),
+    Feature("depthwise (groups == in_channels > 1)", "not depthwise",
+            lambda t: (t.groups == t.in_channels) & (t.groups > 1)),
+    Feature("any stride > 1", "stride 1", lambda t: t.any(t.stride > 1)),
+    # dilation > 1 in a dim whose kernel is > 1: elsewhere it changes nothing
+    Feature("any dilation > 1", "dilation 1", lambda t: t.any((t.dilation > 1) & (t.kernel_size > 1))),
+    Feature("any padding before > 0", "no padding before", lambda t: t.any(t.pad_before > 0)),
+    Feature("any padding after > 0", "no padding after", lambda t: t.any(t.pad_after > 0)),
+    Feature("padding asymmetric", "padding symmetric", lambda t: t.any(t.pad_before != t.pad_after)),
+    Feature("negative padding (a crop)", "no negative padding",
+            lambda t: t.any(np.minimum(t.pad_before, t.pad_after) < 0)),
+    Feature("any output_padding > 0", "no output_padding", lambda t: t.any(t.output_padding > 0)),
+    Feature("any kernel size even", "kernel sizes odd", lambda t: t.any(t.kernel_size % 2 == 0)),
+    Feature("kernel non-square", "kernel square", _non_square),
+    Feature("kernel_size == 1", "kernel_size > 1", lambda t: t.all(t.kernel_size == 1)),
+    Feature("rank == 1", "rank != 1", lambda t: t.rank == 1),
+    Feature("rank == 2", "rank != 2", lambda t: t.rank == 2),
+    Feature("rank == 3", "rank != 3", lambda t: t.rank == 3),
+    Feature("batch > 1", "batch == 1", lambda t: t.batch > 1),
+    Feature("in_channels > 1", "in_channels == 1", lambda t: t.in_channels > 1),
+    Feature("out_channels > 1", "out_channels == 1", lambda t: t.out_channels > 1),
     Feature("output_size[-1] == out_channels > 1", "output_size[-1] != out_channels or out_channels == 1",
-            lambda s: s.output_size[-1] == s.out_channels > 1),
+            lambda t: (t.last(t.output_size) == t.out_channels) & (t.out_channels > 1)),
     Feature("output_size[-1] == in_channels > 1", "output_size[-1] != in_channels or in_channels == 1",
-            lambda s: s.output_size[-1] == s.in_channels > 1),
+            lambda t: (t.last(t.output_size) == t.in_channels) & (t.in_channels > 1)),
     Feature("output_size[-1] == batch > 1", "output_size[-1] != batch or batch == 1",
-            lambda s: s.output_size[-1] == s.batch > 1),
-    Feature("output_size == 1", "output_size > 1", lambda s: max(s.output_size) == 1),
-    Feature("input_size == kernel_size", "input_size != kernel_size", lambda s: s.input_size == s.kernel_size),
+            lambda t: (t.last(t.output_size) == t.batch) & (t.batch > 1)),
+    Feature("output_size == 1", "output_size > 1", lambda t: t.all(t.output_size == 1)),
+    Feature("input_size == kernel_size", "input_size != kernel_size", lambda t: t.all(t.input_size == t.kernel_size)),
     Feature("in_channels == out_channels > 1", "in_channels != out_channels or out_channels == 1",
-            lambda s: s.in_channels == s.out_channels > 1),
-    *(Feature(f"dtype == {name}", f"dtype != {name}", partial(_is_dtype, name)) for name in DTYPES),
+            lambda t: (t.in_channels == t.out_channels) & (t.out_channels > 1)),
+    *(Feature(f"dtype == {name}", f"dtype != {name}", _dtype(name)) for name in DTYPES),
 )
 
 
@@ -97,16 +164,31 @@ class Literal:
         feature = FEATURES[self.feature]
         return feature.text if self.positive else feature.negation
 
+    @property
+    def column(self) -> int:
+        """Its column in `literal_matrix`."""
+        return self.feature + (0 if self.positive else len(FEATURES))
+
     def holds(self, spec: ConvSpec) -> bool:
-        return FEATURES[self.feature].test(spec) == self.positive
+        return bool(feature_matrix([spec])[0, self.feature]) == self.positive
+
+
+_rows: dict[ConvSpec, np.ndarray] = {}
 
 
 def feature_matrix(specs: Sequence[ConvSpec]) -> np.ndarray:
-    """(len(specs), len(FEATURES)) booleans: which features each spec has."""
-    matrix = np.zeros((len(specs), len(FEATURES)), dtype=bool)
-    for row, spec in enumerate(specs):
-        matrix[row] = [feature.test(spec) for feature in FEATURES]
-    return matrix
+    """(len(specs), len(FEATURES)) booleans: which features each spec has (each spec computed once)."""
+    missing = list(dict.fromkeys(spec for spec in specs if spec not in _rows))
+    if missing:
+        if len(_rows) + len(missing) > CACHED_ROWS:
+            _rows.clear()
+            missing = list(dict.fromkeys(specs))
+        table = SpecTable.of(missing)
+        computed = np.stack([np.asarray(feature.test_all(table), dtype=bool) for feature in FEATURES], axis=1)
+        _rows.update(zip(missing, computed))
+    if not specs:
+        return np.zeros((0, len(FEATURES)), dtype=bool)
+    return np.stack([_rows[spec] for spec in specs])
 
 
 def literal_matrix(features: np.ndarray) -> np.ndarray:
@@ -118,4 +200,3 @@ def literal(index: int) -> Literal:
     """The literal of column `index` of `literal_matrix`."""
     count = len(FEATURES)
     return Literal(index % count, positive=index < count)
-

@@ -1,52 +1,67 @@
-"""Grouping failures by cause, each group described by the rule that separates it from what passed.
+"""Grouping failures by cause, each group described by the rule that says where its failure happens.
 
 Input: every observation of a backend (passing and failing cases alike) and, from a search, the
-minimal cases its shrinking reached. Failures are first split by `Key`, how a case fails: a new
-failure by its kind and failing tensors; a declared one (xfail) by the declaration that covers it,
-which already names its cause.
+minimal cases its shrinking reached. A failure is learnt per *channel*, one thing that can go wrong:
+a tensor that fails undeclared ("fail", "dx"), a declaration that covers a failure ("known", its text),
+or the call itself: it raised ("error"), killed its worker ("crash") or hung ("timeout"). A rule says
+where one channel's failure happens, so one cause gets one rule whichever tensors it shows in, and two
+causes behind the same symptom (dx wrong when strided, and dx wrong with 1x1 kernels) get one each.
 
-A key's failing cases are then covered by rules one at a time (sequential covering, as rule
-learners do): the simplest uncovered case (a minimal case first, when there is one) is the seed;
-the rule is the simplest that holds on the seed and on no passing case and covers the most of the
-other uncovered failures (convparity.harness.search.rules); what it covers joins the seed's group. Two
-minimal cases that differ in the features a rule needs thus get their own rules and groups.
+For each channel, `positives` are the cases that show it and `negatives` those known not to: a case
+that passed it (a tensor that agreed, or a case with no such tensor), or, for the call's failures, a
+case that got further (a case that ran is negative for "error"; one that raised, for "crash"; one that
+ended at all, for "timeout"). A case that raised says nothing about its numbers, and a declared
+failure of a tensor is negative for its undeclared channel. Rules are learnt from negatives drawn to be
+representative (explored, checked): the cases a search `walked` through while shrinking crowd the very
+corner where a cause stops showing (sizes of 1, outputs of padding only), so they count among a rule's
+exceptions when it is reported, not against it when it is chosen.
 
-Some failures depend on the values, not on the spec: a bias added after rounding fails where it
-happens to cancel much of the convolution. Then no rule separates them from passing cases (cases
-with the very same features fail and pass), and covering would cut them into many small groups
-fitted to chance. When the first seed's best exact rule covers fewer than a third of the key's
-failing cases (or MIN_EXACT_COVER), or when the key is a declaration, the key is one group whose
-rule covers the most of its cases: `value_dependent`, with its `twins` (failing cases with a
-passing twin) counted, and findings.csv's `rule_exceptions` saying how many passing cases the rule
-holds on.
+1. Covering (as rule learners do): the acceptable rule covering the most of the channel's uncovered
+   failures (convparity.harness.search.rules: at most EXCEPTION_SHARE of the cases it holds on may be
+   negatives, so a cause's rare exceptions do not cut it into conjunctions) makes a group of what it
+   covers; repeat while such a rule covers at least MIN_SUPPORT failures (or all of them, when the channel
+   has fewer: a rule fitted to one or two of many cases fits chance).
+   Failures no such rule explains are exceptions of the channel's largest group (`misses`, which a search
+   settles in turn: if they have a cause of their own, its shrinking gives them the cases to show it); in
+   a channel with no group, they are one group whose rule covers the most of them: `value_dependent`, for
+   failures that depend on the values or on chance (a bias that happens to cancel the convolution; a
+   flaky backend). A declaration's failures are always one group (the declaration already names their
+   cause).
+2. Merging: groups of one backend and kind (with or without a declaration) merge when they have the same
+   rule, or when one's rule holds on all but EXCEPTION_SHARE of the other's cases and is not itself a
+   value-dependent rule: the broader rule explains them both (the Keras bias bug fails y and db in
+   float64 but only db in float32, where TensorFlow's fusion happens to fix y: one group, "bias and
+   output_size[-1] == out_channels > 1"). Its minimal case is one its rule holds on, a shrunk one first,
+   showing the most of its channels (so that its script shows the whole bug), then the simplest.
 
-Last, groups of one backend with the same rule, kind and declaration (or none) merge, whatever
-their tensors: one cause that shows in y and db in float64 but only in db in float32 (the Keras bias
-bug, where TensorFlow's fusion happens to fix y) is one group.
-
-Negatives of a key are the backend's passing cases and its cases that failed some other way, in
-every dtype and with or without bias, so a rule names dtype or bias when the cause needs them.
+Everything is counted on boolean arrays (one feature row per spec, masks per channel), so grouping
+50,000 failures takes seconds (benchmarks/group_speed.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 
-from convparity.harness.search.features import feature_matrix
+import numpy as np
+
+from convparity.harness.search.features import feature_matrix, literal_matrix
 from convparity.harness.search.observations import Observation
-from convparity.harness.search.rules import Fit, Rule, fit_rules
+from convparity.harness.search.rules import EXCEPTION_SHARE, Fit, Rule, learn
 from convparity.harness.search.shrink import complexity
 from convparity.harness.vocabulary import TENSORS
 
-MIN_EXACT_COVER = 3
+MIN_SUPPORT = 3  # failures a rule must cover to make a group (unless the channel has fewer)
+CALL_KINDS = ("error", "crash", "timeout")  # the call failed: no tensor came back
+
+Channel = tuple[str, str]  # ("fail", tensor) | ("known", declaration) | (kind, "") for a failed call
 
 
 @dataclass(frozen=True, order=True)
 class Key:
     """How a case fails on a backend: a new failure's kind and failing tensors, or a declared failure's
-    declaration (`deviation`, its reason and upstream report). Dtype and bias are not part of it: they are
-    spec features like any other, which a rule names when the cause needs them."""
+    declaration (`deviation`, its reason and upstream report). The search shrinks the first failure of each
+    key (a new way to fail); dtype and bias are not part of it: they are spec features like any other."""
 
     backend: str
     kind: str
@@ -62,36 +77,46 @@ class Key:
             return cls(observation.backend, observation.kind, True, deviation=observation.deviation)
         return cls(observation.backend, observation.kind, False, observation.undeclared)
 
-    def overlaps(self, observation: Observation) -> bool:
-        """Whether `observation` fails like this: same kind, and failing as the same declaration says (for a
-        declared key) or with some of the same undeclared tensors (for a new one)."""
-        if (observation.backend, observation.kind) != (self.backend, self.kind):
-            return False
-        if self.known:
-            return bool(observation.deviation) and observation.deviation == self.deviation
-        return self.kind != "fail" or bool(set(observation.undeclared) & set(self.tensors))
 
-    def is_negative(self, observation: Observation) -> bool:
-        """Whether `observation` shows none of this failure: it passed, or failed some other way (a
-        numeric failure of other tensors or declarations; for an error or a crash, anything else)."""
-        if observation.backend != self.backend or observation.kind == "skip":
-            return False
-        if observation.kind == "pass":
-            return True
-        if self.kind == "fail" and observation.kind != "fail":
-            return False  # a case that raised or crashed says nothing about the numbers
-        return not self.overlaps(observation)
+def channels(observation: Observation) -> tuple[Channel, ...]:
+    """The channels a failing observation shows (none for a pass or a skip)."""
+    if observation.kind in CALL_KINDS:
+        return ((observation.kind, ""),)
+    if observation.kind != "fail":
+        return ()
+    shown: tuple[Channel, ...] = tuple(("fail", t) for t in observation.undeclared)
+    return shown + ((("known", observation.deviation),) if observation.deviation else ())
+
+
+def negative(observation: Observation, channel: Channel) -> bool:
+    """Whether `observation` shows that `channel`'s failure does not happen (see the module docstring)."""
+    kind = observation.kind
+    what, detail = channel
+    if what == "fail":
+        return kind == "pass" or (kind == "fail" and detail not in observation.undeclared)
+    if what == "known":
+        return kind == "pass" or (kind == "fail" and observation.deviation != detail)
+    ended = {"error": ("pass", "fail"), "crash": ("pass", "fail", "error"),
+             "timeout": ("pass", "fail", "error", "crash")}[what]
+    return kind in ended
+
+
+def _kind(channel: Channel) -> str:
+    return "fail" if channel[0] in ("fail", "known") else channel[0]
 
 
 @dataclass
 class Group:
     """Failures of one backend with one cause.
 
-    keys: the ways its cases fail; minimal: the case it shows (a shrunk one in a search); members:
-    every failing case it covers; fit: the rule with how many passing cases it wrongly includes;
-    ties: rules the cases seen could not tell from it; twins: members whose features equal those of
-    a passing case; value_dependent: no rule separates its cases from passing ones (the failure
-    depends on the values), so its rule is the one covering the most of them.
+    kind: fail, error, crash or timeout; known: a declaration covers them; fit: the rule, with how many
+    negatives and positives of its channels it holds on; ties: rules the cases seen could not tell from
+    it; minimal: the case it shows (a shrunk one in a search); members: every failing case it covers;
+    channels: what goes wrong (see the module docstring); misses: members its rule does not hold on
+    (exceptions it explains no better); twins: members whose features equal those of a negative case;
+    value_dependent: no acceptable rule separates its cases from passing ones (the failure depends on
+    the values, or on chance), so its rule is the one covering the most of them; rule_exceptions: the
+    negatives its rule holds on.
     """
 
     backend: str
@@ -101,13 +126,19 @@ class Group:
     ties: tuple[Fit, ...]
     minimal: Observation
     members: list[Observation]
-    keys: list[Key] = field(default_factory=list)
+    channels: list[Channel] = field(default_factory=list)
     twins: int = 0
     value_dependent: bool = False
+    misses: int = 0
+    rule_exceptions: int = 0
 
     @property
     def rule(self) -> Rule:
         return self.fit.rule
+
+    @property
+    def deviation(self) -> str:
+        return next((detail for what, detail in self.channels if what == "known"), "")
 
     @property
     def dtypes(self) -> tuple[str, ...]:
@@ -116,7 +147,10 @@ class Group:
     @property
     def tensors(self) -> tuple[str, ...]:
         """The tensors its cases fail on: declared ones for a known group, the undeclared ones for a new one."""
-        chosen = {t for member in self.members for t in (member.failing if self.known else member.undeclared)}
+        if self.known:
+            chosen = {t for member in self.members for t in member.failing}
+        else:
+            chosen = {detail for what, detail in self.channels if what == "fail"}
         return tuple(t for t in TENSORS if t in chosen)
 
     @property
@@ -127,12 +161,19 @@ class Group:
     def version(self) -> str:
         return self.minimal.version
 
+    @property
+    def missed(self) -> list[Observation]:
+        """Members its rule does not hold on (the failures it could not explain), simplest first."""
+        held = self.rule.holds_all([member.spec for member in self.members])
+        return sorted((m for m, h in zip(self.members, held) if not h), key=lambda m: complexity(m.spec))
+
     def fails_like(self, observation: Observation) -> bool:
-        """Whether `observation` fails the way this group does."""
-        return any(key.overlaps(observation) for key in self.keys)
+        """Whether `observation` shows one of this group's failures."""
+        return observation.backend == self.backend and any(c in self.channels for c in channels(observation))
 
     def is_negative(self, observation: Observation) -> bool:
-        return all(key.is_negative(observation) for key in self.keys)
+        """Whether `observation` shows that none of this group's failures happen."""
+        return observation.backend == self.backend and all(negative(observation, c) for c in self.channels)
 
 
 def exceptions(group: Group, observations: Iterable[Observation]) -> list[Observation]:
@@ -141,77 +182,164 @@ def exceptions(group: Group, observations: Iterable[Observation]) -> list[Observ
 
 
 def passing_twins(failing: Sequence[Observation], negatives: Sequence[Observation]) -> int:
-    """How many failing cases have the very features of some passing case: no rule can tell those apart."""
-    passing = {row.tobytes() for row in feature_matrix([obs.spec for obs in negatives])}
-    return sum(row.tobytes() in passing for row in feature_matrix([obs.spec for obs in failing]))
+    """How many failing cases have the very features of some negative case: no rule can tell those apart."""
+    return _twins(feature_matrix([obs.spec for obs in failing]), feature_matrix([obs.spec for obs in negatives]))
 
 
-def _cover(key: Key, failing: list[Observation], negatives: list[Observation],
-           seeds: Sequence[Observation]) -> list[Group]:
-    """The groups of one key's failing cases (see the module docstring)."""
-    uncovered = sorted(failing, key=lambda obs: complexity(obs.spec))
-    seeds = sorted(seeds, key=lambda obs: complexity(obs.spec))
-    negative_specs = [obs.spec for obs in negatives]
-    groups: list[Group] = []
-    while uncovered:
-        seed = next((s for s in seeds if not any(g.rule.holds(s.spec) for g in groups)), uncovered[0])
-        learned = fit_rules([seed.spec], [obs.spec for obs in uncovered], negative_specs)
-        exact = learned.best.covered if learned.best.false_positives == 0 else 0
-        if not groups and (key.known or exact < max(MIN_EXACT_COVER, len(uncovered) / 3)):
-            # Declared, or no rule separates a good share of them: one group, the rule covering the most.
-            seed = min(seeds or uncovered, key=_showing)
-            learned = fit_rules([seed.spec], [obs.spec for obs in uncovered], negative_specs, coverage_first=True)
-            return [Group(key.backend, key.kind, key.known, learned.best, learned.ties, seed, uncovered, [key],
-                          passing_twins(uncovered, negatives), learned.best.false_positives > 0)]
-        members = [obs for obs in uncovered if learned.best.rule.holds(obs.spec)]
-        if seed not in members:
-            members.insert(0, seed)
-        groups.append(Group(key.backend, key.kind, key.known, learned.best, learned.ties, seed, members, [key],
-                            passing_twins(members, negatives)))
-        uncovered = [obs for obs in uncovered if obs not in members]
-        seeds = [s for s in seeds if s is not seed]
-    return groups
+def _twins(failing: np.ndarray, negatives: np.ndarray) -> int:
+    """How many rows of `failing` equal some row of `negatives` (feature matrices), each row packed into bytes."""
+    if not len(failing) or not len(negatives):
+        return 0
+    def packed(rows: np.ndarray) -> np.ndarray:
+        return np.packbits(rows, axis=1).view(np.void(-(-rows.shape[1] // 8))).ravel()
+
+    return int(np.isin(packed(failing), packed(negatives)).sum())
 
 
-def group_failures(observations: Sequence[Observation], minimal: Sequence[Observation] = ()) -> list[Group]:
-    """Every failure among `observations` in exactly one group; `minimal`: shrunk cases, seeds first.
+class _Backend:
+    """One backend's observations as arrays: features, and per channel which cases show it and which not
+    (`negatives`: all of them; `learnt_from`: those rules are chosen by, the walked ones left out)."""
 
-    Groups come back sorted: new failures before declared ones, then by backend and rule.
-    """
-    failing: dict[Key, list[Observation]] = {}
-    for observation in observations:
-        if observation.fails:
-            failing.setdefault(Key.of(observation), []).append(observation)
-    for observation in minimal:
-        members = failing.setdefault(Key.of(observation), [])
-        if observation not in members:
-            members.append(observation)
-    groups = []
-    for key in sorted(failing):
-        seeds = [obs for obs in minimal if Key.of(obs) == key]
-        negatives = [obs for obs in observations if key.is_negative(obs)]
-        groups += _cover(key, failing[key], negatives, seeds)
-    return merge(groups)
+    def __init__(self, observations: list[Observation], walked: Set[Observation] = frozenset()) -> None:
+        self.observations = observations
+        self.representative = np.array([obs not in walked for obs in observations], dtype=bool)
+        self.features = feature_matrix([obs.spec for obs in observations])  # (n, F)
+        self.literals = literal_matrix(self.features)  # (n, 2F)
+        self.shown: dict[Channel, np.ndarray] = {}
+        kinds = np.array([obs.kind for obs in observations], dtype=object)
+        for index, obs in enumerate(observations):
+            for channel in channels(obs):
+                self.shown.setdefault(channel, np.zeros(len(observations), dtype=bool))[index] = True
+        self._kinds = kinds
+        self._negatives: dict[Channel, np.ndarray] = {}
+
+    def negatives(self, channel: Channel) -> np.ndarray:
+        if channel not in self._negatives:
+            what, _ = channel
+            if what in ("fail", "known"):
+                ran = (self._kinds == "pass") | (self._kinds == "fail")
+                self._negatives[channel] = ran & ~self.shown[channel]
+            else:
+                ended = {"error": ("pass", "fail"), "crash": ("pass", "fail", "error"),
+                         "timeout": ("pass", "fail", "error", "crash")}[what]
+                self._negatives[channel] = np.isin(self._kinds, ended)
+        return self._negatives[channel]
+
+    def learnt_from(self, channel: Channel) -> np.ndarray:
+        return self.negatives(channel) & self.representative
 
 
-def _showing(observation: Observation) -> tuple[int, int]:
-    """Which minimal case a merged group shows: the one failing the most tensors, then the simplest."""
-    return -len(observation.undeclared or observation.failing), complexity(observation.spec)
+@dataclass
+class _Draft:
+    """A group while it is being formed: its rule and masks over the backend's observations."""
+
+    channels: list[Channel]
+    learned: object  # Learned
+    members: np.ndarray  # (n,) bool
+    value_dependent: bool = False
+    misses: int = 0
+
+    @property
+    def fit(self) -> Fit:
+        return self.learned.best  # type: ignore[attr-defined]
+
+    @property
+    def known(self) -> bool:
+        return self.channels[0][0] == "known"
 
 
-def merge(groups: Sequence[Group]) -> list[Group]:
-    """Groups of one backend with the same rule, kind and declaration (or none), as one; its minimal case is
-    the one failing the most tensors (then the simplest), so that its script shows the whole bug."""
-    merged: dict[tuple, Group] = {}
-    for group in groups:
-        key = (group.backend, group.kind, group.known, group.keys[0].deviation, group.rule.text)
-        if key not in merged:
-            merged[key] = group
+def _cover(data: _Backend, channel: Channel) -> list[_Draft]:
+    """One channel's groups (steps 1 of the module docstring)."""
+    positives, negatives = data.shown[channel], data.learnt_from(channel)
+    negative_literals = data.literals[negatives]
+    if channel[0] == "known":
+        learned = learn(data.literals[positives], negative_literals, coverage_first=True)
+        return [_Draft([channel], learned, positives.copy(), learned.best.false_positives > 0)]
+    drafts: list[_Draft] = []
+    uncovered = positives.copy()
+    while uncovered.any():
+        learned = learn(data.literals[uncovered], negative_literals, known_positives=data.literals[positives],
+                        known_negatives=data.literals[data.negatives(channel)])
+        if not learned.best.acceptable or learned.best.covered < min(MIN_SUPPORT, int(positives.sum())):
+            break
+        members = uncovered & learned.best.rule.holds_on(data.features)
+        drafts.append(_Draft([channel], learned, members))
+        uncovered &= ~members
+    left = int(uncovered.sum())
+    if left and drafts:
+        largest = max(drafts, key=lambda draft: int(draft.members.sum()))
+        largest.members = largest.members | uncovered
+        largest.misses += left
+    elif left:
+        learned = learn(data.literals[uncovered], negative_literals, coverage_first=True)
+        drafts.append(_Draft([channel], learned, uncovered, value_dependent=True))
+    return drafts
+
+
+def _merge(data: _Backend, drafts: list[_Draft]) -> list[_Draft]:
+    """Step 2 of the module docstring: same rule, or one rule explaining the other group's cases."""
+    merged: list[_Draft] = []
+    for draft in sorted(drafts, key=lambda d: (d.value_dependent, -int(d.members.sum()))):
+        kind = (_kind(draft.channels[0]), draft.known)
+        into = None
+        for other in merged:
+            if (_kind(other.channels[0]), other.known) != kind:
+                continue
+            if other.fit.rule == draft.fit.rule:
+                into = other
+                break
+            if not other.value_dependent and draft.members.any():
+                held = other.fit.rule.holds_on(data.features[draft.members])
+                if held.mean() >= 1 - EXCEPTION_SHARE:
+                    into = other
+                    break
+        if into is None:
+            merged.append(draft)
             continue
-        into = merged[key]
-        into.keys += [k for k in group.keys if k not in into.keys]
-        into.members += group.members
-        into.twins += group.twins
-        if _showing(group.minimal) < _showing(into.minimal):
-            into.minimal = group.minimal
-    return sorted(merged.values(), key=lambda g: (g.known, g.backend, g.kind, -len(g.members), g.rule.text))
+        into.channels += [c for c in draft.channels if c not in into.channels]
+        into.members = into.members | draft.members
+        into.misses += draft.misses
+    return merged
+
+
+def _finished(data: _Backend, draft: _Draft, minimal: set[Observation]) -> Group:
+    """The Group of a draft: its members, minimal case, exceptions and twins."""
+    indices = np.flatnonzero(draft.members)
+    members = [data.observations[i] for i in indices]
+    negatives = np.ones(len(data.observations), dtype=bool)
+    for channel in draft.channels:
+        negatives &= data.negatives(channel)
+    rule_holds = draft.fit.rule.holds_on(data.features)
+    # the minimal case: one the rule holds on, a shrunk one, showing the most channels and tensors, the simplest
+    shown = np.zeros(len(indices), dtype=np.int64)
+    for channel in draft.channels:
+        shown += data.shown[channel][indices]
+    shrunk = np.array([data.observations[i] in minimal for i in indices], dtype=bool)
+    failing = np.array([len(data.observations[i].failing) for i in indices], dtype=np.int64)
+    keys = (~rule_holds[indices], ~shrunk, -shown, -failing)
+    first = np.lexsort(tuple(reversed(keys)))[0]
+    tied = indices[np.all([key == key[first] for key in keys], axis=0)]
+    best = data.observations[min(tied.tolist(), key=lambda i: complexity(data.observations[i].spec))]
+    first = data.observations[indices[0]]
+    return Group(first.backend, _kind(draft.channels[0]), draft.known, draft.fit, draft.learned.ties,  # type: ignore
+                 best, members, list(draft.channels), _twins(data.features[draft.members], data.features[negatives]),
+                 draft.value_dependent, draft.misses, int((negatives & rule_holds).sum()))
+
+
+def group_failures(observations: Sequence[Observation], minimal: Sequence[Observation] = (),
+                   walked: Set[Observation] = frozenset()) -> list[Group]:
+    """Every failure among `observations` in a group (one per channel it shows); `minimal`: shrunk cases;
+    `walked`: observations made while shrinking (see the module docstring).
+
+    Groups come back sorted: new failures before declared ones, then by backend, kind and size.
+    """
+    by_backend: dict[str, dict[Observation, None]] = {}
+    for observation in [*observations, *minimal]:
+        by_backend.setdefault(observation.backend, {})[observation] = None
+    shrunk = set(minimal)
+    groups = []
+    for backend in sorted(by_backend):
+        data = _Backend(list(by_backend[backend]), walked)
+        drafts = [draft for channel in sorted(data.shown) for draft in _cover(data, channel)]
+        groups += [_finished(data, draft, shrunk) for draft in _merge(data, drafts)]
+    return sorted(groups, key=lambda g: (g.known, g.backend, g.kind, -len(g.members), g.rule.text))

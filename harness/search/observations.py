@@ -5,10 +5,14 @@ results.csv) are folded per backend into an `Observation`:
 
 - kind "fail": some tensors are `fail` or `xfail` (a declared deviation): `failing` names them,
   `undeclared` those that are `fail`, and `known` is true when every one of them is `xfail`;
-- kind "error" or "crash": the backend raised or its worker died (`failing` is empty: no tensor came back);
+- kind "error", "crash" or "timeout": the backend raised, its worker died, or it hung past the case
+  timeout (`failing` is empty: no tensor came back). Each is a finding of its own kind, with its own
+  rule: a backend that hangs is a bug, not a case to skip;
 - kind "pass": nothing failed and at least one tensor was compared (`xpass` is a pass);
-- kind "skip": nothing to learn: unsupported, timeout (a hang is not shrunk: every step could take
-  the whole timeout), reference-error (the harness's own failure).
+- kind "skip": nothing to learn: unsupported, reference-error (the harness's own failure).
+
+`inputs` is the style the case's values were drawn in (harness.cases.inputs): uniform for every
+evaluation in results.csv; a search also re-draws a minimal case as small integers.
 
 Whether two failures are "the same way" is decided by convparity.harness.search.shrink.fails_the_same_way
 (backend, kind and failing tensors); how failures are grouped, by convparity.harness.search.group.Key.
@@ -22,12 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from convparity.harness.cases.descriptor import parse_case
+from convparity.harness.cases.inputs import UNIFORM, InputStyle
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.results import bias_word
 from convparity.harness.vocabulary import TENSORS
 
 FAILING_STATUSES = ("fail", "xfail")
-BROKEN_STATUSES = ("error", "crash")
+BROKEN_STATUSES = ("error", "crash", "timeout")
 PASSING_STATUSES = ("pass", "xpass")
 
 
@@ -35,8 +40,8 @@ PASSING_STATUSES = ("pass", "xpass")
 class Observation:
     """One case (spec with dtype and bias) on one backend.
 
-    err_ratio: the worst over `failing` when it fails (inf for an error or a crash), over all compared
-    tensors when it passes (NaN when nothing was compared).
+    err_ratio: the worst over `failing` when it fails (inf for an error, a crash or a timeout), over all
+    compared tensors when it passes (NaN when nothing was compared).
     """
 
     spec: ConvSpec
@@ -50,6 +55,7 @@ class Observation:
     message: str = ""
     deviation: str = ""
     accumulation: str = ""
+    inputs: InputStyle = UNIFORM
 
     @property
     def fails(self) -> bool:
@@ -66,16 +72,17 @@ def _ordered(tensors: Iterable[str]) -> tuple[str, ...]:
     return tuple(t for t in TENSORS if t in chosen)
 
 
-def observe(spec: ConvSpec, backend: str, rows: list[Any]) -> Observation:
+def observe(spec: ConvSpec, backend: str, rows: list[Any], inputs: InputStyle = UNIFORM) -> Observation:
     """Fold the rows of one case on one backend (objects with tensor, status, err_ratio, message,
-    deviation, accumulation and backend_version: `Row`s, or results.csv records) into an Observation."""
+    deviation, accumulation and backend_version: `Row`s, or results.csv records) into an Observation;
+    `inputs`: the style the case's values were drawn in."""
     version = str(rows[0].backend_version) if rows else ""
     accumulation = next((_text(r.accumulation) for r in rows if _text(r.accumulation)), "")
     ratios = {str(r.tensor): float(r.err_ratio) for r in rows if not _missing(r.err_ratio)}
     broken = [r for r in rows if r.status in BROKEN_STATUSES]
     if broken:
         return Observation(spec, backend, version, str(broken[0].status), (), err_ratio=math.inf,
-                           message=_text(broken[0].message), accumulation=accumulation)
+                           message=_text(broken[0].message), accumulation=accumulation, inputs=inputs)
     failing = [r for r in rows if r.status in FAILING_STATUSES]
     if failing:
         worst = max(failing, key=lambda r: -1.0 if _missing(r.err_ratio) else float(r.err_ratio))
@@ -85,11 +92,11 @@ def observe(spec: ConvSpec, backend: str, rows: list[Any]) -> Observation:
                            err_ratio=math.inf if _missing(worst.err_ratio) else float(worst.err_ratio),
                            message=_text(worst.message),
                            deviation=next((_text(r.deviation) for r in failing if r.status == "xfail"), ""),
-                           accumulation=accumulation)
+                           accumulation=accumulation, inputs=inputs)
     if any(r.status in PASSING_STATUSES for r in rows):
         return Observation(spec, backend, version, "pass", err_ratio=max(ratios.values(), default=math.nan),
-                           accumulation=accumulation)
-    return Observation(spec, backend, version, "skip", message=_text(rows[0].message) if rows else "")
+                           accumulation=accumulation, inputs=inputs)
+    return Observation(spec, backend, version, "skip", message=_text(rows[0].message) if rows else "", inputs=inputs)
 
 
 def _missing(value: Any) -> bool:

@@ -5,11 +5,15 @@ imports only its framework and NumPy, the very function the backend's `run` call
 it for the minimal case, the case's inputs as literal arrays, and what convparity expects: the float64
 reference of each tensor the finding is about and its allowed error (convparity's bound,
 |out - ref| <= factor * (gamma(K, u_acc) * mag + u_out * |ref| + eta), the run's tolerance factor
-included). It runs the program, prints inputs, outputs, expected values and differences, and exits
+included). It reads top to bottom as the bug report: the program (the framework's plain API), the inputs (small
+integers when the failure survives them: harness.search.values), the expected values and allowed
+error, then the call, x, w, b, dy and both outputs printed, and exits
 - 0 once every tensor it checks agrees (fixed),
 - 1 while one does not, or while the call still raises (a finding of kind error) or still kills its
   process (kind crash: the call runs in a child process, and a signal is reported by name),
 - 2 when it cannot run at all (the framework is not installed).
+A flaky finding's script calls the step `runs` times and exits 1 when any call is wrong, saying in how
+many. A hang's script runs the call in a child process under a time limit.
 Everything it embeds is written as Python literals (`repr`), never inside a docstring or a comment that
 text could close; a version or a name can hold any character.
 
@@ -57,10 +61,13 @@ class Evidence:
     message: str = ""
     program: Program | None = None
     plugins: PluginSelection | None = None
+    runs: int = 1
+    hang_seconds: float = 60.0
 
 
-def _array(values: np.ndarray | None) -> str:
-    """A NumPy array as Python source: exact (repr of each float64 value) and as short as the values allow."""
+def _array(values: np.ndarray | None, dtype: str = "np.float64") -> str:
+    """A NumPy array as Python source: exact (repr of each value as a float64, which every dtype's values are),
+    as short as the values allow (whole numbers without a point), its shape read from the nesting."""
     if values is None:
         return "None"
     as64 = np.asarray(values, dtype=np.float64)
@@ -68,17 +75,20 @@ def _array(values: np.ndarray | None) -> str:
         body = repr(as64.astype(np.int64).tolist())
     else:
         body = repr(as64.tolist()).replace("inf", "float('inf')").replace("nan", "float('nan')")
-    return f"np.array({body}, dtype=np.float64).reshape({tuple(as64.shape)!r})"
+    if 0 in as64.shape:  # an empty dim has no nesting to read it from
+        return f"np.array({body}, dtype={dtype}).reshape({tuple(as64.shape)!r})"
+    return f"np.array({body}, dtype={dtype})"
 
 
 def script_text(evidence: Evidence) -> str:
     """The whole script (see the module docstring)."""
     spec, program = evidence.spec, evidence.program
     what = (f"{' and '.join(evidence.tensors)} of a convolution differ from convparity's float64 reference"
-            if evidence.kind == FAILING else "a convolution " + ("raises" if evidence.kind == "error"
-                                                                  else "kills its process"))
-    info = {"backend": evidence.backend, "version": evidence.version, "case": spec.descriptor,
-            "dtype": spec.dtype, "bias": spec.bias, "cases seen failing this way": evidence.rule}
+            if evidence.kind == FAILING else "a convolution " + {"error": "raises", "crash": "kills its process",
+                                                                  "timeout": "hangs"}.get(evidence.kind, evidence.kind))
+    seen = f"; seen failing where {evidence.rule}" if evidence.rule else ""
+    about = (f"{evidence.backend} {evidence.version}: {what} (case {spec.descriptor} {spec.dtype} bias "
+             f"{'on' if spec.bias else 'off'}{seen})")
     if program is not None:
         header = [program.source().rstrip(), "", ""]
         build = f"step = {program.call()}"
@@ -90,55 +100,70 @@ def script_text(evidence: Evidence) -> str:
     inputs = evidence.inputs
     lines = [
         "#!/usr/bin/env python3",
-        f"# {one_line(evidence.backend)}: {what}.",
-        "# Exit 0: fixed; 1: still wrong; 2: cannot run here.",
-        f"INFO = {info!r}",
+        f"# {one_line(about)}. Exit 0: fixed; 1: still wrong; 2: cannot run here.",
         "import sys",
-        "",
         "import numpy as np",
         *([cast.strip()] if cast else []),
         "",
-        "",
-        *header,
-        f"x, w, b, dy = ({_array(inputs.x)}.astype({dtype}), {_array(inputs.w)}.astype({dtype}),",
-        f"                {_array(inputs.b)}{'.astype(' + dtype + ')' if inputs.b is not None else ''}, "
-        f"{_array(inputs.dy)}.astype({dtype}))",
+        *header[:-1],
+        f"x = {_array(inputs.x, dtype)}",
+        f"w = {_array(inputs.w, dtype)}",
+        f"b = {_array(inputs.b, dtype)}",
+        f"dy = {_array(inputs.dy, dtype)}",
         f"EXPECTED = {{{', '.join(f'{t!r}: {_array(v)}' for t, v in evidence.expected.items())}}}",
         f"ALLOWED = {{{', '.join(f'{t!r}: {_array(v)}' for t, v in evidence.allowed.items())}}}"
         "  # |got - expected| may be this much",
-        *_run_part(evidence.kind, build),
+        *_run_part(evidence.kind, build, evidence.runs, evidence.hang_seconds),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _run_part(kind: str, build: str) -> list[str]:
-    """The lines that run the step and judge it; for a crash, in a child process so that a signal is seen."""
-    compare = [
-        "np.set_printoptions(precision=6, suppress=True, linewidth=110, threshold=60)",
-        "print('x', x, 'w', w, 'b', b, 'dy', dy, sep='\\n')",
-        "wrong = []",
-        "for name, got in zip(('y', 'dx', 'dw', 'db'), outputs):",
-        "    if name in EXPECTED:",
-        "        difference = np.asarray(got, dtype=np.float64) - EXPECTED[name]",
-        "        ok = bool(np.all(np.abs(difference) <= ALLOWED[name]))",
-        "        print(f'{name}: {\"ok\" if ok else \"WRONG\"}', 'got', got, 'expected', EXPECTED[name], sep='\\n')",
-        "        wrong += [] if ok else [name]",
-        "print('still wrong: ' + ' '.join(wrong) if wrong else 'fixed: they agree')",
-        "sys.exit(1 if wrong else 0)",
-    ]
+_PRINT_INPUTS = "print('x', x, 'w', w, 'b', b, 'dy', dy, sep='\\n')"
+_JUDGE = ("[n for n, got in zip(('y', 'dx', 'dw', 'db'), outputs) if n in EXPECTED and (np.shape(got) != "
+          "EXPECTED[n].shape or not np.all(np.abs(np.asarray(got, dtype=np.float64) - EXPECTED[n]) <= ALLOWED[n]))]")
+
+
+def _run_part(kind: str, build: str, runs: int, hang_seconds: float) -> list[str]:
+    """The lines that run the step and judge it; for a crash or a hang, in a child process so that its death
+    or its time can be told."""
     run = ["try:", f"    {build}", "except ImportError as error:",
            "    print(f'cannot run here: {error}')", "    sys.exit(2)"]
-    if kind == "crash":
-        return [*run, "if sys.argv[1:] != ['--child']:  # run the call in a child, so that its death can be told",
+    if kind in ("crash", "timeout"):
+        limit = f", timeout={hang_seconds!r}" if kind == "timeout" else ""
+        verdict = ("    print(f'still crashes: {signal.Signals(-code).name}' if code < 0 else 'fixed: it runs')",
+                   "    sys.exit(1 if code < 0 else 0)") if kind == "crash" else (
+                   "    print('still hangs' if code is None else 'fixed: it ends')",
+                   "    sys.exit(1 if code is None else 0)")
+        return [*run, "if sys.argv[1:] != ['--child']:  # run the call in a child, so that its end can be told",
                 "    import signal, subprocess",
-                "    code = subprocess.run([sys.executable, __file__, '--child']).returncode",
-                "    print(f'still crashes: {signal.Signals(-code).name}' if code < 0 else 'fixed: it runs')",
-                "    sys.exit(1 if code < 0 else 0)", "outputs = step(x, w, b, dy)", "sys.exit(0)"]
+                "    try:",
+                f"        code = subprocess.run([sys.executable, __file__, '--child']{limit}).returncode",
+                "    except subprocess.TimeoutExpired:",
+                "        code = None",
+                *verdict, "outputs = step(x, w, b, dy)", "sys.exit(0)"]
     if kind == "error":
         return [*run, "try:", "    outputs = step(x, w, b, dy)", "except Exception as error:",
                 "    print(f'still raises {type(error).__name__}: {error}')", "    sys.exit(1)",
                 "print('fixed: it runs')", "sys.exit(0)"]
-    return [*run, "outputs = step(x, w, b, dy)", *compare]
+    show = [_PRINT_INPUTS]
+    if runs > 1:
+        return [*run, *show, f"RUNS, bad = {runs}, 0  # flaky: it was wrong on some calls only, so call it many times",
+                "for attempt in range(RUNS):",
+                "    outputs = step(x, w, b, dy)",
+                f"    wrong = {_JUDGE}",
+                "    if wrong and not bad:",
+                "        print('wrong:', *wrong, *[a for n, got in zip(('y', 'dx', 'dw', 'db'), outputs) if n in wrong",
+                "                                  for a in (n, 'got', got, 'expected', EXPECTED[n])], sep='\\n')",
+                "    bad += bool(wrong)",
+                "print(f'still wrong in {bad} of {RUNS} calls' if bad else f'fixed: right in all {RUNS} calls')",
+                "sys.exit(1 if bad else 0)"]
+    return [*run, "outputs = step(x, w, b, dy)", *show,
+            f"wrong = {_JUDGE}",
+            "for name, got in [(n, got) for n, got in zip(('y', 'dx', 'dw', 'db'), outputs) if n in EXPECTED]:",
+            "    print(f'{name}: {\"WRONG\" if name in wrong else \"ok\"}', 'got', got, 'expected', EXPECTED[name], "
+            "sep='\\n')",
+            "print('still wrong: ' + ' '.join(wrong) if wrong else 'fixed: they agree')",
+            "sys.exit(1 if wrong else 0)"]
 
 
 def _through_convparity(evidence: Evidence) -> str:
@@ -174,7 +199,7 @@ def issue_text(evidence: Evidence, script: str, *, title_prefix: str = "") -> st
     title = (f"{title_prefix}{' and '.join(evidence.tensors)} of a {spec.rank}-D "
              f"{'transposed ' if spec.transposed else ''}convolution wrong in {spec.dtype}"
              if evidence.kind == FAILING else f"{title_prefix}a {spec.rank}-D convolution "
-             + ("raises" if evidence.kind == "error" else "crashes"))
+             + {"error": "raises", "crash": "crashes", "timeout": "hangs"}.get(evidence.kind, evidence.kind))
     lines = [f"## {markdown(title)}", "",
              f"- {markdown(evidence.backend)}: {markdown(evidence.version)}",
              f"- case: `{spec.descriptor}`, dtype {spec.dtype}, bias {'on' if spec.bias else 'off'}",
@@ -196,10 +221,12 @@ def write_script(path: Path, text: str) -> Path:
 
 def evidence_for(spec: ConvSpec, backend: str, version: str, kind: str, tensors: Sequence[str], inputs: Inputs, *,
                  accumulation: str, tolerance_factor: float, rule: str = "", message: str = "",
-                 program: Program | None = None, plugins: PluginSelection | None = None) -> Evidence:
+                 program: Program | None = None, plugins: PluginSelection | None = None, runs: int = 1,
+                 hang_seconds: float = 60.0) -> Evidence:
     """The Evidence of a finding: the reference and allowed error of each tensor it is about, from `inputs`."""
     checked = tuple(t for t in TENSORS if t in tensors)
-    expected, allowed = {}, {}
+    expected: dict[str, np.ndarray] = {}
+    allowed: dict[str, np.ndarray] = {}
     if kind == FAILING and checked:
         ref = reference(spec, inputs)
         for tensor in checked:
@@ -209,4 +236,4 @@ def evidence_for(spec: ConvSpec, backend: str, version: str, kind: str, tensors:
                                                 reduction=spec.reductions[tensor], dtype=spec.dtype,
                                                 accumulation=accumulation, tolerance_factor=tolerance_factor)
     return Evidence(spec, backend, version, kind, checked, inputs, expected, allowed, rule, message, program,
-                    plugins)
+                    plugins, runs, hang_seconds)

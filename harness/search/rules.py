@@ -1,23 +1,39 @@
-"""Rules: the simplest conjunction of spec features that separates failing cases from passing ones.
+"""Rules: the broadest conjunction of spec features that holds where a failure happens, and (nearly) nowhere else.
 
 A `Rule` is a conjunction of up to two literals (convparity.harness.search.features): "every case", "groups > 1",
-"bias and output_size[-1] == out_channels". `fit_rules` scores every rule against three sets of
-cases:
+"bias and output_size[-1] == out_channels". A rule is scored against two sets of cases, given as
+literal matrices (convparity.harness.search.features.literal_matrix):
 
-- `required`: cases the rule must hold on (a group's minimal case);
-- `optional`: more failing cases of the same kind, which a good rule also covers;
-- `negatives`: cases that passed, on which the rule should not hold.
+- `positives`: cases that fail the way being explained;
+- `negatives`: cases known not to fail that way.
 
-Rules are ranked by how many passing cases they wrongly include (fewest first), then by how many
-optional cases they cover (most first: one rule for what one cause explains), then by size (fewer
-literals, then fewer negations), then by the order of `FEATURES`. Rules that tie on everything but
-that order are ones the cases seen cannot tell apart: `Learned.ties` lists them, and the search draws
-fresh cases that separate them.
+`covered` is how many positives a rule holds on, `false_positives` how many negatives. A rule is
+*acceptable* when at most EXCEPTION_SHARE of the cases it holds on are negatives: a cause has rare
+exceptions (a stride that changes nothing where the output has one element, outputs that see only
+padding), and a rule that must have none would be cut to fit them ("groups > 1 and kernel square",
+"groups > 1 and stride 1", ... instead of "groups > 1").
+
+Among acceptable rules the one covering the most positives wins (one cause, one rule), then the one with
+fewer literals (a single feature before a conjunction), then fewer negations, then the order of
+`FEATURES`. Then it is *narrowed* while an acceptable narrower rule (one that holds on no case seen where
+it does not) leaves out a region of mostly passing cases (at least SIGNIFICANT_EXCEPTIONS of them, more
+than the region's failures, counting every case known: explained or not, walked through while shrinking
+or not): "every case" does not swallow a cause that most cases happen to have ("padding asymmetric"), a
+relation that fails only with a bias gets its "bias", and a rule never grows a literal to dodge its
+scattered exceptions. Rules that tie on all but that order are ones the cases seen cannot tell apart:
+`Learned.ties` lists them, and the search draws fresh cases that separate them
+(convparity.harness.search.check).
+
+`coverage_first` ranks by coverage alone, then false positives: for failures no acceptable rule
+explains (they depend on the values, or on chance), the rule that covers the most of them describes
+them best.
+
+Counting is vectorised: single literals by column sums, pairs by one matrix product (literals x
+literals), so a rule over 50,000 cases is chosen in well under a second.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +43,8 @@ from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.search.features import FEATURES, Literal, feature_matrix, literal, literal_matrix
 
 MAX_LITERALS = 2
+EXCEPTION_SHARE = 0.1  # the share of the cases an acceptable rule holds on that may be exceptions
+SIGNIFICANT_EXCEPTIONS = 3  # passing cases a narrower rule must leave out to be taken
 
 
 @dataclass(frozen=True)
@@ -40,7 +58,22 @@ class Rule:
         return " and ".join(lit.text for lit in self.literals) or "every case"
 
     def holds(self, spec: ConvSpec) -> bool:
-        return all(lit.holds(spec) for lit in self.literals)
+        return bool(self.holds_all([spec])[0])
+
+    def holds_all(self, specs: Sequence[ConvSpec]) -> np.ndarray:
+        """(len(specs),) booleans: where the rule holds."""
+        return self.holds_on(feature_matrix(specs))
+
+    def holds_on(self, features: np.ndarray) -> np.ndarray:
+        """Where the rule holds, given the cases' feature matrix (cases, len(FEATURES))."""
+        held = np.ones(len(features), dtype=bool)
+        for lit in self.literals:
+            held &= features[:, lit.feature] == lit.positive
+        return held
+
+    def implies(self, other: Rule) -> bool:
+        """Whether every case this rule holds on is one `other` holds on, by their literals alone."""
+        return set(other.literals) <= set(self.literals)
 
     @classmethod
     def from_text(cls, text: str) -> Rule:
@@ -62,7 +95,7 @@ class Rule:
 
 @dataclass(frozen=True)
 class Fit:
-    """How a rule fares: `false_positives` passing cases it holds on, `covered` optional cases it holds on."""
+    """How a rule fares: `false_positives` negatives it holds on, `covered` positives it holds on."""
 
     rule: Rule
     false_positives: int
@@ -70,13 +103,9 @@ class Fit:
     order: tuple[int, ...]
 
     @property
-    def key(self) -> tuple:
-        return (self.false_positives, -self.covered, self.rule.size, self.order)
-
-    @property
-    def rank(self) -> tuple:
-        """The key without the tie-break by feature order: equal ranks are rules the data cannot separate."""
-        return self.key[:3]
+    def acceptable(self) -> bool:
+        """At most EXCEPTION_SHARE of the cases it holds on are negatives (and it holds on some positive)."""
+        return self.covered > 0 and self.false_positives <= EXCEPTION_SHARE * (self.covered + self.false_positives)
 
 
 @dataclass(frozen=True)
@@ -87,42 +116,124 @@ class Learned:
     ties: tuple[Fit, ...]
 
 
+def learn(positives: np.ndarray, negatives: np.ndarray, *, required: np.ndarray | None = None,
+          max_literals: int = MAX_LITERALS, coverage_first: bool = False,
+          known_positives: np.ndarray | None = None, known_negatives: np.ndarray | None = None) -> Learned:
+    """The best rule for `positives` against `negatives` (literal matrices, (cases, 2 * len(FEATURES)) booleans).
+
+    required: literal rows (cases, 2 * len(FEATURES)) the rule must hold on (none: any rule). known_positives,
+    known_negatives: every case known to fail this way (`positives`, those still to explain, among them) and
+    every case known not to (`negatives`, those a rule is chosen by, among them); they tell a narrower rule's
+    region apart (see the module docstring). Default: the same as positives and negatives. Every candidate is
+    counted and ranked on arrays; Fit objects are made for the best one and its ties only.
+    """
+    width = 2 * len(FEATURES)
+    must = np.ones(width, dtype=bool) if required is None or not len(required) else required.all(axis=0)
+    usable = np.flatnonzero(must)
+    known = positives if known_positives is None else known_positives
+    passed = negatives if known_negatives is None else known_negatives
+    candidates = _Candidates(usable, max_literals, positives, negatives, known, passed)
+    hits, wrong, literals, negations = candidates.hits, candidates.wrong, candidates.literals, candidates.negations
+    acceptable = (hits > 0) & (wrong <= EXCEPTION_SHARE * (hits + wrong))
+    if coverage_first:
+        ranks: tuple[np.ndarray, ...] = (-hits, wrong, literals, negations)
+        best = candidates.first(ranks)
+    else:
+        ranks = (~acceptable, -hits, literals, negations)
+        best = candidates.first(ranks)
+        for _ in range(max_literals):  # narrow the rule while a narrower one leaves out mostly passing cases
+            if not acceptable[best]:
+                break
+            inside = candidates.inside(best, np.concatenate([known, passed]))
+            region_hits = candidates.known_hits[best] - candidates.known_hits
+            region_wrong = candidates.known_wrong[best] - candidates.known_wrong
+            narrower = (acceptable & inside & (hits > 0) & (region_wrong >= SIGNIFICANT_EXCEPTIONS)
+                        & ((region_hits + 1) * 2 < region_hits + region_wrong + 2))
+            narrower[best] = False
+            if not narrower.any():
+                break
+            best = candidates.first((~narrower, -hits, literals, wrong, negations))
+        ranks = (-hits, wrong, literals, negations)
+    tied = np.flatnonzero(np.all([rank == rank[best] for rank in ranks], axis=0))
+    tied = tied[np.lexsort((candidates.high[tied], candidates.low[tied]))]
+    ties = tuple(candidates.fit(int(i)) for i in tied[:MAX_TIES_KEPT])
+    return Learned(ties[0], ties)
+
+
+class _Candidates:
+    """Every rule over the usable literals (none, one, or two of different features) as arrays: its literals,
+    how many positives (`hits`), negatives (`wrong`), known positives and known negatives it holds on."""
+
+    def __init__(self, usable: np.ndarray, max_literals: int, positives: np.ndarray, negatives: np.ndarray,
+                 known: np.ndarray, passed: np.ndarray) -> None:
+        self.usable = usable
+        count = len(usable)
+        feature_of = usable % len(FEATURES)
+        one, two = [np.array([-1])], [np.array([-1])]
+        if max_literals >= 1 and count:
+            one.append(np.arange(count))
+            two.append(np.full(count, -1))
+        if max_literals >= 2 and count > 1:
+            a, b = np.triu_indices(count, k=1)
+            keep = feature_of[a] != feature_of[b]
+            one.append(a[keep])
+            two.append(b[keep])
+        self.one, self.two = np.concatenate(one), np.concatenate(two)
+        self.hits, self.wrong = self.counts(positives), self.counts(negatives)
+        self.known_hits, self.known_wrong = self.counts(known), self.counts(passed)
+        self.literals = (self.one >= 0).astype(np.int64) + (self.two >= 0)
+        negated = (usable >= len(FEATURES)).astype(np.int64)
+        self.negations = (np.where(self.one >= 0, negated[np.maximum(self.one, 0)], 0)
+                          + np.where(self.two >= 0, negated[np.maximum(self.two, 0)], 0))
+        orders = np.array([_order(int(i)) for i in usable], dtype=np.int64)
+        first = np.where(self.one >= 0, orders[np.maximum(self.one, 0)], -1)
+        second = np.where(self.two >= 0, orders[np.maximum(self.two, 0)], first)
+        self.low, self.high = np.minimum(first, second), np.maximum(first, second)  # the order tie-break
+
+    def counts(self, rows: np.ndarray) -> np.ndarray:
+        """How many of `rows` (literal matrix) each candidate holds on: singles by column sums, pairs by one
+        matrix product (counts below 2**24 are exact in float32, and BLAS multiplies it)."""
+        if not len(rows):
+            return np.zeros(len(self.one), dtype=np.int64)
+        sub = rows[:, self.usable].astype(np.float32)
+        singles = sub.sum(axis=0)
+        pairs = sub.T @ sub
+        one, two = np.maximum(self.one, 0), np.maximum(self.two, 0)
+        counted = np.where(self.two >= 0, pairs[one, two], singles[one])
+        return np.rint(np.where(self.one >= 0, counted, len(rows))).astype(np.int64)
+
+    def inside(self, index: int, rows: np.ndarray) -> np.ndarray:
+        """Which candidates hold on none of `rows` where candidate `index` does not: rules narrower than it."""
+        holds = np.ones(len(rows), dtype=bool)
+        for literal_index in (self.one[index], self.two[index]):
+            if literal_index >= 0:
+                holds &= rows[:, self.usable[literal_index]]
+        return self.counts(rows[~holds]) == 0
+
+    def first(self, ranks: tuple[np.ndarray, ...]) -> int:
+        return int(np.lexsort((self.high, self.low, *reversed(ranks)))[0])  # the last key sorts first
+
+    def fit(self, index: int) -> Fit:
+        chosen = [int(self.usable[i]) for i in (self.one[index], self.two[index]) if i >= 0]
+        return Fit(Rule(tuple(literal(i) for i in chosen)), int(self.wrong[index]), int(self.hits[index]),
+                   tuple(sorted(_order(i) for i in chosen)))
+
+
+MAX_TIES_KEPT = 8  # rules tying with the best one that are kept (the check separates the first few)
+
+
 def fit_rules(required: Sequence[ConvSpec], optional: Sequence[ConvSpec], negatives: Sequence[ConvSpec],
               max_literals: int = MAX_LITERALS, *, coverage_first: bool = False) -> Learned:
-    """The best rule holding on every `required` case (see the module docstring for the ranking).
-
-    coverage_first: rank by coverage before false positives, for failures that depend on the values
-    (no rule separates them exactly; the one that covers the most of them describes them best).
-    """
+    """The best rule holding on every `required` case, for the failing cases `optional` against the passing
+    `negatives` (specs; see `learn`)."""
     if not required:
         raise ValueError("required: a rule is fitted to at least one failing case")
-    must = literal_matrix(feature_matrix(required)).all(axis=0)  # (L,) literals true on every required case
-    optional_l = literal_matrix(feature_matrix(optional)).astype(np.int64)  # (P, L)
-    negative_l = literal_matrix(feature_matrix(negatives)).astype(np.int64)  # (M, L)
-    fits = [Fit(Rule(), len(negatives), len(optional), ())]
-    usable = [int(i) for i in np.flatnonzero(must)]
-    if max_literals >= 1:
-        false_positives = negative_l.sum(axis=0)  # (L,)
-        covered = optional_l.sum(axis=0)
-        fits += [Fit(Rule((literal(i),)), int(false_positives[i]), int(covered[i]), (_order(i),)) for i in usable]
-    if max_literals >= 2:
-        both_negative = negative_l.T @ negative_l  # (L, L): passing cases where both literals hold
-        both_optional = optional_l.T @ optional_l
-        for a, b in itertools.combinations(usable, 2):
-            if literal(a).feature == literal(b).feature:
-                continue
-            fits.append(Fit(Rule((literal(a), literal(b))), int(both_negative[a, b]), int(both_optional[a, b]),
-                            tuple(sorted((_order(a), _order(b))))))
-    def rank(fit: Fit) -> tuple:
-        return (fit.covered * -1, fit.false_positives, fit.rule.size) if coverage_first else fit.rank
-
-    fits.sort(key=lambda fit: (rank(fit), fit.order))
-    best = fits[0]
-    return Learned(best, tuple(fit for fit in fits if rank(fit) == rank(best)))
+    return learn(literal_matrix(feature_matrix(optional)), literal_matrix(feature_matrix(negatives)),
+                 required=literal_matrix(feature_matrix(required)), max_literals=max_literals,
+                 coverage_first=coverage_first)
 
 
 def _order(index: int) -> int:
     """Preference of a literal: features in FEATURES order, a feature before its negation."""
     lit = literal(index)
     return 2 * lit.feature + (not lit.positive)
-

@@ -14,13 +14,16 @@ so shrinking ends.
 parallel), and moves to the first that still fails the same way: same backend, same kind (fail,
 error, crash) and the same failing tensors, whether declared (xfail) or not (`fails_the_same_way`). It stops when no
 candidate does: then no single simplification of the result fails the same way (a local minimum),
-or when its budget of evaluations is spent (the result says which).
+or when its budget of evaluations or its time is spent (the result says which). Candidates `avoid`
+says no to are never run: a search shrinking a failure that its known causes do not explain avoids
+the cases they do explain, so that it does not slide into one of them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from convparity.harness.cases.spec import ConvSpec
@@ -162,7 +165,10 @@ class Shrunk:
     """The result of shrinking one failing observation.
 
     minimal: the last case that failed the same way; local_minimum: whether every simplification of
-    it was tried (False when the budget ran out first); path: the cases moved through, first to last.
+    it was tried (False when the budget or the time ran out first); path: the cases moved through, first
+    to last. A search adds what it learnt of the minimal case after shrinking (harness.search.values):
+    `reruns` (is it deterministic?), `values` (the case failing the same way on small integer values,
+    if it does) and `state` when it was not shrunk at all (a hang; a flaky failure; an earlier finding).
     """
 
     start: Observation
@@ -170,25 +176,31 @@ class Shrunk:
     local_minimum: bool
     evaluations: int
     path: list[ConvSpec] = field(default_factory=list)
+    reruns: object = None  # harness.search.values.Reruns
+    values: Observation | None = None
+    state: str = ""
 
 
 def shrink(failing: Observation, evaluator: Evaluator, *, dtypes: tuple[str, ...], budget: int = 400,
-           jobs: int = 1) -> Shrunk:
-    """Shrink `failing` to a local minimum with at most `budget` new evaluations, `jobs` candidates at a time."""
+           jobs: int = 1, deadline: float = math.inf, avoid: Callable[[ConvSpec], bool] | None = None) -> Shrunk:
+    """Shrink `failing` to a local minimum with at most `budget` new evaluations, `jobs` candidates at a time,
+    until `deadline` (time.perf_counter()); candidates `avoid` is true of are skipped."""
     current = failing
     path = [failing.spec]
     spent = 0
     chunk = max(1, jobs)
     while True:
-        candidates = simplifications(current.spec, dtypes)
+        candidates = [spec for spec in simplifications(current.spec, dtypes) if avoid is None or not avoid(spec)]
         moved = False
         for start in range(0, len(candidates), chunk):
             batch = candidates[start:start + chunk]
             fresh = sum((spec, current.backend) not in evaluator.cache for spec in batch)
-            if spent + fresh > budget:
+            if spent + fresh > budget or (fresh and time.perf_counter() >= deadline):
                 return Shrunk(failing, current, False, spent, path)
             spent += fresh
-            observed = evaluator.observe(batch, [current.backend], phase="shrink")
+            observed = evaluator.observe(batch, [current.backend], phase="shrink", deadline=deadline)
+            if any(current.backend not in found for found in observed):  # the time ran out
+                return Shrunk(failing, current, False, spent, path)
             accepted = next((found[current.backend] for found in observed
                              if current.backend in found and fails_the_same_way(found[current.backend], current)),
                             None)

@@ -99,8 +99,8 @@ class SpecSpace:
         dilation = tuple(rng.choice((1, 1, 1, 2, 3)) for _ in range(rank))
         padding = tuple((self._pad(rng), self._pad(rng)) for _ in range(rank))
         transposed = rng.random() < TRANSPOSED_SHARE
-        output_padding = tuple(rng.randrange(max(s, d)) if rng.random() < 0.3 else 0 for s, d in zip(stride, dilation)) \
-            if transposed else (0,) * rank
+        output_padding = (tuple(rng.randrange(max(s, d)) if rng.random() < 0.3 else 0 for s, d in zip(stride, dilation))
+                          if transposed else (0,) * rank)
         return build(batch=rng.randint(1, 3), in_channels=groups * in_per_group, out_channels=groups * out_per_group,
                      groups=groups, input_size=sizes, kernel_size=kernel, stride=stride, dilation=dilation,
                      padding=padding, bias=rng.random() < 0.5, dtype=rng.choice(self.dtypes), transposed=transposed,

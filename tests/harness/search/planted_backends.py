@@ -34,6 +34,10 @@ Faults rather than wrong numbers (`FAULTS`):
 - planted-hang: hangs when every output size is 1 (small cases only); planted-slow: hangs on every case.
 - planted-crash: kills its process (SIGSEGV) when some dilation > 1.
 
+And for the triage's tolerance test, planted-near: y off by 0.6 of convparity's own bound (passes at
+the default tolerance factor, fails at 0.3). CONVPARITY_PLANTED_FIXED=name,name makes those backends
+right (a fix released), for the findings database's tests.
+
 A hang sleeps and a crash kills the worker for real; in a test's in-process executor
 (tests/harness/search/inline.py, which sets SIMULATE) they raise `Simulated` instead, which that executor
 turns into the timeout or crash outcome a worker would give.
@@ -78,6 +82,7 @@ TWO_CAUSES = {
 FAULTS = {"planted-flaky": ("fail", 0.3), "planted-hang": ("timeout", "output_size == 1"),
           "planted-slow": ("timeout", "every case"), "planted-crash": ("crash", "any dilation > 1")}
 SIMULATE = "CONVPARITY_SIMULATE_FAULTS"
+FIXED = "CONVPARITY_PLANTED_FIXED"
 HANG_SECONDS = 3600
 
 
@@ -252,12 +257,24 @@ def _crash(spec, x, w, b, dy):
     return conv(spec, x, w, b, dy)
 
 
+def _near(spec, x, w, b, dy):
+    from convparity.harness.evaluation.bound import element_bound
+
+    y, dx, dw, db = conv(spec, x, w, b, dy)
+    magnitude = conv(spec, *(None if a is None else np.abs(a) for a in (x, w, b, dy)))[0]
+    accumulation = "float64" if spec.dtype == "float64" else "float32"
+    bound = element_bound(y, magnitude, reduction=spec.reductions["y"], dtype=spec.dtype, accumulation=accumulation,
+                          tolerance_factor=1.0)
+    return y + 0.6 * bound, dx, dw, db
+
+
 BUGS = {"planted-pad-shift": _pad_shift, "planted-no-dilation": _no_dilation, "planted-groups": _groups,
         "planted-zero-db": _zero_db, "planted-scale-y": _scale_y, "planted-depthwise": _depthwise,
         "planted-last-size": _last_size, "planted-raise": _raise,
         "planted-stride-3d": _stride_3d, "planted-f16-bias": _f16_bias, "planted-groups-dilation": _groups_dilation,
         "planted-crop-asym": _crop_asym, "planted-two-y": _two_y, "planted-two-dx": _two_dx,
-        "planted-flaky": _flaky, "planted-hang": _hang, "planted-slow": _slow, "planted-crash": _crash}
+        "planted-flaky": _flaky, "planted-hang": _hang, "planted-slow": _slow, "planted-crash": _crash,
+        "planted-near": _near}
 
 
 class PlantedBackend:
@@ -276,7 +293,8 @@ class PlantedBackend:
 
     def run(self, spec, x, w, b, dy):
         arrays = [None if a is None else np.asarray(a, dtype=np.float64) for a in (x, w, b, dy)]
-        return tuple(None if t is None else np.asarray(t).astype(x.dtype) for t in self._bug(spec, *arrays))
+        bug = conv if self.name in os.environ.get(FIXED, "").split(",") else self._bug
+        return tuple(None if t is None else np.asarray(t).astype(x.dtype) for t in bug(spec, *arrays))
 
 
 @hookimpl

@@ -1,5 +1,6 @@
 """Search on backends with planted bugs: each bug found, shrunk to the feature that triggers it, grouped
-under the rule that describes it; the honest reference yields nothing; every generated script reproduces.
+under the rule that describes it (which holds where the backend fails on fresh cases the search never
+drew); the honest reference yields nothing; every generated script reproduces.
 
 One search over all planted backends (in this process: the sweep's tasks through an inline executor)
 serves every test of the module.
@@ -7,8 +8,10 @@ serves every test of the module.
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +22,7 @@ from convparity.harness.api import search
 from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.evaluation.verdict import evaluate_case
 from convparity.harness.running import tasks
+from convparity.harness.search.check import RuleCheck
 from convparity.harness.search.findings import read_findings
 from convparity.harness.search.observations import observe
 from convparity.harness.search.rules import Rule
@@ -31,6 +35,34 @@ from tests.harness.search.planted_backends import PLANTED, PlantedBackend
 
 SEED = 0
 BUDGET = 60
+FRESH = 200  # cases the search never drew, on which a reported rule must say where the backend fails
+AGREEMENT = 0.95
+# Tensors a bug also breaks in transposed convolutions (a dilation ignored moves db's dy too), if the search saw one.
+MAY_ALSO_FAIL = {"planted-no-dilation": {"db"}}
+
+
+def parse_check(text: str) -> RuleCheck:
+    """A findings.csv rule_check back as a RuleCheck."""
+    match = re.fullmatch(r"(\d+)/(\d+) fresh cases it holds on fail this way, (\d+)/(\d+) it does not hold on do not",
+                         text)
+    assert match, text
+    satisfying_failed, satisfying, violating_passed, violating = map(int, match.groups())
+    return RuleCheck(satisfying, satisfying_failed, violating, violating_passed)
+
+
+def agreement(backend, finding, seed: int = 1234, count: int = FRESH) -> float:
+    """On `count` fresh draws, the share where the finding's rule holds exactly where the backend fails its way."""
+    rule = Rule.from_text(finding.rule)
+    rng = random.Random(seed)
+    space = SpecSpace(("float64", "float32", "float16"))
+    agree = 0
+    for _ in range(count):
+        spec = space.draw(rng)
+        observation = _evaluate(backend, spec)
+        fails = observation.kind == finding.kind and (
+            finding.kind != "fail" or bool(set(observation.undeclared) & set(finding.tensors.split())))
+        agree += fails == rule.holds(spec)
+    return agree / count
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +94,13 @@ def _evaluate(backend, spec):
 def test_each_planted_bug_is_one_group_with_its_rule(found, name):
     rule, tensors, _ = PLANTED[name]
     (finding,) = found[1][name]
-    assert (finding.rule, set(finding.tensors.split()), finding.known) == (rule, tensors, False)
+    assert (finding.rule, finding.known, finding.status) == (rule, False, "new")
+    assert tensors <= set(finding.tensors.split()) <= tensors | MAY_ALSO_FAIL.get(name, set())
     assert finding.kind == ("error" if name == "planted-raise" else "fail")
-    assert finding.rule_exceptions == 0
-    satisfying, violating = finding.rule_check.split(", ")
-    assert satisfying == "4/4 fresh cases it holds on fail this way"
-    assert violating == ("0/0" if rule == "every case" else "4/4") + " it does not hold on do not"
+    assert finding.rule_exceptions <= 0.1 * finding.cases_seen  # a cause's rare exceptions (outputs of padding only)
+    check = parse_check(finding.rule_check)
+    assert check.held and check.satisfying >= 6 and (check.violating >= 6 or rule == "every case"), finding.rule_check
+    assert finding.reruns == "deterministic: failed this way in all 5 reruns" and not finding.flaky
 
 
 @pytest.mark.parametrize("name", list(PLANTED))
@@ -83,6 +116,8 @@ def test_minimal_case_shows_exactly_the_trigger_and_is_a_local_minimum(found, na
         plain["kernel_size"] = (2,)
     if name == "planted-last-size":
         plain.update(kernel_size=(1,), input_size=(2,))
+    if name in MAY_ALSO_FAIL and spec.transposed:  # the case that shows db too: with a bias
+        plain["bias"] = True
     expected = {**plain, **trigger}
     if "groups" in trigger:
         expected.update(in_channels=trigger["groups"], out_channels=trigger["groups"])
@@ -90,25 +125,17 @@ def test_minimal_case_shows_exactly_the_trigger_and_is_a_local_minimum(found, na
     assert finding.local_minimum == "yes"
     backend = PlantedBackend(name)
     start = _evaluate(backend, spec)
-    assert start.fails and " ".join(start.failing) == finding.tensors
+    assert start.fails and set(start.failing) <= set(finding.tensors.split())
     for simpler in simplifications(spec, ("float64", "float32")):
         assert not fails_the_same_way(_evaluate(backend, simpler), start), simpler.descriptor
 
 
 @pytest.mark.parametrize("name", list(PLANTED))
 def test_rule_says_which_fresh_cases_fail(found, name):
-    """On cases the search never drew, the reported rule holds exactly where the backend fails this way."""
+    """On cases the search never drew, the reported rule holds where the backend fails this way (the rare
+    exceptions: cases whose output sees nothing but padding, strides that move no window)."""
     (finding,) = found[1][name]
-    rule = Rule.from_text(finding.rule)
-    backend = PlantedBackend(name)
-    rng = random.Random(1234)
-    space = SpecSpace(("float64", "float32"))
-    for _ in range(40):
-        spec = space.draw(rng)
-        observation = _evaluate(backend, spec)
-        fails = observation.kind == finding.kind and bool(set(observation.failing) & set(finding.tensors.split())
-                                                          or finding.kind == "error")
-        assert fails == rule.holds(spec), (spec.descriptor, spec.dtype, spec.bias, observation.failing)
+    assert agreement(PlantedBackend(name), finding) >= AGREEMENT
 
 
 def test_the_honest_reference_has_no_findings_and_files_are_written(found):
@@ -122,6 +149,7 @@ def test_the_honest_reference_has_no_findings_and_files_are_written(found):
     page = (result.path / "report.html").read_text()
     assert "<h2>Findings</h2>" in page and 'href="repro/planted-groups-1.py"' in page
     assert result.counts.evaluations["explore"] == BUDGET * (len(PLANTED) + 1)
+    assert result.counts.evaluations["rerun"] >= 5 * len(PLANTED)  # each found failure run again
     assert result.first_finding_seconds < result.seconds
 
 
@@ -152,9 +180,15 @@ def test_a_default_search_of_the_reference_finds_nothing(planted_plugins, tmp_pa
     assert "0 new finding(s), 0 known deviation(s)." in (tmp_path / "hunt" / "findings.md").read_text()
 
 
-def test_minutes_bound_the_exploration(planted_plugins, tmp_path):
-    """No case budget: exploring stops at the deadline (0.6 s here), within a round of cases."""
-    result = search(["reference"], minutes=0.01, seed=SEED, out=tmp_path / "hunt", executor=InlineExecutor())
-    assert result.counts.evaluations["explore"] > 0 and result.counts.seconds["explore"] < 0.6 + 1.0
+def test_minutes_bound_the_whole_search_and_the_split_is_printed(planted_plugins, tmp_path):
+    """No case budget: the whole search (exploring, shrinking, checking, writing) ends by its time (3 s here,
+    on a failing backend, so that every phase has work), the split said at the start."""
+    log = io.StringIO()
+    result = search(["planted-groups"], minutes=0.05, seed=SEED, out=tmp_path / "hunt", executor=InlineExecutor(),
+                    log=log)
+    assert result.counts.evaluations["explore"] > 0 and result.seconds < 3.0 + 0.5
+    assert ("time: 3 s in all: explore until 2 s, cover until 2 s, check until 3 s, then grouping and writing the "
+            "findings by 3 s") in log.getvalue()
+    assert (tmp_path / "hunt" / "findings.csv").is_file()
     search_metadata = json.loads((tmp_path / "hunt" / "run.json").read_text())["search"]
-    assert (search_metadata["minutes"], search_metadata["budget"]) == (0.01, None)
+    assert (search_metadata["minutes"], search_metadata["budget"]) == (0.05, None)

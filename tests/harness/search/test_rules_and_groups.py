@@ -1,14 +1,16 @@
 """Rules recover the predicate that labelled the cases; failures with two causes make two groups; one cause
-failing different tensors in different dtypes makes one."""
+failing different tensors in different dtypes makes one; a cause with rare exceptions keeps its one rule;
+hangs, crashes and errors are groups of their own kind."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 
 from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.search.features import FEATURES
+from convparity.harness.search.features import FEATURES, SpecTable
 from convparity.harness.search.group import exceptions, group_failures
 from convparity.harness.search.observations import Observation
 from convparity.harness.search.rules import Rule, fit_rules
@@ -114,3 +116,59 @@ def test_failures_that_depend_on_the_values_are_one_group():
     (group,) = group_failures(observations)
     assert group.rule.text == "bias" and group.value_dependent
     assert group.twins > 0 and len(group.members) == sum(o.fails for o in observations)
+
+
+def test_a_cause_with_rare_exceptions_is_one_rule_not_many_conjunctions():
+    """groups > 1 fails y, but 6% of grouped cases pass anyway (their output sees only padding, say): one group,
+    "groups > 1", with its exceptions counted, where an exact learner would cut it into conjunctions."""
+    rng = random.Random(4)
+    observations = [_observe(spec, ("y",) if spec.groups > 1 and rng.random() > 0.06 else ())
+                    for spec in _specs(600, seed=21)]
+    (group,) = group_failures(observations)
+    assert group.rule.text == "groups > 1" and not group.value_dependent
+    grouped_passes = sum(o.spec.groups > 1 and not o.fails for o in observations)
+    assert group.rule_exceptions == grouped_passes > 0 and len(group.members) == sum(o.fails for o in observations)
+
+
+def test_one_cause_learnt_per_tensor_merges_under_the_broader_rule():
+    """dx fails when groups > 1, y only when also strided: the y group's cases all fall under groups > 1, so the
+    broader rule explains both: one group, tensors y and dx."""
+    observations = []
+    for spec in _specs(500, seed=13):
+        grouped, strided = spec.groups > 1, max(spec.stride) > 1
+        observations.append(_observe(spec, tuple(t for t, hit in (("y", grouped and strided), ("dx", grouped)) if hit)))
+    (group,) = group_failures(observations)
+    assert (group.rule.text, group.tensors) == ("groups > 1", ("y", "dx"))
+
+
+def test_failures_no_rule_explains_beside_a_cause_are_its_misses():
+    """Two stray failures beside a cause: not a value-dependent group of their own, but the cause's misses."""
+    specs = _specs(400, seed=17)
+    strays = [s for s in specs if s.groups == 1][:2]
+    observations = [_observe(spec, ("y",) if spec.groups > 1 or spec in strays else ()) for spec in specs]
+    (group,) = group_failures(observations)
+    assert (group.rule.text, group.misses) == ("groups > 1", 2)
+    assert {m.spec for m in group.missed} == set(strays)
+
+
+def test_hangs_crashes_and_errors_are_groups_of_their_own_kind():
+    """A call that hung, died or raised is its own channel, negative for it only where the call got further."""
+    observations = []
+    for spec in _specs(300, seed=19):
+        if spec.rank == 3:
+            observations.append(Observation(spec, "b", "1", "timeout", err_ratio=math.inf))
+        elif max(spec.stride) > 1:
+            observations.append(Observation(spec, "b", "1", "crash", err_ratio=math.inf))
+        else:
+            observations.append(_observe(spec, ()))
+    groups = group_failures(observations)
+    assert sorted((g.kind, g.rule.text) for g in groups) == [("crash", "any stride > 1"), ("timeout", "rank == 3")]
+
+
+def test_the_feature_matrix_agrees_with_the_specs_own_sizes():
+    """Features are computed on a table of many specs at once: its output sizes are ConvSpec's own."""
+    specs = _specs(400, seed=23)
+    table = SpecTable.of(specs)
+    assert all(tuple(table.output_size[i, :spec.rank]) == spec.output_size for i, spec in enumerate(specs))
+    for feature in FEATURES:
+        assert [feature.test(spec) for spec in specs[:40]] == list(feature.test_all(SpecTable.of(specs[:40])))

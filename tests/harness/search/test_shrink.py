@@ -22,7 +22,7 @@ class PredicateEvaluator:
         self.cache: dict = {}
         self.batches: list[int] = []
 
-    def observe(self, specs, backends, phase="explore"):
+    def observe(self, specs, backends, phase="explore", deadline=None):
         self.batches.append(len(specs))
         for spec in specs:
             self.cache[(spec, "b")] = self.observation(spec)
