@@ -191,16 +191,23 @@ class _Candidates:
         self.low, self.high = np.minimum(first, second), np.maximum(first, second)  # the order tie-break
 
     def counts(self, rows: np.ndarray) -> np.ndarray:
-        """How many of `rows` (literal matrix) each candidate holds on: singles by column sums, pairs by one
-        matrix product (counts below 2**24 are exact in float32, and BLAS multiplies it)."""
-        if not len(rows):
+        """How many of `rows` (literal matrix) each candidate holds on. Only the features' own counts are
+        computed (a negated literal's follow: n(a and not b) = n(a) - n(a and b)): singles by column sums,
+        pairs by `pair_counts`."""
+        total = len(rows)
+        if not total:
             return np.zeros(len(self.one), dtype=np.int64)
-        sub = rows[:, self.usable].astype(np.float32)
-        singles = sub.sum(axis=0)
-        pairs = sub.T @ sub
-        one, two = np.maximum(self.one, 0), np.maximum(self.two, 0)
-        counted = np.where(self.two >= 0, pairs[one, two], singles[one])
-        return np.rint(np.where(self.one >= 0, counted, len(rows))).astype(np.int64)
+        count = len(FEATURES)
+        features = rows[:, :count]
+        held = features.sum(axis=0, dtype=np.int64)  # (F,)
+        both = pair_counts(features)  # (F, F)
+        literal_index = self.usable[np.maximum(self.one, 0)], self.usable[np.maximum(self.two, 0)]
+        (fa, pa), (fb, pb) = ((index % count, index < count) for index in literal_index)
+        single = np.where(pa, held[fa], total - held[fa])
+        a_and_b = both[fa, fb]
+        pair = np.select([pa & pb, pa & ~pb, ~pa & pb],
+                         [a_and_b, held[fa] - a_and_b, held[fb] - a_and_b], total - held[fa] - held[fb] + a_and_b)
+        return np.where(self.one < 0, total, np.where(self.two < 0, single, pair)).astype(np.int64)
 
     def inside(self, index: int, rows: np.ndarray) -> np.ndarray:
         """Which candidates hold on none of `rows` where candidate `index` does not: rules narrower than it."""
@@ -220,6 +227,23 @@ class _Candidates:
 
 
 MAX_TIES_KEPT = 8  # rules tying with the best one that are kept (the check separates the first few)
+
+
+def pair_counts(features: np.ndarray) -> np.ndarray:
+    """(F, F) int64: for each pair of columns of the boolean matrix `features` (cases, F), how many rows have
+    both. Each column is packed into bits and every pair's AND counted: no floating-point product, so no BLAS
+    threads (which, on a busy machine, spin and wait for a core for longer than the counting takes)."""
+    packed = np.packbits(features, axis=0).T  # (F, cases / 8)
+    width = -(-packed.shape[1] // 8) * 8
+    words = np.zeros((packed.shape[0], width), dtype=np.uint8)
+    words[:, :packed.shape[1]] = packed
+    if hasattr(np, "bitwise_count"):  # NumPy 2
+        wide = words.view(np.uint64)
+        return np.bitwise_count(wide[:, None, :] & wide[None, :, :]).sum(axis=2, dtype=np.int64)
+    return _BITS[words[:, None, :] & words[None, :, :]].sum(axis=2, dtype=np.int64)
+
+
+_BITS = np.array([bin(byte).count("1") for byte in range(256)], dtype=np.uint8)
 
 
 def fit_rules(required: Sequence[ConvSpec], optional: Sequence[ConvSpec], negatives: Sequence[ConvSpec],

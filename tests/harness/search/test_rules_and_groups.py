@@ -7,13 +7,14 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.search.features import FEATURES, SpecTable
 from convparity.harness.search.group import exceptions, group_failures
 from convparity.harness.search.observations import Observation
-from convparity.harness.search.rules import Rule, fit_rules
+from convparity.harness.search.rules import Rule, fit_rules, pair_counts
 from convparity.harness.search.shrink import complexity
 from convparity.harness.search.space import SpecSpace
 
@@ -172,3 +173,11 @@ def test_the_feature_matrix_agrees_with_the_specs_own_sizes():
     assert all(tuple(table.output_size[i, :spec.rank]) == spec.output_size for i, spec in enumerate(specs))
     for feature in FEATURES:
         assert [feature.test(spec) for spec in specs[:40]] == list(feature.test_all(SpecTable.of(specs[:40])))
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 64, 1001])
+def test_pair_counts_are_the_products_of_the_feature_columns(rows):
+    """Rules are counted on packed bits, not by a floating-point product: the counts are exact either way."""
+    features = np.random.default_rng(rows).random((rows, len(FEATURES))) < 0.4
+    expected = features.astype(np.int64).T @ features.astype(np.int64)
+    np.testing.assert_array_equal(pair_counts(features), expected)
