@@ -29,12 +29,14 @@ class Status(StrEnum):
     CRASH = "crash"  # the backend's worker died
     TIMEOUT = "timeout"
     REFERENCE_ERROR = "reference-error"  # the reference side failed: never the backend's fault
+    HARNESS_ERROR = "harness-error"  # the harness failed before the backend's run (drawing the inputs): not its fault
 
 
 STATUSES: tuple[Status, ...] = tuple(Status)
 BAD_STATUSES = (Status.FAIL, Status.ERROR, Status.CRASH, Status.TIMEOUT)  # the backend's failures: exit 1
 STALE_STATUSES = (Status.XPASS,)  # exit 1 under --strict
-REFERENCE_STATUSES = (Status.REFERENCE_ERROR,)  # the harness's own failure: exit 3 when nothing else failed
+# The harness's own failures, never charged to a backend: exit 3 when nothing else failed.
+HARNESS_STATUSES = (Status.REFERENCE_ERROR, Status.HARNESS_ERROR)
 
 
 # The tensors a case compares: the forward output and the three gradients (plain strings: they are written into

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from convparity.harness.cases.descriptor_format import DECONV_PREFIX, DIMS, format_fields
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.errors import ConvparityError
+from convparity.harness.inert_text import abbreviated
 from convparity.harness.vocabulary import TENSORS
 
 SPATIAL_PREFIXES = ("i", "o", "k", "s", "p", "d")
@@ -104,13 +105,13 @@ _FORBIDDEN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u
 
 
 def check_name(name: str) -> None:
-    """ValueError naming the character when a case name holds a control or bidirectional character."""
+    """DescriptorError naming the character when a case name holds a control or bidirectional character."""
     if not isinstance(name, str):
-        raise ValueError(f"a case name must be text, got {type(name).__name__}")
+        raise DescriptorError(f"a case name must be text, got {type(name).__name__}")
     found = _FORBIDDEN_IN_NAMES.search(name)
     if found:
-        raise ValueError(f"case name {name!r}: control or bidirectional character U+{ord(found.group()):04X} at "
-                         f"position {found.start()} is not allowed")
+        raise DescriptorError(f"case name {abbreviated(name)}: control or bidirectional character "
+                         f"U+{ord(found.group()):04X} at position {found.start()} is not allowed")
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class Desc:
                 transposed=self.transposed,
             )
         except ValueError as error:
-            raise DescriptorError(f"descriptor {format_desc(self)!r}: {error}") from None
+            raise DescriptorError(f"descriptor {abbreviated(format_desc(self))}: {error}") from None
 
 
 def c_div(numerator: int, denominator: int) -> int:
@@ -183,7 +184,7 @@ class _Scanner:
             before, after = ("..." + before[-40:]) if len(before) > 40 else before, (
                 (after[:40] + "...") if len(after) > 40 else after)
             text = before + after
-        return DescriptorError(f"descriptor {text!r}: {message} at position {pos} ({before}>>{after}<<)"
+        return DescriptorError(f"descriptor {abbreviated(text)}: {message} at position {pos} ({before}>>{after}<<)"
                                + (f"; {hint}" if hint else ""))
 
     def scan(self) -> None:
@@ -204,7 +205,7 @@ class _Scanner:
                 if text[self.pos].isspace():
                     raise self.error(self.pos, "whitespace inside a descriptor (allowed only before its name)")
                 word = re.match(r"[A-Za-z]*", text[self.pos : self.end])
-                what = f"unknown key {word.group()!r}" if word and word.group() else "unexpected text"
+                what = f"unknown key {abbreviated(word.group(), 40)}" if word and word.group() else "unexpected text"
                 raise self.error(self.pos, what, f"expected one of {' '.join(KEYS)} or a name n\"...\"")
 
     def _value(self, key: str) -> None:
@@ -257,10 +258,10 @@ def _read_desc(text: str, transposed: bool) -> Desc:
     scanner.scan()
     values = scanner.values
     if not values:
-        raise DescriptorError(f"descriptor {text!r} has no keys")
+        raise DescriptorError(f"descriptor {abbreviated(text)} has no keys")
 
     def fail(message: str) -> DescriptorError:
-        return DescriptorError(f"descriptor {text!r}: {message}")
+        return DescriptorError(f"descriptor {abbreviated(text)}: {message}")
 
     for key, default in (("g", 1), ("ic", 0), ("oc", 0), ("sd", 1), ("sh", 1), ("sw", 1)):
         if values.get(key, default) <= 0:
@@ -344,7 +345,7 @@ def parse_case(text: str, *, dtype: str = "float32", bias: bool = True, transpos
     try:
         return Case(spec, desc.name)
     except ValueError as error:
-        raise DescriptorError(f"descriptor {text!r}: {error}") from None
+        raise DescriptorError(f"descriptor {abbreviated(text)}: {error}") from None
 
 
 def parse_descriptor(text: str, *, dtype: str = "float32", bias: bool = True, transposed: bool = False) -> ConvSpec:

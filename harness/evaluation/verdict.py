@@ -89,9 +89,14 @@ def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "") 
         reason = backend.supports(spec)
     except Exception as error:  # noqa: BLE001 - a plugin's exception is a result, not a harness failure
         return Status("error", f"supports() raised {describe_exception(error)}")
+    if reason is not None and not (isinstance(reason, str) and reason.strip()):
+        return Status("error", f"supports() returned {reason!r}: it must return None or the reason it cannot run")
     if reason:
-        return Status("unsupported", str(reason))
-    inputs = make_inputs(spec, seed)
+        return Status("unsupported", reason)
+    try:
+        inputs = drawn_inputs(spec, seed)
+    except (MemoryError, InputsTooLarge) as error:  # our side, before the backend's own call: never its row
+        return Status("harness-error", f"drawing the inputs failed: {describe_exception(error)}")
     compiled = _compile_seconds(backend)
     start = time.perf_counter()
     try:
@@ -125,6 +130,33 @@ def _compile_seconds(backend: Backend) -> float | None:
     except Exception:  # noqa: BLE001 - a timing aid, never a reason to fail the case
         return None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+class InputsTooLarge(Exception):
+    """A case whose inputs need more memory than this machine has available (the message says how much)."""
+
+
+def drawn_inputs(spec: ConvSpec, seed: int) -> Inputs:
+    """make_inputs(spec, seed), refused up front (InputsTooLarge) when drawing them would need more memory than
+    is available here: each of x, w, b, dy is drawn in float64, then cast."""
+    need = 16 * sum(math.prod(spec.shapes[name]) for name in ("x", "w", "dy")) + 16 * spec.out_channels
+    available = available_memory()
+    if available is not None and need > available:
+        raise InputsTooLarge(f"the inputs of {spec.descriptor} need about {need / 2**30:.3g} GiB to draw, more than "
+                             f"the {available / 2**30:.3g} GiB available here")
+    return make_inputs(spec, seed)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now (Linux: MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 class InvalidOutputs(ValueError):
