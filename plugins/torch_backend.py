@@ -33,11 +33,11 @@ import numpy as np
 from convparity.plugin import (
     BackendCost,
     ConvSpec,
-    DeclaredLimits,
     Framework,
     Limit,
     Outputs,
     Program,
+    first_limit,
     hookimpl,
     program_arguments,
 )
@@ -146,7 +146,7 @@ def built_step(backend, spec: ConvSpec) -> Callable:
 
 
 @dataclass(frozen=True)
-class TorchBackend(DeclaredLimits):
+class TorchBackend:
     """One torch configuration: `device` "cpu" or "cuda", `channels_last` memory format or not."""
 
     name: str
@@ -160,6 +160,9 @@ class TorchBackend(DeclaredLimits):
     @property
     def limits(self) -> tuple[Limit, ...]:
         return CHANNELS_LAST_LIMITS if self.channels_last else ()
+
+    def supports(self, spec: ConvSpec) -> str | None:
+        return first_limit(self.limits, spec)
 
     @property
     def resources(self) -> dict[str, float]:
