@@ -67,6 +67,11 @@ class Row:
     output_padding: str = ""
     dilation: str = ""
     output_size: str = ""
+    post_ops: str = ""
+    quantization: str = ""
+    steps: str = ""
+    max_steps: int = 0
+    rounding: str = ""
     repro: str = ""
 
     @staticmethod
@@ -88,6 +93,10 @@ class Row:
             "output_padding": dims(spec.output_padding),
             "dilation": dims(spec.dilation),
             "output_size": dims(spec.output_size),
+            "post_ops": spec.attribute_options.partition(" ")[0].removeprefix("--attr-post-ops=")
+            if spec.post_ops else "",
+            "quantization": " ".join(word for word in spec.attribute_options.split()
+                                     if not word.startswith("--attr-post-ops=")),
         }
 
 

@@ -13,7 +13,7 @@ from typing import TextIO
 
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.evaluation.verdict import reference
+from convparity.harness.evaluation.reference import reference
 from convparity.harness.results import Row, bias_word
 from convparity.harness.vocabulary import BAD_STATUSES
 

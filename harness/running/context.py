@@ -42,13 +42,23 @@ class RunInterrupted(ConvparityError):
     prefix = ""
 
     def __init__(self, path: Path, exit_code: int, resume_command: str) -> None:
-        if (path / run_folder.RUN_FILE).exists():
-            message = f"interrupted; every finished row is kept in {path}; continue with: {resume_command}"
-        else:
+        if not (path / run_folder.RUN_FILE).exists():
             message = f"interrupted before any case ran; {path} was not kept"
+        elif _status(path) == "finished":  # the work was done: only what follows it (the reports) is not
+            message = (f"interrupted after the run finished; every row is kept in {path}; its reports are not "
+                       f"written: write them with: convparity report {path}")
+        else:
+            message = f"interrupted; every finished row is kept in {path}; continue with: {resume_command}"
         super().__init__(message)
         self.path = path
         self.exit_code = exit_code
+
+
+def _status(path: Path) -> str:
+    try:
+        return run_folder.read_record(path).status
+    except (ConvparityError, OSError):
+        return ""
 
 
 def resume_command(path: Path, kind: str) -> str:
