@@ -129,7 +129,8 @@ class Desc:
     """benchdnn's `desc_t` after `str2desc`: per-dim tuples cover the problem's spatial dims, w last.
 
     `dilation` counts from 0 as in the text; `pad_end` is benchdnn's `p*_r` (may be negative).
-    `transposed`: read by the deconv driver (a transposed convolution).
+    `transposed`: read by the deconv driver (a transposed convolution). `grouped`: the text had a `g` key
+    (benchdnn's `has_groups`: it prints g back, and reads a weights scale mask per group).
     """
 
     groups: int
@@ -145,6 +146,7 @@ class Desc:
     dilation: tuple[int, ...]
     name: str = ""
     transposed: bool = False
+    grouped: bool = False
 
     @property
     def rank(self) -> int:
@@ -308,6 +310,7 @@ def _read_desc(text: str, transposed: bool) -> Desc:
         dilation=column("d"),
         name=scanner.name or "",
         transposed=transposed,
+        grouped="g" in values,
     )
 
 

@@ -114,7 +114,9 @@ def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "") 
         return Status("unsupported", reason)
     try:
         inputs = drawn_inputs(spec, seed)
-    except (MemoryError, InputsTooLarge) as error:  # our side, before the backend's own call: never its row
+    except InputsTooLarge as error:  # beyond this machine: no backend can be asked
+        return Status("unsupported", str(error))
+    except MemoryError as error:  # our side, before the backend's own call: never its row
         return Status("harness-error", f"drawing the inputs failed: {describe_exception(error)}")
     compiled = _compile_seconds(backend)
     start = time.perf_counter()
@@ -165,8 +167,8 @@ def drawn_inputs(spec: ConvSpec, seed: int) -> Inputs:
                     or name.startswith("post")) + 16 * spec.out_channels
     available = available_memory()
     if available is not None and need > available:
-        raise InputsTooLarge(f"the inputs of {spec.descriptor} need about {need / 2**30:.3g} GiB to draw, more than "
-                             f"the {available / 2**30:.3g} GiB available here")
+        raise InputsTooLarge(f"this machine cannot hold the case: its inputs need about {need / 2**30:.3g} GiB to "
+                             f"draw, more than the {available / 2**30:.3g} GiB available here")
     return make_inputs(spec, seed)
 
 
