@@ -107,7 +107,7 @@ def test_thread_variables_are_the_frameworks_own_and_a_users_win(installed):
     assert WorkerSetup("keras", selection, "off").environment({})["TF_NUM_INTRAOP_THREADS"] == "1"
 
 
-def test_worker_variables_and_compile_time_import_no_framework():
+def test_worker_variables_and_compile_time_import_no_framework(tmp_path):
     script = (
         "import sys\n"
         "from pathlib import Path\n"
@@ -120,7 +120,7 @@ def test_worker_variables_and_compile_time_import_no_framework():
         "print(JaxBackend().compile_seconds())\n"
         "print(sorted({'jax', 'keras', 'tensorflow'} & set(sys.modules)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["0.0", "[]"]
 

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +26,7 @@ from tests.plugins.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagree
 from tests.plugins.conftest import framework_module
 
 pytestmark = pytest.mark.framework("keras")
-ROOT = Path(__file__).resolve().parents[2]
+
 # Last output size 4 == out_channels 4: the case Keras 3.15 adds the bias to along the wrong axis.
 BIAS_BUG_SPEC = ConvSpec(batch=2, in_channels=3, out_channels=4, input_size=(5, 6), kernel_size=(3, 3),
                          dtype="float64")
@@ -158,12 +157,12 @@ def test_tensorflow_same_padding_uses_the_layers_own_same():
         assert disagreements(backend(), (spec.replace(bias=False),), "float64") == []
 
 
-def test_other_keras_backends_make_it_unavailable_with_the_reason():
+def test_other_keras_backends_make_it_unavailable_with_the_reason(tmp_path):
     if importlib.util.find_spec("jax") is None:  # not imported here: this process runs TensorFlow
         pytest.skip("Keras' jax backend needs jax (the tox keras environment has none)")
     script = "from convparity.plugins.keras_backend import KerasBackend; print(KerasBackend().availability())"
     environment = {**os.environ, "KERAS_BACKEND": "jax"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "keras runs on its 'jax' backend (KERAS_BACKEND); this plugin needs 'tensorflow'"

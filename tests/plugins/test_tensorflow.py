@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,8 +26,6 @@ from tests.plugins.backend_checks import (
 from tests.plugins.conftest import framework_module
 
 pytestmark = pytest.mark.framework("tensorflow")
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class TestTensorFlow(BackendContract):
@@ -299,7 +296,7 @@ def test_the_naming_hook_is_installed_and_keys_differ_by_backend_and_dtype():
     assert case_key("tensorflow", spec) != case_key("keras", spec)
 
 
-def test_tensorflow_is_imported_lazily_and_its_absence_is_a_reason():
+def test_tensorflow_is_imported_lazily_and_its_absence_is_a_reason(tmp_path):
     script = (
         "import sys\n"
         "import convparity.plugins.tensorflow_backend as plugin\n"
@@ -307,7 +304,8 @@ def test_tensorflow_is_imported_lazily_and_its_absence_is_a_reason():
         "sys.modules['tensorflow'] = None\n"
         "print(plugin.TensorFlowBackend().availability())\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # not from the checkout's root, whose convparity/ folder (without harness/) would shadow an installed wheel
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("tensorflow is not installed (pip install 'convparity[tensorflow]')")
 
