@@ -158,8 +158,9 @@ def keras_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding
     """A Keras Conv1D/2D/3D layer (Conv1D/2D/3DTranspose with an output_padding), data_format="channels_first", on
     TensorFlow: its kernel and bias set with set_weights, y and the gradients of x, kernel and bias by
     tf.GradientTape in a tf.function (XLA-compiled where TensorFlow's CPU kernels refuse the graph).
-    padding: "same" (the layer's own), else (before, after) per dim: x cropped and padded with keras.ops before a
-    "valid" layer, or for a transposed layer the window sliced from its "valid" output.
+    padding: "same" (the layer's own; a transposed layer then picks its own output_padding), else (before, after)
+    per dim: x cropped and padded with keras.ops before a "valid" layer, or for a transposed layer the window
+    sliced from its "valid" output.
     step(x, w, b, dy) -> (y, dx, dw, db) with x (N, C, *in) and w (O, C/groups, *k), or (C, O, *k) transposed."""
     import os
 
