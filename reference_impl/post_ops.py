@@ -143,11 +143,11 @@ def _positive_domain(s: Array, e: Array, function: Callable[[Array], Array]) -> 
 
 
 # Suprema of the derivatives of the smooth bounded kinds, from their closed forms (the tests check them densely).
-GELU_SLOPE = 1.1290  # Phi(s) + s phi(s) peaks at s = sqrt 2: 1.12897; the tanh fit peaks at 1.12963
+GELU_SLOPE = 1.1291  # Phi(s) + s phi(s) peaks at s = sqrt 2: 1.128904; the tanh fit peaks at 1.128993
 GELU_CURVATURE = 0.7980  # phi(s) (2 - s^2) peaks at s = 0: 2 phi(0) = 0.79788; the tanh fit: 0.79788
 SWISH_SLOPE = 1.0999  # g(t) = sigma(t) (1 + t (1 - sigma(t))) lies in [-0.0998, 1.0998]; f' = g(alpha s)
-MISH_SLOPE = 1.0889  # mish' lies in [-0.2211, 1.0886]
-MISH_CURVATURE = 0.6000  # |mish''| <= 0.5985 (at s = 0)
+MISH_SLOPE = 1.0889  # mish' lies in [-0.1126, 1.0885]
+MISH_CURVATURE = 0.6450  # |mish''| peaks at 0.6442
 TANH_CURVATURE = 4 / (3 * math.sqrt(3))  # |d^2 tanh| = |2 t (1 - t^2)| peaks at t = 1/sqrt 3
 LOGISTIC_CURVATURE = 1 / (6 * math.sqrt(3))  # |sigma (1 - sigma) (1 - 2 sigma)| peaks at 0.0962
 

@@ -5,12 +5,14 @@ backend or the machine, so every backend and every dtype sees the same values be
 
 Float tensors are drawn in float64 and cast to their data type (x to the source's, w to the
 weights', dy to the destination's, b to `ConvSpec.bias_dtype`):
-- x, dy: Uniform(-1, 1); w: Uniform(-1, 1) / sqrt(fan_in), so outputs stay O(1) in every dtype;
+- x, dy: Uniform(-1, 1); w: Uniform(-1, 1) / sqrt(fan_in), so outputs stay O(1) in every dtype; with a post-op
+  chain whose eltwise steps change course beyond 1 (relu6's 6, hardswish's -3 and 3), w is scaled by 1.5 times
+  the farthest such point, so that the convolution's outputs reach where the epilogue acts;
 - post-op operands, in `ConvSpec.compute_dtype` (values exact in the operand's own data type too):
   a sum's residual and a binary's src1 Uniform(-1, 1) (a divisor 0.5 to 2 in size; an integer operand
   type draws whole numbers from -16 to 16 within its range, as benchdnn does), prelu slopes in
-  multiples of 1/8 from -1 to 1, batchnorm's mean and beta Uniform(-0.5, 0.5), var Uniform(0.5, 2),
-  gamma Uniform(0.5, 1.5).
+  multiples of 1/8 from -1 to 1, batchnorm's mean and beta Uniform(-0.5, 0.5), var log-uniform from 0.01 to
+  4, gamma Uniform(0.5, 1.5).
 
 Integer sources are drawn from benchdnn's ranges (conv/cfg.cpp), small enough that the sums stay far
 inside int32 and the scales benchdnn's files give keep outputs inside the destination's range: x from
@@ -88,7 +90,7 @@ def make_inputs(spec: ConvSpec, seed: int) -> Inputs:
     else:
         fan_in = max(spec.reductions["y"] - (1 if spec.bias else 0), 1)
         x = rng.uniform(-1.0, 1.0, spec.x_shape).astype(numpy_dtype(src))
-        w = (rng.uniform(-1.0, 1.0, spec.w_shape) / np.sqrt(fan_in)).astype(numpy_dtype(wei))
+        w = (rng.uniform(-1.0, 1.0, spec.w_shape) * spread(spec) / np.sqrt(fan_in)).astype(numpy_dtype(wei))
         b = rng.uniform(-1.0, 1.0, (spec.out_channels,)) if spec.bias else None
         if b is not None:
             b = b.astype(numpy_dtype(spec.bias_dtype or "float32"))
@@ -96,6 +98,15 @@ def make_inputs(spec: ConvSpec, seed: int) -> Inputs:
     operands = tuple(None if shape is None else _operand(spec, op, shape, rng)
                      for op, shape in zip(spec.post_ops, spec.operand_shapes))
     return Inputs(x=x, w=w, b=b, dy=dy, operands=operands, quantization=_quantization(spec, rng))
+
+
+def spread(spec: ConvSpec) -> float:
+    """How far the weights are scaled beyond 1/sqrt(fan_in): 1.5 times the farthest point past 1 where an eltwise
+    step of the chain changes course (a kink or a clip bound), else 1."""
+    points = [abs(point) for op in spec.post_ops if op.eltwise is not None
+              for point, _ in op.eltwise.kinks(op.alpha, op.beta)]
+    farthest = max(points, default=0.0)
+    return 1.5 * farthest if farthest > 1 else 1.0
 
 
 def _integer_sources(spec: ConvSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -123,7 +134,8 @@ def _operand(spec: ConvSpec, op, shape: tuple[int, ...], rng: np.random.Generato
     compute = numpy_dtype(spec.compute_dtype)
     if op.kind == "batchnorm":
         channels = shape[1]
-        rows = (rng.uniform(-0.5, 0.5, channels), rng.uniform(0.5, 2.0, channels), rng.uniform(0.5, 1.5, channels),
+        variance = np.exp(rng.uniform(np.log(0.01), np.log(4.0), channels))  # trained networks' spread
+        rows = (rng.uniform(-0.5, 0.5, channels), variance, rng.uniform(0.5, 1.5, channels),
                 rng.uniform(-0.5, 0.5, channels))
         return np.stack(rows).astype(compute)
     if op.kind == "prelu":
