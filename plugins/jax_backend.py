@@ -1,35 +1,46 @@
-"""Backend `jax`: `lax.conv_general_dilated` for y and `jax.vjp` of it for dx, dw and db.
+"""Backend `jax`: `lax.conv_general_dilated` for y and `jax.vjp` of it for dx, dw and db (program `jax_conv`).
 
 Float64 is enabled explicitly (`jax_enable_x64`) before JAX computes anything: without it JAX
 silently computes float64 inputs in float32. The convolution runs at `Precision.HIGHEST`, so on
-accelerators float32 is not computed in bfloat16 or TF32 passes. One jitted function serves every
-spec: the geometry is a static argument, so JAX compiles once per (geometry, shapes, dtype) and
-reuses the executable when a spec comes back. JAX takes per-dim (before, after) pads, negative ones
-(crops) included, and NumPy arrays of ml_dtypes.bfloat16, so nothing is converted at the boundary.
+accelerators float32 is not computed in bfloat16 or TF32 passes. Each spec's forward and backward are
+one jitted function, compiled on the spec's first run and reused when it comes back (the built program
+is cached per spec). JAX takes per-dim (before, after) pads, negative ones (crops) included, and NumPy
+arrays of ml_dtypes.bfloat16, so nothing is converted at the boundary.
 
 Transposed convolutions are the fractionally strided convolution `lax.conv_transpose` computes:
 `conv_general_dilated` of x dilated by the stride (`lhs_dilation`), with the kernel flipped and its
 channel axes swapped (`transpose_kernel=True`), padded by (e - 1 - before, e - 1 - after +
 output_padding) per dim for the effective kernel e. lax.conv_transpose takes no group count, so the
 same call is made here directly, with `feature_group_count` and the kernel swapped group by group.
+
+Worker processes: XLA's CPU client sizes its thread pools by the cores, not OMP_NUM_THREADS, so a
+one-thread worker is told so (`thread_environment`); JAX's persistent compilation cache goes to the
+run's compile-cache folder (`cache_environment`); the seconds JAX spends tracing, lowering and compiling
+are read from jax.monitoring (`compile_seconds`).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from functools import cache
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
-from convparity.harness.backends.contract import Outputs, missing_framework
-from convparity.harness.backends.deviations import Deviation
-from convparity.harness.backends.hookspecs import hookimpl
-from convparity.harness.backends.limits import DeclaredLimits, Limit
-from convparity.harness.cases.spec import ConvSpec
-
-SPATIAL = "DHW"
+from convparity.plugin import (
+    BackendCost,
+    ConvSpec,
+    DeclaredLimits,
+    Deviation,
+    Framework,
+    Limit,
+    Outputs,
+    Program,
+    hookimpl,
+    installed_version,
+    program_arguments,
+)
 
 # Verified with jax 0.10 on CPU: every rank, stride, dilation, group count, negative padding and
 # dtype of the spec runs, so JAX declares no limits.
@@ -69,76 +80,106 @@ DEVIATIONS = (
 )
 
 
-@cache
-def _jax() -> ModuleType:
-    """jax, with 64-bit types enabled before any computation.
-
-    XLA's CPU client sizes its thread pools by the cores, not OMP_NUM_THREADS; where the runner asks a
-    worker for one thread, XLA is told so before it starts (a user's own XLA_FLAGS win)."""
-    if os.environ.get("OMP_NUM_THREADS") == "1" and "XLA_FLAGS" not in os.environ:
-        os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
+def jax_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding=None):
+    """y = lax.conv_general_dilated(x, w) + b at Precision.HIGHEST in NC(D)HW / OI(D)HW layouts (for a transposed
+    convolution, with output_padding: the stride-dilated convolution lax.conv_transpose computes, with groups),
+    and dx, dw, db from jax.vjp at dy, all in one jitted function. step(x, w, b, dy) -> (y, dx, dw, db)."""
     import jax
+    import numpy as np
 
-    jax.config.update("jax_enable_x64", True)
-    return jax
-
-
-def dimension_numbers(rank: int) -> tuple[str, str, str]:
-    """Canonical layouts as lax dimension numbers: rank 2 -> ("NCHW", "OIHW", "NCHW")."""
-    spatial = SPATIAL[-rank:]
-    return "NC" + spatial, "OI" + spatial, "NC" + spatial
-
-
-def transposed_kernel(w, groups: int):
-    """w (C_in, C_out/groups, *k) -> (C_out, C_in/groups, *k) flipped in every spatial dim: the kernel of
-    the stride-dilated convolution that computes the transposed one (lax.conv_transpose's
-    `transpose_kernel=True`, group by group)."""
-    c_in, c_out_g, *kernel = w.shape
-    rank = len(kernel)
-    grouped = w.reshape((groups, c_in // groups, c_out_g, *kernel))  # (G, C_in/G, C_out/G, *k)
-    swapped = grouped.swapaxes(1, 2).reshape((groups * c_out_g, c_in // groups, *kernel))  # (C_out, C_in/G, *k)
-    return swapped[(slice(None), slice(None)) + (slice(None, None, -1),) * rank]
-
-
-def transposed_padding(kernel, stride, padding, dilation, output_padding) -> tuple[tuple[int, int], ...]:
-    """The stride-dilated input's pads per dim: (e - 1 - before, e - 1 - after + output_padding), e = (k - 1) d + 1."""
-    return tuple(
-        ((k - 1) * d - before, (k - 1) * d - after + extra)
-        for k, d, (before, after), extra in zip(kernel, dilation, padding, output_padding)
-    )
-
-
-def _forward_backward(x, w, b, dy, *, stride, padding, dilation, groups, output_padding=None):
-    """y = conv(x, w) + b (conv_transpose with an output_padding) and its vjp at dy: (y, dx, dw, db),
-    db None when b is None."""
-    jax = _jax()
+    jax.config.update("jax_enable_x64", True)  # else float64 inputs are computed in float32
     lax = jax.lax
     rank = len(stride)
+    spatial = "DHW"[-rank:]
+    layouts = ("NC" + spatial, "OI" + spatial, "NC" + spatial)
+
+    def transposed_kernel(w):
+        """w (C_in, C_out/groups, *k) -> (C_out, C_in/groups, *k), flipped in every spatial dim: the kernel of the
+        stride-dilated convolution (lax.conv_transpose's transpose_kernel=True, group by group)."""
+        c_in, c_out_per_group, *kernel = w.shape
+        grouped = w.reshape((groups, c_in // groups, c_out_per_group, *kernel))
+        swapped = grouped.swapaxes(1, 2).reshape((groups * c_out_per_group, c_in // groups, *kernel))
+        return swapped[(slice(None), slice(None)) + (slice(None, None, -1),) * rank]
 
     def forward(x, w, b):
         if output_padding is None:
-            y = lax.conv_general_dilated(
-                x, w, window_strides=stride, padding=padding, rhs_dilation=dilation, feature_group_count=groups,
-                dimension_numbers=dimension_numbers(rank), precision=lax.Precision.HIGHEST,
-            )
-        else:
-            y = lax.conv_general_dilated(
-                x, transposed_kernel(w, groups), window_strides=(1,) * rank,
-                padding=transposed_padding(w.shape[2:], stride, padding, dilation, output_padding),
-                lhs_dilation=stride, rhs_dilation=dilation, feature_group_count=groups,
-                dimension_numbers=dimension_numbers(rank), precision=lax.Precision.HIGHEST,
-            )
+            y = lax.conv_general_dilated(x, w, window_strides=stride, padding=padding, rhs_dilation=dilation,
+                                         feature_group_count=groups, dimension_numbers=layouts,
+                                         precision=lax.Precision.HIGHEST)
+        else:  # pads (e - 1 - before, e - 1 - after + output_padding) for the effective kernel e = (k - 1) d + 1
+            pads = tuple(((k - 1) * d - before, (k - 1) * d - after + extra)
+                         for k, d, (before, after), extra in zip(w.shape[2:], dilation, padding, output_padding))
+            y = lax.conv_general_dilated(x, transposed_kernel(w), window_strides=(1,) * rank, padding=pads,
+                                         lhs_dilation=stride, rhs_dilation=dilation, feature_group_count=groups,
+                                         dimension_numbers=layouts, precision=lax.Precision.HIGHEST)
         return y if b is None else y + b.reshape((1, -1) + (1,) * rank)
 
-    y, pullback = jax.vjp(forward, x, w, b)
-    dx, dw, db = pullback(dy)
-    return y, dx, dw, db
+    @jax.jit
+    def forward_backward(x, w, b, dy):
+        y, pullback = jax.vjp(forward, x, w, b)
+        return (y, *pullback(dy))
+
+    def step(x, w, b, dy):
+        return tuple(None if t is None else np.asarray(t) for t in forward_backward(x, w, b, dy))
+
+    return step
 
 
-@cache
-def _compiled() -> Callable:
-    return _jax().jit(_forward_backward,
-                      static_argnames=("stride", "padding", "dilation", "groups", "output_padding"))
+# What JAX reports through jax.monitoring while it turns a function into an executable: tracing, lowering to
+# MLIR, and XLA's compile (or, on a persistent-cache hit, loading the entry).
+JAX_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                      "/jax/core/compile/backend_compile_duration")
+
+
+class CompileClock:
+    """Seconds this process has spent compiling with JAX, from jax.monitoring's events (listening from the moment
+    jax is imported: nothing is compiled before)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def listen(self) -> None:
+        from jax import monitoring
+
+        monitoring.register_event_duration_secs_listener(self.event)
+
+    def event(self, event: str, duration_secs: float, **_: str | int) -> None:
+        if event in JAX_COMPILE_EVENTS:
+            self.seconds += duration_secs
+
+
+COMPILE_CLOCK = CompileClock()
+
+
+def _configure(jax: ModuleType) -> None:
+    jax.config.update("jax_enable_x64", True)  # before JAX computes anything (the program says so again)
+    COMPILE_CLOCK.listen()
+
+
+JAX = Framework("jax", "jax", configure=_configure)
+
+
+def cache_environment(folder: Path | None, current: Mapping[str, str]) -> dict[str, str]:
+    """JAX's persistent compilation cache in folder/jax-<version>, with the thresholds that keep small or quickly
+    compiled programs out of it lowered to zero (every case here is small); a user's own cache directory (or
+    JAX_ENABLE_COMPILATION_CACHE) wins over a folder, and their own thresholds stand; None turns it off."""
+    version = installed_version("jax")
+    if version is None:
+        return {}
+    if folder is None:
+        return {"JAX_ENABLE_COMPILATION_CACHE": "false"}
+    if "JAX_COMPILATION_CACHE_DIR" in current or "JAX_ENABLE_COMPILATION_CACHE" in current:
+        return {}
+    wanted = {"JAX_COMPILATION_CACHE_DIR": str(folder / f"jax-{version}"),
+              "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+              "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    return {name: value for name, value in wanted.items() if name not in current}
+
+
+@lru_cache(maxsize=256)
+def built_step(spec: ConvSpec) -> Callable[..., tuple]:
+    """The spec's step, built (and compiled on its first call) once per process."""
+    return JaxBackend().program(spec).build()
 
 
 class JaxBackend(DeclaredLimits):
@@ -147,25 +188,38 @@ class JaxBackend(DeclaredLimits):
     name = "jax"
     limits = LIMITS
     deviations = DEVIATIONS
+    # The median `seconds` per case of a 2-core run of the smoke and default grids in four dtypes (results.csv,
+    # 2026-12, cold compile caches): nearly all of it compiling. 20 GFLOP/s on one core.
+    cost = BackendCost(0.42, 0.05)
 
     def availability(self) -> str | None:
-        return missing_framework(_jax, "jax", "jax")
+        return JAX.missing()
 
     def version(self) -> str:
-        jax = _jax()
+        jax = JAX.load()
         import jaxlib
 
         return f"{jax.__version__} (jaxlib {jaxlib.__version__}, {jax.default_backend()})"
 
-    def run(
-        self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray
-    ) -> Outputs:
+    def thread_environment(self, threads: int) -> dict[str, str]:
+        """XLA's CPU client sizes its Eigen pool by the cores, not OMP_NUM_THREADS: one thread is asked for so."""
+        return {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"} if threads == 1 else {}
+
+    def cache_environment(self, folder: Path | None, current: Mapping[str, str]) -> dict[str, str]:
+        return cache_environment(folder, current)
+
+    def compile_seconds(self) -> float:
+        return COMPILE_CLOCK.seconds
+
+    def program(self, spec: ConvSpec) -> Program:
+        return Program(jax_conv, program_arguments(spec))
+
+    def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
         """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy).
 
         Transposed: w (C, O/groups, *k)."""
-        outputs = _compiled()(x, w, b, dy, stride=spec.stride, padding=spec.padding, dilation=spec.dilation,
-                              groups=spec.groups, output_padding=spec.output_padding if spec.transposed else None)
-        return tuple(None if t is None else np.asarray(t) for t in outputs)  # type: ignore[return-value]
+        JAX.load()  # configured (float64, the compile clock) before the program first runs
+        return built_step(spec)(x, w, b, dy)
 
 
 @hookimpl

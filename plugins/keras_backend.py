@@ -1,7 +1,7 @@
 """Backend `keras`: Keras 3 Conv1D / Conv2D / Conv3D layers with data_format="channels_first", on TensorFlow.
 
-One layer per case, built with the spec's dtype as its dtype policy and its strides, dilation_rate,
-groups and use_bias; its kernel (*k, C/g, O) and bias are set from the canonical arrays with
+One layer per case (program `keras_conv`), built with the spec's dtype as its dtype policy and its strides,
+dilation_rate, groups and use_bias; its kernel (*k, C/g, O) and bias are set from the canonical arrays with
 set_weights, so inputs and outputs stay in the canonical (N, C, *spatial) layout.
 Padding: when the spec's pads are exactly TensorFlow's "same" rule, the layer's own padding="same";
 otherwise the input is cropped (negative pads) and zero-padded with keras.ops before a "valid" layer.
@@ -9,7 +9,8 @@ Gradients: tf.GradientTape through the ops and the layer, for x, the kernel and 
 tf.function graph as Keras' own training step runs on a CPU (jit_compile="auto" means no XLA without
 an accelerator). Where TensorFlow's CPU kernels refuse the graph (float64 and float16 channels-first
 gradients: "Conv2DCustomBackpropInputOp only supports NHWC", dilated or grouped gradients, ...), the
-same step runs XLA-compiled instead (see convparity.plugins.tensorflow_backend.eager_or_xla).
+same step runs XLA-compiled instead (as the tensorflow backend does). `run` names the functions a case
+traces after the case, for TensorFlow's XLA cache (convparity.plugins.tensorflow_backend.run_named).
 
 Transposed convolutions: Keras 3 Conv1DTranspose / Conv2DTranspose / Conv3DTranspose, kernel
 (*k, C_out, C_in), the same way. Their padding is "same" (used when the spec's pads are TensorFlow's
@@ -20,31 +21,36 @@ stride or more past it (output_padding >= stride, which PyTorch allows under dil
 
 Keras runs on whichever backend KERAS_BACKEND names when it is first imported; this plugin sets it
 to "tensorflow" if it is unset, and reports itself unavailable if Keras runs on another backend.
+Worker processes get TensorFlow's thread and compile-cache variables (the tensorflow backend's).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from functools import cache, lru_cache
-from types import ModuleType
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from convparity.harness.backends.contract import Outputs
-from convparity.harness.backends.deviations import Deviation
-from convparity.harness.backends.hookspecs import hookimpl
-from convparity.harness.backends.limits import DeclaredLimits, Limit
-from convparity.harness.cases.spec import ConvSpec
+from convparity.plugin import (
+    BackendCost,
+    ConvSpec,
+    DeclaredLimits,
+    Deviation,
+    Framework,
+    Limit,
+    Outputs,
+    Program,
+    hookimpl,
+    program_arguments,
+)
 from convparity.plugins.tensorflow_backend import (
     BIAS_ROUNDED_IN_OUTPUT_DTYPE,
-    canonical_filter,
-    case_key,
-    crop_slices,
-    eager_or_xla,
-    filter_layout,
-    tape_gradients,
-    tensorflow,
+    TENSORFLOW,
+    cache_environment,
+    run_named,
+    thread_environment,
 )
 
 
@@ -80,8 +86,6 @@ LIMITS = (
         applies=lambda spec: spec.transposed and any(before < 0 for before, _ in spec.padding),
     ),
 )
-
-
 
 
 def hits_bias_bug(spec: ConvSpec) -> bool:
@@ -129,17 +133,6 @@ DEVIATIONS = (
 )
 
 
-@cache
-def keras() -> ModuleType:
-    """The keras module, on the TensorFlow backend unless KERAS_BACKEND already names another."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if os.environ["KERAS_BACKEND"] == "tensorflow":
-        tensorflow()  # imported first, with its C++ logs limited to errors
-    import keras
-
-    return keras
-
-
 def is_same_padding(spec: ConvSpec) -> bool:
     """Whether the spec's pads (and output_padding) are TensorFlow's "same" for its sizes, strides and dilations."""
     return spec == spec.replace(padding="same", output_padding=0)
@@ -160,68 +153,89 @@ def layer_output_size(spec: ConvSpec) -> tuple[int, ...]:
         spec.input_size, spec.kernel_size, spec.stride, spec.dilation, transposed_output_padding(spec)))
 
 
-def transposed_crop(spec: ConvSpec) -> tuple[slice, ...]:
-    """Per spatial dim, the slice of a "valid" transposed layer's output that is the spec's output."""
-    return tuple(slice(before, before + size) for (before, _), size in zip(spec.padding, spec.output_size))
+def keras_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding=None, filters, kernel_size,
+               input_shape):
+    """A Keras Conv1D/2D/3D layer (Conv1D/2D/3DTranspose with an output_padding), data_format="channels_first", on
+    TensorFlow: its kernel and bias set with set_weights, y and the gradients of x, kernel and bias by
+    tf.GradientTape in a tf.function (XLA-compiled where TensorFlow's CPU kernels refuse the graph).
+    padding: "same" (the layer's own; a transposed layer then picks its own output_padding), else (before, after)
+    per dim: x cropped and padded with keras.ops before a "valid" layer, or for a transposed layer the window
+    sliced from its "valid" output.
+    step(x, w, b, dy) -> (y, dx, dw, db) with x (N, C, *in) and w (O, C/groups, *k), or (C, O, *k) transposed."""
+    import os
 
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # errors only
+    import keras
+    import numpy as np
+    import tensorflow as tf
 
-@lru_cache(maxsize=256)
-def conv_layer(spec: ConvSpec):
-    """The built Conv{rank}D layer of a case, expecting the input already cropped and padded if not "same"
-    (Conv{rank}DTranspose for a transposed case, its output cropped after it if not "same")."""
-    layers = keras().layers
-    if spec.transposed:
-        return transposed_layer(spec)
-    layer_class = (layers.Conv1D, layers.Conv2D, layers.Conv3D)[spec.rank - 1]
-    same = is_same_padding(spec)
-    layer = layer_class(
-        filters=spec.out_channels, kernel_size=spec.kernel_size, strides=spec.stride,
-        padding="same" if same else "valid", data_format="channels_first", dilation_rate=spec.dilation,
-        groups=spec.groups, use_bias=spec.bias, dtype=spec.dtype,
-    )
-    padded = spec.input_size if same else tuple(i + lo + hi for i, (lo, hi) in zip(spec.input_size, spec.padding))
-    layer.build((spec.batch, spec.in_channels, *padded))
-    return layer
-
-
-def transposed_layer(spec: ConvSpec):
-    """The built Conv{rank}DTranspose layer of a transposed case (see the module docstring)."""
-    layers = keras().layers
-    layer_class = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)[spec.rank - 1]
-    same = is_same_padding(spec)
-    layer = layer_class(
-        filters=spec.out_channels, kernel_size=spec.kernel_size, strides=spec.stride,
-        padding="same" if same else "valid", output_padding=None if same else transposed_output_padding(spec),
-        data_format="channels_first", dilation_rate=spec.dilation, use_bias=spec.bias, dtype=spec.dtype,
-    )
-    layer.build((spec.batch, spec.in_channels, *spec.input_size))
-    return layer
-
-
-@lru_cache(maxsize=256)
-def training_step(spec: ConvSpec) -> Callable[..., list]:
-    """step(x, dy) -> [y, dx, dkernel(, dbias)] through conv_layer(spec), in the canonical layout, as a tf.function.
-
-    x (N, C, *in), dy and y (N, O, *out), dkernel (*k, C/g, O). A graph function, as Keras' own
-    training step on a CPU (jit_compile="auto" is False without an accelerator); cached per spec so
-    that it is traced once per case. It reads the layer's current weights.
-    """
-    ops = keras().ops
-    layer = conv_layer(spec)
-    same = is_same_padding(spec)
-    crop = (slice(None), slice(None), *crop_slices(spec.padding))
-    pads = [[0, 0], [0, 0], *([max(before, 0), max(after, 0)] for before, after in spec.padding)]
+    rank, same = len(stride), padding == "same"
+    options = dict(filters=filters, kernel_size=kernel_size, strides=stride, padding="same" if same else "valid",
+                   data_format="channels_first", dilation_rate=dilation, use_bias=bias, dtype=dtype)
+    if output_padding is None:
+        layer = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)[rank - 1](groups=groups, **options)
+    else:  # output_padding below the stride: the full result and up to stride - 1 positions past it
+        layer = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)[rank - 1](
+            output_padding=None if same else tuple(max(extra - after, 0) for (_, after), extra in
+                                                   zip(padding, output_padding)), **options)
+    if same or output_padding is not None:
+        layer.build(input_shape)
+    else:  # x cropped where a pad is negative, zero-padded where it is positive
+        crop = (slice(None), slice(None), *(slice(max(-lo, 0), hi if hi < 0 else None) for lo, hi in padding))
+        pads = [[0, 0], [0, 0], *([max(lo, 0), max(hi, 0)] for lo, hi in padding)]
+        layer.build((*input_shape[:2], *(i + lo + hi for i, (lo, hi) in zip(input_shape[2:], padding))))
 
     def forward(x):
-        if spec.transposed:
-            return layer(x) if same else layer(x)[(slice(None), slice(None), *transposed_crop(spec))]
-        return layer(x if same else ops.pad(x[crop], pads))
+        if same:
+            return layer(x)
+        if output_padding is None:
+            return layer(keras.ops.pad(x[crop], pads))
+        window = tuple(slice(before, extra - after if after > extra else None)
+                       for (before, after), extra in zip(padding, output_padding))
+        return layer(x)[(slice(None), slice(None), *window)]  # the spec's window of the layer's output
 
-    def step(x, dy):
-        weights = [layer.kernel.value] + ([layer.bias.value] if spec.bias else [])
-        return tape_gradients(lambda: forward(x), [x, *weights], dy)
+    def gradients(x, dy):
+        sources = [x, layer.kernel.value] + ([layer.bias.value] if bias else [])
+        with tf.GradientTape() as tape:
+            tape.watch(sources)
+            y = forward(x)
+        return [y, *tape.gradient(y, sources, output_gradients=dy)]
 
-    return tensorflow().function(step, autograph=False)
+    graph = tf.function(gradients, autograph=False)  # as Keras' own training step on a CPU (no XLA)
+    xla = tf.function(graph, jit_compile=True, autograph=False)
+
+    def step(x, w, b, dy):
+        layer.set_weights([np.transpose(w, (*range(2, rank + 2), 1, 0))] + ([] if b is None else [b]))
+        with tf.device("/CPU:0"):
+            try:
+                results = graph(tf.constant(x), tf.constant(dy))
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+                results = xla(x, dy)
+        y, dx, dkernel, *db = [np.asarray(t) for t in results]
+        return y, dx, np.transpose(dkernel, (rank + 1, rank, *range(rank))), db[0] if db else None
+
+    return step
+
+
+def keras_arguments(spec: ConvSpec) -> dict[str, Any]:
+    """The program's arguments: the spec's, the layer's filters and kernel_size, x's shape, and padding "same" where
+    the spec's pads are TensorFlow's "same" (the layer's own padding then)."""
+    arguments = program_arguments(spec, filters=spec.out_channels, kernel_size=spec.kernel_size,
+                                  input_shape=spec.x_shape)
+    if is_same_padding(spec):
+        arguments["padding"] = "same"
+    return arguments
+
+
+# Keras imports TensorFlow itself: its log level is set before that.
+KERAS = Framework("keras", "keras", environment={"KERAS_BACKEND": "tensorflow", **TENSORFLOW.environment})
+
+
+@lru_cache(maxsize=256)
+def built_step(spec: ConvSpec) -> Callable[..., tuple]:
+    """The spec's step, built once per process: one layer, its graph traced once per case."""
+    return KerasBackend().program(spec).build()
 
 
 class KerasBackend(DeclaredLimits):
@@ -230,27 +244,38 @@ class KerasBackend(DeclaredLimits):
     name = "keras"
     limits = LIMITS
     deviations = DEVIATIONS
+    # The median `seconds` per case of a 2-core run of the smoke and default grids in four dtypes (results.csv,
+    # 2026-12, cold compile caches): mostly tracing and XLA compiling. 20 GFLOP/s on one core.
+    cost = BackendCost(0.42, 0.05)
 
     def availability(self) -> str | None:
-        try:
-            active = keras().backend.backend()
-        except ImportError as error:
-            return f"keras or tensorflow is not installed (pip install 'convparity[keras]'): {error}"
+        missing = KERAS.missing()
+        if missing is not None:
+            return missing
+        active = KERAS.load().backend.backend()
         if active != "tensorflow":
             return f"keras runs on its {active!r} backend (KERAS_BACKEND); this plugin needs 'tensorflow'"
         return None
 
     def version(self) -> str:
-        return f"{keras().__version__} (tensorflow {tensorflow().__version__})"
+        return f"{KERAS.load().__version__} (tensorflow {TENSORFLOW.load().__version__})"
+
+    def thread_environment(self, threads: int) -> dict[str, str]:
+        return thread_environment(threads)
+
+    def cache_environment(self, folder: Path | None, current: Mapping[str, str]) -> dict[str, str]:
+        """TensorFlow's XLA cache, as for the tensorflow backend (the same folder: both compile through it)."""
+        return cache_environment(folder, current)
+
+    def program(self, spec: ConvSpec) -> Program:
+        return Program(keras_conv, keras_arguments(spec))
 
     def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
         """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy).
 
         Transposed: w (C, O, *k) (no groups), as the layer's kernel (*k, O, C)."""
-        conv_layer(spec).set_weights([filter_layout(w)] + ([] if b is None else [b]))
-        outputs = eager_or_xla(case_key(self.name, spec), training_step(spec), x, dy)
-        y, dx, dw, *db = [np.asarray(t) for t in outputs]
-        return y, dx, canonical_filter(dw), db[0] if db else None
+        KERAS.load()  # on TensorFlow, its logs limited, before the program imports it
+        return run_named(self.name, spec, built_step(spec), x, w, b, dy)
 
 
 @hookimpl

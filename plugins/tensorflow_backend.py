@@ -1,4 +1,5 @@
-"""Backend `tensorflow`: tf.nn.conv2d / tf.nn.conv3d on the CPU, gradients from tf.GradientTape.
+"""Backend `tensorflow`: tf.nn.conv2d / tf.nn.conv3d on the CPU, gradients from tf.GradientTape (program
+`tensorflow_conv`).
 
 Boundary: TensorFlow's CPU kernels have no channels-first convolution, so the canonical arrays are
 transposed to channels-last, x (N, *in, C) and dy (N, *out, O), and the weight to (*k, C/g, O); the
@@ -14,16 +15,6 @@ XLA-compiled (tf.function(jit_compile=True)), which handles all of them; an XLA 
 it is. Both paths compute y, dx, dw and db together, so one case's four tensors come from one path.
 TensorFlow is imported only when a backend is first asked about it.
 
-Compile cache: TensorFlow's persistent XLA cache (harness/running/compile_cache.py) keys an entry by
-the traced function's name, which TensorFlow numbers from a process-wide counter
-(`__inference_step_<uid>`), so a later process finds an entry only if it traced the same cases in
-the same order. `case_function_names` names what a case traces after a digest of the backend and
-the spec instead (`__inference_step_<key>_<n>`), so an entry is found whatever ran before it in
-either process.
-It replaces private TensorFlow functions (concrete_function._inference_name and its forward and
-backward twins, TensorFlow 2.21); where they are absent, names stay TensorFlow's own and only the
-cache's hit rate suffers, never a result.
-
 Transposed convolutions run tf.nn.conv2d_transpose (ranks 1 and 2; rank 1 with a height-1 dim, as
 tf.nn.conv1d_transpose does) and tf.nn.conv3d_transpose, filter (*k, C_out/g, C_in), with the
 output_shape that selects the output window: conv2d_transpose takes the non-negative pads as explicit
@@ -33,26 +24,43 @@ needs beyond that (a negative pad, or output_padding >= stride, which PyTorch al
 is added with tf.pad; tf.nn.bias_add comes last. Eager kernels refuse dilated and grouped ones
 ("Current CPU implementations do not yet support dilation rates larger than 1", "Gradients for
 grouped convolutions are not supported on CPU"): those run XLA-compiled, as above.
+
+Compile cache: TensorFlow's persistent XLA cache (TF_XLA_FLAGS=--tf_xla_persistent_cache_directory,
+`cache_environment`) keys an entry by the traced function's name, which TensorFlow numbers from a
+process-wide counter (`__inference_train_<uid>`), so a later process finds an entry only if it traced
+the same cases in the same order. `run` names what a case traces after a digest of the backend and the
+spec instead (`case_function_names`: `__inference_train_<key>_<n>`), so an entry is found whatever ran
+before it in either process. That is process-wide machinery around the program, not part of it.
+It replaces private TensorFlow functions (concrete_function._inference_name and its forward and
+backward twins, TensorFlow 2.21); where they are absent, names stay TensorFlow's own and only the
+cache's hit rate suffers, never a result.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from functools import cache, lru_cache
-from types import ModuleType
+from pathlib import Path
 
 import numpy as np
 
-from convparity.harness.backends.contract import Outputs, missing_framework
-from convparity.harness.backends.deviations import Deviation
-from convparity.harness.backends.hookspecs import hookimpl
-from convparity.harness.backends.limits import DeclaredLimits, Limit
-from convparity.harness.cases.spec import ConvSpec
+from convparity.plugin import (
+    BackendCost,
+    ConvSpec,
+    DeclaredLimits,
+    Deviation,
+    Framework,
+    Limit,
+    Outputs,
+    Program,
+    hookimpl,
+    installed_version,
+    program_arguments,
+)
 
 # No spec that both TensorFlow's eager CPU kernels and XLA refuse is known (TensorFlow 2.21).
 LIMITS: tuple[Limit, ...] = ()
@@ -80,38 +88,120 @@ DEVIATIONS = (
 )
 
 
-@cache
-def tensorflow() -> ModuleType:
-    """The tensorflow module, imported on first use with its C++ logs limited to errors."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def tensorflow_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding=None):
+    """tf.nn.conv2d / conv3d (conv2d_transpose / conv3d_transpose with an output_padding) in channels-last layout,
+    tf.nn.bias_add, and the gradients of x, w and b by tf.GradientTape; eager on the CPU, or XLA-compiled
+    (tf.function(jit_compile=True)) where TensorFlow's eager CPU kernels refuse the case.
+    step(x, w, b, dy) -> (y, dx, dw, db), all in the canonical channels-first layouts."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # errors only
+    import numpy as np
     import tensorflow as tf
 
-    return tf
+    lifted = len(stride) == 1  # rank 1 runs as rank 2 with a height-1 dim, as tf.nn.conv1d does
+    if lifted:
+        stride, padding, dilation = (1, *stride), ((0, 0), *padding), (1, *dilation)
+        output_padding = None if output_padding is None else (0, *output_padding)
+    rank = len(stride)
+
+    def crop(pairs):
+        """The slices that apply the negative part of each (before, after) pair (N and C untouched)."""
+        return (slice(None), *(slice(max(-lo, 0), hi if hi < 0 else None) for lo, hi in pairs), slice(None))
+
+    def extend(pairs):
+        """tf.pad's paddings for the positive part of each (before, after) pair."""
+        return [[0, 0], *([max(lo, 0), max(hi, 0)] for lo, hi in pairs), [0, 0]]
+
+    def convolution(x, w, b):
+        x = x[crop(padding)]
+        if rank == 3:  # conv3d pads only SAME or VALID
+            y = tf.nn.conv3d(tf.pad(x, extend(padding)), w, strides=[1, *stride, 1], padding="VALID",
+                             dilations=[1, *dilation, 1])
+        else:
+            y = tf.nn.conv2d(x, w, strides=stride, padding=extend(padding), dilations=dilation)
+        return y if b is None else tf.nn.bias_add(y, b)
+
+    def transposed(x, w, b):
+        # Per dim, the full result is (i - 1) s + (k - 1) d + 1 long and the spec's window of it [before, end).
+        # conv2d_transpose computes the window [start, stop) given by its explicit pads (>= 0) and output_shape,
+        # at most s - 1 past the full result; conv3d_transpose runs VALID, from 0. `post` turns [start, stop)
+        # into the spec's window: negative amounts crop, positive ones extend (tf.pad).
+        pads, sizes, post = [[0, 0]], [], []
+        for i, k, s, d, (before, after), extra in zip(x.shape[1:-1], w.shape[:-2], stride, dilation, padding,
+                                                      output_padding):
+            full = (i - 1) * s + (k - 1) * d + 1
+            end = full - after + extra
+            if rank == 3:
+                start, stop = 0, min(max(end, full), full + s - 1)
+            else:
+                start, stop = max(before, 0), min(end, full + s - 1)
+                pads.append([start, max(full - stop, 0)])
+            sizes.append(stop - start)
+            post.append((start - before, end - stop))
+        pads.append([0, 0])
+        conv_transpose = tf.nn.conv3d_transpose if rank == 3 else tf.nn.conv2d_transpose
+        y = conv_transpose(x, w, [x.shape[0], *sizes, w.shape[-2] * groups], strides=stride,
+                           padding="VALID" if rank == 3 else pads, dilations=dilation)
+        y = y[crop(post)]
+        if any(amount > 0 for pair in extend(post) for amount in pair):
+            y = tf.pad(y, extend(post))
+        return y if b is None else tf.nn.bias_add(y, b)
+
+    forward = convolution if output_padding is None else transposed
+
+    def train(x, w, dy, b):
+        sources = [x, w] + ([] if b is None else [b])
+        with tf.GradientTape() as tape:
+            tape.watch(sources)
+            y = forward(x, w, b)
+        return [y, *tape.gradient(y, sources, output_gradients=dy)]
+
+    compiled = tf.function(train, jit_compile=True, autograph=False)
+
+    def step(x, w, b, dy):
+        if lifted:
+            x, w, dy = x[:, :, None], w[:, :, None], dy[:, :, None]
+        arrays = (np.moveaxis(x, 1, -1), np.transpose(w, (*range(2, rank + 2), 1, 0)), np.moveaxis(dy, 1, -1), b)
+        with tf.device("/CPU:0"):
+            try:
+                results = train(*(None if a is None else tf.constant(a) for a in arrays))
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+                results = compiled(*arrays)
+        y, dx, dw, *db = [np.asarray(t) for t in results]
+        y, dx, dw = np.moveaxis(y, -1, 1), np.moveaxis(dx, -1, 1), np.transpose(dw, (rank + 1, rank, *range(rank)))
+        if lifted:
+            y, dx, dw = y[:, :, 0], dx[:, :, 0], dw[:, :, 0]
+        return y, dx, dw, db[0] if db else None
+
+    return step
 
 
-def to_channels_last(array: np.ndarray) -> np.ndarray:
-    """(N, C, *spatial) -> (N, *spatial, C)."""
-    return np.moveaxis(array, 1, -1)
+TENSORFLOW = Framework("tensorflow", "tensorflow", environment={"TF_CPP_MIN_LOG_LEVEL": "2"})
+DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu")
+TF_CACHE_FLAG = "--tf_xla_persistent_cache_directory"
 
 
-def to_channels_first(array: np.ndarray) -> np.ndarray:
-    """(N, *spatial, C) -> (N, C, *spatial)."""
-    return np.moveaxis(array, -1, 1)
+def cache_environment(folder: Path | None, current: Mapping[str, str]) -> dict[str, str]:
+    """The persistent cache of TensorFlow's XLA compiler in folder/tensorflow-<version>, added to the user's other
+    TF_XLA_FLAGS; a user's own cache flag wins over a folder; None removes any cache flag (TensorFlow keeps
+    nothing on disk unless the flag asks it to). Used by jit_compile=True functions only: this backend's and
+    Keras' XLA paths."""
+    version = installed_version(*DISTRIBUTIONS)
+    if version is None:
+        return {}
+    flags = current.get("TF_XLA_FLAGS", "").split()
+    cache_flags = [flag for flag in flags if flag.startswith(TF_CACHE_FLAG)]
+    if folder is None:
+        return {"TF_XLA_FLAGS": " ".join(f for f in flags if f not in cache_flags)} if cache_flags else {}
+    if cache_flags:
+        return {}
+    return {"TF_XLA_FLAGS": " ".join([*flags, f"{TF_CACHE_FLAG}={folder / f'tensorflow-{version}'}"])}
 
 
-def filter_layout(w: np.ndarray) -> np.ndarray:
-    """w (O, C/g, *k) -> (*k, C/g, O), the filter layout of TensorFlow and Keras."""
-    return np.transpose(w, tuple(range(2, w.ndim)) + (1, 0))
-
-
-def canonical_filter(w: np.ndarray) -> np.ndarray:
-    """(*k, C/g, O) -> (O, C/g, *k)."""
-    return np.transpose(w, (w.ndim - 1, w.ndim - 2) + tuple(range(w.ndim - 2)))
-
-
-def crop_slices(padding: tuple[tuple[int, int], ...]) -> tuple[slice, ...]:
-    """Per spatial dim, the slice that applies the negative part of its (before, after) pad."""
-    return tuple(slice(max(-before, 0), after if after < 0 else None) for before, after in padding)
+def thread_environment(threads: int) -> dict[str, str]:
+    """TensorFlow's intra-op pool."""
+    return {"TF_NUM_INTRAOP_THREADS": str(threads)}
 
 
 def case_key(backend: str, spec: ConvSpec) -> str:
@@ -177,7 +267,7 @@ def case_function_names() -> CaseFunctionNames | None:
 
 @cache
 def _installed_case_function_names() -> CaseFunctionNames | None:
-    tensorflow()
+    TENSORFLOW.load()
     from tensorflow.python.eager.polymorphic_function import concrete_function
 
     if not all(hasattr(concrete_function, function) for function in NAMING_FUNCTIONS):
@@ -188,128 +278,17 @@ def _installed_case_function_names() -> CaseFunctionNames | None:
     return names
 
 
-def eager_or_xla(key: str, step: Callable[..., list], *arrays: np.ndarray | None) -> list:
-    """`step(*tensors)` on the CPU as it is (eager, or a graph if it is a tf.function), else XLA-compiled.
-
-    `step` takes one tensor per array (None stays None) and returns a list of tensors. TensorFlow
-    refuses a configuration its kernels lack with InvalidArgumentError or UnimplementedError; then
-    the same `step` runs as tf.function(jit_compile=True), and whatever XLA raises propagates.
-    Functions traced meanwhile are named after `key` (`case_key`: the backend and the spec that
-    `step` was made for; see the module docstring).
-    """
+def run_named(backend: str, spec: ConvSpec, step: Callable[..., tuple], *arrays: np.ndarray | None) -> tuple:
+    """`step(*arrays)`, naming the functions it traces after `backend` and `spec` (see the module docstring)."""
     names = case_function_names()
-    with names.naming(key) if names else nullcontext():
-        return _eager_or_xla(step, *arrays)
-
-
-def _eager_or_xla(step: Callable[..., list], *arrays: np.ndarray | None) -> list:
-    tf = tensorflow()
-    with tf.device("/CPU:0"):
-        try:
-            return step(*(None if a is None else tf.constant(a) for a in arrays))
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
-            return compiled(step)(*arrays)
+    with names.naming(case_key(backend, spec)) if names else nullcontext():
+        return step(*arrays)
 
 
 @lru_cache(maxsize=256)
-def compiled(step: Callable[..., list]) -> Callable[..., list]:
-    """`step` as one XLA-compiled tf.function, traced once per input shape and dtype."""
-    return tensorflow().function(step, jit_compile=True, autograph=False)
-
-
-def tape_gradients(forward: Callable, sources: list, dy) -> list:
-    """[y, dy/d(source) for each source] for y = forward(), with upstream gradient dy."""
-    tf = tensorflow()
-    with tf.GradientTape() as tape:
-        tape.watch(sources)
-        y = forward()
-    return [y, *tape.gradient(y, sources, output_gradients=dy)]
-
-
-def as_rank2(spec: ConvSpec) -> ConvSpec:
-    """A rank-1 spec as rank 2 with a height-1 dim (what tf.nn.conv1d does); ranks 2 and 3 unchanged."""
-    if spec.rank != 1:
-        return spec
-    return spec.replace(input_size=(1, *spec.input_size), kernel_size=(1, *spec.kernel_size),
-                        stride=(1, *spec.stride), padding=((0, 0), *spec.padding), dilation=(1, *spec.dilation),
-                        output_padding=(0, *spec.output_padding))
-
-
-@lru_cache(maxsize=256)
-def training_step(spec: ConvSpec) -> Callable[..., list]:
-    """step(x, w, dy, b) -> [y, dx, dw(, db)] for a rank-2 or rank-3 spec, in TensorFlow's layout.
-
-    x (N, *in, C), w (*k, C/g, O), dy and y (N, *out, O), b (O,) or None. Cached per spec, so its
-    compiled form is traced once per case.
-    """
-    tf = tensorflow()
-    crop = (slice(None), *crop_slices(spec.padding), slice(None))
-    pads = [[0, 0], *([max(before, 0), max(after, 0)] for before, after in spec.padding), [0, 0]]
-
-    def conv(x, w, b):
-        x = x[crop]
-        if spec.rank == 3:
-            y = tf.nn.conv3d(tf.pad(x, pads), w, strides=[1, *spec.stride, 1], padding="VALID",
-                             dilations=[1, *spec.dilation, 1])
-        else:
-            y = tf.nn.conv2d(x, w, strides=spec.stride, padding=pads, dilations=spec.dilation)
-        return y if b is None else tf.nn.bias_add(y, b)
-
-    def step(x, w, dy, b):
-        return tape_gradients(lambda: conv(x, w, b), [x, w] + ([] if b is None else [b]), dy)
-
-    return step
-
-
-def transposed_window(spec: ConvSpec) -> tuple[list[list[int]] | str, tuple[int, ...], tuple[tuple[int, int], ...]]:
-    """How a rank-2 or rank-3 transposed spec runs: (padding, output spatial shape, post) for conv{2,3}d_transpose.
-
-    padding: the explicit [[0, 0], [before, after]..., [0, 0]] of conv2d_transpose, or "VALID" for
-    rank 3; per dim the output window [before', before' + size) of the full result ((i - 1) s + e
-    long, zeros past it) is what TensorFlow computes. post: per dim (start, end) amounts that turn it
-    into the spec's window: positive ones extend the output (tf.pad), negative ones crop it.
-    """
-    padding: list[list[int]] = [[0, 0]]
-    sizes, post = [], []
-    for i, k, s, d, (before, after), extra in zip(spec.input_size, spec.kernel_size, spec.stride, spec.dilation,
-                                                   spec.padding, spec.output_padding):
-        full = (i - 1) * s + (k - 1) * d + 1
-        end = full - after + extra  # the spec's window is [before, end) of the full result
-        if spec.rank == 3:  # VALID: [0, size) with size from full to full + s - 1
-            start, stop = 0, min(max(end, full), full + s - 1)
-        else:  # the conv's pads must be >= 0, the conv must see exactly i output positions
-            start, stop = max(before, 0), min(end, full + s - 1)
-            padding.append([start, max(full - stop, 0)])
-        sizes.append(stop - start)
-        post.append((start - before, end - stop))
-    padding.append([0, 0])
-    return ("VALID" if spec.rank == 3 else padding), tuple(sizes), tuple(post)
-
-
-@lru_cache(maxsize=256)
-def transposed_step(spec: ConvSpec) -> Callable[..., list]:
-    """step(x, w, dy, b) -> [y, dx, dw(, db)] for a rank-2 or rank-3 transposed spec, in TensorFlow's layout.
-
-    x (N, *in, C_in), w (*k, C_out/g, C_in), dy and y (N, *out, C_out), b (C_out,) or None.
-    """
-    tf = tensorflow()
-    padding, sizes, post = transposed_window(spec)
-    output_shape = [spec.batch, *sizes, spec.out_channels]
-    crop = (slice(None), *(slice(max(-lo, 0), hi if hi < 0 else None) for lo, hi in post), slice(None))
-    extend = [[0, 0], *([max(lo, 0), max(hi, 0)] for lo, hi in post), [0, 0]]
-    conv_transpose = tf.nn.conv3d_transpose if spec.rank == 3 else tf.nn.conv2d_transpose
-
-    def forward(x, w, b):
-        y = conv_transpose(x, w, output_shape, strides=spec.stride, padding=padding, dilations=spec.dilation)
-        y = y[crop]
-        if any(amount > 0 for pair in extend for amount in pair):
-            y = tf.pad(y, extend)
-        return y if b is None else tf.nn.bias_add(y, b)
-
-    def step(x, w, dy, b):
-        return tape_gradients(lambda: forward(x, w, b), [x, w] + ([] if b is None else [b]), dy)
-
-    return step
+def built_step(spec: ConvSpec) -> Callable[..., tuple]:
+    """The spec's step, built once per process (its XLA-compiled form is traced once per case)."""
+    return TensorFlowBackend().program(spec).build()
 
 
 class TensorFlowBackend(DeclaredLimits):
@@ -318,25 +297,31 @@ class TensorFlowBackend(DeclaredLimits):
     name = "tensorflow"
     limits = LIMITS
     deviations = DEVIATIONS
+    # The median `seconds` per case of a 2-core run of the smoke and default grids in four dtypes (results.csv,
+    # 2026-12, cold compile caches): mostly XLA compiling. 20 GFLOP/s on one core.
+    cost = BackendCost(0.27, 0.05)
 
     def availability(self) -> str | None:
-        return missing_framework(tensorflow, "tensorflow", "tensorflow")
+        return TENSORFLOW.missing()
 
     def version(self) -> str:
-        return tensorflow().__version__
+        return TENSORFLOW.load().__version__
+
+    def thread_environment(self, threads: int) -> dict[str, str]:
+        return thread_environment(threads)
+
+    def cache_environment(self, folder: Path | None, current: Mapping[str, str]) -> dict[str, str]:
+        return cache_environment(folder, current)
+
+    def program(self, spec: ConvSpec) -> Program:
+        return Program(tensorflow_conv, program_arguments(spec))
 
     def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
         """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy).
 
-        Transposed: w (C, O/groups, *k), in TensorFlow's layout (*k, O/groups, C) (filter_layout)."""
-        tf_spec = as_rank2(spec)
-        x, w, dy = x.reshape(tf_spec.x_shape), w.reshape(tf_spec.w_shape), dy.reshape(tf_spec.y_shape)
-        step = transposed_step(tf_spec) if spec.transposed else training_step(tf_spec)
-        results = eager_or_xla(case_key(self.name, tf_spec), step, to_channels_last(x), filter_layout(w),
-                               to_channels_last(dy), b)
-        y, dx, dw, *db = [np.asarray(t) for t in results]
-        return (to_channels_first(y).reshape(spec.y_shape), to_channels_first(dx).reshape(spec.x_shape),
-                canonical_filter(dw).reshape(spec.w_shape), db[0] if db else None)
+        Transposed: w (C, O/groups, *k), in TensorFlow's layout (*k, O/groups, C)."""
+        TENSORFLOW.load()  # its logs limited before the program imports it
+        return run_named(self.name, spec, built_step(spec), x, w, b, dy)
 
 
 @hookimpl

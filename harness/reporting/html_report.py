@@ -38,13 +38,14 @@ from convparity.harness.vocabulary import BAD_STATUSES, TENSORS
 REPORT_HTML = "report.html"
 CASE_COLUMNS = ["backend", "dtype", "bias", "case", "name", "status", "message", "deviation", "repro"]
 SEVERITY = {s: i for i, s in enumerate(("crash", "timeout", "error", "fail", "xpass", "xfail", "reference-error",
-                                        "unsupported"))}
+                                        "harness-error", "unsupported"))}
 CASE_TABLE = ["backend", "dtype", "bias", "case", "name", "status", "tensors", "err_ratio", "message",
               "deviation", "repro"]
 CASE_GROUPS = (("failures", list(BAD_STATUSES), True),
                ("known deviations (xfail)", ["xfail"], True),
                ("stale declarations (xpass): the declared deviation did not happen", ["xpass"], True),
-               ("reference errors (the harness's own failure, not the backend's)", ["reference-error"], True),
+               ("the harness's own failures (the reference, drawing the inputs: not the backend's)",
+                ["reference-error", "harness-error"], True),
                ("unsupported", ["unsupported"], False))
 
 

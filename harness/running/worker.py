@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from convparity.harness.errors import describe_exception
@@ -87,8 +88,13 @@ def start_worker(pool: str, environment: Mapping[str, str], log: str | None, pre
 
 def import_path() -> str:
     """This process's import path as PYTHONPATH, so a worker imports what this process can (plugins named
-    by module path included)."""
-    return os.pathsep.join(path or os.getcwd() for path in sys.path)
+    by module path included), led by the folder of the convparity this process imported: a folder earlier on
+    the path that holds another `convparity` (a checkout's, whose harness/ is not inside it, put there by
+    pytest) must not shadow it."""
+    import convparity
+
+    home = str(Path(convparity.__file__).resolve().parent.parent)
+    return os.pathsep.join([home, *(path or os.getcwd() for path in sys.path)])
 
 
 def _die_with_parent(parent: int) -> None:

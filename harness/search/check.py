@@ -22,7 +22,9 @@ learnt, and their check uses only cases that were not used to learn them.
 
 from __future__ import annotations
 
+import math
 import random
+import time
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 
@@ -131,22 +133,22 @@ def rule_check(group: Group, observations: Sequence[Observation], others: Sequen
 
 def check_rules(evaluator: Evaluator, space: SpecSpace, rng: random.Random, learning: list[Observation],
                 minimal: Sequence[Observation], *, rounds: int = 3, satisfying: int = 8,
-                violating: int = 8, stop: Callable[[], bool] = lambda: False,
+                violating: int = 8, deadline: float = math.inf,
                 walked: Set[Observation] = frozenset()) -> list[tuple[Group, RuleCheck | None]]:
-    """Groups learnt from `learning` (plus earlier rounds' fresh cases), each with its rule's check (None:
-    `stop()` said there was no time left to check it); `walked`: observations made while shrinking."""
+    """Groups learnt from `learning` (plus earlier rounds' fresh cases), each with its rule's check (None: there
+    was no time left before `deadline` to check it); `walked`: observations made while shrinking."""
     known = dict.fromkeys(learning)
     checked: list[tuple[Group, RuleCheck | None]] = []
     for _ in range(rounds):
         groups = group_failures(list(known), minimal, walked)
-        if stop():
+        if time.perf_counter() >= deadline:
             return checked or [(group, None) for group in groups]
         evaluated = {obs.spec for obs in known}
         fresh = {id(group): fresh_cases(group, space, rng, evaluated, satisfying=satisfying, violating=violating)
                  for group in groups}
         for backend in dict.fromkeys(group.backend for group in groups):
             specs = [spec for group in groups if group.backend == backend for spec in fresh[id(group)]]
-            evaluator.observe(specs, [backend], phase="check")
+            evaluator.observe(specs, [backend], phase="check", deadline=deadline)
         checked = []
         new: list[Observation] = []
         for group in groups:

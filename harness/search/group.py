@@ -19,8 +19,10 @@ exceptions when it is reported, not against it when it is chosen.
 1. Covering (as rule learners do): the acceptable rule covering the most of the channel's uncovered
    failures (convparity.harness.search.rules: at most EXCEPTION_SHARE of the cases it holds on may be
    negatives, so a cause's rare exceptions do not cut it into conjunctions) makes a group of what it
-   covers; repeat while such a rule covers at least MIN_SUPPORT failures (or all of them, when the channel
-   has fewer: a rule fitted to one or two of many cases fits chance).
+   covers; repeat while such a rule is supported: it covers at least MIN_SUPPORT failures and holds on a
+   case shrinking reached (a local minimum of this failure: strong evidence of its cause), or covers at
+   least UNSEEDED_SUPPORT (or all of them, when the channel has fewer): among 2,000 candidate rules, one
+   fits a few failures that chance scattered.
    Failures no such rule explains are exceptions of the channel's largest group (`misses`, which a search
    settles in turn: if they have a cause of their own, its shrinking gives them the cases to show it); in
    a channel with no group, they are one group whose rule covers the most of them: `value_dependent`, for
@@ -51,7 +53,8 @@ from convparity.harness.search.rules import EXCEPTION_SHARE, Fit, Rule, learn
 from convparity.harness.search.shrink import complexity
 from convparity.harness.vocabulary import TENSORS
 
-MIN_SUPPORT = 3  # failures a rule must cover to make a group (unless the channel has fewer)
+MIN_SUPPORT = 3  # failures a rule holding on a shrunk case must cover to make a group (unless there are fewer)
+UNSEEDED_SUPPORT = 8  # failures a rule holding on no shrunk case must cover
 CALL_KINDS = ("error", "crash", "timeout")  # the call failed: no tensor came back
 
 Channel = tuple[str, str]  # ("fail", tensor) | ("known", declaration) | (kind, "") for a failed call
@@ -200,9 +203,11 @@ class _Backend:
     """One backend's observations as arrays: features, and per channel which cases show it and which not
     (`negatives`: all of them; `learnt_from`: those rules are chosen by, the walked ones left out)."""
 
-    def __init__(self, observations: list[Observation], walked: Set[Observation] = frozenset()) -> None:
+    def __init__(self, observations: list[Observation], walked: Set[Observation] = frozenset(),
+                 minimal: Set[Observation] = frozenset()) -> None:
         self.observations = observations
         self.representative = np.array([obs not in walked for obs in observations], dtype=bool)
+        self.seeds = np.array([obs in minimal for obs in observations], dtype=bool)
         self.features = feature_matrix([obs.spec for obs in observations])  # (n, F)
         self.literals = literal_matrix(self.features)  # (n, 2F)
         self.shown: dict[Channel, np.ndarray] = {}
@@ -251,6 +256,8 @@ class _Draft:
 def _cover(data: _Backend, channel: Channel) -> list[_Draft]:
     """One channel's groups (steps 1 of the module docstring)."""
     positives, negatives = data.shown[channel], data.learnt_from(channel)
+    seeds = data.literals[positives & data.seeds]
+    total = int(positives.sum())
     negative_literals = data.literals[negatives]
     if channel[0] == "known":
         learned = learn(data.literals[positives], negative_literals, coverage_first=True)
@@ -259,8 +266,9 @@ def _cover(data: _Backend, channel: Channel) -> list[_Draft]:
     uncovered = positives.copy()
     while uncovered.any():
         learned = learn(data.literals[uncovered], negative_literals, known_positives=data.literals[positives],
-                        known_negatives=data.literals[data.negatives(channel)])
-        if not learned.best.acceptable or learned.best.covered < min(MIN_SUPPORT, int(positives.sum())):
+                        known_negatives=data.literals[data.negatives(channel)], seeds=seeds,
+                        support=min(MIN_SUPPORT, total), unseeded_support=min(UNSEEDED_SUPPORT, total))
+        if not learned.supported:
             break
         members = uncovered & learned.best.rule.holds_on(data.features)
         drafts.append(_Draft([channel], learned, members))
@@ -339,7 +347,7 @@ def group_failures(observations: Sequence[Observation], minimal: Sequence[Observ
     shrunk = set(minimal)
     groups = []
     for backend in sorted(by_backend):
-        data = _Backend(list(by_backend[backend]), walked)
+        data = _Backend(list(by_backend[backend]), walked, shrunk)
         drafts = [draft for channel in sorted(data.shown) for draft in _cover(data, channel)]
         groups += [_finished(data, draft, shrunk) for draft in _merge(data, drafts)]
     return sorted(groups, key=lambda g: (g.known, g.backend, g.kind, -len(g.members), g.rule.text))

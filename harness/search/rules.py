@@ -110,22 +110,27 @@ class Fit:
 
 @dataclass(frozen=True)
 class Learned:
-    """The best fit and the fits that tie with it (same rank), best first."""
+    """The best fit and the fits that tie with it (same rank), best first; `supported`: the best is acceptable and
+    has the support asked for (see `learn`)."""
 
     best: Fit
     ties: tuple[Fit, ...]
+    supported: bool = True
 
 
 def learn(positives: np.ndarray, negatives: np.ndarray, *, required: np.ndarray | None = None,
           max_literals: int = MAX_LITERALS, coverage_first: bool = False,
-          known_positives: np.ndarray | None = None, known_negatives: np.ndarray | None = None) -> Learned:
+          known_positives: np.ndarray | None = None, known_negatives: np.ndarray | None = None,
+          seeds: np.ndarray | None = None, support: int = 1, unseeded_support: int = 1) -> Learned:
     """The best rule for `positives` against `negatives` (literal matrices, (cases, 2 * len(FEATURES)) booleans).
 
     required: literal rows (cases, 2 * len(FEATURES)) the rule must hold on (none: any rule). known_positives,
     known_negatives: every case known to fail this way (`positives`, those still to explain, among them) and
     every case known not to (`negatives`, those a rule is chosen by, among them); they tell a narrower rule's
-    region apart (see the module docstring). Default: the same as positives and negatives. Every candidate is
-    counted and ranked on arrays; Fit objects are made for the best one and its ties only.
+    region apart (see the module docstring). Default: the same as positives and negatives. seeds: literal rows
+    of the cases shrinking reached; a rule takes part only when it covers `support` positives and holds on a
+    seed, or covers `unseeded_support` (among 2,000 rules, one fits a few failures that chance scattered).
+    Every candidate is counted and ranked on arrays; Fit objects are made for the best one and its ties only.
     """
     width = 2 * len(FEATURES)
     must = np.ones(width, dtype=bool) if required is None or not len(required) else required.all(axis=0)
@@ -134,7 +139,9 @@ def learn(positives: np.ndarray, negatives: np.ndarray, *, required: np.ndarray 
     passed = negatives if known_negatives is None else known_negatives
     candidates = _Candidates(usable, max_literals, positives, negatives, known, passed)
     hits, wrong, literals, negations = candidates.hits, candidates.wrong, candidates.literals, candidates.negations
-    acceptable = (hits > 0) & (wrong <= EXCEPTION_SHARE * (hits + wrong))
+    seeded = candidates.holds_on_some(seeds) if seeds is not None and len(seeds) else np.zeros(len(hits), dtype=bool)
+    acceptable = ((hits > 0) & (wrong <= EXCEPTION_SHARE * (hits + wrong))
+                  & (((hits >= support) & seeded) | (hits >= unseeded_support)))
     if coverage_first:
         ranks: tuple[np.ndarray, ...] = (-hits, wrong, literals, negations)
         best = candidates.first(ranks)
@@ -157,7 +164,7 @@ def learn(positives: np.ndarray, negatives: np.ndarray, *, required: np.ndarray 
     tied = np.flatnonzero(np.all([rank == rank[best] for rank in ranks], axis=0))
     tied = tied[np.lexsort((candidates.high[tied], candidates.low[tied]))]
     ties = tuple(candidates.fit(int(i)) for i in tied[:MAX_TIES_KEPT])
-    return Learned(ties[0], ties)
+    return Learned(ties[0], ties, bool(acceptable[best]))
 
 
 class _Candidates:
@@ -216,6 +223,12 @@ class _Candidates:
             if literal_index >= 0:
                 holds &= rows[:, self.usable[literal_index]]
         return self.counts(rows[~holds]) == 0
+
+    def holds_on_some(self, rows: np.ndarray) -> np.ndarray:
+        """Which candidates hold on at least one of `rows` (literal matrix)."""
+        one = rows[:, self.usable[np.maximum(self.one, 0)]] | (self.one < 0)  # (rows, candidates)
+        two = rows[:, self.usable[np.maximum(self.two, 0)]] | (self.two < 0)
+        return np.asarray((one & two).any(axis=0), dtype=bool)
 
     def first(self, ranks: tuple[np.ndarray, ...]) -> int:
         return int(np.lexsort((self.high, self.low, *reversed(ranks)))[0])  # the last key sorts first

@@ -47,7 +47,8 @@ import csv
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -361,7 +362,7 @@ def search(
         return _again(path, settings, plan, executor, log)
     record = RunRecord("search", settings, harness_commit=run_folder.harness_commit(), search=plan.to_json(),
                        worker_environment=thread_variables())
-    with RunContext.new(path, record) as context:
+    with _interrupt_said(), RunContext.new(path, record) as context:
         result = _hunt(context, executor, log, replayed=[], reruns=[])
         context.finish()
     return result
@@ -411,7 +412,7 @@ def resume_search(path: str | Path, jobs: int | None = None, *, executor: Execut
         raise RunFolderError(f"{path} holds a {record.kind}, not a search: continue it with: convparity run "
                              f"--resume {path}")
     SearchPlan.from_record(record)  # checked before anything is opened
-    with RunContext.reopen(path) as context:
+    with _interrupt_said(), RunContext.reopen(path) as context:
         settings = context.record.settings
         if jobs is not None:
             settings = replace(settings, jobs=jobs)
@@ -527,9 +528,8 @@ def _hunt(context: RunContext, executor: ExecutorChoice | Executor | None, log: 
                     hunt.cover(plan.extra_shrinks, schedule.end("cover"))
                 minimal = hunt.minimal()
                 if minimal:
-                    end = schedule.end("check")
                     checked = check_rules(evaluator, space, rng, hunt._all(), minimal, rounds=plan.check_rounds,
-                                          stop=lambda: time.perf_counter() >= end, walked=evaluator.walked)
+                                          deadline=schedule.end("check"), walked=evaluator.walked)
             except (KeyboardInterrupt, Interrupted, RunInterrupted):
                 say("interrupted: writing the findings so far (grouped, not checked on fresh cases)")
                 _write(path, record, hunt, [(group, RuleCheck(note="the search was interrupted"))
@@ -537,9 +537,6 @@ def _hunt(context: RunContext, executor: ExecutorChoice | Executor | None, log: 
                                                                         evaluator.walked)], started,
                        plugins)
                 raise
-    except (KeyboardInterrupt, Interrupted) as error:
-        code = error.exit_code if isinstance(error, Interrupted) else 130
-        raise SearchInterrupted(path, code, findings=(path / "findings.md").is_file()) from None
     finally:
         rerun_log.close()
     found = _write(path, record, hunt, checked, started, plugins)
@@ -551,12 +548,28 @@ def _hunt(context: RunContext, executor: ExecutorChoice | Executor | None, log: 
 class SearchInterrupted(RunInterrupted):
     """An interrupted search: what was written, and how to continue it."""
 
-    def __init__(self, path: Path, exit_code: int, *, findings: bool) -> None:
+    def __init__(self, interrupted: RunInterrupted) -> None:
+        path = interrupted.path
         command = f"convparity search --resume {path}"
-        super().__init__(path, exit_code, command)
-        written = f"the findings so far are in {path / 'findings.md'} (grouped, not checked); " if findings else ""
-        self.args = (f"interrupted; {written}every evaluation is kept in {path / 'results.csv'} and "
-                     f"{path / RERUNS_FILE}; continue with: {command} (or the same search command again)",)
+        super().__init__(path, interrupted.exit_code, command)
+        if (path / run_folder.RUN_FILE).is_file():  # else: stopped before any case ran, and not kept (said so)
+            findings = (path / "findings.md").is_file()
+            written = f"the findings so far are in {path / 'findings.md'} (grouped, not checked); " if findings else ""
+            self.args = (f"interrupted; {written}every evaluation is kept in {path / 'results.csv'} and "
+                         f"{path / RERUNS_FILE}; continue with: {command} (or the same search command again)",)
+        else:
+            self.args = interrupted.args
+
+
+@contextmanager
+def _interrupt_said() -> Iterator[None]:
+    """An interrupted search's RunInterrupted as a SearchInterrupted, which says what the folder keeps."""
+    try:
+        yield
+    except SearchInterrupted:
+        raise
+    except RunInterrupted as error:
+        raise SearchInterrupted(error) from None
 
 
 def _write(path: Path, record: RunRecord, hunt: _Hunt | None, checked: Sequence[tuple[Group, RuleCheck | None]],

@@ -5,23 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("jax")
-
-from convparity.harness.backends.manager import get_manager  # noqa: E402
-from convparity.harness.cases.descriptor import parse_case  # noqa: E402
-from convparity.harness.cases.inputs import make_inputs  # noqa: E402
-from convparity.harness.cases.spec import ConvSpec  # noqa: E402
-from convparity.harness.evaluation.verdict import evaluate_case  # noqa: E402
-from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
-from convparity.plugins.jax_backend import (  # noqa: E402
-    XLA_BUG,
-    XLA_NEGATIVE_LOW_PADDING,
-    _compiled,
-    dimension_numbers,
-    transposed_kernel,
-    transposed_padding,
-)
-from tests.plugins.backend_checks import (  # noqa: E402
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.descriptor import parse_case
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.evaluation.verdict import evaluate_case
+from convparity.harness.testing.contract_suite import BackendContract
+from convparity.plugins.jax_backend import XLA_BUG, XLA_NEGATIVE_LOW_PADDING, built_step
+from tests.plugins.backend_checks import (
     EXTRA_SPECS,
     TRANSPOSED_SPECS,
     bias_after_rounding,
@@ -29,6 +20,9 @@ from tests.plugins.backend_checks import (  # noqa: E402
     narrow_accumulation_explains,
     smoke_sweep,
 )
+from tests.plugins.conftest import framework_module
+
+pytestmark = pytest.mark.framework("jax")
 
 
 class TestJax(BackendContract):
@@ -40,10 +34,34 @@ def jax_backend():
     return get_manager().backends()["jax"]
 
 
-def test_dimension_numbers_name_the_canonical_layouts():
-    assert dimension_numbers(1) == ("NCW", "OIW", "NCW")
-    assert dimension_numbers(2) == ("NCHW", "OIHW", "NCHW")
-    assert dimension_numbers(3) == ("NCDHW", "OIDHW", "NCDHW")
+@pytest.fixture
+def convolutions(monkeypatch):
+    """The keyword arguments and kernel shape of each lax.conv_general_dilated call a program traces from now on."""
+    lax = framework_module("jax").lax
+    calls = []
+    original = lax.conv_general_dilated
+
+    def recording(lhs, rhs, **options):
+        calls.append({**options, "kernel_shape": tuple(rhs.shape)})
+        return original(lhs, rhs, **options)
+
+    monkeypatch.setattr(lax, "conv_general_dilated", recording)
+    return calls
+
+
+def run_program(backend, spec, inputs):
+    """The spec's program built afresh (so traced again) and run on `inputs`."""
+    return backend.program(spec).build()(inputs.x, inputs.w, inputs.b, inputs.dy)
+
+
+def test_the_program_names_the_canonical_layouts(jax_backend, convolutions):
+    for rank, layouts in [(1, ("NCW", "OIW", "NCW")), (2, ("NCHW", "OIHW", "NCHW")),
+                          (3, ("NCDHW", "OIDHW", "NCDHW"))]:
+        spec = ConvSpec(batch=1, in_channels=2, out_channels=2, input_size=(3,) * rank, kernel_size=(2,) * rank,
+                        dtype="float64")
+        run_program(jax_backend, spec, make_inputs(spec, 0))
+        assert convolutions[-1]["dimension_numbers"] == layouts
+        assert convolutions[-1]["precision"] == framework_module("jax").lax.Precision.HIGHEST
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -82,19 +100,21 @@ def test_narrow_dtypes_round_the_bias(jax_backend, dtype):
 
 
 def test_a_spec_compiles_once_and_is_reused(jax_backend):
+    """JAX's own compile events (compile_seconds) say what is traced and compiled: a spec once, on its first run."""
     spec = ConvSpec(batch=1, in_channels=2, out_channels=3, input_size=(11,), kernel_size=(4,), stride=3,
                     padding=((2, -1),), dtype="float32")
     inputs = make_inputs(spec, 1)
     first = jax_backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
-    compiled = _compiled()._cache_size()
+    compiled = jax_backend.compile_seconds()
+    steps = built_step.cache_info()
     second = jax_backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
-    assert _compiled()._cache_size() == compiled
+    assert jax_backend.compile_seconds() == compiled and built_step.cache_info().hits == steps.hits + 1
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
     other = spec.replace(stride=(2,))
     other_inputs = make_inputs(other, 1)
     jax_backend.run(other, other_inputs.x, other_inputs.w, other_inputs.b, other_inputs.dy)
-    assert _compiled()._cache_size() == compiled + 1
+    assert jax_backend.compile_seconds() > compiled and built_step.cache_info().misses == steps.misses + 1
 
 
 def test_smoke_sweep_through_the_cli(tmp_path):
@@ -111,28 +131,30 @@ def test_transposed_agrees(jax_backend, dtype, specs):
     assert disagreements(jax_backend, specs, dtype) == []
 
 
-def test_transposed_call_is_lax_conv_transpose_with_groups():
-    """With one group, the stride-dilated convolution is exactly lax.conv_transpose(transpose_kernel=True) given the
-    same explicit pads; with groups the kernel is swapped group by group (checked against a per-group loop)."""
-    import jax
-
-    lax = jax.lax
-    spec = TRANSPOSED_SPECS[0].replace(dtype="float64")  # k3 s2 p1 output_padding 1
+def test_transposed_call_is_lax_conv_transpose_with_groups(jax_backend, convolutions):
+    """With one group, the program's y is exactly lax.conv_transpose(transpose_kernel=True) given the same explicit
+    pads; with groups the kernel is swapped group by group: y is exactly each group's lax.conv_transpose (integer
+    values, so every sum is exact in any order)."""
+    lax = framework_module("jax").lax
+    spec = TRANSPOSED_SPECS[0].replace(dtype="float64", bias=False)  # k3 s2 p1 output_padding 1
     inputs = make_inputs(spec, 2)
-    pads = transposed_padding(spec.kernel_size, spec.stride, spec.padding, spec.dilation, spec.output_padding)
+    ours = run_program(jax_backend, spec, inputs)[0]
+    pads = convolutions[-1]["padding"]
     assert pads == ((1, 2), (1, 2))  # (k - 1 - 1, k - 1 - 1 + 1)
-    numbers = dimension_numbers(2)
-    ours = lax.conv_general_dilated(inputs.x, transposed_kernel(inputs.w, 1), (1, 1), pads, lhs_dilation=spec.stride,
-                                    dimension_numbers=numbers, precision=lax.Precision.HIGHEST)
-    theirs = lax.conv_transpose(inputs.x, inputs.w, spec.stride, pads, dimension_numbers=numbers,
+    assert convolutions[-1]["lhs_dilation"] == spec.stride and convolutions[-1]["window_strides"] == (1, 1)
+    theirs = lax.conv_transpose(inputs.x, inputs.w, spec.stride, pads, dimension_numbers=("NCHW", "OIHW", "NCHW"),
                                 transpose_kernel=True, precision=lax.Precision.HIGHEST)
-    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
-    w = np.arange(4 * 3 * 2).reshape(4, 3, 2)  # (C_in 4, C_out/g 3, k 2), 2 groups -> (C_out 6, C_in/g 2, k 2)
-    grouped = np.asarray(transposed_kernel(w, 2))
-    assert grouped.shape == (6, 2, 2)
+    np.testing.assert_array_equal(ours, np.asarray(theirs))
+    grouped = ConvSpec(batch=1, in_channels=4, out_channels=6, input_size=(5,), kernel_size=(2,), groups=2,
+                       bias=False, transposed=True, dtype="float64")  # w (C_in 4, C_out/g 3, k 2)
+    rng = np.random.default_rng(0)
+    x, w = rng.integers(-3, 4, grouped.x_shape).astype(np.float64), np.arange(4 * 3 * 2.0).reshape(grouped.w_shape)
+    y = jax_backend.program(grouped).build()(x, w, None, np.zeros(grouped.y_shape))[0]
+    assert convolutions[-1]["kernel_shape"] == (6, 2, 2)  # (C_out, C_in/g, k)
     for group in range(2):
-        for out in range(3):
-            np.testing.assert_array_equal(grouped[group * 3 + out], w[group * 2:(group + 1) * 2, out, ::-1])
+        alone = lax.conv_transpose(x[:, group * 2:(group + 1) * 2], w[group * 2:(group + 1) * 2], (1,), ((1, 1),),
+                                   dimension_numbers=("NCW", "OIW", "NCW"), transpose_kernel=True)
+        np.testing.assert_array_equal(y[:, group * 3:(group + 1) * 3], np.asarray(alone))
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
@@ -140,11 +162,11 @@ def test_transposed_call_is_lax_conv_transpose_with_groups():
                    f"low < 0 < high <= -low: {XLA_NEGATIVE_LOW_PADDING}")
 def test_xla_cpu_convolution_crops_then_pads_correctly():
     """One lax.conv_general_dilated, 4 channels into 1, rows padded by (-1, 1): float32 must be float64 rounded."""
-    import jax
+    jax = framework_module("jax")
 
     rng = np.random.default_rng(0)
     x, w = rng.uniform(-1, 1, (1, 4, 10, 8)), rng.uniform(-1, 1, (1, 4, 2, 2))
-    options = dict(window_strides=(1, 1), padding=((-1, 1), (0, 0)), dimension_numbers=dimension_numbers(2),
+    options = dict(window_strides=(1, 1), padding=((-1, 1), (0, 0)), dimension_numbers=("NCHW", "OIHW", "NCHW"),
                    precision=jax.lax.Precision.HIGHEST)
     wide = np.asarray(jax.lax.conv_general_dilated(x, w, **options))
     narrow = np.asarray(jax.lax.conv_general_dilated(x.astype(np.float32), w.astype(np.float32), **options))

@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+from convparity.harness.backends.deviations import matching
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.descriptor import parse_case
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.evaluation.reference import reference
+from convparity.harness.search.search import DEFAULT_BUDGET, search
+from convparity.harness.testing.contract_suite import BackendContract
+from convparity.harness.vocabulary import TENSORS
+from convparity.plugins.keras_backend import DEVIATIONS, KERAS_BIAS_BUG, LIMITS, built_step, is_same_padding
+from tests.harness.search.inline import InlineExecutor
+from tests.plugins.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep
+from tests.plugins.conftest import framework_module
 
-from convparity.harness.backends.deviations import matching  # noqa: E402
-from convparity.harness.backends.manager import get_manager  # noqa: E402
-from convparity.harness.cases.descriptor import parse_case  # noqa: E402
-from convparity.harness.cases.inputs import make_inputs  # noqa: E402
-from convparity.harness.cases.spec import ConvSpec  # noqa: E402
-from convparity.harness.evaluation.verdict import reference  # noqa: E402
-from convparity.harness.search.search import DEFAULT_BUDGET, search  # noqa: E402
-from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
-from convparity.harness.vocabulary import TENSORS  # noqa: E402
-from convparity.plugins.keras_backend import DEVIATIONS, KERAS_BIAS_BUG, LIMITS, conv_layer, is_same_padding  # noqa: E402
-from tests.harness.search.inline import InlineExecutor  # noqa: E402
-from tests.plugins.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep  # noqa: E402
+pytestmark = pytest.mark.framework("keras")
 
-ROOT = Path(__file__).resolve().parents[2]
 # Last output size 4 == out_channels 4: the case Keras 3.15 adds the bias to along the wrong axis.
 BIAS_BUG_SPEC = ConvSpec(batch=2, in_channels=3, out_channels=4, input_size=(5, 6), kernel_size=(3, 3),
                          dtype="float64")
@@ -42,8 +41,21 @@ class TestKeras(BackendContract):
     backend_name = "keras"
 
 
+@pytest.fixture
+def keras():
+    return framework_module("keras")
+
+
 def backend():
     return get_manager().backends()["keras"]
+
+
+def built_layer(spec: ConvSpec):
+    """The Keras layer the spec's program builds (found among what its step, as `run` caches it, closes over)."""
+    keras = framework_module("keras")
+    step = built_step(spec)
+    (layer,) = [cell.cell_contents for cell in step.__closure__ if isinstance(cell.cell_contents, keras.layers.Layer)]
+    return layer
 
 
 def hits_bias_bug(spec: ConvSpec) -> bool:
@@ -53,7 +65,7 @@ def hits_bias_bug(spec: ConvSpec) -> bool:
     if not spec.bias or spec.out_channels == 1:
         return False
     if spec.transposed:
-        return conv_layer(spec).compute_output_shape((spec.batch, spec.in_channels, *spec.input_size))[-1] == \
+        return built_layer(spec).compute_output_shape((spec.batch, spec.in_channels, *spec.input_size))[-1] == \
             spec.out_channels
     return spec.output_size[-1] == spec.out_channels
 
@@ -67,7 +79,7 @@ def test_agrees_on_negative_and_one_sided_padding_groups_and_dilation(dtype):
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason="Keras 3.15 keras.ops.add (TensorFlow backend) turns a (1, C, 1, 1) "
                    "operand into tf.nn.bias_add along the LAST axis when that axis has size C")
-def test_keras_adds_a_channels_first_bias_like_numpy():
+def test_keras_adds_a_channels_first_bias_like_numpy(keras):
     y = np.zeros((1, 4, 3, 4))
     bias = np.arange(1.0, 5.0).reshape(1, 4, 1, 1)
     np.testing.assert_array_equal(np.asarray(keras.ops.add(y, bias)), y + bias)
@@ -120,7 +132,7 @@ def test_declared_deviations_cover_exactly_the_bias_bug_cases():
                 assert any(r.covers(tensor) for r in records) == expected, (spec.descriptor, dtype, tensor)
 
 
-def test_stride_with_dilation_limit_is_keras_own_message():
+def test_stride_with_dilation_limit_is_keras_own_message(keras):
     limit = LIMITS[0]
     assert limit.condition == "stride > 1 and dilation > 1 in any dims"
     message = limit.reason.removeprefix("ValueError: ")
@@ -140,16 +152,17 @@ def test_tensorflow_same_padding_uses_the_layers_own_same():
                     padding="same")
     asymmetric = same.replace(padding=((1, 0), (0, 1)))
     assert is_same_padding(same) and not is_same_padding(asymmetric)
-    assert conv_layer(same).padding == "same" and conv_layer(asymmetric).padding == "valid"
+    assert built_layer(same).padding == "same" and built_layer(asymmetric).padding == "valid"
     for spec in (same, asymmetric):
         assert disagreements(backend(), (spec.replace(bias=False),), "float64") == []
 
 
-def test_other_keras_backends_make_it_unavailable_with_the_reason():
-    pytest.importorskip("jax", reason="Keras' jax backend needs jax (the tox keras environment has none)")
+def test_other_keras_backends_make_it_unavailable_with_the_reason(tmp_path):
+    if importlib.util.find_spec("jax") is None:  # not imported here: this process runs TensorFlow
+        pytest.skip("Keras' jax backend needs jax (the tox keras environment has none)")
     script = "from convparity.plugins.keras_backend import KerasBackend; print(KerasBackend().availability())"
     environment = {**os.environ, "KERAS_BACKEND": "jax"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "keras runs on its 'jax' backend (KERAS_BACKEND); this plugin needs 'tensorflow'"
@@ -179,15 +192,15 @@ def test_transposed_agrees(dtype):
 def test_transposed_layers_use_keras_own_same_and_output_padding():
     torch_style, same, gaps = TRANSPOSED_SPECS[0], TRANSPOSED_SPECS[4], TRANSPOSED_SPECS[5]
     assert is_same_padding(same) and not is_same_padding(torch_style)
-    assert type(conv_layer(same)).__name__ == "Conv2DTranspose" and conv_layer(same).padding == "same"
-    assert conv_layer(same).output_padding is None
+    assert type(built_layer(same)).__name__ == "Conv2DTranspose" and built_layer(same).padding == "same"
+    assert built_layer(same).output_padding is None
     # "valid" and the output_padding that covers the window: PyTorch's p1 op1 is the full result cropped by 1 ...
-    assert conv_layer(torch_style).padding == "valid" and conv_layer(torch_style).output_padding == (0, 0)
+    assert built_layer(torch_style).padding == "valid" and built_layer(torch_style).output_padding == (0, 0)
     # ... and output_padding (2, 1) past a stride-3 full result is Keras' own output_padding.
-    assert conv_layer(gaps).output_padding == (2, 1)
+    assert built_layer(gaps).output_padding == (2, 1)
 
 
-def test_transposed_limits_are_keras_own_messages():
+def test_transposed_limits_are_keras_own_messages(keras):
     limits = {limit.condition: limit.reason for limit in LIMITS}
     with pytest.raises(ValueError) as groups:
         keras.layers.Conv2DTranspose(4, 3, groups=2)

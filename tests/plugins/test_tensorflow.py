@@ -1,36 +1,21 @@
-"""The tensorflow backend: contract suite, layout helpers, the XLA path where eager kernels refuse, CLI sweep."""
+"""The tensorflow backend: contract suite, its program's layouts, pads and windows (the calls it makes), the XLA
+path where eager kernels refuse, the case-named traced functions, CLI sweep."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-
-from convparity.harness.backends.manager import get_manager  # noqa: E402
-from convparity.harness.cases.inputs import make_inputs  # noqa: E402
-from convparity.harness.cases.spec import ConvSpec  # noqa: E402
-from convparity.harness.evaluation.verdict import reference  # noqa: E402
-from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
-from convparity.plugins.tensorflow_backend import (  # noqa: E402
-    CaseFunctionNames,
-    as_rank2,
-    canonical_filter,
-    case_function_names,
-    case_key,
-    crop_slices,
-    filter_layout,
-    to_channels_first,
-    to_channels_last,
-    training_step,
-    transposed_step,
-    transposed_window,
-)
-from tests.plugins.backend_checks import (  # noqa: E402
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.evaluation.reference import reference
+from convparity.harness.testing.contract_suite import BackendContract
+from convparity.plugins.tensorflow_backend import CaseFunctionNames, case_function_names, case_key
+from tests.plugins.backend_checks import (
     EXTRA_SPECS,
     TRANSPOSED_SPECS,
     bias_after_rounding,
@@ -38,8 +23,9 @@ from tests.plugins.backend_checks import (  # noqa: E402
     narrow_accumulation_explains,
     smoke_sweep,
 )
+from tests.plugins.conftest import framework_module
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.framework("tensorflow")
 
 
 class TestTensorFlow(BackendContract):
@@ -49,32 +35,84 @@ class TestTensorFlow(BackendContract):
     backend_name = "tensorflow"
 
 
+@pytest.fixture
+def tf():
+    return framework_module("tensorflow")
+
+
 def backend():
     return get_manager().backends()["tensorflow"]
 
 
-def test_layouts_move_channels_and_filter_axes():
-    x = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
-    assert to_channels_last(x)[1, 2, 4, 0] == x[1, 0, 2, 4]
-    np.testing.assert_array_equal(to_channels_first(to_channels_last(x)), x)
-    w = np.arange(6 * 2 * 3 * 4 * 5).reshape(6, 2, 3, 4, 5)  # (O, C/g, kd, kh, kw)
-    assert filter_layout(w).shape == (3, 4, 5, 2, 6)
-    assert filter_layout(w)[2, 1, 3, 1, 4] == w[4, 1, 2, 1, 3]
-    np.testing.assert_array_equal(canonical_filter(filter_layout(w)), w)
+def run_program(spec, inputs):
+    """The spec's program built afresh and run on `inputs`: (y, dx, dw, db)."""
+    return backend().program(spec).build()(inputs.x, inputs.w, inputs.b, inputs.dy)
 
 
-def test_crop_slices_take_the_negative_part_of_each_pad():
-    assert crop_slices(((-2, -1), (1, -3), (0, 2))) == (slice(2, -1), slice(0, -3), slice(0, None))
-    assert np.arange(10)[crop_slices(((-2, -1),))[0]].tolist() == [2, 3, 4, 5, 6, 7, 8]
+@pytest.fixture
+def tf_calls(tf, monkeypatch):
+    """Each call of tf.nn's convolutions and of tf.pad a program makes from now on (eagerly, or while traced):
+    [op, its arguments (eager tensors as NumPy arrays, traced ones as their shapes), the result's shape (None
+    where the call raised)]."""
+    calls = []
+
+    def plain(value):
+        if isinstance(value, tf.Tensor):
+            return np.asarray(value) if tf.executing_eagerly() else tuple(value.shape)
+        return value
+
+    def recording(name, original):
+        def call(*args, **options):
+            calls.append([name, [plain(a) for a in args], {k: plain(v) for k, v in options.items()}, None])
+            result = original(*args, **options)
+            calls[-1][3] = tuple(result.shape)
+            return result
+
+        return call
+
+    for name in ("conv2d", "conv3d", "conv2d_transpose", "conv3d_transpose"):
+        monkeypatch.setattr(tf.nn, name, recording(name, getattr(tf.nn, name)))
+    monkeypatch.setattr(tf, "pad", recording("pad", tf.pad))
+    return calls
 
 
-def test_rank_1_runs_as_rank_2_with_a_height_1_dim():
+def test_the_program_runs_channels_last_and_returns_canonical_layouts(tf_calls):
+    spec = ConvSpec(batch=2, in_channels=2, out_channels=6, input_size=(3, 4, 5), kernel_size=(3, 4, 5), bias=False,
+                    dtype="float32")
+    x = np.arange(2 * 2 * 3 * 4 * 5, dtype=np.float32).reshape(spec.x_shape)
+    w = np.arange(6 * 2 * 3 * 4 * 5, dtype=np.float32).reshape(spec.w_shape)  # (O, C/g, kd, kh, kw)
+    y = backend().program(spec).build()(x, w, None, np.ones(spec.y_shape, np.float32))[0]
+    ((_, (padded, kernel), _, _),) = [call for call in tf_calls if call[0] == "conv3d"]  # eager: no XLA retry
+    assert padded.shape == (2, 3, 4, 5, 2) and padded[1, 2, 3, 4, 0] == x[1, 0, 2, 3, 4]  # (N, D, H, W, C)
+    np.testing.assert_array_equal(padded, np.moveaxis(x, 1, -1))
+    assert kernel.shape == (3, 4, 5, 2, 6) and kernel[2, 1, 3, 1, 4] == w[4, 1, 2, 1, 3]  # (kd, kh, kw, C/g, O)
+    np.testing.assert_array_equal(kernel, np.transpose(w, (2, 3, 4, 1, 0)))
+    assert y.shape == spec.y_shape == (2, 6, 1, 1, 1)
+    np.testing.assert_allclose(y.reshape(2, 6), np.einsum("ncdhw,ocdhw->no", x, w, dtype=np.float64), rtol=1e-6)
+    assert disagreements(backend(), (spec,), "float32") == []
+
+
+def test_pads_crop_by_slicing_and_the_rest_are_explicit(tf_calls):
+    spec = ConvSpec(batch=1, in_channels=2, out_channels=3, input_size=(9, 10), kernel_size=(2, 2),
+                    padding=((-2, -1), (1, -3)), dtype="float32")
+    inputs = make_inputs(spec, 3)
+    run_program(spec, inputs)
+    name, (cropped, _), options, _ = tf_calls[0]
+    assert name == "conv2d" and options["padding"] == [[0, 0], [0, 0], [1, 0], [0, 0]]
+    np.testing.assert_array_equal(cropped, np.moveaxis(inputs.x, 1, -1)[:, 2:-1, 0:-3])  # rows 2..7, columns 0..6
+
+
+def test_rank_1_runs_as_rank_2_with_a_height_1_dim(tf_calls):
     spec = ConvSpec(batch=2, in_channels=3, out_channels=4, input_size=(11,), kernel_size=(3,), stride=2,
-                    padding=((2, -1),), dilation=2)
-    lifted = as_rank2(spec)
-    assert (lifted.input_size, lifted.kernel_size, lifted.stride, lifted.dilation) == ((1, 11), (1, 3), (1, 2), (1, 2))
-    assert lifted.padding == ((0, 0), *spec.padding) and lifted.output_size == (1, *spec.output_size)
-    assert as_rank2(lifted) is lifted
+                    padding=((2, -1),), dilation=2, dtype="float32")
+    inputs = make_inputs(spec, 3)
+    y, dx, dw, db = run_program(spec, inputs)
+    name, (x, w), options, shape = tf_calls[0]
+    assert name == "conv2d" and (options["strides"], options["dilations"]) == ((1, 2), (1, 2))
+    assert options["padding"] == [[0, 0], [0, 0], [2, 0], [0, 0]]
+    np.testing.assert_array_equal(x, np.moveaxis(inputs.x, 1, -1)[:, None, :-1])  # (N, 1, W - 1, C)
+    assert w.shape == (1, 3, 3, 4) and shape == (2, 1, *spec.output_size, 4)
+    assert (y.shape, dx.shape, dw.shape, db.shape) == (spec.y_shape, spec.x_shape, spec.w_shape, (4,))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -99,15 +137,33 @@ EAGER_REFUSALS = [
 ]
 
 
+class XlaCalled(Exception):
+    """Raised by the stand-in for tf.function(jit_compile=True): the program turned to XLA."""
+
+
+def eager_refusal(tf, monkeypatch, spec, inputs):
+    """What TensorFlow's eager kernels raised for the spec's program, which then turned to XLA."""
+
+    def no_xla(function, **options):
+        assert options == {"jit_compile": True, "autograph": False}
+
+        def compiled(*arrays):
+            raise XlaCalled
+
+        return compiled
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tf, "function", no_xla)
+        with pytest.raises(XlaCalled) as called:
+            run_program(spec, inputs)
+    return called.value.__context__
+
+
 @pytest.mark.parametrize(("spec", "refusal"), EAGER_REFUSALS, ids=lambda v: getattr(v, "descriptor", ""))
-def test_where_eager_kernels_refuse_the_xla_path_agrees(spec, refusal):
-    inputs = make_inputs(spec, 3)
-    lifted = as_rank2(spec)
-    eager = [tf.constant(a) for a in (to_channels_last(inputs.x.reshape(lifted.x_shape)),
-                                      filter_layout(inputs.w.reshape(lifted.w_shape)),
-                                      to_channels_last(inputs.dy.reshape(lifted.y_shape)), inputs.b)]
-    with pytest.raises((tf.errors.InvalidArgumentError, tf.errors.UnimplementedError), match=refusal):
-        training_step(lifted)(*eager)
+def test_where_eager_kernels_refuse_the_xla_path_agrees(tf, monkeypatch, spec, refusal):
+    refused = eager_refusal(tf, monkeypatch, spec, make_inputs(spec, 3))
+    assert isinstance(refused, (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError))
+    assert refusal in str(refused)
     assert disagreements(backend(), (spec,), spec.dtype) == []
 
 
@@ -116,34 +172,44 @@ def test_transposed_agrees(dtype):
     assert disagreements(backend(), TRANSPOSED_SPECS, dtype) == []
 
 
-def test_transposed_window_takes_the_spec_window_of_what_tensorflow_computes():
+def transposed_calls(spec, tf_calls):
+    """(op, padding, output_shape) of the spec's conv{2,3}d_transpose call and ("pad", paddings) of the tf.pad calls
+    after it, as its program makes them (on the path that computed the result: eager, or XLA where eager refuses)."""
+    tf_calls.clear()
+    run_program(spec, make_inputs(spec, 3))
+    calls = [(name, options["padding"], tuple(args[2])) if name.endswith("transpose") else (name, args[1])
+             for name, args, options, _ in tf_calls]
+    return calls[max(i for i, call in enumerate(calls) if call[0].endswith("transpose")):]
+
+
+def test_transposed_window_takes_the_spec_window_of_what_tensorflow_computes(tf_calls):
     # PyTorch's k3 s2 p1 output_padding 1, i (4, 5): full results 9 and 11 long; the window [1, 9) and [1, 11) is
     # conv2d_transpose's explicit padding (1, 0) with an output 8 and 10 long, nothing left to do after it.
-    assert transposed_window(TRANSPOSED_SPECS[0]) == ([[0, 0], [1, 0], [1, 0], [0, 0]], (8, 10), ((0, 0), (0, 0)))
+    assert transposed_calls(TRANSPOSED_SPECS[0], tf_calls) == [
+        ("conv2d_transpose", [[0, 0], [1, 0], [1, 0], [0, 0]], (2, 8, 10, 6))]
     # Rank 3 runs VALID. d: full 6, window [-1, 6): extend 1 before. h: full 8, window [0, 11): VALID reaches 8
     # (stride 1 allows nothing past the full result), extend 3 after. w: full 3, window [1, 3): crop 1 before.
-    assert transposed_window(TRANSPOSED_SPECS[2]) == ("VALID", (6, 8, 3), ((1, 0), (0, 3), (-1, 0)))
-    # output_padding 2 >= stride 1: explicit padding 0, the output as long as the full result, 2 added after.
-    lifted = as_rank2(TRANSPOSED_SPECS[3])
-    assert lifted.output_padding == (0, 2)
-    assert transposed_window(lifted) == ([[0, 0], [0, 0], [0, 0], [0, 0]], (1, 12), ((0, 0), (0, 2)))
+    assert transposed_calls(TRANSPOSED_SPECS[2], tf_calls) == [
+        ("conv3d_transpose", "VALID", (1, 6, 8, 3, 6)), ("pad", [[0, 0], [1, 0], [0, 3], [0, 0], [0, 0]])]
+    assert tf_calls[-1][3] == (1, 7, 11, 2, 6)  # cropped to 2 wide before the pad
+    # Rank 1 as rank 2; output_padding 2 >= stride 1: explicit padding 0, the output as long as the full result,
+    # 2 added after.
+    assert transposed_calls(TRANSPOSED_SPECS[3], tf_calls) == [
+        ("conv2d_transpose", [[0, 0], [0, 0], [0, 0], [0, 0]], (2, 1, 12, 3)),
+        ("pad", [[0, 0], [0, 0], [0, 2], [0, 0]])]
     # Stride 3 > kernel 2: output_padding 2 = stride - 1 is reached through the output shape alone.
-    assert transposed_window(TRANSPOSED_SPECS[5]) == ([[0, 0], [0, 0], [0, 0], [0, 0]], (13, 8), ((0, 0), (0, 0)))
+    assert transposed_calls(TRANSPOSED_SPECS[5], tf_calls) == [
+        ("conv2d_transpose", [[0, 0], [0, 0], [0, 0], [0, 0]], (2, 13, 8, 2))]
 
 
 @pytest.mark.parametrize(("spec", "refusal"), [
     (TRANSPOSED_SPECS[1], "Gradients for grouped convolutions are not supported on CPU"),
     (TRANSPOSED_SPECS[3], "Current CPU implementations do not yet support dilation rates larger than 1"),
 ], ids=["groups", "dilation"])
-def test_where_eager_kernels_refuse_a_transposed_convolution_the_xla_path_agrees(spec, refusal):
+def test_where_eager_kernels_refuse_a_transposed_convolution_the_xla_path_agrees(tf, monkeypatch, spec, refusal):
     spec = spec.replace(dtype="float64")
-    inputs = make_inputs(spec, 3)
-    lifted = as_rank2(spec)
-    eager = [tf.constant(a) for a in (to_channels_last(inputs.x.reshape(lifted.x_shape)),
-                                      filter_layout(inputs.w.reshape(lifted.w_shape)),
-                                      to_channels_last(inputs.dy.reshape(lifted.y_shape)))] + [None]
-    with pytest.raises(tf.errors.InvalidArgumentError, match=refusal):
-        transposed_step(lifted)(*eager)
+    refused = eager_refusal(tf, monkeypatch, spec, make_inputs(spec, 3))
+    assert isinstance(refused, tf.errors.InvalidArgumentError) and refusal in str(refused)
     assert disagreements(backend(), (spec,), spec.dtype) == []
 
 
@@ -181,7 +247,7 @@ def test_half_precision_gradients_accumulate_in_the_narrow_dtype(descriptor, dty
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason="TensorFlow 2.21's eager CPU BiasAddGrad sums bfloat16 in bfloat16: "
                    "4096 ones give 256, so the tensorflow backend's bfloat16 db rows fail")
-def test_bfloat16_bias_gradient_sums_exactly():
+def test_bfloat16_bias_gradient_sums_exactly(tf):
     """The bias gradient is a plain sum: 4096 ones are 4096 in any accumulation wider than bfloat16's 8 bits."""
     ones = tf.ones((1, 4096, 1), tf.bfloat16)
     with tf.device("/CPU:0"):
@@ -192,7 +258,7 @@ def test_bfloat16_bias_gradient_sums_exactly():
                    reason="TensorFlow 2.21's graph optimizer fuses an NCHW Conv2D with a following "
                    "BiasAdd(data_format='NHWC') and adds the bias along the channels; eager and XLA add it along the "
                    "last axis, as the op says")
-def test_graph_mode_keeps_the_bias_add_data_format():
+def test_graph_mode_keeps_the_bias_add_data_format(tf):
     """float32 on the CPU (oneDNN): a graph must compute what the same ops compute eagerly."""
     x = tf.constant(np.linspace(-1, 1, 3 * 5 * 6).reshape(1, 3, 5, 6), tf.float32)  # NCHW
     w = tf.constant(np.linspace(-1, 1, 3 * 3 * 3 * 4).reshape(3, 3, 3, 4), tf.float32)  # 4 filters: y (1, 4, 3, 4)
@@ -230,7 +296,7 @@ def test_the_naming_hook_is_installed_and_keys_differ_by_backend_and_dtype():
     assert case_key("tensorflow", spec) != case_key("keras", spec)
 
 
-def test_tensorflow_is_imported_lazily_and_its_absence_is_a_reason():
+def test_tensorflow_is_imported_lazily_and_its_absence_is_a_reason(tmp_path):
     script = (
         "import sys\n"
         "import convparity.plugins.tensorflow_backend as plugin\n"
@@ -238,7 +304,8 @@ def test_tensorflow_is_imported_lazily_and_its_absence_is_a_reason():
         "sys.modules['tensorflow'] = None\n"
         "print(plugin.TensorFlowBackend().availability())\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # not from the checkout's root, whose convparity/ folder (without harness/) would shadow an installed wheel
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("tensorflow is not installed (pip install 'convparity[tensorflow]')")
 

@@ -82,7 +82,7 @@ def test_failure_table_carries_message_and_repro(page):
     details = {d.find("summary").text: d for d in page.iter("details")}
     known = "known deviations (xfail) (1 cases)"
     stale = "stale declarations (xpass): the declared deviation did not happen (1 cases)"
-    reference = "reference errors (the harness's own failure, not the backend's) (1 cases)"
+    reference = "the harness's own failures (the reference, drawing the inputs: not the backend's) (1 cases)"
     assert list(details) == ["failures (5 cases)", known, stale, reference, "unsupported (2 cases)"]
     assert details["failures (5 cases)"].get("open") == "open"
     assert details["unsupported (2 cases)"].get("open") is None

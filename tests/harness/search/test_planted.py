@@ -181,14 +181,15 @@ def test_a_default_search_of_the_reference_finds_nothing(planted_plugins, tmp_pa
 
 
 def test_minutes_bound_the_whole_search_and_the_split_is_printed(planted_plugins, tmp_path):
-    """No case budget: the whole search (exploring, shrinking, checking, writing) ends by its time (3 s here,
-    on a failing backend, so that every phase has work), the split said at the start."""
+    """No case budget: the whole search (exploring, shrinking, checking, writing) ends by its time (6 s here,
+    on a failing backend, so that every phase has work; the margin: a case or a grouping under way at a
+    phase's end on a busy machine), the split said at the start."""
     log = io.StringIO()
-    result = search(["planted-groups"], minutes=0.05, seed=SEED, out=tmp_path / "hunt", executor=InlineExecutor(),
+    result = search(["planted-groups"], minutes=0.1, seed=SEED, out=tmp_path / "hunt", executor=InlineExecutor(),
                     log=log)
-    assert result.counts.evaluations["explore"] > 0 and result.seconds < 3.0 + 0.5
-    assert ("time: 3 s in all: explore until 2 s, cover until 2 s, check until 3 s, then grouping and writing the "
-            "findings by 3 s") in log.getvalue()
+    assert result.counts.evaluations["explore"] > 0 and result.seconds < 6.0 + 2.0
+    assert ("time: 6 s in all: explore until 4 s, cover until 4 s, check until 5 s, then grouping and writing the "
+            "findings by 6 s") in log.getvalue()
     assert (tmp_path / "hunt" / "findings.csv").is_file()
     search_metadata = json.loads((tmp_path / "hunt" / "run.json").read_text())["search"]
-    assert (search_metadata["minutes"], search_metadata["budget"]) == (0.05, None)
+    assert (search_metadata["minutes"], search_metadata["budget"]) == (0.1, None)

@@ -46,13 +46,17 @@ def uninterrupted(tmp_path_factory):
 
 
 # tasks ended before the Ctrl-C: while exploring, while shrinking the first failure, while checking the rules
-@pytest.mark.parametrize("stage, after", [("explore", 20), ("shrink", 100), ("check", 850)])
+@pytest.mark.parametrize("stage, after", [("probe", 2), ("explore", 30), ("shrink", 100), ("check", 850)])
 def test_an_interrupted_search_continued_finds_what_an_uninterrupted_one_does(planted_plugins, tmp_path,
                                                                            uninterrupted, stage, after):
     out = tmp_path / "hunt"
     with pytest.raises(SearchInterrupted) as caught:
         hunt(out, executor=InlineExecutor(interrupt_after=after))
     message = str(caught.value)
+    if stage == "probe":  # before any case ran: nothing is kept, and the folder is free again
+        assert message == f"interrupted before any case ran; {out} was not kept" and not out.exists()
+        assert essentials(hunt(out, executor=InlineExecutor())) == essentials(uninterrupted)
+        return
     assert f"every evaluation is kept in {out / 'results.csv'}" in message
     assert f"continue with: convparity search --resume {out}" in message
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
