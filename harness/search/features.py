@@ -14,7 +14,9 @@ is tried first (structure before relations before dtypes).
 Every feature is written once, over a `SpecTable` (the fields of many specs as NumPy columns, spatial
 dims padded to 3 and masked), so a grouping of 50,000 cases computes its feature matrix in a few
 vectorised passes; `feature_matrix` keeps each spec's row, so a spec is featurised once per process.
-A field of ConvSpec that no feature reads (a new op family's) changes nothing here.
+A field of ConvSpec that no feature reads changes nothing here; the op families beyond the convolution are
+read coarsely ("post-ops": a chain is there; "quantized": integer sources or scales and zero points; a
+data type per tensor holds no "dtype ==" feature), so that their cases group with the others.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class SpecTable:
     spec's own dims (the rest hold neutral values: sizes 1, pads 0)."""
 
     rank: np.ndarray
+    post_ops: np.ndarray  # how many post-ops
+    quantized: np.ndarray
     batch: np.ndarray
     in_channels: np.ndarray
     out_channels: np.ndarray
@@ -63,11 +67,12 @@ class SpecTable:
             pad = (MAX_RANK - rank,)
             ones, zeros = (1,) * pad[0], (0,) * pad[0]
             scalars.append((rank, spec.batch, spec.in_channels, spec.out_channels, spec.groups, spec.bias,
-                            spec.transposed, dtype_index[spec.dtype]))
+                            spec.transposed, dtype_index.get(spec.dtype, -1), len(spec.post_ops),
+                            not spec.quantization.is_identity or spec.quantized))
             per_dim.append((spec.input_size + ones, spec.kernel_size + ones, spec.stride + ones, spec.dilation + ones,
                             tuple(lo for lo, _ in spec.padding) + zeros, tuple(hi for _, hi in spec.padding) + zeros,
                             spec.output_padding + zeros))
-        columns = np.array(scalars, dtype=np.int64).reshape(len(specs), 8).T  # (8, n)
+        columns = np.array(scalars, dtype=np.int64).reshape(len(specs), 10).T  # (10, n)
         dims = np.array(per_dim, dtype=np.int64).reshape(len(specs), 7, MAX_RANK).transpose(1, 0, 2)  # (7, n, 3)
         rank, transposed = columns[0], columns[6].astype(bool)
         size, kernel, stride, dilation, before, after, extra = dims
@@ -75,7 +80,8 @@ class SpecTable:
         output = np.where(transposed[:, None], (size - 1) * stride - before - after + effective + extra,
                           (size + before + after - effective) // stride + 1)  # ConvSpec.output_size, every dim
         dims_mask = np.arange(MAX_RANK)[None, :] < rank[:, None]
-        return cls(rank=rank, batch=columns[1], in_channels=columns[2], out_channels=columns[3], groups=columns[4],
+        return cls(rank=rank, post_ops=columns[8], quantized=columns[9].astype(bool), batch=columns[1],
+                   in_channels=columns[2], out_channels=columns[3], groups=columns[4],
                    bias=columns[5].astype(bool), transposed=transposed, dtype=columns[7], dims=dims_mask,
                    input_size=size, kernel_size=kernel, stride=stride, dilation=dilation, pad_before=before,
                    pad_after=after, output_padding=extra, output_size=np.where(dims_mask, output, 1))
@@ -149,6 +155,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("in_channels == out_channels > 1", "in_channels != out_channels or out_channels == 1",
             lambda t: (t.in_channels == t.out_channels) & (t.out_channels > 1)),
     *(Feature(f"dtype == {name}", f"dtype != {name}", _dtype(name)) for name in DTYPES),
+    Feature("post-ops", "no post-ops", lambda t: t.post_ops > 0),
+    Feature("quantized", "not quantized", lambda t: t.quantized),
 )
 
 

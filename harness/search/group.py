@@ -154,7 +154,7 @@ class Group:
             chosen = {t for member in self.members for t in member.failing}
         else:
             chosen = {detail for what, detail in self.channels if what == "fail"}
-        return tuple(t for t in TENSORS if t in chosen)
+        return tuple(t for t in TENSORS if t in chosen) + tuple(sorted(chosen - set(TENSORS)))
 
     @property
     def bias(self) -> tuple[bool, ...]:

@@ -68,8 +68,9 @@ class Observation:
 
 
 def _ordered(tensors: Iterable[str]) -> tuple[str, ...]:
+    """y, dx, dw, db in that order, then any other (a post-op operand's gradient, dpost{k}) by name."""
     chosen = set(tensors)
-    return tuple(t for t in TENSORS if t in chosen)
+    return tuple(t for t in TENSORS if t in chosen) + tuple(sorted(chosen - set(TENSORS)))
 
 
 def observe(spec: ConvSpec, backend: str, rows: list[Any], inputs: InputStyle = UNIFORM) -> Observation:

@@ -16,17 +16,19 @@ padding), and a rule that must have none would be cut to fit them ("groups > 1 a
 Among acceptable rules the one covering the most positives wins (one cause, one rule), then the one with
 fewer literals (a single feature before a conjunction), then fewer negations, then the order of
 `FEATURES`. Then it is *narrowed* while an acceptable narrower rule (one that holds on no case seen where
-it does not) leaves out a region of mostly passing cases (at least SIGNIFICANT_EXCEPTIONS of them, more
-than the region's failures, counting every case known: explained or not, walked through while shrinking
-or not): "every case" does not swallow a cause that most cases happen to have ("padding asymmetric"), a
+it does not) and keeps all but EXCEPTION_SHARE of its failures leaves out a region that mostly passes and
+fails far less often than the narrower rule's own cases do (at least SIGNIFICANT_EXCEPTIONS passing cases
+there, and so few failures that the narrower rule's rate would give as few with probability under
+NARROWING_LEVEL; every case known counts: explained or not, walked through while shrinking or not):
+"every case" does not swallow a cause that most cases happen to have ("padding asymmetric"), a
 relation that fails only with a bias gets its "bias", and a rule never grows a literal to dodge its
 scattered exceptions. Rules that tie on all but that order are ones the cases seen cannot tell apart:
 `Learned.ties` lists them, and the search draws fresh cases that separate them
 (convparity.harness.search.check).
 
-`coverage_first` ranks by coverage alone, then false positives: for failures no acceptable rule
-explains (they depend on the values, or on chance), the rule that covers the most of them describes
-them best.
+`coverage_first` ranks by coverage alone (any rule, acceptable or not), then narrows the same way: for
+failures no acceptable rule explains (they depend on the values, or on chance), the rule that covers the
+most of them describes them best.
 
 Counting is vectorised: single literals by column sums, pairs by one matrix product (literals x
 literals), so a rule over 50,000 cases is chosen in well under a second.
@@ -34,6 +36,7 @@ literals), so a rule over 50,000 cases is chosen in well under a second.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -142,25 +145,26 @@ def learn(positives: np.ndarray, negatives: np.ndarray, *, required: np.ndarray 
     seeded = candidates.holds_on_some(seeds) if seeds is not None and len(seeds) else np.zeros(len(hits), dtype=bool)
     acceptable = ((hits > 0) & (wrong <= EXCEPTION_SHARE * (hits + wrong))
                   & (((hits >= support) & seeded) | (hits >= unseeded_support)))
-    if coverage_first:
-        ranks: tuple[np.ndarray, ...] = (-hits, wrong, literals, negations)
-        best = candidates.first(ranks)
-    else:
-        ranks = (~acceptable, -hits, literals, negations)
-        best = candidates.first(ranks)
-        for _ in range(max_literals):  # narrow the rule while a narrower one leaves out mostly passing cases
-            if not acceptable[best]:
-                break
-            inside = candidates.inside(best, np.concatenate([known, passed]))
-            region_hits = candidates.known_hits[best] - candidates.known_hits
-            region_wrong = candidates.known_wrong[best] - candidates.known_wrong
-            narrower = (acceptable & inside & (hits > 0) & (region_wrong >= SIGNIFICANT_EXCEPTIONS)
-                        & ((region_hits + 1) * 2 < region_hits + region_wrong + 2))
-            narrower[best] = False
-            if not narrower.any():
-                break
-            best = candidates.first((~narrower, -hits, literals, wrong, negations))
-        ranks = (-hits, wrong, literals, negations)
+    eligible = (hits > 0) if coverage_first else acceptable
+    best = candidates.first((~eligible, -hits, literals, negations))
+    for _ in range(max_literals):  # narrow the rule while a narrower one leaves out a region that mostly passes
+        if not eligible[best]:
+            break
+        inside = candidates.inside(best, np.concatenate([known, passed]))
+        region_hits = candidates.known_hits[best] - candidates.known_hits
+        region_wrong = candidates.known_wrong[best] - candidates.known_wrong
+        narrower = (eligible & inside & (hits >= (1 - EXCEPTION_SHARE) * hits[best])  # keeps nearly every failure
+                    & (region_wrong >= SIGNIFICANT_EXCEPTIONS) & (2 * region_hits < region_hits + region_wrong))
+        narrower[best] = False
+        for index in np.flatnonzero(narrower):  # does the region fail far less often than the narrower rule's cases?
+            hit, miss = candidates.known_hits[index], candidates.known_wrong[index]
+            rate = (hit + 1) / (hit + miss + 2)
+            narrower[index] = _at_most(int(region_hits[index]), int(region_hits[index] + region_wrong[index]),
+                                       rate) < NARROWING_LEVEL
+        if not narrower.any():
+            break
+        best = candidates.first((~narrower, -hits, literals, wrong, negations))
+    ranks = (-hits, wrong, literals, negations)
     tied = np.flatnonzero(np.all([rank == rank[best] for rank in ranks], axis=0))
     tied = tied[np.lexsort((candidates.high[tied], candidates.low[tied]))]
     ties = tuple(candidates.fit(int(i)) for i in tied[:MAX_TIES_KEPT])
@@ -240,6 +244,19 @@ class _Candidates:
 
 
 MAX_TIES_KEPT = 8  # rules tying with the best one that are kept (the check separates the first few)
+NARROWING_LEVEL = 0.01  # how unlikely a region's failures must be, at the narrower rule's rate, to narrow
+
+
+def _at_most(count: int, trials: int, rate: float) -> float:
+    """P(X <= count) for X ~ Binomial(trials, rate)."""
+    if count >= trials:
+        return 1.0
+    if rate >= 1.0:
+        return 0.0
+    terms = [math.lgamma(trials + 1) - math.lgamma(i + 1) - math.lgamma(trials - i + 1) + i * math.log(rate)
+             + (trials - i) * math.log1p(-rate) for i in range(count + 1)]
+    top = max(terms)
+    return math.exp(top) * sum(math.exp(t - top) for t in terms)
 
 
 def pair_counts(features: np.ndarray) -> np.ndarray:

@@ -39,9 +39,10 @@ def complexity(spec: ConvSpec) -> int:
     """A size that every simplification lowers: the sum of every field's magnitude (pads count twice, and
     one more for each asymmetric dim, so that both a step toward 0 and a step toward symmetry lower it)."""
     pads = sum(2 * (abs(lo) + abs(hi)) + (lo != hi) for lo, hi in spec.padding)  # a pad toward 0 may break symmetry
+    dtype = SIMPLER_DTYPES.index(spec.dtype) if spec.dtype in SIMPLER_DTYPES else len(SIMPLER_DTYPES)
     return (spec.rank + spec.batch + spec.in_channels + spec.out_channels + spec.groups + sum(spec.input_size)
             + sum(spec.kernel_size) + sum(spec.stride) + sum(spec.dilation) + pads + spec.bias
-            + SIMPLER_DTYPES.index(spec.dtype) + spec.transposed + sum(spec.output_padding))
+            + dtype + spec.transposed + sum(spec.output_padding) + 2 * len(spec.post_ops))
 
 
 def _effective(spec: ConvSpec, dim: int) -> int:
@@ -78,10 +79,13 @@ def _candidates(spec: ConvSpec, dtypes: tuple[str, ...]) -> Iterator[ConvSpec | 
     yield with_channels(spec, g, 1, out_per_group)
     yield with_channels(spec, g, in_per_group, 1)
     yield build(spec, bias=False)
+    for index in range(len(spec.post_ops)):  # a post-op left out
+        yield build(spec, post_ops=spec.post_ops[:index] + spec.post_ops[index + 1:])
     if spec.transposed:  # the convolution it is the adjoint of, then no output_padding
         yield build(spec, transposed=False, output_padding=0)
         yield build(spec, output_padding=0)
-    for dtype in SIMPLER_DTYPES[:SIMPLER_DTYPES.index(spec.dtype)]:
+    simpler = SIMPLER_DTYPES[:SIMPLER_DTYPES.index(spec.dtype)] if spec.dtype in SIMPLER_DTYPES else ()
+    for dtype in simpler:
         if dtype in dtypes:
             yield build(spec, dtype=dtype)
     for dim in dims:

@@ -2,17 +2,21 @@
 
 `SpecSpace.draw(rng)` samples the whole space: convolutions and transposed convolutions (with their
 output_padding), spatial rank 1 to 3, batch, channels, groups (depthwise included), kernels (even and
-non-square ones), strides, asymmetric and negative (cropping) padding, dilation, bias on and off, and
-every dtype asked for. `SpecSpace.mutate(spec, rng)` changes one or two fields of a case, keeping it
+non-square ones), strides, asymmetric and negative (cropping) padding, dilation, bias on and off, every
+dtype asked for, and (one draw in POST_OP_SHARE) a post-op chain of one or two steps: an eltwise
+function, a sum with a residual, a binary op with a per-channel or whole operand, prelu or batchnorm. A
+backend that declares no post-ops answers those cases unsupported (the search learns nothing from them
+and moves on). `SpecSpace.mutate(spec, rng)` changes one or two fields of a case, keeping it
 valid: the search mutates the cases that failed or came close to the bound, so it looks near them.
 Besides single-field changes a mutation may make two sizes equal (out_channels := output_size[-1], ...),
 since bugs that hang on a relation between fields (a bias added along the wrong axis when two sizes
 coincide) are found no other way.
 
 Growing the op family: a mutation changes a spec with `ConvSpec.replace`, so a field this module does
-not know (a post-op chain, quantization parameters) is carried through every mutation and shrink
-unchanged, and a draw leaves it at its default. Exploring it means adding a draw for it in
-`_draw_once`, a mutation to `_operations` and a simplification to convparity.harness.search.shrink.
+not know is carried through every mutation and shrink unchanged, and a draw leaves it at its default.
+Exploring it means adding a draw for it in `_draw_once`, a mutation to `_operations` and a simplification
+to convparity.harness.search.shrink, as the post-op chain has. Quantized cases (integer data types, scales
+and zero points) are not drawn: a search's --dtype names float types only.
 
 Sizes stay small: each case must run fast on every backend, and a shrunk case is smaller still.
 """
@@ -26,12 +30,18 @@ from typing import Any, ClassVar
 
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.vocabulary import DTYPES
+from convparity.reference_impl.post_ops import PostOp
 
 LARGEST_INPUT = {1: 20, 2: 12, 3: 6}
 LARGEST_KERNEL = {1: 5, 2: 4, 3: 3}
 PER_DIM = ("input_size", "kernel_size", "stride", "dilation", "padding", "output_padding")
 RELATED_SHARE = 0.2
 TRANSPOSED_SHARE = 0.2
+POST_OP_SHARE = 0.1
+POST_OPS = (PostOp("relu"), PostOp("relu", alpha=0.25), PostOp("tanh"), PostOp("logistic"), PostOp("square"),
+            PostOp("clip", alpha=-0.5, beta=0.5), PostOp("gelu_erf"), PostOp("sum"), PostOp("sum", scale=0.5),
+            PostOp("binary_add", mask=2), PostOp("binary_mul"), PostOp("binary_max", mask=2), PostOp("prelu", mask=2),
+            PostOp("batchnorm", alpha=1e-5))
 
 
 def build(spec: ConvSpec | None = None, **fields: Any) -> ConvSpec | None:
@@ -99,12 +109,14 @@ class SpecSpace:
         dilation = tuple(rng.choice((1, 1, 1, 2, 3)) for _ in range(rank))
         padding = tuple((self._pad(rng), self._pad(rng)) for _ in range(rank))
         transposed = rng.random() < TRANSPOSED_SHARE
+        chain = (tuple(rng.choice(POST_OPS) for _ in range(rng.choice((1, 1, 2)))) if rng.random() < POST_OP_SHARE
+                 else ())
         output_padding = (tuple(rng.randrange(max(s, d)) if rng.random() < 0.3 else 0 for s, d in zip(stride, dilation))
                           if transposed else (0,) * rank)
         return build(batch=rng.randint(1, 3), in_channels=groups * in_per_group, out_channels=groups * out_per_group,
                      groups=groups, input_size=sizes, kernel_size=kernel, stride=stride, dilation=dilation,
                      padding=padding, bias=rng.random() < 0.5, dtype=rng.choice(self.dtypes), transposed=transposed,
-                     output_padding=output_padding)
+                     output_padding=output_padding, post_ops=chain)
 
     @staticmethod
     def _pad(rng: random.Random) -> int:
@@ -179,6 +191,13 @@ class SpecSpace:
             return with_dim(spec, dim, output_padding=rng.randrange(max(spec.stride[dim], spec.dilation[dim])))
         return build(spec, transposed=not spec.transposed, output_padding=0)
 
+    def _post_ops(self, spec: ConvSpec, rng: random.Random) -> ConvSpec | None:
+        """A post-op added at the end of the chain (at most two), or one left out."""
+        if spec.post_ops and (len(spec.post_ops) == 2 or rng.random() < 0.5):
+            index = rng.randrange(len(spec.post_ops))
+            return build(spec, post_ops=spec.post_ops[:index] + spec.post_ops[index + 1:])
+        return build(spec, post_ops=(*spec.post_ops, rng.choice(POST_OPS)))
+
     def _relation(self, spec: ConvSpec, rng: random.Random) -> ConvSpec | None:
         """Make two sizes equal: a channel count and the last output (or input) size, or the two channel counts."""
         last = spec.output_size[-1]
@@ -196,4 +215,4 @@ class SpecSpace:
 
     _operations: ClassVar[tuple[Callable[[SpecSpace, ConvSpec, random.Random], ConvSpec | None], ...]] = (
         _batch, _channels, _groups, _size, _size, _stride_dilation, _padding, _bias_dtype, _rank, _relation,
-        _transposed)
+        _transposed, _post_ops)

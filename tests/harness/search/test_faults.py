@@ -21,7 +21,7 @@ from tests.harness.search import planted_backends
 from tests.harness.search.inline import InlineExecutor
 from tests.harness.search.planted_backends import FAULTS
 
-BUDGET = 40
+BUDGET = 60
 
 
 @pytest.fixture(scope="module")

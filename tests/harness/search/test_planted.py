@@ -51,14 +51,18 @@ def parse_check(text: str) -> RuleCheck:
 
 
 def agreement(backend, finding, seed: int = 1234, count: int = FRESH) -> float:
-    """On `count` fresh draws, the share where the finding's rule holds exactly where the backend fails its way."""
+    """On `count` fresh draws the backend runs (a post-op chain the planted backends do not declare is unsupported,
+    and no case for them), the share where the finding's rule holds exactly where the backend fails its way."""
     rule = Rule.from_text(finding.rule)
     rng = random.Random(seed)
     space = SpecSpace(("float64", "float32", "float16"))
-    agree = 0
-    for _ in range(count):
+    agree = ran = 0
+    while ran < count:
         spec = space.draw(rng)
         observation = _evaluate(backend, spec)
+        if observation.kind == "skip":
+            continue
+        ran += 1
         fails = observation.kind == finding.kind and (
             finding.kind != "fail" or bool(set(observation.undeclared) & set(finding.tensors.split())))
         agree += fails == rule.holds(spec)
@@ -99,7 +103,7 @@ def test_each_planted_bug_is_one_group_with_its_rule(found, name):
     assert finding.kind == ("error" if name == "planted-raise" else "fail")
     assert finding.rule_exceptions <= 0.1 * finding.cases_seen  # a cause's rare exceptions (outputs of padding only)
     check = parse_check(finding.rule_check)
-    assert check.held and check.satisfying >= 6 and (check.violating >= 6 or rule == "every case"), finding.rule_check
+    assert check.held and check.satisfying >= 4 and (check.violating >= 4 or rule == "every case"), finding.rule_check
     assert finding.reruns == "deterministic: failed this way in all 5 reruns" and not finding.flaky
 
 
