@@ -39,6 +39,7 @@ from convparity.harness.evaluation.chain_bound import code_window, tensor_bounds
 from convparity.harness.evaluation.reference import reference
 from convparity.harness.files import atomic_write
 from convparity.harness.inert_text import markdown, one_line
+from convparity.harness.search.specialize import specialize
 
 FAILING = "fail"
 
@@ -89,7 +90,7 @@ def script_text(evidence: Evidence) -> str:
     about = (f"{evidence.backend} {evidence.version}: {what} (case {spec.descriptor} {spec.dtype} bias "
              f"{'on' if spec.bias else 'off'}{seen})")
     if program is not None:
-        header = [program.source().rstrip(), "", ""]
+        header = [specialize(program).rstrip(), "", ""]
         build = f"step = {program.call()}"
     else:
         header = [_through_convparity(evidence), "", ""]
@@ -125,8 +126,8 @@ _JUDGE = ("[n for n, got in zip(('y', 'dx', 'dw', 'db'), outputs) if n in EXPECT
 def _run_part(kind: str, build: str, runs: int, hang_seconds: float) -> list[str]:
     """The lines that run the step and judge it; for a crash or a hang, in a child process so that its death
     or its time can be told."""
-    run = ["try:", f"    {build}", "except ImportError as error:",
-           "    print(f'cannot run here: {error}')", "    sys.exit(2)"]
+    run = ["try:", f"    {build}", "except ImportError as error:  # the framework is not installed here: exit 2",
+           "    sys.exit(print(f'cannot run here: {error}') or 2)"]
     if kind in ("crash", "timeout"):
         limit = f", timeout={hang_seconds!r}" if kind == "timeout" else ""
         verdict = ("    print(f'still crashes: {signal.Signals(-code).name}' if code < 0 else 'fixed: it runs')",
@@ -156,10 +157,10 @@ def _run_part(kind: str, build: str, runs: int, hang_seconds: float) -> list[str
                 "    bad += bool(wrong)",
                 "print(f'still wrong in {bad} of {RUNS} calls' if bad else f'fixed: right in all {RUNS} calls')",
                 "sys.exit(1 if bad else 0)"]
-    return [*run, "outputs = step(x, w, b, dy)", *show,
+    return [*run, "outputs = step(x, w, b, dy)",
             f"wrong = {_JUDGE}",
-            "for name, got in [(n, got) for n, got in zip(('y', 'dx', 'dw', 'db'), outputs) if n in EXPECTED]:",
-            "    print(f'{name}: {\"WRONG\" if name in wrong else \"ok\"}', 'got', got, 'expected', EXPECTED[name], "
+            "print('x', x, 'w', w, 'b', b, 'dy', dy, *[f'{n}: {\"WRONG\" if n in wrong else \"ok\"}\\ngot\\n{got}\\n"
+            "expected\\n{EXPECTED[n]}' for n, got in zip(('y', 'dx', 'dw', 'db'), outputs) if n in EXPECTED], "
             "sep='\\n')",
             "print('still wrong: ' + ' '.join(wrong) if wrong else 'fixed: they agree')",
             "sys.exit(1 if wrong else 0)"]

@@ -14,6 +14,7 @@ from convparity.harness.backends.program import Program
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.search.repro_script import evidence_for, issue_text, script_text
+from convparity.harness.search.specialize import specialize
 from convparity.plugins.reference_backend import ReferenceBackend
 
 SPEC = ConvSpec(batch=1, in_channels=2, out_channels=3, input_size=(5, 4), kernel_size=(3, 2), groups=1,
@@ -131,3 +132,45 @@ def test_a_transposed_finding_gets_a_script_too(tmp_path):
     write(tmp_path, ReferenceBackend().program(spec), tensors=("y", "dx"), spec=spec)
     done = run(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def branchy(*, stride, transposed, scale=None, mode="plain"):
+    """A program with branches a case does not take."""
+    import numpy as np
+
+    factor = 2 if stride[0] > 1 else 1
+    if transposed:
+        def step(x, w, b, dy):
+            return (np.flip(x) * factor, None, None, None)
+    elif mode == "plain" and scale is None:
+        def step(x, w, b, dy):
+            return (x * factor, None, None, None)
+    else:
+        def step(x, w, b, dy):
+            return (x * scale, None, None, None)
+    return step
+
+
+@pytest.mark.parametrize("arguments", [dict(stride=(2,), transposed=False), dict(stride=(1,), transposed=True),
+                                       dict(stride=(1,), transposed=False, scale=3.0, mode="scaled")])
+def test_a_program_specialised_to_its_case_computes_the_same_and_reads_shorter(arguments):
+    """The branches the case does not take, the docstring and the names fixed by the case go; the step computes
+    what the program's does."""
+    program = Program(branchy, arguments)
+    text = specialize(program)
+    assert '"""' not in text and "if transposed" not in text and len(text.splitlines()) < len(
+        program.source().splitlines()) - 5, text
+    namespace: dict = {}
+    exec(compile(text, "specialised", "exec"), namespace)  # noqa: S102
+    x = np.arange(4.0)
+    np.testing.assert_array_equal(namespace["branchy"](**arguments)(x, None, None, None)[0],
+                                  program.build()(x, None, None, None)[0])
+
+
+def test_the_reference_program_specialised_agrees_with_itself(tmp_path):
+    for spec in (SPEC, SPEC.replace(transposed=True, stride=2, output_padding=1, padding=0)):
+        program = ReferenceBackend().program(spec)
+        assert len(specialize(program).splitlines()) < len(program.source().splitlines())
+        write(tmp_path, program, tensors=spec.tensors, spec=spec)
+        done = run(tmp_path)
+        assert done.returncode == 0 and "fixed: they agree" in done.stdout, done.stdout + done.stderr
