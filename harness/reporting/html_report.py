@@ -121,9 +121,9 @@ def cases_section(non_passing: pd.DataFrame, left_out: dict[str, int]) -> str:
     return "\n".join(parts)
 
 
-FINDING_TABLE = ["group", "backend", "dtype", "bias", "tensors", "kind", "rule", "rule_check", "minimal_case",
-                 "minimal_dtype", "minimal_bias", "local_minimum", "err_ratio", "cases_seen", "deviation",
-                 "repro_script", "repro"]
+FINDING_TABLE = ["group", "status", "backend", "dtype", "bias", "tensors", "kind", "rule", "rule_check",
+                 "minimal_case", "minimal_dtype", "minimal_bias", "local_minimum", "err_ratio", "cases_seen",
+                 "deviation", "repro_script", "repro"]
 
 
 def findings_section(findings: pd.DataFrame) -> str:
