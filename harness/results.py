@@ -165,15 +165,46 @@ class CsvAppender:
         os.close(self._descriptor)
 
 
+# Columns later versions added, with the value a row written before them has (a run resumed, or read, by this one).
+ADDED_COLUMNS = {"post_ops": "", "quantization": "", "steps": "", "max_steps": "0", "rounding": ""}
+
+
 class ResultsWriter(CsvAppender):
-    """Appends rows to DIR/results.csv, each batch (a case's rows) whole or not at all."""
+    """Appends rows to DIR/results.csv, each batch (a case's rows) whole or not at all. A file an earlier version
+    wrote (without ADDED_COLUMNS) is rewritten once with them first, so every line has this version's columns."""
 
     def __init__(self, directory: Path) -> None:
+        upgrade(directory / RESULTS_FILE)
         super().__init__(directory / RESULTS_FILE, COLUMNS)
 
     def write(self, rows: Iterable[Row]) -> None:
         self.append([bias_word(row.bias) if column == "bias" else csv_cell(getattr(row, column)) for column in COLUMNS]
                     for row in rows)
+
+
+def upgrade(path: Path) -> None:
+    """Rewrite a results.csv of an earlier version with this version's columns (ADDED_COLUMNS filled with their
+    defaults), whole or not at all; a file already in this version's form, or none, is left as it is."""
+    try:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as file:
+            header = next(csv.reader(file), None)
+    except FileNotFoundError:
+        return
+    if header is None or tuple(header) == COLUMNS:
+        return
+    if set(COLUMNS) - set(header) - set(ADDED_COLUMNS) or set(header) - set(COLUMNS):
+        raise ResultsError(f"{path} has other columns than this version of convparity writes")
+    from convparity.harness.files import atomic_write
+
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as file:
+        rows = list(csv.DictReader(file))
+
+    def write(out) -> None:
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        writer.writerows([row.get(column, ADDED_COLUMNS.get(column, "")) for column in COLUMNS] for row in rows)
+
+    atomic_write(path, write)
 
 
 def read_results(directory: str | Path):
@@ -215,6 +246,10 @@ def iter_results(directory: str | Path, chunk_rows: int | None = None):
 
 
 def _typed(frame, path: Path, text_columns: list[str]):
+    for column, default in ADDED_COLUMNS.items():  # a file an earlier version wrote
+        if column not in frame.columns and set(COLUMNS) - set(ADDED_COLUMNS) <= set(frame.columns):
+            frame[column] = int(default) if column == "max_steps" else default
+    frame = frame[[c for c in COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in COLUMNS]]
     if tuple(frame.columns) != COLUMNS:
         missing = [c for c in COLUMNS if c not in frame.columns]
         raise ResultsError(f"{path} has other columns than this version of convparity writes"

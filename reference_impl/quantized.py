@@ -37,7 +37,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from convparity.reference_impl.geometry import IntOrInts, Padding
+from convparity.reference_impl.geometry import IntOrInts, Padding, conv_geometry
+from convparity.reference_impl.im2col import convolve
 from convparity.reference_impl.post_ops import PostOp, chain_forward
 
 ROUNDING_MODES = ("half_even", "half_away", "half_up", "half_even_before_zero_point", "double_rounding")
@@ -79,8 +80,6 @@ def quantized_accumulator(x: np.ndarray, w: np.ndarray, *, stride: IntOrInts = 1
     x (N, C, *in) and w (O, C/groups, *kernel) integer arrays; zp_x a scalar or (C,), zp_w a scalar or (O,).
     The sums are done in float64 on integers, exact while every partial sum stays below 2**53 (checked).
     """
-    from convparity.reference_impl import conv_forward  # the package imports this module
-
     x64, w64 = _integers("x", x), _integers("w", w)
     if x64.ndim < 3:
         raise ValueError(f"x must have shape (N, C, *spatial), got {x64.shape}")
@@ -90,8 +89,10 @@ def quantized_accumulator(x: np.ndarray, w: np.ndarray, *, stride: IntOrInts = 1
         np.prod(w64.shape[1:]))
     if largest >= 2.0**53:
         raise ValueError(f"the accumulation may reach {largest:.3g}, beyond what float64 sums exactly (2**53)")
-    acc = conv_forward(shifted_x.astype(np.float64), shifted_w.astype(np.float64), stride=stride, padding=padding,
-                       dilation=dilation, groups=groups)
+    shifted_x, shifted_w = shifted_x.astype(np.float64), shifted_w.astype(np.float64)
+    geometry = conv_geometry(shifted_x, shifted_w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    acc, _, _ = convolve(geometry, shifted_x, shifted_w, None, outputs={"y"})
+    assert acc is not None
     return np.rint(acc).astype(np.int64)
 
 
