@@ -2,6 +2,10 @@
 
 Rows are appended to `results.csv` and flushed as each case finishes, so an interrupted run keeps
 every finished row; `read_results` gives them back to pandas with the right dtypes.
+
+Columns are only ever added at the end (PERF_COLUMNS came last): a results.csv an older convparity
+wrote, whose header is a prefix of COLUMNS no shorter than FIRST_COLUMNS, reads with the newer columns
+empty (NaN, 0 or "").
 """
 
 from __future__ import annotations
@@ -68,6 +72,15 @@ class Row:
     dilation: str = ""
     output_size: str = ""
     repro: str = ""
+    # Speed (`--perf`), only on `pass` rows of a case that passed on that backend: the backend's `run`
+    # timed in its own worker after warm-up (harness.running.timing), and the compile share of the
+    # case's first call (`seconds`) where the framework reports it.
+    compile_seconds: float = math.nan
+    perf_repeats: int = 0
+    perf_min_s: float = math.nan
+    perf_median_s: float = math.nan
+    perf_spread: float = math.nan
+    gflops: float = math.nan
 
     @staticmethod
     def spec_columns(spec: ConvSpec) -> dict:
@@ -92,6 +105,8 @@ class Row:
 
 
 COLUMNS = tuple(f.name for f in fields(Row))
+PERF_COLUMNS = ("compile_seconds", "perf_repeats", "perf_min_s", "perf_median_s", "perf_spread", "gflops")
+FIRST_COLUMNS = COLUMNS[:COLUMNS.index(PERF_COLUMNS[0])]  # what results.csv held before --perf
 PANDAS_DTYPES = {
     **{f.name: "string" for f in fields(Row) if f.type == "str"},
     **{f.name: "float64" for f in fields(Row) if f.type == "float"},
@@ -197,20 +212,34 @@ def iter_results(directory: str | Path, chunk_rows: int | None = None):
                 yield _typed(frame, path, text_columns)
     except FileNotFoundError:
         raise ResultsError(f"{path} does not exist: the run wrote no rows yet") from None
+    except OverflowError:
+        raise ResultsError(f"{path} is damaged: a whole number too large for its column "
+                           "(beyond 64-bit integers)") from None
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise ResultsError(f"{path} is damaged: {' '.join(str(error).split())}") from None
 
 
 def _typed(frame, path: Path, text_columns: list[str]):
-    if tuple(frame.columns) != COLUMNS:
-        missing = [c for c in COLUMNS if c not in frame.columns]
+    present = tuple(frame.columns)
+    if present != COLUMNS[:len(present)] or len(present) < len(FIRST_COLUMNS):
+        missing = [c for c in FIRST_COLUMNS if c not in frame.columns]
         raise ResultsError(f"{path} has other columns than this version of convparity writes"
                            + (f" (missing {', '.join(missing)})" if missing else ""))
+    defaults = {f.name: f.default for f in fields(Row)}
+    for column in COLUMNS[len(present):]:  # written by an older convparity: the newer columns read empty
+        frame[column] = _constant_column(defaults[column], PANDAS_DTYPES[column], frame.index)
     for column in text_columns:
         frame[column] = frame[column].astype("string")
     frame["bias"] = frame["bias"].astype(bool)
     frame["allclose"] = frame["allclose"].astype("boolean")
     return frame
+
+
+def _constant_column(value: object, dtype: str, index):
+    """A column of `value` in every row, of pandas dtype `dtype`."""
+    import pandas as pd
+
+    return pd.Series([value] * len(index), index=index, dtype=dtype)
 
 
 def _flag(column: str, words: dict[str, bool | None]):

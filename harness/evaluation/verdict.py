@@ -280,6 +280,7 @@ def compare_rows(spec: ConvSpec, name: str, backend: str, version: str, seed: in
                  tolerance_factor: float = 1.0) -> list[Row]:
     """One row per tensor: pass/fail under the bound, then xfail/xpass where a declared deviation covers it."""
     base = _base(spec, name, backend, version, seed, tolerance_factor)
+    base["compile_seconds"] = math.nan if ran.compile_seconds is None else ran.compile_seconds
     reductions = spec.reductions
     problems = dict(ran.problems)
     rows = []
