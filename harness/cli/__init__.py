@@ -16,8 +16,8 @@ from convparity.harness.cli.options import UsageError
 from convparity.harness.errors import ConvparityError
 from convparity.harness.running.interrupts import Interrupted, signals_as_interrupts
 
-COMMANDS = ("backends", "grids", "run", "cases", "merge", "report", "compare", "explain", "search", "triage",
-            "new_backend")
+COMMANDS = ("backends", "grids", "run", "cases", "merge", "report", "index", "compare", "explain", "search",
+            "triage", "new_backend")
 
 
 class _Parser(argparse.ArgumentParser):
