@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from convparity.harness.backends.contract import Backend, Outputs
-from convparity.harness.backends.deviations import Deviation
+from convparity.harness.backends.deviations import Deviation, Platform, PlatformRule, cpu_with, cpu_without
 from convparity.harness.backends.hookspecs import hookimpl
 from convparity.harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit, Unsupported, first_limit
 from convparity.harness.backends.plugin_kit import (
@@ -43,9 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONVOLUTION_ONLY", "DTYPES", "UNIT_ROUNDOFF", "Backend", "BackendContract", "BackendCost", "ConvSpec",
-    "DType", "DeclaredLimits", "Deviation", "Framework", "Limit", "Outputs", "Probe", "Program", "Unsupported",
-    "dtype_probes", "first_limit", "hookimpl", "installed_version", "numpy_dtype", "probed_limits",
-    "program_arguments", "tiny_spec", "widened",
+    "DType", "DeclaredLimits", "Deviation", "Framework", "Limit", "Outputs", "Platform", "PlatformRule", "Probe",
+    "Program", "Unsupported", "cpu_with", "cpu_without", "dtype_probes", "first_limit", "hookimpl",
+    "installed_version", "numpy_dtype", "probed_limits", "program_arguments", "tiny_spec", "widened",
 ]
 
 
