@@ -35,6 +35,7 @@ from convparity.harness.backends.contract import Outputs, missing_framework
 from convparity.harness.backends.hookspecs import hookimpl
 from convparity.harness.backends.limits import DeclaredLimits, Limit
 from convparity.harness.cases.spec import ConvSpec
+from convparity.plugin import Deviation, cpu_without
 
 # torch.Tensor.to(memory_format=torch.channels_last) on a 3-D (N, C, W) tensor raises
 # "required rank 4 tensor to use channels_last format": there is no channels-last format for 1-D convs.
@@ -45,6 +46,18 @@ CHANNELS_LAST_LIMITS = (
         "(RuntimeError: required rank 4 tensor to use channels_last format)",
         applies=lambda spec: spec.rank == 1,
     ),
+)
+
+# Measured with torch alone (tests/plugins/test_torch_float16.py): on a CPU without native float16
+# arithmetic, torch's float16 convolution backward lands beyond the float32-accumulation bound (dx err_ratio
+# up to ~160 on the smoke grid, dw and sometimes db too) and within the float16-accumulation one: it
+# accumulates in float16. Not strict: small reductions stay within the bound. The CPU backends only.
+DEVIATIONS = (
+    Deviation("float16, CPU", "the float16 backward accumulates in float16: dx, dw and db exceed the bound of "
+              "float32 accumulation, within that of float16 accumulation",
+              upstream="docs/upstream/torch-cpu-float16-backward.md (not reported yet)",
+              dtypes=("float16",), tensors=("dx", "dw", "db"), strict=False,
+              platform=cpu_without("avx512_fp16", "amx_fp16")),
 )
 
 
@@ -101,6 +114,10 @@ class TorchBackend(DeclaredLimits):
     @property
     def limits(self) -> tuple[Limit, ...]:
         return CHANNELS_LAST_LIMITS if self.channels_last else ()
+
+    @property
+    def deviations(self) -> tuple[Deviation, ...]:
+        return DEVIATIONS if self.device == "cpu" else ()
 
     @property
     def resources(self) -> dict[str, float]:
