@@ -108,10 +108,11 @@ class DescribeBackend:
     backend: str
     plugins: PluginSelection = field(default_factory=PluginSelection)
     setup: WorkerSetup | None = None
+    group: str = ""  # the backend whose workers describe this one too (backends of one plugin module share them)
 
     @property
     def pool(self) -> str:
-        return backend_pool(self.backend)
+        return backend_pool(self.group or self.backend)
 
     prepare = None
 
