@@ -43,8 +43,9 @@ def handle(args: argparse.Namespace) -> int:
     plugins = PluginSelection.from_environment()
     described: dict[str, list[str]] = {}
     group_of = worker_groups(manager.backends())
+    slots = min(len(set(group_of.values())), os.cpu_count() or 1) or 1
     with tempfile.TemporaryDirectory(prefix="convparity-backends-") as folder, \
-            LocalProcessExecutor(min(len(set(group_of.values())), os.cpu_count() or 1) or 1, log=Path(folder) / "workers.log") as ex:
+            LocalProcessExecutor(slots, log=Path(folder) / "workers.log") as ex:
         for name in names:
             group = group_of[name]
             ex.submit(DescribeBackend(name, plugins, WorkerSetup.here(group, plugins, "off"), group), name,
