@@ -30,8 +30,9 @@ table.dataframe th { background: #f6f8fa; }
 table.matrix td { padding: 0; } table.matrix td > div { padding: 4px 9px; min-width: 9em; }
 table.matrix td:first-child { max-width: 14em; overflow-wrap: anywhere; padding: 4px 9px; }
 code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; white-space: nowrap; }
-div.line { max-width: 44em; overflow-x: auto; white-space: nowrap; }
-table.cases td { white-space: nowrap; } table.cases td:nth-last-child(2) { white-space: normal; min-width: 16em; }
+div.line { max-width: 30em; overflow-x: auto; white-space: nowrap; }
+table.cases { display: block; max-width: 100%; overflow-x: auto; }
+table.cases td { white-space: nowrap; } table.cases td:nth-last-child(2) { white-space: normal; min-width: 14em; }
 .cause-group { margin: .8em 0 1.2em; padding-left: .8em; border-left: 3px solid #d0d7de; }
 .cause-head { margin: .2em 0; } .cause { margin: .2em 0; overflow-wrap: anywhere; }
 .status { display: inline-block; padding: 0 6px; border-radius: 3px; font-weight: 600; }

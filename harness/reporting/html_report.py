@@ -92,20 +92,28 @@ CAUSE_COLUMNS = ["status", "backend", "cause"]
 CASE_LINE = ["case", "name", "dtype", "bias", "tensors", "err_ratio", "detail", "repro"]
 
 
-def message_pattern(message: str) -> str:
-    """A message with its numbers left out ('#'), so that one cause's rows share it: '123 of 512 elements
-    exceed the bound' -> '# of # elements exceed the bound'."""
+def message_pattern(message: str, tensor: str = "") -> str:
+    """A message with its numbers left out ('#') and its own tensor's name generic, so that one cause's rows
+    share it: '123 of 512 elements exceed the bound' -> '# of # elements exceed the bound'; 'computes no dw
+    (forward only)' on the dw row -> 'computes no ‹tensor› (forward only)'."""
+    if tensor:
+        message = re.sub(rf"\b{re.escape(tensor)}\b", "‹tensor›", message)
     return _NUMBER.sub("#", message)
 
 
 def _detail(row: pd.Series) -> str:
     """What a row's message says beyond its group's reason (a declared deviation's reason is said once)."""
     message = str(row["message"] or "")
-    if row["status"] == "xfail":
-        return message.split("; ", 1)[1] if "; " in message else ""
+    if row["status"] == "xfail":  # "known deviation: <reason>; <what the comparison found>", the reason may hold "; "
+        prefix, deviation = "known deviation: ", str(row["deviation"] or "")
+        for cut in (m.start() for m in re.finditer("; ", message)):
+            if message.startswith(prefix) and deviation.startswith(message[len(prefix):cut] + " ("):
+                return message[cut + 2:]
+        return message.removeprefix(prefix) if not deviation else ""
     if row["status"] == "xpass":
         return ""
-    return message
+    # the cause line says a message without numbers whole (its tensor's name made generic): only numbers differ
+    return message if "#" in message_pattern(message, str(row["tensor"])) else ""
 
 
 def causes(non_passing: pd.DataFrame) -> pd.DataFrame:
@@ -116,7 +124,8 @@ def causes(non_passing: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame(columns=CAUSE_COLUMNS + ["rows", "cases", "dtypes", "tensors", "err_ratio", "lines"])
     declared = rows["status"].isin(["xfail", "xpass"]) & (rows["deviation"].fillna("") != "")
-    cause = rows["deviation"].where(declared, rows["message"].fillna("").map(message_pattern))
+    patterns = [message_pattern(str(m), str(t)) for m, t in zip(rows["message"].fillna(""), rows["tensor"])]
+    cause = rows["deviation"].where(declared, pd.Series(patterns, index=rows.index, dtype=object))
     rows = rows.assign(cause=cause.astype(str))
     groups = []
     for (status, backend, reason), members in rows.groupby(CAUSE_COLUMNS, sort=False, observed=True):
