@@ -17,6 +17,7 @@ else chromium, chromium-browser, google-chrome). `tox -e browser` installs Debia
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -42,7 +43,9 @@ const oneLine = parseFloat(getComputedStyle(document.body).lineHeight) || 20;
 const blocks = [...document.body.children].filter(e => e.tagName !== "SCRIPT" && box(e).height > 0);
 const overlaps = [];
 for (let i = 0; i + 1 < blocks.length; i++) {
-  if (box(blocks[i]).bottom > box(blocks[i + 1]).top + 0.5) overlaps.push(blocks[i].tagName + " / " + blocks[i + 1].tagName);
+  if (box(blocks[i]).bottom > box(blocks[i + 1]).top + 0.5) {
+    overlaps.push(blocks[i].tagName + " / " + blocks[i + 1].tagName);
+  }
 }
 const measured = {
   caseLines: lines.length,
@@ -144,5 +147,5 @@ def test_heatmaps_are_shown_at_their_full_size(measured):
 def test_screenshot(chromium, report, tmp_path):
     shot = tmp_path / "report.png"
     _run(chromium, f"--screenshot={shot}", report.as_uri())
-    assert png_size("data:image/png;base64," + __import__("base64").b64encode(shot.read_bytes()).decode()) == WINDOW
+    assert png_size("data:image/png;base64," + base64.b64encode(shot.read_bytes()).decode()) == WINDOW
     assert shot.stat().st_size > 50_000  # the matrix's colours and text, not a blank page
