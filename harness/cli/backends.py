@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from convparity.harness.backends.manager import PluginSelection, get_manager
@@ -30,7 +31,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=handle)
 
 
-def worker_groups(backends: dict[str, object]) -> dict[str, str]:
+def worker_groups(backends: Mapping[str, object]) -> dict[str, str]:
     """{backend: the first backend of its plugin module}: the backends of one module share workers (one import of
     their framework), those of different modules never do."""
     first: dict[str, str] = {}

@@ -225,11 +225,11 @@ def summary_text(comparison: RunComparison, csv_path: Path | None = None, limit:
     slower = comparison.rows[comparison.rows["slower"]]
     if len(slower):
         cases = slower.drop_duplicates(["case", "bias", "dtype", "backend"])
-        table = cases[["backend", "dtype", "case"]].assign(
+        slow = cases[["backend", "dtype", "case"]].assign(
             old=cases["perf_median_s_old"].map(seconds_text), new=cases["perf_median_s_new"].map(seconds_text),
             slowdown=cases["slowdown"].map(lambda v: f"{v:.2f}x"))
         lines.append(f"slower ({len(cases)} case x backend: median time grew beyond the measured spread and "
-                     f"{SPEED_NOISE:.0%}):\n" + table.head(limit).to_string(index=False))
+                     f"{SPEED_NOISE:.0%}):\n" + slow.head(limit).to_string(index=False))
     for change in CHANGES[:-1]:
         chosen = comparison.rows[comparison.rows["change"] == change]
         if chosen.empty:
@@ -270,11 +270,11 @@ def render_html(comparison: RunComparison) -> str:
     ]
     slower = comparison.rows[comparison.rows["slower"]].drop_duplicates(["case", "bias", "dtype", "backend"])
     if len(slower):
-        table = slower[["backend", "dtype", "case"]].assign(
+        slow = slower[["backend", "dtype", "case"]].assign(
             bias=slower["bias"].map(bias_word), old=slower["perf_median_s_old"].map(seconds_text),
             new=slower["perf_median_s_new"].map(seconds_text), slowdown=slower["slowdown"].map(lambda v: f"{v:.2f}x"))
         parts.append(html_page.details(f"slower ({len(slower)} case x backend): median time grew beyond the measured "
-                                       f"spread and {SPEED_NOISE:.0%}", html_page.table(table), opened=True))
+                                       f"spread and {SPEED_NOISE:.0%}", html_page.table(slow), opened=True))
     for change in CHANGES[:-1]:
         chosen = comparison.rows[comparison.rows["change"] == change]
         if len(chosen):

@@ -85,7 +85,7 @@ def histograms_html(counts: pd.DataFrame) -> str:
         tallest = int(rows.groupby(["dtype", "tensor", "bin"], observed=True)["rows"].sum().max())
         dtypes = [d for d in DTYPES if d in set(rows["dtype"])] + sorted(set(rows["dtype"]) - set(DTYPES))
         tensors = [t for t in TENSORS if t in set(rows["tensor"])]
-        cells = {(d, t): {} for d in dtypes for t in tensors}
+        cells: dict[tuple[str, str], dict[tuple[int, str], int]] = {(d, t): {} for d in dtypes for t in tensors}
         for dtype, tensor, index, kind, count in rows[KEYS[1:] + ["rows"]].itertuples(index=False):
             cells[(dtype, tensor)][(int(index), kind)] = int(count)
         head = "".join(f"<th>{html_page.text(t)}</th>" for t in tensors)

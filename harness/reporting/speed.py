@@ -47,7 +47,7 @@ def per_backend(timings: pd.DataFrame) -> pd.DataFrame:
     full = timings[eligible(timings)]
     fastest = full.groupby(CASE_KEYS, observed=True, sort=False)["perf_median_s"].transform("min")
     winners = full.loc[full.groupby(CASE_KEYS, observed=True, sort=False)["perf_median_s"].idxmin(), "backend"]
-    slowdown = np.log(full["perf_median_s"] / fastest)
+    slowdown = pd.Series(np.log(full["perf_median_s"] / fastest), index=full.index)
     table = timings.groupby(["dtype", "backend"], observed=True).agg(
         cases=("perf_median_s", "size"), median_gflops=("gflops", "median"), first_call_s=("seconds", "median"),
         compile_s=("compile_seconds", lambda c: c.sum(min_count=1)))
