@@ -58,12 +58,14 @@ def _heatmap_part(chunk: pd.DataFrame) -> pd.DataFrame:
 
 
 def _timing_part(chunk: pd.DataFrame) -> pd.DataFrame:
-    """One line per timed (case, bias, dtype, backend): its timing and `tensors`, the rows it timed."""
+    """One line per timed (case, bias, dtype, backend): its timing, `tensors` (the rows it timed: its pass rows)
+    and `rows` (all its rows: more where a forward-only backend's gradients read unsupported)."""
     timed = chunk[chunk["perf_repeats"] > 0]
     if timed.empty:
-        return pd.DataFrame(columns=TIMING_KEYS + TIMING_COLUMNS + ["tensors"])
+        return pd.DataFrame(columns=TIMING_KEYS + TIMING_COLUMNS + ["tensors", "rows"])
     grouped = timed.groupby(TIMING_KEYS, observed=True, sort=False)
-    return grouped[TIMING_COLUMNS].first().join(grouped.size().rename("tensors")).reset_index()
+    rows = chunk.groupby(TIMING_KEYS, observed=True, sort=False).size().rename("rows")
+    return grouped[TIMING_COLUMNS].first().join(grouped.size().rename("tensors")).join(rows).reset_index()
 
 
 def digest_results(directory: str | Path, chunk_rows: int = CHUNK_ROWS,
@@ -107,7 +109,7 @@ def _timings(parts: list[pd.DataFrame]) -> pd.DataFrame:
     """The timed lines of every chunk; a case whose rows two chunks split counts the tensors of both."""
     parts = [part for part in parts if len(part)]
     if not parts:
-        return pd.DataFrame(columns=TIMING_KEYS + TIMING_COLUMNS + ["tensors"])
+        return pd.DataFrame(columns=TIMING_KEYS + TIMING_COLUMNS + ["tensors", "rows"])
     stacked = pd.concat(parts, ignore_index=True)
     grouped = stacked.groupby(TIMING_KEYS, observed=True, sort=False)
-    return grouped[TIMING_COLUMNS].first().join(grouped["tensors"].sum()).reset_index()
+    return grouped[TIMING_COLUMNS].first().join(grouped[["tensors", "rows"]].sum()).reset_index()

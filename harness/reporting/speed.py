@@ -3,8 +3,9 @@
 From the digest's timings (one line per timed case x dtype x bias x backend; only cases that passed on
 that backend are ever timed, so every time here is a correct backend's):
 - `per_case`: one row per case x dtype x bias, the median seconds of each backend, and the fastest
-  correct backend: the fastest among those that computed every tensor the case compares (a forward-only
-  backend, timed on y alone, is shown but never called fastest);
+  correct backend: the fastest among those whose every row of the case passed (a forward-only backend,
+  timed on y alone while its gradients read unsupported, is shown but never called fastest; a case no
+  such backend passed has none);
 - `per_backend`: per dtype and backend over the run's grids: cases timed, on how many it was the
   fastest, its median GFLOP/s, the geometric mean of its time over the fastest's on the same cases
   (1.0 = always the fastest), the median first call (the sweep's own call: compile included) and the
@@ -20,9 +21,8 @@ CASE_KEYS = ["case", "name", "bias", "dtype"]
 
 
 def eligible(timings: pd.DataFrame) -> pd.Series:
-    """Whether each timing covers as many tensors as the most any backend covered on its case."""
-    most = timings.groupby(CASE_KEYS, observed=True, sort=False)["tensors"].transform("max")
-    return timings["tensors"] >= most
+    """Whether each timing covers every row of its case and backend (all passed: nothing forward-only)."""
+    return timings["tensors"] >= timings["rows"]
 
 
 def per_case(timings: pd.DataFrame) -> pd.DataFrame:
@@ -36,7 +36,10 @@ def per_case(timings: pd.DataFrame) -> pd.DataFrame:
     wide = timings.pivot_table(index=CASE_KEYS, columns="backend", values="perf_median_s", observed=True,
                                sort=False).reset_index()
     wide.columns.name = None
-    return best.merge(wide, on=CASE_KEYS, how="left").sort_values(["dtype", "case", "bias"], kind="stable")
+    table = wide.merge(best, on=CASE_KEYS, how="left")
+    table["fastest"] = table["fastest"].fillna("")
+    ordered = CASE_KEYS + ["fastest", "fastest_s"] + [c for c in wide.columns if c not in CASE_KEYS]
+    return table[ordered].sort_values(["dtype", "case", "bias"], kind="stable")
 
 
 def per_backend(timings: pd.DataFrame) -> pd.DataFrame:
