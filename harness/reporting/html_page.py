@@ -32,7 +32,7 @@ table.matrix td:first-child { max-width: 14em; overflow-wrap: anywhere; padding:
 code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; white-space: nowrap; }
 div.line { max-width: 30em; overflow-x: auto; white-space: nowrap; }
 table.cases { display: block; max-width: 100%; overflow-x: auto; }
-table.cases td { white-space: nowrap; } table.cases td:nth-last-child(2) { white-space: normal; min-width: 14em; }
+table.cases td { white-space: nowrap; }
 .cause-group { margin: .8em 0 1.2em; padding-left: .8em; border-left: 3px solid #d0d7de; }
 .cause-head { margin: .2em 0; } .cause { margin: .2em 0; overflow-wrap: anywhere; }
 .status { display: inline-block; padding: 0 6px; border-radius: 3px; font-weight: 600; }

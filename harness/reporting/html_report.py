@@ -167,6 +167,7 @@ def _cause_block(group: pd.Series, opened: bool) -> str:
     """One cause: its counts and reason once, then its cases collapsed."""
     lines = group["lines"]
     shown = lines.assign(case=_scrolling(lines["case"]), repro=_scrolling(lines["repro"]),
+                         detail=_scrolling(lines["detail"], code=False),
                          bias=lines["bias"].map(bias_word), err_ratio=lines["err_ratio"].map(format_ratio))
     ratio = format_ratio(group["err_ratio"])
     worst = f" · worst err_ratio {html_page.text(ratio)}" if ratio != "–" else ""
@@ -176,7 +177,7 @@ def _cause_block(group: pd.Series, opened: bool) -> str:
             f'{_count(group["cases"], "case")} · '
             f'{html_page.text(group["dtypes"])} · tensors {html_page.text(group["tensors"])}{worst}</p>\n'
             f'<p class="cause">{html_page.linked(group["cause"]) or "(no message)"}</p>')
-    table = html_page.table(shown, markup_columns=("case", "repro"), css_class="cases")
+    table = html_page.table(shown, markup_columns=("case", "repro", "detail"), css_class="cases")
     return (f'<div class="cause-group">{head}\n'
             + html_page.details(f"the {_count(group['cases'], 'case')}", table, opened=opened) + "</div>")
 
@@ -185,10 +186,15 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
-def _scrolling(values: pd.Series) -> pd.Series:
-    """Each value in a monospace line that never wraps and scrolls sideways when wider than its cell."""
-    return values.map(lambda v: f'<div class="line"><code>{html_page.text(v)}</code></div>' if html_page.text(v)
-                      else "")
+def _scrolling(values: pd.Series, code: bool = True) -> pd.Series:
+    """Each value in a line (monospace unless `code` is False) that never wraps and scrolls sideways when wider
+    than its cell."""
+    def line(value: object) -> str:
+        text = html_page.text(value)
+        return "" if not text else f'<div class="line"><code>{text}</code></div>' if code else \
+            f'<div class="line">{text}</div>'
+
+    return values.map(line)
 
 
 def cases_section(non_passing: pd.DataFrame, left_out: dict[str, int]) -> str:
