@@ -10,9 +10,10 @@ is shown at its full size; the screenshot has the size asked for and is not blan
 heatmap images, titles, labels and the legend are checked not to overlap by tests/harness/reporting/
 test_heatmap.py, from matplotlib's own text extents.)
 
-CONVPARITY_BROWSER_RUN=DIR also lays out the report of a real run (DIR, or the newest run folder under DIR,
-e.g. the main job's `reports`): the checks that hold for any report (no wrapped descriptor or repro, no
-overlap, no sideways scroll, heatmaps at full size, a screenshot) run on it too.
+CONVPARITY_BROWSER_RUN=DIR also lays out the reports of real runs (DIR itself when it is a run folder, else the
+two newest run folders under it: the main job's two runs when `tox -e parity` sets it to its `reports`):
+the checks that hold for any report (no wrapped descriptor or repro, no overlap, no sideways scroll,
+heatmaps at full size, a screenshot) run on each of them too.
 
 No browser installs itself here: the test skips, saying so, when none is found (CONVPARITY_BROWSER names one;
 else chromium, chromium-browser, google-chrome). `tox -e browser` installs Debian's chromium first
@@ -98,27 +99,26 @@ def _run(chromium: str, *arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run([chromium, *flags, *arguments], capture_output=True, text=True, timeout=180, check=True)
 
 
-def real_run() -> Path | None:
-    """The run folder CONVPARITY_BROWSER_RUN names, or the newest one under it (None when unset)."""
+def real_runs() -> list[Path]:
+    """The run folders CONVPARITY_BROWSER_RUN names (see the module docstring); none when it is unset."""
     named = os.environ.get("CONVPARITY_BROWSER_RUN")
     if not named:
-        return None
+        return []
     folder = Path(named)
     if (folder / "run.json").is_file():
-        return folder
+        return [folder]
     runs = sorted((p.parent for p in folder.glob("*/run.json")), key=lambda p: (p / "run.json").stat().st_mtime)
-    assert runs, f"CONVPARITY_BROWSER_RUN={named}: no run folder there"
-    return runs[-1]
+    return runs[-2:] or [folder / "(no run folder here)"]
 
 
-PAGES = ["main-job-like"] + (["real run"] if real_run() else [])
+PAGES = ["main-job-like", *map(str, real_runs())]
 
 
 @pytest.fixture(scope="module", params=PAGES)
 def report(request, tmp_path_factory) -> Path:
-    if request.param == "real run":
-        source = real_run()
-        assert source is not None
+    if request.param != "main-job-like":
+        source = Path(request.param)
+        assert (source / "run.json").is_file(), f"CONVPARITY_BROWSER_RUN: {source} is no run folder"
         directory = tmp_path_factory.mktemp("browser") / source.name
         shutil.copytree(source, directory, ignore=shutil.ignore_patterns("*.log"))
     else:
