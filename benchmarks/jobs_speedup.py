@@ -28,7 +28,8 @@ from pathlib import Path
 from convparity.harness.backends.manager import get_manager
 from convparity.harness.cases.selection import expand
 from convparity.harness.results import RESULTS_FILE, ResultsWriter
-from convparity.harness.running.executor import WORKER_ENVIRONMENT, LocalProcessExecutor, slot_cores
+from convparity.harness.running.local_executor import LocalProcessExecutor
+from convparity.harness.running.placement import slot_cores, thread_variables
 from convparity.harness.running.runner import plan, run_sweep
 from convparity.harness.running.tasks import Probe
 from convparity.harness.settings import RunSettings
@@ -84,7 +85,7 @@ def main() -> None:
         if importlib.util.find_spec("torch") and importlib.util.find_spec("convparity.plugins.torch_backend"):
             groups.append(("reference", "torch"))
     print(f"cores {sorted(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.2f}; running tasks "
-          f"pinned to " + ", ".join(f"-j {j}: {slot_cores(j, WORKER_ENVIRONMENT) or 'none'}" for j in JOBS))
+          f"pinned to " + ", ".join(f"-j {j}: {slot_cores(j, thread_variables()) or 'none'}" for j in JOBS))
     for backend in dict.fromkeys(b for group in groups for b in group):
         print(f"start-up of a {backend} worker: {startup(backend):.2f} s")
     print(f"grid {args.grid}, {len(cases) * len(dtypes)} items ({', '.join(dtypes)}), medians of {args.repeat} "

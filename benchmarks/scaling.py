@@ -33,8 +33,8 @@ from convparity import sweep
 from convparity.harness.results import KEY, read_results
 from convparity.harness.running import run_folder
 from convparity.harness.running.dask_executor import DaskExecutor, connect, local_cluster
-from convparity.harness.running.local_executor import LocalProcessExecutor
 from convparity.harness.running.launch import ExecutorChoice
+from convparity.harness.running.local_executor import LocalProcessExecutor
 
 CPU_BACKENDS = ["reference", "torch", "torch-channels_last", "tensorflow", "jax", "onnxruntime", "keras"]
 
@@ -105,8 +105,8 @@ def overhead() -> None:
             for kind in walls:
                 out = Path(folder) / f"{kind}{repeat}"
                 walls[kind].append(timed_sweep(out, ExecutorChoice(kind), "off", **options))
-                metadata = run_folder.read_metadata(out)
-                start_up = sum(t["startup_seconds"] for t in metadata["timing"].values()) / 2
+                record = run_folder.read_record(out)
+                start_up = sum(t["startup_seconds"] for t in record.timing.values()) / 2
         print("| executor | wall | per item |")
         print("|---|---:|---:|")
         for kind, values in walls.items():
@@ -130,9 +130,9 @@ def sweeps(repeat: int) -> None:
                     label = f"{kind}, {phase}"
                     out = Path(folder) / f"{kind}-{phase.split()[0]}-{number}"
                     wall = timed_sweep(out, ExecutorChoice(kind), str(cache), **options)
-                    metadata = run_folder.read_metadata(out)
+                    record = run_folder.read_record(out)
                     runs.setdefault(label, []).append(wall)
-                    details.setdefault(label, []).append(metadata["timing"])
+                    details.setdefault(label, []).append(record.timing)
                     written.append(rows(out))
                     print(f"repeat {number + 1} {label}: {wall:.1f} s (load average {os.getloadavg()[0]:.1f})",
                           file=sys.stderr, flush=True)

@@ -2,6 +2,6 @@
 
 import sys
 
-from convparity.harness.cli import main
+from convparity.command import main
 
 sys.exit(main())

@@ -29,23 +29,28 @@ from convparity.harness.backends.plugin_kit import (
     Probe,
     dtype_probes,
     installed_version,
+    post_op_arguments,
     probed_limits,
     program_arguments,
     tiny_spec,
     widened,
 )
 from convparity.harness.backends.program import BackendCost, Program
+from convparity.harness.cases.inputs import Extras
 from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.vocabulary import DTYPES, UNIT_ROUNDOFF, DType, numpy_dtype
+from convparity.harness.vocabulary import DATA_TYPES, DTYPES, UNIT_ROUNDOFF, DType, numpy_dtype
+from convparity.reference_impl.post_ops import KINDS as POST_OP_KINDS
+from convparity.reference_impl.quantized import ROUNDING_MODES
 
 if TYPE_CHECKING:
     from convparity.harness.testing.contract_suite import BackendContract
 
 __all__ = [
-    "CONVOLUTION_ONLY", "DTYPES", "UNIT_ROUNDOFF", "Backend", "BackendContract", "BackendCost", "ConvSpec",
-    "DType", "DeclaredLimits", "Deviation", "Framework", "Limit", "Outputs", "Platform", "PlatformRule", "Probe",
-    "Program", "Unsupported", "cpu_with", "cpu_without", "dtype_probes", "first_limit", "hookimpl",
-    "installed_version", "numpy_dtype", "probed_limits", "program_arguments", "tiny_spec", "widened",
+    "CONVOLUTION_ONLY", "DATA_TYPES", "DTYPES", "POST_OP_KINDS", "ROUNDING_MODES", "UNIT_ROUNDOFF", "Backend",
+    "BackendContract", "BackendCost", "ConvSpec", "DType", "DeclaredLimits", "Deviation", "Extras", "Framework",
+    "Limit", "Outputs", "Platform", "PlatformRule", "Probe", "Program", "Unsupported", "cpu_with", "cpu_without",
+    "dtype_probes", "first_limit", "hookimpl", "installed_version", "numpy_dtype", "post_op_arguments",
+    "probed_limits", "program_arguments", "tiny_spec", "widened",
 ]
 
 

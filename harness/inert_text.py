@@ -1,10 +1,12 @@
-"""Text from outside (names, versions, messages) made inert before it goes into a page, a Markdown file or a line.
+"""Text from outside (names, versions, messages) made inert before it goes into a page, a Markdown file or a
+line.
 
 `safe` replaces the characters that never belong on a page (C0/C1 controls but tab and newline, bidirectional
 overrides and isolates, which reorder what a reader sees, and what XML 1.0 forbids) with U+FFFD, visibly;
 `one_line` also folds every run of whitespace into one space; `markdown` escapes what Markdown or HTML would
 read as markup (`<`, `&`, `|`, `*`, `_`, backticks, `[`, `]`, `#`), so a crafted backend name or version
-cannot add a heading, a link or HTML to a report. This module imports nothing of convparity.
+cannot add a heading, a link or HTML to a report; `abbreviated` quotes a value in at most about 120
+characters. This module imports nothing of convparity.
 """
 
 from __future__ import annotations
@@ -30,3 +32,13 @@ def one_line(value: object) -> str:
 def markdown(value: object) -> str:
     """One line of text that Markdown and HTML show as it is (see the module docstring)."""
     return _MARKUP.sub(r"\\\1", html.escape(one_line(value), quote=False))
+
+
+def abbreviated(value: object, limit: int = 120) -> str:
+    """`repr(value)` of at most about `limit` characters: a longer one keeps its two ends and says how much it left
+    out, so an error message quoting a huge input stays one readable line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    keep = (limit - 30) // 2
+    return f"{text[:keep]}...[{len(text) - 2 * keep} characters]...{text[-keep:]}"

@@ -71,6 +71,11 @@ class Row:
     output_padding: str = ""
     dilation: str = ""
     output_size: str = ""
+    post_ops: str = ""
+    quantization: str = ""
+    steps: str = ""
+    max_steps: int = 0
+    rounding: str = ""
     repro: str = ""
     # Speed (`--perf`), only on `pass` rows of a case that passed on that backend: the backend's `run`
     # timed in its own worker after warm-up (harness.running.timing), and the compile share of the
@@ -101,6 +106,10 @@ class Row:
             "output_padding": dims(spec.output_padding),
             "dilation": dims(spec.dilation),
             "output_size": dims(spec.output_size),
+            "post_ops": spec.attribute_options.partition(" ")[0].removeprefix("--attr-post-ops=")
+            if spec.post_ops else "",
+            "quantization": " ".join(word for word in spec.attribute_options.split()
+                                     if not word.startswith("--attr-post-ops=")),
         }
 
 
@@ -131,7 +140,8 @@ def csv_cell(value: object) -> object:
     return value
 
 
-def _text_cell(value: str) -> str:
+def text_cell(value: str) -> str:
+    """A text cell as csv_cell wrote it, read back (its leading apostrophe, if any, dropped)."""
     return value[1:] if value.startswith("'") else value
 
 
@@ -148,9 +158,12 @@ class CsvAppender:
         self.path = path
         self._descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if os.fstat(self._descriptor).st_size == 0:
-            self.append([list(header)])
+            self._write([list(header)])
 
     def append(self, records: Iterable[Iterable[object]]) -> None:
+        self._write(records)
+
+    def _write(self, records: Iterable[Iterable[object]]) -> None:
         buffer = io.StringIO(newline="")
         csv.writer(buffer).writerows(records)
         data = buffer.getvalue().encode("utf-8", errors="surrogateescape")
@@ -201,7 +214,7 @@ def iter_results(directory: str | Path, chunk_rows: int | None = None):
     text_columns = [c for c, t in PANDAS_DTYPES.items() if t == "string"]
     converters = {"bias": _flag("bias", {"on": True, "off": False}),
                   "allclose": _flag("allclose", {"true": True, "false": False, "": None}),
-                  **{c: _text_cell for c in text_columns}}
+                  **{c: text_cell for c in text_columns}}
     try:
         reader = pd.read_csv(path, dtype={c: t for c, t in PANDAS_DTYPES.items() if c not in converters},
                              converters=converters, keep_default_na=False, encoding="utf-8",

@@ -5,7 +5,8 @@ Boundary: MLX convolutions are channels-last, so x (N, C, *in) and dy (N, O, *ou
 made with an explicit dtype: `mx.array` of a float64 NumPy array is float32 unless told otherwise.
 bfloat16 arrays enter as float32 (exact) and are cast. conv_general takes per-dim (low, high) pads,
 negative ones included. The bias is `y + b` (MLX has no convolution with bias), differentiated with the
-convolution by one `mx.vjp`. Everything runs inside `mx.stream(mx.cpu)`.
+convolution by one `mx.vjp`. Everything runs inside `mx.stream(mx.cpu)`. The whole of it is `mlx_conv`
+(the backend's program).
 
 Limits are probes: each is a tiny convolution showing one feature, and MLX's own error message, when it
 raises one, becomes the reason. On MLX 0.32: 3-D convolutions with groups, and float64 wherever the CPU
@@ -17,18 +18,29 @@ see DEVIATIONS. mlx is imported only when first needed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache
-from importlib import metadata
-from types import ModuleType
+from functools import cache, lru_cache
 
 import numpy as np
 
-from convparity.harness.backends.contract import Outputs, missing_framework
-from convparity.harness.backends.deviations import Deviation
-from convparity.harness.backends.hookspecs import hookimpl
-from convparity.harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit
-from convparity.harness.cases.spec import ConvSpec
+from convparity.plugin import (
+    CONVOLUTION_ONLY,
+    BackendCost,
+    ConvSpec,
+    Deviation,
+    Framework,
+    Limit,
+    Outputs,
+    Probe,
+    Program,
+    first_limit,
+    hookimpl,
+    installed_version,
+    probed_limits,
+    program_arguments,
+    tiny_spec,
+)
+
+MLX = Framework("mlx.core", "mlx", distribution="mlx")
 
 
 def _dense(spec: ConvSpec) -> bool:
@@ -64,123 +76,93 @@ DEVIATIONS = (
 )
 
 
-@cache
-def _mlx() -> ModuleType:
-    import mlx.core
+def mlx_conv(*, stride, padding, dilation, groups, dtype, bias):
+    """mx.conv_general (+ b) and mx.vjp on the CPU stream, channels-last inside: x (N, *in, C), w (O, *k, C/groups),
+    y and dy (N, *out, O). step(x, w, b, dy) -> (y, dx, dw, db) channels-first, as NumPy arrays."""
+    import mlx.core as mx
+    import numpy as np
 
-    return mlx.core
+    low, high = [before for before, _ in padding], [after for _, after in padding]
 
+    def forward(x, w, *b):
+        y = mx.conv_general(x, w, stride=list(stride), padding=(low, high), kernel_dilation=list(dilation),
+                            groups=groups)
+        return y + b[0] if b else y  # MLX has no convolution with bias
 
-def to_channels_last(array: np.ndarray) -> np.ndarray:
-    """(N, C, *spatial) -> (N, *spatial, C); also w (O, C/g, *k) -> (O, *k, C/g)."""
-    return np.moveaxis(array, 1, -1)
+    def array(a):  # of `dtype` (mx.array of float64 is float32 unless told); bfloat16 enters as float32 (exact)
+        if dtype == "bfloat16":
+            return mx.array(a.astype(np.float32), dtype=mx.float32).astype(mx.bfloat16)
+        return mx.array(np.ascontiguousarray(a), dtype=getattr(mx, dtype))
 
+    def numpy(a):
+        return np.array(a.astype(mx.float32) if a.dtype == mx.bfloat16 else a)
 
-def to_channels_first(array: np.ndarray) -> np.ndarray:
-    """(N, *spatial, C) -> (N, C, *spatial); also (O, *k, C/g) -> (O, C/g, *k)."""
-    return np.moveaxis(array, -1, 1)
+    def step(x, w, b, dy):
+        with mx.stream(mx.cpu):
+            primals = [array(np.moveaxis(x, 1, -1)), array(np.moveaxis(w, 1, -1))] + ([] if b is None else [array(b)])
+            (y,), grads = mx.vjp(forward, primals, [array(np.moveaxis(dy, 1, -1))])
+            mx.eval(y, *grads)
+        y, dx, dw, *db = [numpy(t) for t in (y, *grads)]
+        return np.moveaxis(y, -1, 1), np.moveaxis(dx, -1, 1), np.moveaxis(dw, -1, 1), db[0] if db else None
 
-
-def _array(array: np.ndarray, dtype: str):
-    mx = _mlx()
-    if dtype == "bfloat16":
-        return mx.array(array.astype(np.float32), dtype=mx.float32).astype(mx.bfloat16)
-    return mx.array(np.ascontiguousarray(array), dtype=getattr(mx, dtype))
-
-
-def _numpy(array) -> np.ndarray:
-    mx = _mlx()
-    return np.array(array.astype(mx.float32) if array.dtype == mx.bfloat16 else array)
-
-
-def forward(spec: ConvSpec) -> Callable:
-    """f(x, w[, b]) -> y in MLX's layouts: x (N, *in, C), w (O, *k, C/g), b (O,), y (N, *out, O)."""
-    mx = _mlx()
-    padding = ([before for before, _ in spec.padding], [after for _, after in spec.padding])
-
-    def f(x, w, *b):
-        y = mx.conv_general(x, w, stride=list(spec.stride), padding=padding, kernel_dilation=list(spec.dilation),
-                            groups=spec.groups)
-        return y + b[0] if b else y
-
-    return f
+    return step
 
 
-def forward_backward(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> list:
-    """[y, dx, dw(, db)] as NumPy arrays in MLX's layouts (see `forward`), computed on the CPU."""
-    mx = _mlx()
-    with mx.stream(mx.cpu):
-        primals = [_array(to_channels_last(x), spec.dtype), _array(to_channels_last(w), spec.dtype)]
-        if b is not None:
-            primals.append(_array(b, spec.dtype))
-        (y,), grads = mx.vjp(forward(spec), primals, [_array(to_channels_last(dy), spec.dtype)])
-        mx.eval(y, *grads)
-    return [_numpy(t) for t in (y, *grads)]
+@lru_cache(maxsize=256)
+def _step(spec: ConvSpec) -> Callable[..., tuple]:
+    MLX.load()
+    return MlxBackend().program(spec).build()
 
 
-@dataclass(frozen=True)
-class Probe:
-    """A feature MLX may refuse: `applies` picks the specs with it, `example` is a tiny one."""
-
-    condition: str
-    applies: Callable[[ConvSpec], bool]
-    example: ConvSpec
-
-
-def _tiny(rank: int, **fields) -> ConvSpec:
-    return ConvSpec(batch=1, in_channels=2, out_channels=2, input_size=(5,) * rank, kernel_size=(2,) * rank, **fields)
-
-
+# Each example is x (1, 2, 5, ...), w (2, 2, 2, ...) with one feature.
 PROBES = (
-    Probe("rank 3 with groups > 1", lambda spec: spec.rank == 3 and spec.groups > 1, _tiny(3, groups=2)),
+    Probe("rank 3 with groups > 1", lambda spec: spec.rank == 3 and spec.groups > 1,
+          tiny_spec(3, in_channels=2, out_channels=2, input_size=(5, 5, 5), groups=2)),
     Probe("float64 with stride > 1", lambda spec: spec.dtype == "float64" and max(spec.stride) > 1,
-          _tiny(1, stride=2, dtype="float64")),
+          tiny_spec(1, in_channels=2, out_channels=2, input_size=(5,), stride=2, dtype="float64")),
     Probe("float64 with dilation > 1", lambda spec: spec.dtype == "float64" and max(spec.dilation) > 1,
-          _tiny(1, dilation=2, dtype="float64")),
+          tiny_spec(1, in_channels=2, out_channels=2, input_size=(5,), dilation=2, dtype="float64")),
     Probe("float64 with groups > 1", lambda spec: spec.dtype == "float64" and spec.groups > 1,
-          _tiny(2, groups=2, dtype="float64")),
+          tiny_spec(2, in_channels=2, out_channels=2, input_size=(5, 5), groups=2, dtype="float64")),
 )
-
-
-def refusal(probe: Probe) -> str | None:
-    """MLX's error message for the probe's example, or None when it runs."""
-    spec = probe.example
-    rng = np.random.default_rng(0)
-    x, w, dy = (rng.standard_normal(shape) for shape in (spec.x_shape, spec.w_shape, spec.y_shape))
-    try:
-        forward_backward(spec, x, w, None, dy)
-    except ValueError as error:
-        return f"MLX {metadata.version('mlx')} (CPU): {error}"
-    return None
 
 
 @cache
 def _probed_limits() -> tuple[Limit, ...]:
-    reasons = ((probe, refusal(probe)) for probe in PROBES)
-    return tuple(Limit(probe.condition, reason, probe.applies) for probe, reason in reasons if reason)
+    """The probes MLX refuses, with MLX's own message."""
+    return probed_limits(PROBES, MlxBackend().run, (ValueError,),
+                         lambda error: f"MLX {installed_version('mlx')} (CPU): {error}")
 
 
-class MlxBackend(DeclaredLimits):
+class MlxBackend:
     """conv_general + vjp on MLX's CPU device, channels-last at MLX's side of the boundary."""
 
     name = "mlx"
     deviations = DEVIATIONS
+    # Measured (2026-12, 2-core machine): `convparity run -b mlx -g smoke --dtype float32 --compile-cache off`,
+    # median `seconds` per case of results.csv 0.0033; per_gflop assumed.
+    cost = BackendCost(0.0033, 0.05)
 
     def availability(self) -> str | None:
-        return missing_framework(_mlx, "mlx", "mlx")
+        return MLX.missing()
 
     def version(self) -> str:
-        return f"{metadata.version('mlx')} (CPU device)"
+        return f"{installed_version('mlx')} (CPU device)"
 
     @property
     def limits(self) -> tuple[Limit, ...]:
         """The probes MLX refuses, with its reasons; empty when mlx is not installed."""
         return (CONVOLUTION_ONLY,) + (() if self.availability() else _probed_limits())
 
+    def supports(self, spec: ConvSpec) -> str | None:
+        return first_limit(self.limits, spec)
+
+    def program(self, spec: ConvSpec) -> Program:
+        return Program(mlx_conv, program_arguments(spec))
+
     def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
         """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy)."""
-        y, dx, dw, *db = forward_backward(spec, x, w, b, dy)
-        return (to_channels_first(y), to_channels_first(dx), to_channels_first(dw), db[0] if db else None)
+        return _step(spec)(x, w, b, dy)
 
 
 @hookimpl

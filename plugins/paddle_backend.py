@@ -4,7 +4,8 @@ Layouts are Paddle's channels-first ones ("NCL", "NCHW", "NCDHW"), the canonical
 transposed. Padding goes in Paddle's per-dim pair form [[0, 0], [0, 0], [before, after], ...], which takes
 asymmetric pads; Paddle refuses negative ones ("Invalid padding, all value should be larger than or equal
 to 0"), so a crop is a slice of x before the convolution and autograd carries dx through it. Tensors are
-placed on the CPU explicitly, so no global device setting is touched.
+placed on the CPU explicitly, so no global device setting is touched. The whole of it is `paddle_conv`
+(the backend's program).
 
 Limits are probes: Paddle's CPU convolution kernels are registered for float64 and float32 only; for
 each other dtype a tiny convolution is attempted and Paddle's own NotFound message becomes the reason.
@@ -14,88 +15,102 @@ paddle is imported only when first needed.
 from __future__ import annotations
 
 import warnings
-from functools import cache
+from collections.abc import Callable
+from functools import cache, lru_cache
 from types import ModuleType
 
 import numpy as np
 
-from convparity.harness.backends.contract import Outputs, missing_framework
-from convparity.harness.backends.hookspecs import hookimpl
-from convparity.harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit
-from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.vocabulary import DTYPES
+from convparity.plugin import (
+    CONVOLUTION_ONLY,
+    BackendCost,
+    ConvSpec,
+    Framework,
+    Limit,
+    Outputs,
+    Program,
+    dtype_probes,
+    first_limit,
+    hookimpl,
+    probed_limits,
+    program_arguments,
+)
 
-DATA_FORMATS = ("NCL", "NCHW", "NCDHW")
+PADDLE = Framework("paddle", "paddle", distribution="paddlepaddle")
 
 
-@cache
+def paddle_conv(*, stride, padding, dilation, groups, dtype, bias):
+    """paddle.nn.functional.conv{1,2,3}d on CPU tensors, channels-first, and paddle.grad;
+    step(x, w, b, dy) -> (y, dx, dw, db). A negative pad (a crop) is a slice of x before the convolution:
+    Paddle's padding must be >= 0."""
+    import numpy as np
+    import paddle
+
+    functional = paddle.nn.functional
+    rank = len(stride)
+    conv = (functional.conv1d, functional.conv2d, functional.conv3d)[rank - 1]
+    data_format = ("NCL", "NCHW", "NCDHW")[rank - 1]
+    crops = any(min(pair) < 0 for pair in padding)
+    crop = (slice(None), slice(None), *(slice(max(-before, 0), after if after < 0 else None)
+                                        for before, after in padding))
+    pads = [[0, 0], [0, 0], *([max(before, 0), max(after, 0)] for before, after in padding)]
+
+    def tensor(array):  # a CPU tensor of `dtype` that records gradients; bfloat16 enters as float32 (exact)
+        source = np.ascontiguousarray(array.astype(np.float32) if dtype == "bfloat16" else array)
+        return paddle.to_tensor(source, dtype=dtype, place=paddle.CPUPlace(), stop_gradient=False)
+
+    def numpy(t):
+        return (t.astype("float32") if t.dtype == paddle.bfloat16 else t).numpy()
+
+    def step(x, w, b, dy):
+        xt, wt, dyt = tensor(x), tensor(w), tensor(dy)
+        bt = None if b is None else tensor(b)
+        y = conv(xt[crop] if crops else xt, wt, bt, stride=list(stride), padding=pads, dilation=list(dilation),
+                 groups=groups, data_format=data_format)
+        leaves = [t for t in (xt, wt, bt) if t is not None]
+        y, dx, dw, *db = [numpy(t) for t in (y, *paddle.grad([y], leaves, grad_outputs=[dyt]))]
+        return y, dx, dw, db[0] if db else None
+
+    return step
+
+
 def _paddle() -> ModuleType:
     with warnings.catch_warnings():
         # paddle.utils.cpp_extension warns at import that ccache is missing; nothing here compiles C++.
         warnings.filterwarnings("ignore", message="No ccache found")
-        import paddle
-    return paddle
+        return PADDLE.load()
 
 
-def crop_slices(padding: tuple[tuple[int, int], ...]) -> tuple[slice, ...]:
-    """(N, C, *spatial) slices that apply the negative part of each dim's (before, after) pad."""
-    return (slice(None), slice(None)) + tuple(
-        slice(max(-before, 0), after if after < 0 else None) for before, after in padding
-    )
+@lru_cache(maxsize=256)
+def _step(spec: ConvSpec) -> Callable[..., tuple]:
+    _paddle()
+    return PaddleBackend().program(spec).build()
 
 
-def _tensor(array: np.ndarray, dtype: str):
-    """A CPU paddle tensor of `dtype` that records gradients (bfloat16 arrives via float32, exactly)."""
-    paddle = _paddle()
-    source = np.ascontiguousarray(array.astype(np.float32) if dtype == "bfloat16" else array)
-    return paddle.to_tensor(source, dtype=dtype, place=paddle.CPUPlace(), stop_gradient=False)
-
-
-def forward_backward(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> list:
-    """[y, dx, dw(, db)] as paddle tensors."""
-    paddle = _paddle()
-    functional = paddle.nn.functional
-    conv = (functional.conv1d, functional.conv2d, functional.conv3d)[spec.rank - 1]
-    x_t, w_t, dy_t = (_tensor(a, spec.dtype) for a in (x, w, dy))
-    b_t = None if b is None else _tensor(b, spec.dtype)
-    cropped = x_t[crop_slices(spec.padding)] if any(min(pair) < 0 for pair in spec.padding) else x_t
-    padding = [[0, 0], [0, 0]] + [[max(before, 0), max(after, 0)] for before, after in spec.padding]
-    y = conv(cropped, w_t, b_t, stride=list(spec.stride), padding=padding, dilation=list(spec.dilation),
-             groups=spec.groups, data_format=DATA_FORMATS[spec.rank - 1])
-    leaves = [t for t in (x_t, w_t, b_t) if t is not None]
-    return [y, *paddle.grad([y], leaves, grad_outputs=[dy_t])]
-
-
-def _numpy(tensor) -> np.ndarray:
-    return (tensor.astype("float32") if tensor.dtype == _paddle().bfloat16 else tensor).numpy()
-
-
-def refusal(dtype: str) -> str | None:
-    """Paddle's message when it has no CPU convolution kernel for `dtype` (first line), else None."""
-    spec = ConvSpec(batch=1, in_channels=2, out_channels=2, input_size=(5, 5), kernel_size=(3, 3), dtype=dtype)
-    rng = np.random.default_rng(0)
-    x, w, dy = (rng.standard_normal(shape).astype(np.float32) for shape in (spec.x_shape, spec.w_shape, spec.y_shape))
-    try:
-        forward_backward(spec, x, w, None, dy)
-    except (RuntimeError, NotImplementedError) as error:
-        return f"Paddle {_paddle().__version__} (CPU): {str(error).strip().splitlines()[0]}"
-    return None
+# A tiny convolution per dtype: x (1, 2, 5, 5), w (2, 2, 3, 3).
+PROBES = dtype_probes(2, in_channels=2, out_channels=2, input_size=(5, 5), kernel_size=(3, 3))
 
 
 @cache
 def _probed_limits() -> tuple[Limit, ...]:
-    reasons = ((dtype, refusal(dtype)) for dtype in DTYPES)
-    return tuple(Limit(f"dtype {dtype}", reason, lambda spec, dtype=dtype: spec.dtype == dtype)
-                 for dtype, reason in reasons if reason)
+    """One Limit per dtype Paddle has no CPU kernel for, with the first line of Paddle's message."""
+    paddle = _paddle()
+    return probed_limits(PROBES, PaddleBackend().run, (RuntimeError, NotImplementedError),
+                         lambda error: f"Paddle {paddle.__version__} (CPU): {str(error).strip().splitlines()[0]}")
 
 
-class PaddleBackend(DeclaredLimits):
+class PaddleBackend:
     """Dygraph convolution with autograd on the CPU, channels-first."""
 
     name = "paddle"
+    # Measured (2026-12, 2-core machine): `convparity run -b paddle -g smoke --dtype float32 --compile-cache off`,
+    # median `seconds` per case of results.csv 0.0008 (eager dispatch); per_gflop assumed.
+    cost = BackendCost(0.0008, 0.05)
 
     def availability(self) -> str | None:
-        return missing_framework(_paddle, "paddle", "paddle")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No ccache found")  # as in _paddle
+            return PADDLE.missing()
 
     def version(self) -> str:
         paddle = _paddle()
@@ -106,10 +121,15 @@ class PaddleBackend(DeclaredLimits):
         """One Limit per dtype Paddle has no CPU kernel for; empty when paddle is not installed."""
         return (CONVOLUTION_ONLY,) + (() if self.availability() else _probed_limits())
 
+    def supports(self, spec: ConvSpec) -> str | None:
+        return first_limit(self.limits, spec)
+
+    def program(self, spec: ConvSpec) -> Program:
+        return Program(paddle_conv, program_arguments(spec))
+
     def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
         """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy)."""
-        y, dx, dw, *db = (_numpy(t) for t in forward_backward(spec, x, w, b, dy))
-        return y, dx, dw, db[0] if db else None
+        return _step(spec)(x, w, b, dy)
 
 
 @hookimpl

@@ -9,10 +9,11 @@ tinygrad's PYTHON device needs no compiler but takes seconds to minutes per case
 Layouts are the canonical ones (conv2d is channels-first). Padding is conv2d's flat form, last dim first
 as (before, after) pairs, which takes asymmetric and negative (cropping) pads. bfloat16 arrays enter as
 float32 (exact) and are cast, and results leave through a cast to float32, so no kernel stores bfloat16
-(Debian 12's clang 14 has no x86 `__bf16` and refuses kernels that do). Limits are probes: a tiny
-convolution and its gradients per dtype, and the compiler's own message when it refuses one. tinygrad
-is imported only when first needed; where the runner gives a worker one thread, tinygrad's CPU device
-is told so.
+(Debian 12's clang 14 has no x86 `__bf16` and refuses kernels that do). The whole of it is `tinygrad_conv`
+(the backend's program). Limits are probes: a tiny convolution and its gradients per dtype, and the
+compiler's own message when it refuses one. tinygrad is imported only when first needed. Workers are
+given tinygrad's thread count (`NUM_CPU_THREADS`) and its kernel cache (`CACHEDB`, or `CACHELEVEL=0`
+for none).
 """
 
 from __future__ import annotations
@@ -21,21 +22,31 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from functools import cache
-from importlib import metadata
-from types import ModuleType
+from functools import cache, lru_cache
+from pathlib import Path
 
 import numpy as np
 
-from convparity.harness.backends.contract import Outputs, missing_framework
-from convparity.harness.backends.deviations import Deviation
-from convparity.harness.backends.hookspecs import hookimpl
-from convparity.harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit
-from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.vocabulary import DTYPES
+from convparity.plugin import (
+    CONVOLUTION_ONLY,
+    BackendCost,
+    ConvSpec,
+    Deviation,
+    Framework,
+    Limit,
+    Outputs,
+    Program,
+    dtype_probes,
+    first_limit,
+    hookimpl,
+    installed_version,
+    probed_limits,
+    program_arguments,
+)
 
+TINYGRAD = Framework("tinygrad", "tinygrad")
 DEVICE = "CPU"
 
 # Evidence: tests/plugins/test_tinygrad.py::test_float16_bias_is_rounded_twice_as_declared and
@@ -68,13 +79,31 @@ DEVIATIONS = (
 )
 
 
-@cache
-def _tinygrad() -> ModuleType:
-    if os.environ.get("OMP_NUM_THREADS") == "1":
-        os.environ.setdefault("NUM_CPU_THREADS", "1")
-    import tinygrad
+def tinygrad_conv(*, stride, padding, dilation, groups, dtype, bias, device):
+    """Tensor.conv2d (any rank, channels-first) and Tensor.gradient on `device`; step(x, w, b, dy) -> (y, dx, dw, db).
+    bfloat16 enters as float32 (exact) and is cast, and leaves through a cast to float32."""
+    import numpy as np
+    from tinygrad import Tensor, dtypes
 
-    return tinygrad
+    flat_padding = tuple(amount for pair in reversed(padding) for amount in pair)  # last dim first
+
+    def tensor(array):
+        if dtype == "bfloat16":
+            return Tensor(array.astype(np.float32), device=device).cast(dtypes.bfloat16)
+        return Tensor(np.ascontiguousarray(array), device=device)
+
+    def numpy(t):
+        return (t.float() if t.dtype == dtypes.bfloat16 else t).numpy()
+
+    def step(x, w, b, dy):
+        xt, wt, dyt = tensor(x), tensor(w), tensor(dy)
+        bt = None if b is None else tensor(b)
+        y = xt.conv2d(wt, bt, groups=groups, stride=stride, dilation=dilation, padding=flat_padding)
+        leaves = [t for t in (xt, wt, bt) if t is not None]
+        y, dx, dw, *db = [numpy(t) for t in (y, *y.gradient(*leaves, gradient=dyt))]
+        return y, dx, dw, db[0] if db else None
+
+    return step
 
 
 def compiler() -> str:
@@ -84,35 +113,20 @@ def compiler() -> str:
 
 def device_problem() -> str | None:
     """tinygrad's own error when its CPU device cannot start here, else None."""
-    tinygrad = _tinygrad()
+    tinygrad = TINYGRAD.load()
     try:
         tinygrad.Device[DEVICE]
     except Exception as error:  # noqa: BLE001 - whatever tinygrad raises is the reason, quoted
-        return (f"tinygrad {metadata.version('tinygrad')}: its {DEVICE} device cannot start: "
+        return (f"tinygrad {installed_version('tinygrad')}: its {DEVICE} device cannot start: "
                 f"{type(error).__name__}: {error} (tinygrad compiles CPU kernels with {compiler()!r}; "
                 "install clang or name a clang in CC)")
     return None
 
 
-def _tensor(array: np.ndarray, dtype: str):
-    tinygrad = _tinygrad()
-    if dtype == "bfloat16":
-        return tinygrad.Tensor(array.astype(np.float32), device=DEVICE).cast(tinygrad.dtypes.bfloat16)
-    return tinygrad.Tensor(np.ascontiguousarray(array), device=DEVICE)
-
-
-def _numpy(tensor) -> np.ndarray:
-    return (tensor.float() if tensor.dtype == _tinygrad().dtypes.bfloat16 else tensor).numpy()
-
-
-def forward_backward(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> list:
-    """[y, dx, dw(, db)] as NumPy arrays in the canonical layouts."""
-    x_t, w_t, dy_t = (_tensor(a, spec.dtype) for a in (x, w, dy))
-    b_t = None if b is None else _tensor(b, spec.dtype)
-    flat_padding = tuple(amount for pair in reversed(spec.padding) for amount in pair)
-    y = x_t.conv2d(w_t, b_t, groups=spec.groups, stride=spec.stride, dilation=spec.dilation, padding=flat_padding)
-    leaves = [t for t in (x_t, w_t, b_t) if t is not None]
-    return [_numpy(t) for t in (y, *y.gradient(*leaves, gradient=dy_t))]
+@lru_cache(maxsize=256)
+def _step(spec: ConvSpec) -> Callable[..., tuple]:
+    TINYGRAD.load()
+    return TinygradBackend().program(spec).build()
 
 
 @contextmanager
@@ -133,22 +147,6 @@ def captured_stderr() -> Iterator[list[str]]:
             text.append(sink.read().decode(errors="replace"))
 
 
-def refusal(dtype: str) -> str | None:
-    """The compiler's (or tinygrad's) message when a tiny `dtype` convolution fails, else None."""
-    spec = ConvSpec(batch=1, in_channels=2, out_channels=2, input_size=(5, 5), kernel_size=(3, 3), dtype=dtype)
-    rng = np.random.default_rng(0)
-    x, w, dy = (rng.standard_normal(shape).astype(np.float32) for shape in (spec.x_shape, spec.w_shape, spec.y_shape))
-    with captured_stderr() as stderr:
-        try:
-            forward_backward(spec, x, w, None, dy)
-            return None
-        except (subprocess.CalledProcessError, RuntimeError, NotImplementedError) as error:
-            failure = f"{type(error).__name__}: {error}"
-    said = [line.strip() for line in stderr[0].splitlines() if "error:" in line]
-    compiler_says = f"; {compiler()} said: {said[0]}" if said else ""
-    return f"tinygrad {metadata.version('tinygrad')} ({DEVICE}, {compiler_version()}): {failure}{compiler_says}"
-
-
 @cache
 def compiler_version() -> str:
     """The first line of `$CC --version`, e.g. "Debian clang version 14.0.6"."""
@@ -159,35 +157,79 @@ def compiler_version() -> str:
     return lines.splitlines()[0] if lines else compiler()
 
 
+class CompilerRefused(Exception):
+    """tinygrad (or the compiler it runs) failed a probe; the message quotes both."""
+
+
+def _compile_and_run(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> None:
+    """Runs the spec, or raises CompilerRefused with tinygrad's error and the compiler's first `error:` line."""
+    with captured_stderr() as stderr:
+        try:
+            _step(spec)(x, w, b, dy)
+            return
+        except (subprocess.CalledProcessError, RuntimeError, NotImplementedError) as error:
+            failure = f"{type(error).__name__}: {error}"
+    said = [line.strip() for line in stderr[0].splitlines() if "error:" in line]
+    compiler_says = f"; {compiler()} said: {said[0]}" if said else ""
+    raise CompilerRefused(f"tinygrad {installed_version('tinygrad')} ({DEVICE}, {compiler_version()}): "
+                          f"{failure}{compiler_says}")
+
+
+# A tiny convolution and its gradients per dtype: x (1, 2, 5, 5), w (2, 2, 3, 3), no bias.
+PROBES = dtype_probes(2, in_channels=2, out_channels=2, input_size=(5, 5), kernel_size=(3, 3), bias=False)
+
+
 @cache
 def _probed_limits() -> tuple[Limit, ...]:
-    reasons = ((dtype, refusal(dtype)) for dtype in DTYPES)
-    return tuple(Limit(f"dtype {dtype}", reason, lambda spec, dtype=dtype: spec.dtype == dtype)
-                 for dtype, reason in reasons if reason)
+    return probed_limits(PROBES, _compile_and_run, (CompilerRefused,), str)
 
 
-class TinygradBackend(DeclaredLimits):
+class TinygradBackend:
     """Tensor.conv2d + Tensor.gradient on tinygrad's CPU device (clang-compiled kernels)."""
 
     name = "tinygrad"
     deviations = DEVIATIONS
+    # Measured (2026-12, 2-core machine): `convparity run -b tinygrad -g smoke --dtype float32 --compile-cache off`,
+    # median `seconds` per case of results.csv 2.5 (clang compiling every kernel of the case); per_gflop assumed.
+    cost = BackendCost(2.5, 0.05)
 
     def availability(self) -> str | None:
-        return missing_framework(_tinygrad, "tinygrad", "tinygrad") or device_problem()
+        return TINYGRAD.missing() or device_problem()
 
     def version(self) -> str:
-        renderer = type(_tinygrad().Device[DEVICE].renderer).__name__
-        return f"{metadata.version('tinygrad')} ({DEVICE} device, {renderer}, {compiler_version()})"
+        renderer = type(TINYGRAD.load().Device[DEVICE].renderer).__name__
+        return f"{installed_version('tinygrad')} ({DEVICE} device, {renderer}, {compiler_version()})"
 
     @property
     def limits(self) -> tuple[Limit, ...]:
         """One Limit per dtype the CPU device fails to compile; empty when tinygrad's CPU device is unusable."""
         return (CONVOLUTION_ONLY,) + (() if self.availability() else _probed_limits())
 
+    def supports(self, spec: ConvSpec) -> str | None:
+        return first_limit(self.limits, spec)
+
+    def thread_environment(self, threads: int) -> Mapping[str, str]:
+        """tinygrad's CPU device runs a kernel on NUM_CPU_THREADS threads (default: every core)."""
+        return {"NUM_CPU_THREADS": str(threads)}
+
+    def cache_environment(self, folder: Path | None, current: Mapping[str, str]) -> Mapping[str, str]:
+        """tinygrad keeps compiled kernels in a sqlite file (CACHEDB, default under ~/.cache/tinygrad): in
+        `folder`/tinygrad-VERSION, unless the user steers it (CACHEDB or CACHELEVEL); none for "off"."""
+        version = installed_version("tinygrad")
+        if version is None:
+            return {}
+        if folder is None:
+            return {"CACHELEVEL": "0"}
+        if "CACHEDB" in current or "CACHELEVEL" in current:
+            return {}
+        return {"CACHEDB": str(folder / f"tinygrad-{version}" / "cache.db")}
+
+    def program(self, spec: ConvSpec) -> Program:
+        return Program(tinygrad_conv, program_arguments(spec, device=DEVICE))
+
     def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
         """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy)."""
-        y, dx, dw, *db = forward_backward(spec, x, w, b, dy)
-        return y, dx, dw, db[0] if db else None
+        return _step(spec)(x, w, b, dy)
 
 
 @hookimpl

@@ -1,6 +1,6 @@
 """Backends `torch`, `torch-channels_last` and `torch-cuda`: torch.nn.functional.conv{1,2,3}d and autograd.
 
-All three share one code path and differ only in device and memory format:
+All three run one program, `torch_conv`, and differ only in device and memory format:
 
 - `torch`: CPU, contiguous (NCHW) tensors.
 - `torch-channels_last`: CPU, input, weight and upstream gradient in `channels_last` (2-D) or
@@ -9,7 +9,7 @@ All three share one code path and differ only in device and memory format:
 - `torch-cuda`: the first CUDA device, with deterministic cuDNN, no benchmark autotuning and TF32 off
   for convolutions and matmuls, so float32 means IEEE float32. Unavailable without a GPU.
 
-(`torch-inductor`, in plugins/torch_inductor_backend.py, compiles this module's `conv_function`.)
+(`torch-inductor`, in plugins/torch_inductor_backend.py, compiles the same forward with torch.compile.)
 
 Padding: the symmetric, non-negative part of each dim's (before, after) pair goes to the conv's own
 `padding`; any remainder (asymmetric or negative, i.e. a crop) is an explicit `F.pad` before it, so
@@ -26,16 +26,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from types import ModuleType
+from functools import lru_cache
 
 import numpy as np
 
-from convparity.harness.backends.contract import Outputs, missing_framework
-from convparity.harness.backends.hookspecs import hookimpl
-from convparity.harness.backends.limits import DeclaredLimits, Limit
-from convparity.harness.cases.spec import ConvSpec
-from convparity.plugin import Deviation, cpu_without
+from convparity.plugin import (
+    BackendCost,
+    ConvSpec,
+    Deviation,
+    Framework,
+    Limit,
+    Outputs,
+    Program,
+    cpu_without,
+    first_limit,
+    hookimpl,
+    program_arguments,
+)
+
+TORCH = Framework("torch", "torch")
 
 # torch.Tensor.to(memory_format=torch.channels_last) on a 3-D (N, C, W) tensor raises
 # "required rank 4 tensor to use channels_last format": there is no channels-last format for 1-D convs.
@@ -61,59 +70,113 @@ DEVIATIONS = (
 )
 
 
-@cache
-def _torch() -> ModuleType:
+def torch_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding=None, device="cpu",
+               channels_last=False):
+    """torch.nn.functional.conv{1,2,3}d (conv_transpose{1,2,3}d when output_padding is given) and
+    torch.autograd.grad, on `device`, in channels-last memory format if asked.
+
+    step(x, w, b, dy) -> (y, dx, dw, db): NumPy arrays in, NumPy arrays out (bfloat16 ones as float32).
+    padding is (before, after) per dim: the symmetric non-negative part goes to the conv's own padding,
+    the rest (asymmetric, or negative: a crop) is an F.pad of x before a convolution, of y after a
+    transposed one.
+    """
+    import numpy as np
     import torch
 
-    return torch
+    functional = torch.nn.functional
+    rank = len(stride)
+    if device == "cuda":
+        # Deterministic cuDNN without autotuning; IEEE float32 (no TF32) in convolutions and matmuls, and
+        # float32 reductions for float16 and bfloat16 matmuls (which torch may pick for some convolutions).
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+        if hasattr(torch.backends.cudnn, "conv") and hasattr(torch.backends.cudnn.conv, "fp32_precision"):
+            # torch >= 2.9: the legacy allow_tf32 flags must not be mixed with these.
+            torch.backends.cudnn.conv.fp32_precision = "ieee"
+            torch.backends.cuda.matmul.fp32_precision = "ieee"
+        else:
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
 
-
-def split_padding(padding: tuple[tuple[int, int], ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(conv padding per dim, F.pad amounts) for per-dim (before, after) pairs.
-
-    The conv takes the symmetric non-negative part s = max(min(before, after), 0); F.pad takes the
-    rest, last dim first as (before, after) pairs, e.g. ((1, 2), (-1, 0)) -> ((1, 0), (-1, 0, 0, 1)).
-    F.pad amounts are all zero when the padding is symmetric and non-negative.
-    """
+    # e.g. ((1, 2), (-1, 0)) -> conv padding (1, 0), F.pad amounts (-1, 0, 0, 1) (last dim first)
     symmetric = tuple(max(min(before, after), 0) for before, after in padding)
-    explicit = tuple(
-        amount
-        for (before, after), s in reversed(list(zip(padding, symmetric, strict=True)))
-        for amount in (before - s, after - s)
-    )
-    return symmetric, explicit
+    explicit = tuple(amount for (before, after), s in reversed(list(zip(padding, symmetric)))
+                     for amount in (before - s, after - s))
+
+    def formatted(tensor):
+        """(N, C, *spatial) tensors in channels-last memory format, if asked."""
+        if not channels_last or tensor.dim() != rank + 2:
+            return tensor
+        return tensor.contiguous(memory_format=torch.channels_last_3d if rank == 3 else torch.channels_last)
+
+    def tensor(array):
+        # torch.from_numpy cannot read ml_dtypes' bfloat16; float32 holds every bfloat16 value exactly.
+        source = array.astype(np.float32) if array.dtype.name == "bfloat16" else np.ascontiguousarray(array)
+        return formatted(torch.from_numpy(source).to(device=device, dtype=getattr(torch, dtype)))
+
+    if output_padding is None:
+        conv = (functional.conv1d, functional.conv2d, functional.conv3d)[rank - 1]
+
+        def forward(x, w, b):
+            padded = functional.pad(x, explicit) if any(explicit) else x
+            return conv(formatted(padded), w, b, stride=stride, padding=symmetric, dilation=dilation, groups=groups)
+    else:
+        conv_transpose = (functional.conv_transpose1d, functional.conv_transpose2d,
+                          functional.conv_transpose3d)[rank - 1]
+        extends = any(amount < 0 for amount in explicit)  # F.pad of y: the opposite sign of a pad
+
+        def forward(x, w, b):
+            y = conv_transpose(x, w, None if extends else b, stride=stride, padding=symmetric,
+                               output_padding=output_padding, groups=groups, dilation=dilation)
+            if any(explicit):
+                y = functional.pad(y, tuple(-amount for amount in explicit))
+            if extends and b is not None:
+                y = y + b.reshape((1, -1) + (1,) * rank)
+            return y
+
+    def numpy(tensor):
+        tensor = tensor.detach().cpu()
+        return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+
+    def step(x, w, b, dy):
+        x_t, w_t, dy_t = tensor(x), tensor(w), tensor(dy)
+        b_t = None if b is None else tensor(b)
+        leaves = [t.requires_grad_(True) for t in (x_t, w_t, b_t) if t is not None]
+        y_t = forward(x_t, w_t, b_t)
+        grads = [numpy(g) for g in torch.autograd.grad(y_t, leaves, grad_outputs=dy_t)]
+        dx, dw, db = grads if b is not None else (*grads, None)
+        return numpy(y_t), dx, dw, db
+
+    return step
 
 
-def conv_function(spec: ConvSpec, formatted: Callable | None = None) -> Callable:
-    """forward(x, w, b) -> y for `spec`: F.pad by split_padding's explicit part, then F.conv{1,2,3}d.
-
-    x (N, C, *in), w (O, C/groups, *k), b (O,) or None -> y (N, O, *out), as torch tensors.
-    `formatted`, when given, puts the padded input in a memory format before the convolution.
-    The function reads only its arguments and constants, so torch.compile can trace it whole.
-    """
-    functional = _torch().nn.functional
-    conv = (functional.conv1d, functional.conv2d, functional.conv3d)[spec.rank - 1]
-    symmetric, explicit = split_padding(spec.padding)
-
-    def forward(x, w, b):
-        padded = functional.pad(x, explicit) if any(explicit) else x
-        return conv(padded if formatted is None else formatted(padded), w, b, stride=spec.stride, padding=symmetric,
-                    dilation=spec.dilation, groups=spec.groups)
-
-    return forward
+@lru_cache(maxsize=1024)
+def built_step(backend, spec: ConvSpec) -> Callable:
+    """`backend.program(spec)` built, once per backend and spec in this process (for torch-inductor, the build
+    is the compile)."""
+    return backend.program(spec).build()
 
 
 @dataclass(frozen=True)
-class TorchBackend(DeclaredLimits):
+class TorchBackend:
     """One torch configuration: `device` "cpu" or "cuda", `channels_last` memory format or not."""
 
     name: str
     device: str = "cpu"
     channels_last: bool = False
+    # The figures of the core's former cost table: fixed is the median `seconds` per case of a 2-core run of
+    # the smoke and default grids in four dtypes (2026-12): torch 4 ms, torch-channels_last 2 ms (BACKENDS);
+    # per_gflop a round 20 GFLOP/s for a CPU core; torch-cuda: torch's fixed cost, 1000 GFLOP/s.
+    cost: BackendCost = BackendCost(0.004, 0.05)
 
     @property
     def limits(self) -> tuple[Limit, ...]:
         return CHANNELS_LAST_LIMITS if self.channels_last else ()
+
+    def supports(self, spec: ConvSpec) -> str | None:
+        return first_limit(self.limits, spec)
 
     @property
     def deviations(self) -> tuple[Deviation, ...]:
@@ -125,17 +188,17 @@ class TorchBackend(DeclaredLimits):
         return {"GPU": 1} if self.device == "cuda" else {}
 
     def availability(self) -> str | None:
-        missing = missing_framework(_torch, "torch", "torch")
+        missing = TORCH.missing()
         if missing or self.device == "cpu":
             return missing
-        torch = _torch()
+        torch = TORCH.load()
         if not torch.cuda.is_available():
             built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
             return f"no CUDA device: torch.cuda.is_available() is False (torch {torch.__version__}, {built})"
         return None
 
     def version(self) -> str:
-        torch = _torch()
+        torch = TORCH.load()
         if self.device == "cpu":
             return torch.__version__
         return (
@@ -143,98 +206,23 @@ class TorchBackend(DeclaredLimits):
             f"{torch.cuda.get_device_name()})"
         )
 
+    def program(self, spec: ConvSpec) -> Program:
+        return Program(torch_conv, program_arguments(spec, device=self.device, channels_last=self.channels_last))
+
     def run(
         self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray
     ) -> Outputs:
         """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy).
 
-        Transposed: w (C, O/groups, *k)."""
-        torch = _torch()
-        if self.device == "cuda":
-            _ieee_deterministic_cuda()
-        x_t, w_t, dy_t = (self._tensor(a, spec) for a in (x, w, dy))
-        b_t = None if b is None else self._tensor(b, spec)
-        leaves = [t for t in (x_t, w_t, b_t) if t is not None]
-        for leaf in leaves:
-            leaf.requires_grad_(True)
-        y_t = self.forward(spec)(x_t, w_t, b_t)
-        grads = [_numpy(g) for g in torch.autograd.grad(y_t, leaves, grad_outputs=dy_t)]
-        dx, dw, db = grads if b is not None else (*grads, None)
-        return _numpy(y_t), dx, dw, db
-
-    def _transposed(self, spec: ConvSpec, x_t, w_t, b_t):
-        """y (N, C_out, *out) of x (N, C_in, *in), w (C_in, C_out/groups, *k), b (C_out,) or None (see module)."""
-        torch = _torch()
-        functional = torch.nn.functional
-        conv_transpose = (functional.conv_transpose1d, functional.conv_transpose2d,
-                          functional.conv_transpose3d)[spec.rank - 1]
-        symmetric, explicit = split_padding(spec.padding)
-        extends = any(amount < 0 for amount in explicit)  # F.pad of y: the opposite sign of a pad
-        y_t = conv_transpose(x_t, w_t, None if extends else b_t, stride=spec.stride, padding=symmetric,
-                             output_padding=spec.output_padding, groups=spec.groups, dilation=spec.dilation)
-        if any(explicit):
-            y_t = functional.pad(y_t, tuple(-amount for amount in explicit))
-        if extends and b_t is not None:
-            y_t = y_t + b_t.reshape((1, -1) + (1,) * spec.rank)
-        return y_t
-
-    def forward(self, spec: ConvSpec) -> Callable:
-        """The function y = forward(x, w, b) this backend runs for `spec`; autograd differentiates it."""
-        if spec.transposed:
-            return lambda x_t, w_t, b_t: self._transposed(spec, x_t, w_t, b_t)
-        if not self.channels_last:
-            return conv_function(spec)
-        return conv_function(spec, lambda padded: self._formatted(padded, spec))
-
-    def _tensor(self, array: np.ndarray, spec: ConvSpec):
-        """The array as a torch tensor of spec.dtype on the device, in this backend's memory format."""
-        torch = _torch()
-        dtype = getattr(torch, spec.dtype)
-        # torch.from_numpy cannot read ml_dtypes.bfloat16; float32 holds every bfloat16 value exactly.
-        source = array.astype(np.float32) if spec.dtype == "bfloat16" else np.ascontiguousarray(array)
-        return self._formatted(torch.from_numpy(source).to(device=self.device, dtype=dtype), spec)
-
-    def _formatted(self, tensor, spec: ConvSpec):
-        """`tensor` in channels-last memory format if this backend uses it and it is (N, C, *spatial)."""
-        if not self.channels_last or tensor.dim() != spec.rank + 2:
-            return tensor
-        torch = _torch()
-        memory_format = torch.channels_last_3d if spec.rank == 3 else torch.channels_last
-        return tensor.contiguous(memory_format=memory_format)
-
-
-def _numpy(tensor) -> np.ndarray:
-    """The tensor as a NumPy array (moved to the CPU); bfloat16 as float32 holding the same values."""
-    torch = _torch()
-    tensor = tensor.detach().cpu()
-    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
-
-
-@cache
-def _ieee_deterministic_cuda() -> None:
-    """Once per process: deterministic cuDNN without autotuning, TF32 off for convs and matmuls.
-
-    Matmuls (which torch may pick for some convolutions) also keep float16 and bfloat16 reductions
-    in float32, the accumulation the comparison bound assumes.
-    """
-    torch = _torch()
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
-    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
-    if hasattr(torch.backends.cudnn, "conv") and hasattr(torch.backends.cudnn.conv, "fp32_precision"):
-        # torch >= 2.9: the legacy allow_tf32 flags must not be mixed with these.
-        torch.backends.cudnn.conv.fp32_precision = "ieee"
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
-    else:
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+        Transposed: w (C, O/groups, *k). bfloat16 arrays are read as float32 (which torch.from_numpy can) by
+        the program itself, which must run alone."""
+        return built_step(self, spec)(x, w, b, dy)
 
 
 BACKENDS = (
     TorchBackend("torch"),
-    TorchBackend("torch-channels_last", channels_last=True),
-    TorchBackend("torch-cuda", device="cuda"),
+    TorchBackend("torch-channels_last", channels_last=True, cost=BackendCost(0.002, 0.05)),
+    TorchBackend("torch-cuda", device="cuda", cost=BackendCost(0.004, 0.001)),
 )
 
 

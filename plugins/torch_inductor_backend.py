@@ -1,40 +1,59 @@
 """Backend `torch-inductor`: the torch backend's forward compiled by torch.compile (Inductor, CPU).
 
-The function compiled is convparity.plugins.torch_backend's `conv_function(spec)` (F.pad, then F.conv{1,2,3}d), so
-the two backends differ only in the compiler. `torch.compile(..., fullgraph=True, dynamic=False)` hands
-the whole forward to AOTAutograd, which derives the backward graph and compiles both with Inductor:
-`torch.autograd.grad` then runs Inductor's generated code for dx, dw and db too. (Inductor keeps the
-convolution itself as an extern call to ATen's kernel and generates the pad, bias and layout code around
-it; a graph of extern calls alone, e.g. a symmetric pad and a bias, becomes Python with no C++ to
-compile.) One compiled function per spec, cached and reused; its first call compiles, later calls do not.
+Its program, `torch_inductor_conv`, compiles the forward of the torch backend's `torch_conv` (F.pad, then
+F.conv{1,2,3}d), so the two backends differ only in the compiler. `torch.compile(..., fullgraph=True,
+dynamic=False)` hands the whole forward to AOTAutograd, which derives the backward graph and compiles both
+with Inductor: `torch.autograd.grad` then runs Inductor's generated code for dx, dw and db too. (Inductor
+keeps the convolution itself as an extern call to ATen's kernel and generates the pad, bias and layout code
+around it; a graph of extern calls alone, e.g. a symmetric pad and a bias, becomes Python with no C++ to
+compile.) One compiled step per spec, cached and reused (torch_backend.built_step); its first call
+compiles, later calls do not.
 
 Dynamo keeps compiled graphs per code object, and every spec compiles the same `forward` code, so its
 recompile limit is raised far above any grid and hitting it is an error instead of a silent fall back to
-eager. A compile failure (Inductor's C++ compiler missing or failing, a lowering error) raises as it is,
-so the case is an `error` row with the compiler's message. Inductor compiles in this process
-(`compile_threads = 1` where the runner gives a worker one thread), never in a pool that could die.
+eager (process-wide settings, made once when the backend first loads torch, outside the program). A compile
+failure (Inductor's C++ compiler missing or failing, a lowering error) raises as it is, so the case is an
+`error` row with the compiler's message. Inductor compiles in this process (`compile_threads = 1` where the
+runner gives a worker one thread), never in a pool that could die.
+
+Compile cache: Inductor keeps its FX-graph, AOTAutograd and compiled-kernel caches under /tmp by default;
+`cache_environment` moves them into the run's cache folder (`TORCHINDUCTOR_CACHE_DIR`) or turns them off
+(`TORCHINDUCTOR_FORCE_DISABLE_CACHES=1`), leaving a cache the user steers to them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache, lru_cache
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
 
-from convparity.harness.backends.hookspecs import hookimpl
-from convparity.harness.backends.limits import CONVOLUTION_ONLY, Limit
-from convparity.harness.cases.spec import ConvSpec
-from convparity.plugins.torch_backend import TorchBackend, _torch, conv_function
+import numpy as np
+
+from convparity.plugin import (
+    CONVOLUTION_ONLY,
+    BackendCost,
+    ConvSpec,
+    DeclaredLimits,
+    Framework,
+    Limit,
+    Outputs,
+    Program,
+    hookimpl,
+    installed_version,
+    program_arguments,
+)
+from convparity.plugins.torch_backend import TORCH, built_step
 
 # Far above any grid's spec count; dynamo counts recompiles of one code object against it.
 RECOMPILE_LIMIT = 100_000
+# Variables by which a user steers Inductor's caches already: a cache folder then leaves them alone.
+USER_CACHE_VARIABLES = ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FORCE_DISABLE_CACHES",
+                        "TORCH_COMPILE_FORCE_DISABLE_CACHES")
 
 
-@cache
-def _configured_torch():
-    """torch with dynamo and Inductor set for one compile per spec (see the module docstring)."""
-    torch = _torch()
+def _one_compile_per_spec(inductor: ModuleType) -> None:
+    """Dynamo and Inductor set for one compile per spec, in this process (see the module docstring)."""
     from torch._dynamo import config as dynamo_config
     from torch._inductor import config as inductor_config
 
@@ -43,14 +62,54 @@ def _configured_torch():
     dynamo_config.fail_on_recompile_limit_hit = True
     if os.environ.get("OMP_NUM_THREADS") == "1":
         inductor_config.compile_threads = 1
-    return torch
 
 
-@lru_cache(maxsize=1024)
-def compiled_forward(spec: ConvSpec) -> Callable:
-    """conv_function(spec) compiled by Inductor; compilation happens at its first call."""
-    torch = _configured_torch()
-    return torch.compile(conv_function(spec), backend="inductor", fullgraph=True, dynamic=False)
+INDUCTOR = Framework("torch._inductor", "torch-inductor", distribution="torch", configure=_one_compile_per_spec)
+
+
+def torch_inductor_conv(*, stride, padding, dilation, groups, dtype, bias):
+    """F.pad, then torch.nn.functional.conv{1,2,3}d, compiled by torch.compile with Inductor (CPU); the
+    backward is the graph AOTAutograd derives, compiled by Inductor too, run by torch.autograd.grad.
+
+    step(x, w, b, dy) -> (y, dx, dw, db): NumPy arrays in, NumPy arrays out (bfloat16 ones as float32).
+    padding is (before, after) per dim: the symmetric non-negative part goes to the conv's own padding,
+    the rest (asymmetric, or negative: a crop) is an F.pad of x before it. The first step compiles.
+    """
+    import numpy as np
+    import torch
+
+    functional = torch.nn.functional
+    conv = (functional.conv1d, functional.conv2d, functional.conv3d)[len(stride) - 1]
+    # e.g. ((1, 2), (-1, 0)) -> conv padding (1, 0), F.pad amounts (-1, 0, 0, 1) (last dim first)
+    symmetric = tuple(max(min(before, after), 0) for before, after in padding)
+    explicit = tuple(amount for (before, after), s in reversed(list(zip(padding, symmetric)))
+                     for amount in (before - s, after - s))
+
+    def forward(x, w, b):
+        padded = functional.pad(x, explicit) if any(explicit) else x
+        return conv(padded, w, b, stride=stride, padding=symmetric, dilation=dilation, groups=groups)
+
+    compiled = torch.compile(forward, backend="inductor", fullgraph=True, dynamic=False)
+
+    def tensor(array):
+        # torch.from_numpy cannot read ml_dtypes' bfloat16; float32 holds every bfloat16 value exactly.
+        source = array.astype(np.float32) if array.dtype.name == "bfloat16" else np.ascontiguousarray(array)
+        return torch.from_numpy(source).to(dtype=getattr(torch, dtype))
+
+    def numpy(tensor):
+        tensor = tensor.detach()
+        return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+
+    def step(x, w, b, dy):
+        x_t, w_t, dy_t = tensor(x), tensor(w), tensor(dy)
+        b_t = None if b is None else tensor(b)
+        leaves = [t.requires_grad_(True) for t in (x_t, w_t, b_t) if t is not None]
+        y_t = compiled(x_t, w_t, b_t)
+        grads = [numpy(g) for g in torch.autograd.grad(y_t, leaves, grad_outputs=dy_t)]
+        dx, dw, db = grads if b is not None else (*grads, None)
+        return numpy(y_t), dx, dw, db
+
+    return step
 
 
 def cxx_compiler_problem() -> str | None:
@@ -64,26 +123,46 @@ def cxx_compiler_problem() -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class TorchInductorBackend(TorchBackend):
-    """TorchBackend on the CPU whose forward (and so backward) is compiled by Inductor."""
+class TorchInductorBackend(DeclaredLimits):
+    """torch on the CPU whose forward (and so backward) is compiled by Inductor."""
 
-    @property
-    def limits(self) -> tuple[Limit, ...]:
-        return (CONVOLUTION_ONLY,)
+    name = "torch-inductor"
+    limits: tuple[Limit, ...] = (CONVOLUTION_ONLY,)
+    # Measured (2026-12, torch 2.13.0, gcc 12, a 2-core machine shared with other jobs, load 5-9): the median of
+    # the `seconds` column of results.csv, one value per case, of `convparity run -b torch-inductor -g smoke
+    # --dtype float32 --compile-cache off`: 3.25 s and 3.60 s in two runs, 3.5 s over both (48 cases; 0.16 s
+    # to 15 s, nearly all of it compiling). per_gflop: 20 GFLOP/s, as torch (ATen's kernel does the arithmetic).
+    cost = BackendCost(3.5, 0.05)
 
     def availability(self) -> str | None:
-        return super().availability() or cxx_compiler_problem()
+        return INDUCTOR.missing() or cxx_compiler_problem()
 
     def version(self) -> str:
         from torch._inductor import cpp_builder
 
-        return f"{_torch().__version__} (Inductor, CPU, C++ compiler {cpp_builder.get_cpp_compiler()})"
+        return f"{TORCH.load().__version__} (Inductor, CPU, C++ compiler {cpp_builder.get_cpp_compiler()})"
 
-    def forward(self, spec: ConvSpec) -> Callable:
-        return compiled_forward(spec)
+    def cache_environment(self, folder: Path | None, current: Mapping[str, str]) -> dict[str, str]:
+        """Inductor's caches in `folder`/torch-inductor-VERSION, or off for None; nothing without torch, and
+        nothing for a folder where the user steers the caches already (USER_CACHE_VARIABLES)."""
+        version = installed_version("torch")
+        if version is None:
+            return {}
+        if folder is None:
+            return {"TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}
+        if any(name in current for name in USER_CACHE_VARIABLES):
+            return {}
+        return {"TORCHINDUCTOR_CACHE_DIR": str(folder / f"{self.name}-{version}")}
+
+    def program(self, spec: ConvSpec) -> Program:
+        return Program(torch_inductor_conv, program_arguments(spec))
+
+    def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
+        """As the torch backend; the first run of a spec compiles its step, later ones reuse it."""
+        INDUCTOR.load()  # dynamo's and Inductor's settings before anything compiles
+        return built_step(self, spec)(x, w, b, dy)
 
 
 @hookimpl
 def convparity_register_backends(register):
-    register(TorchInductorBackend("torch-inductor"))
+    register(TorchInductorBackend())

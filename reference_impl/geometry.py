@@ -112,6 +112,14 @@ class TransposedGeometry:
         return math.prod(self.kernel_size)
 
     @property
+    def reaches_output(self) -> bool:
+        """Whether some output position is one the input reaches in every dim; False: the output is the bias alone
+        (PyTorch computes such a transposed convolution: output position m is full position m + before, and the
+        padding or output_padding puts every one of them outside [0, full_size) in some dim)."""
+        return all(full - max(lo, 0) - max(hi - extra, 0) >= 1
+                   for full, (lo, hi), extra in zip(self.full_size, self.padding, self.output_padding))
+
+    @property
     def adjoint(self) -> ConvGeometry:
         """The convolution whose data gradient this transposed convolution is (same w, same strides).
 
@@ -340,11 +348,6 @@ def conv_transpose_geometry(
             raise ValueError(
                 f"padding {(lo, hi)} leaves no output in dim {dim}: {full} positions - {lo} - {hi} + output_padding "
                 f"{e} = {size}"
-            )
-        if size - max(0, -lo) - max(0, e - hi) < 1:
-            raise ValueError(
-                f"padding {(lo, hi)} with output_padding {e} puts every output element of dim {dim} outside the "
-                f"{full} positions the input reaches"
             )
     return geometry
 

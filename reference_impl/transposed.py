@@ -10,7 +10,8 @@ Input element j scatters w's tap t onto position j * s + t * d of the full resul
 one int per dim (symmetric) or one (before, after) pair per dim: positive pads crop the full result
 (as in PyTorch and ONNX); negative pads extend it with positions no input reaches, which hold the
 bias alone. That is the adjoint of a convolution whose negative pads crop its input. Padding that
-leaves no output, or no output position the input reaches, raises ValueError.
+leaves no output raises ValueError; padding that leaves no output position the input reaches gives the
+bias alone (and zero dx, dw), as PyTorch computes it.
 
 output_padding (an int or one per dim) follows PyTorch's rule: 0 <= output_padding < stride or <
 dilation in every dim. Its purpose is to pick which of the input sizes that a strided convolution
@@ -50,6 +51,14 @@ def _check_bias_and_gradient(geometry: TransposedGeometry, b: np.ndarray | None,
         check_shape("dy", dy, (geometry.batch, geometry.out_channels) + geometry.output_size)
 
 
+def _zeros(geometry: TransposedGeometry, tensor: str) -> np.ndarray:
+    """A float64 zero tensor of y's, dx's or dw's shape: what the input contributes where it reaches no output."""
+    shapes = {"y": (geometry.batch, geometry.out_channels, *geometry.output_size),
+              "dx": (geometry.batch, geometry.in_channels, *geometry.input_size),
+              "dw": (geometry.in_channels, geometry.out_channels // geometry.groups, *geometry.kernel_size)}
+    return np.zeros(shapes[tensor])
+
+
 def conv_transpose_forward(
     x: np.ndarray,
     w: np.ndarray,
@@ -70,6 +79,8 @@ def conv_transpose_forward(
         x, w, stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups
     )
     _check_bias_and_gradient(geometry, b, None)
+    if not geometry.reaches_output:
+        return add_bias(_zeros(geometry, "y"), b)
     _, y, _ = convolve(geometry.adjoint, None, w, x, outputs={"dx"}, memory_budget=memory_budget)
     assert y is not None
     return add_bias(y, b)
@@ -96,6 +107,8 @@ def conv_transpose_backward(
         x, w, stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups
     )
     _check_bias_and_gradient(geometry, None, dy)
+    if not geometry.reaches_output:
+        return _zeros(geometry, "dx"), _zeros(geometry, "dw"), bias_gradient(dy) if bias else None
     dx, _, dw = convolve(geometry.adjoint, dy, w, x, outputs={"y", "dw"}, memory_budget=memory_budget)
     assert dx is not None and dw is not None
     return dx, dw, bias_gradient(dy) if bias else None
@@ -122,6 +135,9 @@ def conv_transpose_forward_backward(
         x, w, stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups
     )
     _check_bias_and_gradient(geometry, b, dy)
+    if not geometry.reaches_output:
+        return (add_bias(_zeros(geometry, "y"), b), _zeros(geometry, "dx"), _zeros(geometry, "dw"),
+                None if b is None else bias_gradient(dy))
     dx, y, dw = convolve(geometry.adjoint, dy, w, x, outputs={"y", "dx", "dw"}, memory_budget=memory_budget)
     assert y is not None and dx is not None and dw is not None
     return add_bias(y, b), dx, dw, None if b is None else bias_gradient(dy)

@@ -46,9 +46,8 @@ CONVOLUTION_ONLY = Limit(
 
 
 class DeclaredLimits:
-    """Mixin for backends whose `supports` is answered from their `limits` alone."""
-
-    limits: tuple[Limit, ...] = ()
+    """Mixin for backends whose `supports` is answered from their `limits` alone (a class attribute or a property:
+    the mixin declares none itself, so either kind may define it)."""
 
     def supports(self, spec: ConvSpec) -> str | None:
-        return first_limit(self.limits, spec)
+        return first_limit(getattr(self, "limits", ()), spec)

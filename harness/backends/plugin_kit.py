@@ -91,12 +91,25 @@ def widened(array: np.ndarray) -> np.ndarray:
 
 def program_arguments(spec: ConvSpec, **extra: Any) -> dict[str, Any]:
     """stride, padding ((before, after) per dim), dilation, groups, dtype, bias, and for a transposed spec
-    output_padding: the spec as plain keyword arguments (plus `extra`, e.g. a device)."""
+    output_padding: the spec as plain keyword arguments (plus `extra`, e.g. a device). A spec with a post-op
+    chain adds `post_ops` (post_op_arguments); one with scales or integer types `quantization` (its bias data type
+    and rounding: the values themselves come to the step)."""
     arguments: dict[str, Any] = dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation,
                                      groups=spec.groups, dtype=spec.dtype, bias=spec.bias)
     if spec.transposed:
         arguments["output_padding"] = spec.output_padding
+    if spec.post_ops:
+        arguments["post_ops"] = post_op_arguments(spec)
+    if spec.quantized or spec.integer_output or not spec.quantization.is_identity:
+        arguments["quantization"] = (("bias_dtype", spec.bias_dtype), ("rounding", spec.quantization.rounding))
     return {**arguments, **extra}
+
+
+def post_op_arguments(spec: ConvSpec) -> tuple[tuple[tuple[str, Any], ...], ...]:
+    """The chain as plain data: per step (("kind", k), ("alpha", a), ("beta", b), ("scale", s), ("zero_point", z),
+    ("mask", m)), the kind with benchdnn's aliases resolved (reference_impl.post_ops)."""
+    return tuple((("kind", op.function), ("alpha", op.alpha), ("beta", op.beta), ("scale", op.scale),
+                  ("zero_point", op.zero_point), ("mask", op.mask)) for op in spec.post_ops)
 
 
 @dataclass(frozen=True)

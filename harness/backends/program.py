@@ -5,7 +5,10 @@
 convolution for one spec as one self-contained function, the function its `run` calls and the one a
 repro script prints (harness.search.repro_script): `function(**arguments)` builds the computation
 (a layer, a session, a compiled function) and returns `step`, and `step(x, w, b, dy)` returns
-`(y, dx, dw, db)` as NumPy arrays in canonical layouts (None for a tensor it does not compute).
+`(y, dx, dw, db)` as NumPy arrays in canonical layouts (None for a tensor it does not compute). For a
+spec with a post-op chain, scales or other data types the step also takes `operands` and `quantization`
+as keywords (plain data: harness.backends.contract.step_extras) and may return the operands' gradients
+as a fifth element, {"dpost{k}": array}.
 
 Self-contained means: a top-level `def` whose body imports what it uses (its framework and NumPy)
 and reads no name of its module, and whose `arguments` are plain Python literals (ints, floats,

@@ -50,6 +50,7 @@ from pathlib import Path
 from convparity.harness.cases.dedupe import spec_digest
 from convparity.harness.cases.descriptor import Case, Desc, DescriptorError, parse_desc
 from convparity.harness.cases.grids import GridError, read_text
+from convparity.harness.inert_text import abbreviated
 
 # --dir value -> (tensors compared, bias); None: decided by --bia-dt. (conv.cpp: get_kinds_to_check)
 DIRECTIONS: dict[str, tuple[tuple[str, ...], bool | None]] = {
@@ -261,7 +262,10 @@ class _Reader:
         self.settings = _Settings()
 
     def read(self, path: Path, stack: tuple[Path, ...]) -> Iterator[Case | Skipped | Ignored]:
-        resolved = path.resolve()
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError) as error:  # a loop of symbolic links
+            raise BatchFileError(f"cannot read batch file {path}: {error}") from None
         if resolved in stack:
             chain = " -> ".join(str(p) for p in (*stack[stack.index(resolved):], resolved))
             raise BatchFileError(f"batch files include each other in a cycle: {chain}")
@@ -292,7 +296,7 @@ class _Reader:
             return Ignored(token, where, _MODE)
         elif not token.startswith("--") or not equals:
             hint = "options start with '--'" if not token.startswith("--") else "a value option is --NAME=VALUE"
-            raise BatchFileError(f"{where}: unknown option {token!r} ({hint})")
+            raise BatchFileError(f"{where}: unknown option {abbreviated(token)} ({hint})")
         elif name in IGNORED:
             return Ignored(token, where, IGNORED[name])
         elif name == "dir":
@@ -308,7 +312,8 @@ class _Reader:
         elif name in ATTRIBUTES:
             s.attributes[name] = _values(value, ("",), lambda v: v)
         else:
-            raise BatchFileError(f"{where}: unknown option {token!r} (not an option of benchdnn's conv driver)")
+            raise BatchFileError(f"{where}: unknown option {abbreviated(token)} (not an option of benchdnn's conv "
+                                 "driver)")
         return None
 
     def problems(self, token: str, where: str) -> Iterator[Case | Skipped]:
@@ -380,7 +385,9 @@ def _values(value: str, default: tuple, parse) -> tuple:
 
 def _choice(value: str, known, token: str, where: str) -> str:
     if value not in known:
-        raise BatchFileError(f"{where}: {token}: unknown value {value!r} (known: {', '.join(k for k in known if k)})")
+        shown = token if len(token) <= 80 else abbreviated(token)
+        raise BatchFileError(f"{where}: {shown}: unknown value {abbreviated(value)} (known: "
+                             f"{', '.join(k for k in known if k)})")
     return value
 
 

@@ -12,14 +12,23 @@
   the corners: negative pads, output_padding under dilation, stride larger than the kernel, ...
 - decoders: the transposed layers of real decoders: DCGAN's generator, pix2pix's U-Net, U-Net, WaveGAN
   and 3-D U-Net.
+- epilogues: every post-op kind fused after a convolution on three shapes (1-D, 2-D padded, 2-D grouped and
+  strided), then the chains compilers fuse (bias + relu, + sum + relu, batchnorm + relu, ...).
+- fused-resnet: ResNet-50's layers with the epilogues its inference graph fuses: conv + batchnorm + relu,
+  and conv + batchnorm + residual add + relu at the end of each block.
+- int8: quantized convolutions (uint8 and int8 sources, int8 weights per tensor and per output channel,
+  zero points, an int32 bias, uint8 / int8 / int32 destinations) over the features of `smoke`, with
+  power-of-two scales whose exact ties show a backend's rounding and scales that put values near ties.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 from convparity.harness.backends.hookspecs import hookimpl
+from convparity.harness.cases.attributes import PER_CHANNEL, Quantization, parse_post_ops
 from convparity.harness.cases.dedupe import dedupe
 from convparity.harness.cases.descriptor import Case
 from convparity.harness.cases.spec import ConvSpec
@@ -281,6 +290,78 @@ def decoders() -> list[Case]:
     return list(dedupe(cases))
 
 
+# Each kind alone (benchdnn's spelling; PyTorch's parameters where benchdnn gives none, e.g. hardswish), then chains.
+EPILOGUES = (
+    "relu", "relu:0.1", "clip:0:6", "elu:1", "gelu_erf", "gelu_tanh", "swish:1", "logistic", "tanh",
+    "hardswish:0.16666667:0.5", "hardsigmoid:0.16666667:0.5", "mish", "soft_relu:1", "linear:0.5:0.25", "abs", "square",
+    "abs+sqrt", "exp", "abs+log", "round", "sum", "sum:0.5", "add:f32:per_oc", "add:f32:per_tensor", "mul:f32:per_oc",
+    "max:f32:per_oc", "min:f32", "sub:f32:per_oc", "prelu:per_oc", "prelu", "batchnorm",
+)
+CHAINS = ("sum+relu", "batchnorm+relu", "batchnorm+sum+relu", "add:f32:per_oc+clip:0:6", "batchnorm+swish:1",
+          "sum:0.5+gelu_erf", "linear:2:-1+tanh+mul:f32:per_tensor")
+_EPILOGUE_SHAPES = (
+    dict(in_channels=3, out_channels=4, input_size=(10,), kernel_size=(3,), padding=1),
+    dict(in_channels=4, out_channels=6, input_size=(7, 8), kernel_size=(3, 3), padding=1),
+    dict(in_channels=4, out_channels=6, input_size=(9, 9), kernel_size=(3, 3), stride=2, groups=2, padding=(1, 0)),
+)
+
+
+def epilogues() -> list[Case]:
+    cases = []
+    for chain in EPILOGUES + CHAINS:
+        for index, shape in enumerate(_EPILOGUE_SHAPES):
+            rank = len(shape["input_size"])
+            cases.append(_case(f"{chain} {rank}d-{index}", post_ops=parse_post_ops(chain, rank), **shape))
+    return cases
+
+
+def fused_resnet() -> list[Case]:
+    """ResNet-50's layers (the resnet50 grid) with their inference epilogues: batchnorm + relu after conv1 and
+    conv2 of a block and the stem, batchnorm + residual add + relu after conv3, batchnorm after a downsample."""
+    cases = []
+    for case in resnet50():
+        last = case.name.endswith("conv3")
+        chain = "batchnorm" if case.name.endswith("downsample") else "batchnorm+sum+relu" if last else \
+            "batchnorm+relu"
+        cases.append(Case(case.spec.replace(post_ops=parse_post_ops(chain, 2)), f"{case.name} +{chain}"))
+    return cases
+
+
+_INT8_SCALES = (
+    # (sx, sw, sy) for inputs in benchdnn's ranges (harness.cases.inputs): a power-of-two multiplier sx sw / sy
+    # (0.5; 1/4 to 1 per channel) makes many exact ties, where rounding modes differ; 0.1 * 0.0371 / 0.00413 none
+    Quantization(x_scale=0.5, w_scale=0.25, y_scale=0.25, x_zero_point=3, y_zero_point=128),
+    Quantization(x_scale=0.1, w_scale=0.0371, y_scale=0.00413, y_zero_point=120),
+    Quantization(x_scale=0.25, w_scale=PER_CHANNEL, y_scale=0.0625, x_zero_point=1, y_zero_point=65),
+)
+_INT8_TYPES = ("uint8:int8:uint8", "uint8:int8:uint8", "int8:int8:int8", "uint8:int8:int8")
+
+
+def int8() -> list[Case]:
+    cases = []
+    for index, case in enumerate(smoke()):
+        quantization = _INT8_SCALES[index % len(_INT8_SCALES)]
+        dtype = _INT8_TYPES[index % len(_INT8_TYPES)]
+        source, _, destination = dtype.split(":")
+        shift = 128 if destination == "int8" else 0  # int8 codes: the same zero point, 128 lower
+        quantization = replace(quantization, y_zero_point=int(quantization.y_zero_point) - shift,
+                               x_zero_point=0 if source == "int8" else quantization.x_zero_point)
+        cases.append(Case(case.spec.replace(dtype=dtype, quantization=quantization), f"{case.name} {dtype}",
+                          fixed_dtype=True))
+    for name, dtype, quantization, chain in (
+        ("accumulator uint8", "uint8:int8:int32", Quantization(), ""),
+        ("accumulator int8", "int8:int8:int32", Quantization(x_zero_point=2), ""),
+        ("relu", "uint8:int8:uint8", Quantization(x_scale=0.5, w_scale=0.25, y_scale=0.5), "relu"),
+        ("relu6", "uint8:int8:uint8", Quantization(x_scale=0.5, w_scale=0.25, y_scale=0.03125), "clip:0:6"),
+        ("saturating", "uint8:int8:uint8", Quantization(x_scale=1.0, w_scale=1.0, y_scale=0.125, y_zero_point=128),
+         ""),
+    ):
+        spec = ConvSpec(batch=2, in_channels=16, out_channels=8, input_size=(6, 6), kernel_size=(3, 3), padding=1,
+                        dtype=dtype, quantization=quantization, post_ops=parse_post_ops(chain, 2))
+        cases.append(Case(spec, name, fixed_dtype=True))
+    return cases
+
+
 @hookimpl
 def convparity_register_grids(register):
     register("smoke", smoke, "24 small cases touching every feature once")
@@ -291,3 +372,8 @@ def convparity_register_grids(register):
     register("transposed", transposed, "transposed convolutions: kernel x stride x padding x output_padding x "
              "dilation per rank, groups and bias cycling, and their corners")
     register("decoders", decoders, "transposed layers of DCGAN, pix2pix's U-Net, U-Net, WaveGAN and 3-D U-Net")
+    register("epilogues", epilogues, f"{len(EPILOGUES)} post-ops and {len(CHAINS)} chains fused after a convolution, "
+             "on three shapes")
+    register("fused-resnet", fused_resnet, "ResNet-50's layers with batchnorm + relu and batchnorm + add + relu fused")
+    register("int8", int8, "quantized convolutions: uint8/int8 sources, per-tensor and per-channel weight scales, zero "
+             "points, int32 bias, uint8/int8/int32 outputs")

@@ -49,12 +49,21 @@ read the prefix, or take `transposed=True` for text without it (a batch file run
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from convparity.harness.cases.attributes import (
+    BENCHDNN_TYPES,
+    AttributeOptionError,
+    parse_post_ops,
+    parse_scales,
+    parse_zero_points,
+    read_options,
+)
 from convparity.harness.cases.descriptor_format import DECONV_PREFIX, DIMS, format_fields
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.errors import ConvparityError
-from convparity.harness.vocabulary import TENSORS
+from convparity.harness.inert_text import abbreviated
+from convparity.harness.vocabulary import DTYPES, TENSORS
 
 SPATIAL_PREFIXES = ("i", "o", "k", "s", "p", "d")
 # benchdnn's order: one pass over the text tries each key once, in this order.
@@ -94,8 +103,10 @@ class Case:
 
     @property
     def compared(self) -> tuple[str, ...]:
-        """The tensors this case compares: `tensors` less "db" when the spec has no bias."""
-        return tuple(t for t in self.tensors if t != "db" or self.spec.bias)
+        """The tensors this case compares: those of `tensors` the spec has (ConvSpec.tensors: no db without a bias,
+        y alone for an integer convolution), and the post-op operands' gradients when a gradient is compared."""
+        backward = any(t in self.tensors for t in ("dx", "dw", "db"))
+        return tuple(t for t in self.spec.tensors if t in self.tensors or (backward and t.startswith("dpost")))
 
 
 # Control characters (NUL, line breaks, escapes) and bidirectional overrides/isolates, which make a name
@@ -104,13 +115,13 @@ _FORBIDDEN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u
 
 
 def check_name(name: str) -> None:
-    """ValueError naming the character when a case name holds a control or bidirectional character."""
+    """DescriptorError naming the character when a case name holds a control or bidirectional character."""
     if not isinstance(name, str):
-        raise ValueError(f"a case name must be text, got {type(name).__name__}")
+        raise DescriptorError(f"a case name must be text, got {type(name).__name__}")
     found = _FORBIDDEN_IN_NAMES.search(name)
     if found:
-        raise ValueError(f"case name {name!r}: control or bidirectional character U+{ord(found.group()):04X} at "
-                         f"position {found.start()} is not allowed")
+        raise DescriptorError(f"case name {abbreviated(name)}: control or bidirectional character "
+                         f"U+{ord(found.group()):04X} at position {found.start()} is not allowed")
 
 
 @dataclass(frozen=True)
@@ -157,7 +168,7 @@ class Desc:
                 transposed=self.transposed,
             )
         except ValueError as error:
-            raise DescriptorError(f"descriptor {format_desc(self)!r}: {error}") from None
+            raise DescriptorError(f"descriptor {abbreviated(format_desc(self))}: {error}") from None
 
 
 def c_div(numerator: int, denominator: int) -> int:
@@ -183,7 +194,7 @@ class _Scanner:
             before, after = ("..." + before[-40:]) if len(before) > 40 else before, (
                 (after[:40] + "...") if len(after) > 40 else after)
             text = before + after
-        return DescriptorError(f"descriptor {text!r}: {message} at position {pos} ({before}>>{after}<<)"
+        return DescriptorError(f"descriptor {abbreviated(text)}: {message} at position {pos} ({before}>>{after}<<)"
                                + (f"; {hint}" if hint else ""))
 
     def scan(self) -> None:
@@ -204,7 +215,7 @@ class _Scanner:
                 if text[self.pos].isspace():
                     raise self.error(self.pos, "whitespace inside a descriptor (allowed only before its name)")
                 word = re.match(r"[A-Za-z]*", text[self.pos : self.end])
-                what = f"unknown key {word.group()!r}" if word and word.group() else "unexpected text"
+                what = f"unknown key {abbreviated(word.group(), 40)}" if word and word.group() else "unexpected text"
                 raise self.error(self.pos, what, f"expected one of {' '.join(KEYS)} or a name n\"...\"")
 
     def _value(self, key: str) -> None:
@@ -257,10 +268,10 @@ def _read_desc(text: str, transposed: bool) -> Desc:
     scanner.scan()
     values = scanner.values
     if not values:
-        raise DescriptorError(f"descriptor {text!r} has no keys")
+        raise DescriptorError(f"descriptor {abbreviated(text)} has no keys")
 
     def fail(message: str) -> DescriptorError:
-        return DescriptorError(f"descriptor {text!r}: {message}")
+        return DescriptorError(f"descriptor {abbreviated(text)}: {message}")
 
     for key, default in (("g", 1), ("ic", 0), ("oc", 0), ("sd", 1), ("sh", 1), ("sw", 1)):
         if values.get(key, default) <= 0:
@@ -338,13 +349,49 @@ def _resolve_deconv(dim: str, i: int, o: int, k: int, s: int, p: int | None, d: 
 
 def parse_case(text: str, *, dtype: str = "float32", bias: bool = True, transposed: bool = False) -> Case:
     """Parse one descriptor into a Case (spec with the given dtype and bias); a transposed convolution
-    after the prefix `deconv:` or when `transposed`."""
-    desc = parse_desc(text, transposed=transposed)
+    after the prefix `deconv:` or when `transposed`. Attribute options (`--attr-post-ops=...`, see
+    harness.cases.attributes) may lead it, separated by spaces."""
+    options, geometry = split_options(text)
+    desc = parse_desc(geometry, transposed=transposed)
     spec = desc.spec(dtype=dtype, bias=bias)
     try:
+        if options:
+            spec = with_attributes(spec, read_options(options))
         return Case(spec, desc.name)
     except ValueError as error:
-        raise DescriptorError(f"descriptor {text!r}: {error}") from None
+        raise DescriptorError(f"descriptor {abbreviated(text)}: {error}") from None
+
+
+def split_options(text: str) -> tuple[list[str], str]:
+    """(the `--NAME=VALUE` words that lead `text`, the rest: the descriptor itself)."""
+    options: list[str] = []
+    rest = text.lstrip()
+    while rest.startswith("--"):
+        word, _, rest = rest.partition(" ")
+        options.append(word)
+        rest = rest.lstrip()
+    return options, rest
+
+
+def with_attributes(spec: ConvSpec, options: dict[str, str]) -> ConvSpec:
+    """`spec` with the post-op chain and quantization that attribute options give (harness.cases.attributes)."""
+    quantization = spec.quantization
+    grouped = spec.groups > 1
+    if "attr-scales" in options:
+        quantization = parse_scales(options["attr-scales"], quantization, grouped)
+    if "attr-zero-points" in options:
+        quantization = parse_zero_points(options["attr-zero-points"], quantization, grouped)
+    if options.get("bia-dt"):
+        bias_type = options["bia-dt"].removeprefix("dnnl_")
+        if bias_type not in BENCHDNN_TYPES or BENCHDNN_TYPES[bias_type] not in ("int32", *DTYPES):
+            raise AttributeOptionError(f"--bia-dt={options['bia-dt']}: a bias is s32 or a float type (f64, f32, "
+                                       "f16, bf16)")
+        quantization = replace(quantization, bias_dtype=BENCHDNN_TYPES[bias_type])
+    if options.get("rounding"):
+        quantization = replace(quantization, rounding=options["rounding"])
+    post_ops = parse_post_ops(options.get("attr-post-ops", ""), spec.rank) if "attr-post-ops" in options \
+        else spec.post_ops
+    return spec.replace(post_ops=post_ops, quantization=quantization)
 
 
 def parse_descriptor(text: str, *, dtype: str = "float32", bias: bool = True, transposed: bool = False) -> ConvSpec:

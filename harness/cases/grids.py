@@ -69,9 +69,20 @@ class Grid:
     cases: Callable[[], list[Case]]
 
 
+MAX_FILE_BYTES = 1 << 30
+
+
 def read_text(path: Path, what: str) -> str:
-    """The UTF-8 text of a grid or batch file; GridError naming the file when it cannot be read."""
+    """The UTF-8 text of a grid or batch file; GridError naming the file when it cannot be read, is no regular file
+    (a FIFO or a device would block or never end) or is larger than MAX_FILE_BYTES."""
     try:
+        path.stat()  # raises for a loop of symbolic links, which is_file() would take for a missing file
+        if not path.is_file():
+            kind = "folder" if path.is_dir() else "special file (a FIFO, a device or a socket)" if path.exists() \
+                else "missing file"
+            raise GridError(f"{what} {path} is a {kind}, not a regular file")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise GridError(f"{what} {path} is larger than {MAX_FILE_BYTES >> 20} MiB")
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise GridError(f"{what} {path} is not UTF-8 text: byte 0x{error.object[error.start]:02x} at offset "

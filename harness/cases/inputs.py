@@ -1,56 +1,164 @@
-"""Seeded inputs for a case: x, w, b, dy drawn in float64 then cast to the spec's dtype.
+"""Seeded inputs for a case: x, w, b, dy, each post-op's operand and per-channel quantization values.
 
 The draw depends on the run seed and the case (its descriptor and bias), not on the dtype, the
 backend or the machine, so every backend and every dtype sees the same values before the cast.
+
+Float tensors are drawn in float64 and cast to their data type (x to the source's, w to the
+weights', dy to the destination's, b to `ConvSpec.bias_dtype`):
+- x, dy: Uniform(-1, 1); w: Uniform(-1, 1) / sqrt(fan_in), so outputs stay O(1) in every dtype;
+- post-op operands, in `ConvSpec.compute_dtype` (values exact in the operand's own data type too):
+  a sum's residual and a binary's src1 Uniform(-1, 1) (a divisor 0.5 to 2 in size; an integer operand
+  type draws whole numbers from -16 to 16 within its range, as benchdnn does), prelu slopes in
+  multiples of 1/8 from -1 to 1, batchnorm's mean and beta Uniform(-0.5, 0.5), var Uniform(0.5, 2),
+  gamma Uniform(0.5, 1.5).
+
+Integer sources are drawn from benchdnn's ranges (conv/cfg.cpp), small enough that the sums stay far
+inside int32 and the scales benchdnn's files give keep outputs inside the destination's range: x from
+0 to 8 for uint8 (to 160 for a 4-byte destination), -4 to 4 for int8; w -4 to 4 (-2 to 2, doubled,
+against int8 sources), 0 to 8 for uint8; a common zero point is added, so x - zp stays in that range;
+the int32 bias -8 to 8; a residual in destination codes (0 to 160, -4 to 4, -128 to 128). Per-channel
+scales are drawn from {1/16, 1/8, 1/4} and zero points from -2 to 2 (benchdnn's sets).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from convparity.harness.cases.attributes import BENCHDNN_TYPES, PER_CHANNEL
 from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.vocabulary import numpy_dtype
+from convparity.harness.vocabulary import INTEGER_RANGE, is_integer, numpy_dtype
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """x (N, C, *in), w (O, C/groups, *kernel), b (O,) or None, dy (N, O, *out), all of spec.dtype.
+    """x (N, C, *in), w (O, C/groups, *kernel), b (O,) or None, dy (N, O, *out) or None (no gradients).
 
-    Transposed: w (C, O/groups, *kernel) (spec.w_shape).
+    Transposed: w (C, O/groups, *kernel) (spec.w_shape). operands: one per post-op (None for an eltwise step),
+    of spec.operand_shapes. quantization: every scale and zero point of spec.quantization, a Python number
+    where it is common, a (channels,) array where it is drawn per channel.
     """
 
     x: np.ndarray
     w: np.ndarray
     b: np.ndarray | None
-    dy: np.ndarray
+    dy: np.ndarray | None
+    operands: tuple[np.ndarray | None, ...] = ()
+    quantization: dict[str, float | int | np.ndarray] = field(default_factory=dict)
+
+    @property
+    def extras(self) -> Extras:
+        """What a backend's `run` gets beyond x, w, b, dy (harness.backends.contract)."""
+        return Extras(self.operands, self.quantization)
+
+
+@dataclass(frozen=True)
+class Extras:
+    """The inputs beyond x, w, b, dy that a backend computing post-ops or quantized types is given.
+
+    operands[k]: post-op k's operand (None for an eltwise step): a sum's residual (N, O, *out), a binary's src1
+    and prelu's slopes broadcastable to y, batchnorm's (4, O) rows mean, var, gamma, beta.
+    quantization: {"x_scale", "w_scale", "y_scale", "x_zero_point", "w_zero_point", "y_zero_point"} as numbers,
+    or (channels,) arrays where drawn per channel.
+    """
+
+    operands: tuple[np.ndarray | None, ...] = ()
+    quantization: dict[str, float | int | np.ndarray] = field(default_factory=dict)
 
 
 def case_seed(spec: ConvSpec, seed: int) -> int:
-    """A 64-bit seed from the run seed and the case (not its dtype)."""
-    key = f"{seed}|{spec.replace(dtype='float64').descriptor}|bias={spec.bias}".encode()
+    """A 64-bit seed from the run seed and the case (its descriptor and bias, not its dtype)."""
+    key = f"{seed}|{spec.descriptor}|bias={spec.bias}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little")
 
 
 def make_inputs(spec: ConvSpec, seed: int) -> Inputs:
-    """Uniform(-1, 1) draws, weights scaled by 1/sqrt(fan_in) so outputs stay O(1) in every dtype.
+    """The case's inputs (module docstring).
 
     fan_in is the most products of x and w one element of y sums: C/groups * prod(kernel) for a
     convolution; for a transposed one, C/groups times the taps that reach one output position (about
     prod(kernel / stride)), from spec.reductions.
     """
     rng = np.random.default_rng(case_seed(spec, seed))
-    dtype = numpy_dtype(spec.dtype)
-    fan_in = spec.reductions["y"] - (1 if spec.bias else 0)
-    x = rng.uniform(-1.0, 1.0, spec.x_shape)
-    w = rng.uniform(-1.0, 1.0, spec.w_shape) / np.sqrt(fan_in)
-    b = rng.uniform(-1.0, 1.0, (spec.out_channels,)) if spec.bias else None
-    dy = rng.uniform(-1.0, 1.0, spec.y_shape)
-    return Inputs(
-        x=x.astype(dtype),
-        w=w.astype(dtype),
-        b=None if b is None else b.astype(dtype),
-        dy=dy.astype(dtype),
-    )
+    src, wei, dst = spec.data_types
+    if spec.quantized:
+        x, w, b = _integer_sources(spec, rng)
+    else:
+        fan_in = max(spec.reductions["y"] - (1 if spec.bias else 0), 1)
+        x = rng.uniform(-1.0, 1.0, spec.x_shape).astype(numpy_dtype(src))
+        w = (rng.uniform(-1.0, 1.0, spec.w_shape) / np.sqrt(fan_in)).astype(numpy_dtype(wei))
+        b = rng.uniform(-1.0, 1.0, (spec.out_channels,)) if spec.bias else None
+        if b is not None:
+            b = b.astype(numpy_dtype(spec.bias_dtype or "float32"))
+    dy = rng.uniform(-1.0, 1.0, spec.y_shape).astype(numpy_dtype(dst)) if spec.differentiable else None
+    operands = tuple(None if shape is None else _operand(spec, op, shape, rng)
+                     for op, shape in zip(spec.post_ops, spec.operand_shapes))
+    return Inputs(x=x, w=w, b=b, dy=dy, operands=operands, quantization=_quantization(spec, rng))
+
+
+def _integer_sources(spec: ConvSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """x, w and the int32 (or float) bias of an integer convolution, from benchdnn's ranges."""
+    src, wei, dst = spec.data_types
+    q = spec.quantization
+    wide_destination = dst in ("int32", "float32", "float64")
+    x_low, x_high = (0, 160 if wide_destination else 8) if src == "uint8" else (-4, 4)
+    w_low, w_high = (0, 8) if wei == "uint8" else (-2, 2) if src == "int8" else (-4, 4)
+    x = rng.integers(x_low, x_high, spec.x_shape, endpoint=True)
+    w = rng.integers(w_low, w_high, spec.w_shape, endpoint=True) * (2 if src == wei == "int8" else 1)
+    if q.x_zero_point != PER_CHANNEL:
+        x = x + int(q.x_zero_point)
+    w = w + q.w_zero_point
+    x = np.clip(x, *INTEGER_RANGE[src]).astype(numpy_dtype(src))
+    w = np.clip(w, *INTEGER_RANGE[wei]).astype(numpy_dtype(wei))
+    b = None
+    if spec.bias:
+        b = rng.integers(-8, 8, (spec.out_channels,), endpoint=True).astype(numpy_dtype(spec.bias_dtype or "int32"))
+    return x, w, b
+
+
+def _operand(spec: ConvSpec, op, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Post-op `op`'s operand of `shape` (module docstring)."""
+    compute = numpy_dtype(spec.compute_dtype)
+    if op.kind == "batchnorm":
+        channels = shape[1]
+        rows = (rng.uniform(-0.5, 0.5, channels), rng.uniform(0.5, 2.0, channels), rng.uniform(0.5, 1.5, channels),
+                rng.uniform(-0.5, 0.5, channels))
+        return np.stack(rows).astype(compute)
+    if op.kind == "prelu":
+        return (rng.integers(-8, 8, shape, endpoint=True) / 8).astype(compute)
+    destination = spec.data_types[2]
+    operand_type = BENCHDNN_TYPES.get(op.data_type, "") or (destination if op.kind == "sum" else "")
+    if op.kind == "sum" and is_integer(destination):
+        low, high = {"uint8": (0, 160), "int8": (-4, 4), "int32": (-128, 128)}[destination]
+        return rng.integers(low, high, shape, endpoint=True).astype(compute)
+    if is_integer(operand_type):
+        low, high = INTEGER_RANGE[operand_type]
+        values = np.clip(rng.integers(-16, 16, shape, endpoint=True), low, high).astype(np.float64)
+        if op.kind == "binary_div":
+            values = np.where(values == 0, 1.0, values)
+        return (values / 8 if op.kind == "binary_mul" else values).astype(compute)
+    if op.kind == "binary_div":
+        values = rng.uniform(0.5, 2.0, shape) * rng.choice((-1.0, 1.0), shape)
+    else:
+        values = rng.uniform(-1.0, 1.0, shape)
+    if operand_type:  # exact in the operand's own type as well
+        values = values.astype(numpy_dtype(operand_type)).astype(np.float64)
+    return values.astype(compute)
+
+
+def _quantization(spec: ConvSpec, rng: np.random.Generator) -> dict[str, float | int | np.ndarray]:
+    """Every scale and zero point: the spec's value, or a (channels,) draw where it is per channel."""
+    q = spec.quantization
+    values: dict[str, float | int | np.ndarray] = {}
+    shapes = spec.per_channel_shapes
+    for name in ("x_scale", "w_scale", "y_scale", "x_zero_point", "w_zero_point", "y_zero_point"):
+        value = getattr(q, name)
+        if value != PER_CHANNEL:
+            values[name] = value
+        elif name.endswith("scale"):
+            values[name] = rng.choice(np.array([1 / 16, 1 / 8, 1 / 4]), shapes[name])
+        else:
+            values[name] = rng.integers(-2, 2, shapes[name], endpoint=True)
+    return values

@@ -8,7 +8,13 @@ Field conventions (see DESIGN.md):
 - The end pad is stored in canonical form: 0 where a negative end pad would only drop input no
   window reaches (or a positive one only adds zeros none reaches), else the smallest padding or the
   smallest crop that gives the same windows. A crop that changes the output is kept.
-- `dtype`: "float64", "float32", "float16" or "bfloat16".
+- `dtype`: one data type for every tensor ("float64", "float32", "float16", "bfloat16", "float8_e4m3",
+  "float8_e5m2", "uint8", "int8") or benchdnn's SRC:WEI:DST ("uint8:int8:uint8", "bfloat16:float32:bfloat16"):
+  see harness.vocabulary.check_dtype. 8-bit integer sources make a quantized convolution: an exact integer
+  accumulation, compared in quantization steps where y is an integer type, without gradients.
+- `post_ops`: the epilogue fused after the convolution (reference_impl.post_ops.PostOp, benchdnn's
+  `--attr-post-ops`); `quantization`: scales, zero points, bias type and rounding (harness.cases.attributes).
+  Both print as benchdnn options before the descriptor and read back from it.
 - `transposed`: a transposed convolution (deconvolution) instead of a convolution: x (N, C_in, *in),
   w (C_in, C_out/groups, *kernel) as in PyTorch and ONNX, y (N, C_out, *out) with
   out = (i - 1) * s - before - after + (k - 1) * d + output_padding + 1 per dim. Positive pads crop
@@ -30,9 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from convparity.harness.cases.attributes import PER_CHANNEL, Quantization, format_options
 from convparity.harness.cases.descriptor_format import format_fields
-from convparity.harness.vocabulary import check_dtype
+from convparity.harness.vocabulary import FLOAT_TYPES, TENSORS, check_dtype, data_types, is_integer
 from convparity.reference_impl.geometry import ConvGeometry, TransposedGeometry, per_dim, per_dim_pairs
+from convparity.reference_impl.post_ops import DIFFERENTIABLE_OPERANDS, PostOp, operand_shape
 
 # Sizes a tensor can have: every size, channel count, kernel extent, stride, dilation and pad fits in a
 # signed 32-bit int (frameworks index with int32 or int64, benchdnn with int64), and no tensor holds more
@@ -117,6 +125,8 @@ class ConvSpec:
     dtype: str = "float32"
     transposed: bool = False
     output_padding: tuple[int, ...] = 0  # type: ignore[assignment]  # an int or one per dim
+    post_ops: tuple[PostOp, ...] = ()
+    quantization: Quantization = Quantization()
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -139,7 +149,7 @@ class ConvSpec:
         if not isinstance(self.bias, (bool, np.bool_)):
             raise ValueError(f"bias must be True or False, got {self.bias!r}")
         set_("bias", bool(self.bias))
-        check_dtype(self.dtype)
+        set_("dtype", check_dtype(self.dtype))
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(
                 f"groups={self.groups} must divide in_channels={self.in_channels} and "
@@ -162,6 +172,36 @@ class ConvSpec:
             pairs = self._conv_padding(padding, effective)
         set_("padding", pairs)
         set_("output_padding", extra)
+        self._check_attributes()
+
+    def _check_attributes(self) -> None:
+        """The post-op chain and quantization against the shapes and data types (ValueError naming the field)."""
+        if not isinstance(self.post_ops, (tuple, list)) or not all(isinstance(op, PostOp) for op in self.post_ops):
+            raise ValueError(f"post_ops must be a tuple of PostOp, got {self.post_ops!r}")
+        object.__setattr__(self, "post_ops", tuple(self.post_ops))
+        for index, op in enumerate(self.post_ops):
+            try:
+                operand_shape(op, self.y_shape)
+            except ValueError as error:
+                raise ValueError(f"post_ops[{index}]: {error}") from None
+        if not isinstance(self.quantization, Quantization):
+            raise ValueError(f"quantization must be a Quantization, got {self.quantization!r}")
+        src, _, dst = self.data_types
+        q = self.quantization
+        if q.bias_dtype == "int32" and not is_integer(src):
+            raise ValueError(f"quantization bias_dtype int32 needs 8-bit integer sources, not dtype {self.dtype}")
+        if q.rounding == "double_rounding" and (not is_integer(src) or not is_integer(dst) or self.post_ops
+                                              or self.bias_dtype not in ("int32", None)):
+            raise ValueError("quantization rounding double_rounding requantizes an integer accumulator: it needs "
+                             "integer sources and destination, an int32 bias and no post-ops")
+        if self.transposed and is_integer(src):
+            raise ValueError(f"dtype {self.dtype}: convparity computes integer convolutions, not transposed ones")
+        if self.transposed and q.w_scale == PER_CHANNEL:
+            raise ValueError("quantization w_scale per_channel: convparity scales a transposed convolution's weights "
+                             "per tensor only")
+        if self.bias_dtype == "int32" and q.x_scale == PER_CHANNEL:
+            raise ValueError("quantization x_scale per_channel: an int32 bias counts steps of one x scale (ONNX), so "
+                             "it needs a common x_scale")
 
     def _conv_padding(self, padding: Any, effective: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
         """A convolution's (before, after) pads, checked and with canonical end pads."""
@@ -210,9 +250,6 @@ class ConvSpec:
             if out < 1:
                 raise ValueError(f"padding {(lo, hi)} leaves no output in spatial dim {dim}: {full} positions - {lo} "
                                  f"- {hi} + output_padding {e} = {out}")
-            if out - max(0, -lo) - max(0, e - hi) < 1:
-                raise ValueError(f"padding {(lo, hi)} with output_padding {e} puts every output of spatial dim {dim} "
-                                 f"outside the {full} positions the input reaches")
         canonical = [canonical_output_padding(lo, hi, e, s, d)
                      for (lo, hi), e, s, d in zip(pairs, extra, self.stride, self.dilation)]
         return (tuple((lo, hi) for (lo, _), (hi, _) in zip(pairs, canonical)),
@@ -247,6 +284,72 @@ class ConvSpec:
     @property
     def rank(self) -> int:
         return len(self.input_size)
+
+    @property
+    def data_types(self) -> tuple[str, str, str]:
+        """(x, w, y) data types: `dtype` itself, or its SRC:WEI:DST parts."""
+        return data_types(self.dtype)
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the sources are 8-bit integers (the accumulation is exact, in integers)."""
+        return is_integer(self.data_types[0])
+
+    @property
+    def integer_output(self) -> bool:
+        """Whether y is an integer type: it is compared in quantization steps, not under the float bound."""
+        return is_integer(self.data_types[2])
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether the case has gradients: every tensor is a float (an integer one has no gradient) and nothing is
+        scaled (benchdnn's scales are an inference attribute)."""
+        return all(t in FLOAT_TYPES for t in self.data_types) and self.quantization.is_identity
+
+    @property
+    def compute_dtype(self) -> str:
+        """The float type the epilogue works in: y's for a float y, float32 for an integer y."""
+        dst = self.data_types[2]
+        return dst if dst in FLOAT_TYPES else "float32"
+
+    def dtype_of(self, tensor: str) -> str:
+        """The data type `tensor` is returned in: y the destination's, dx the source's, dw the weights', db the
+        bias's, an operand's gradient (dpost{k}) the working type."""
+        src, wei, dst = self.data_types
+        return {"y": dst, "dx": src, "dw": wei, "db": self.bias_dtype or dst}.get(tensor, self.compute_dtype)
+
+    @property
+    def bias_dtype(self) -> str | None:
+        """The bias's data type (None without a bias): the declared one, else int32 for 8-bit sources, float32 for
+        8-bit float or integer outputs, y's type otherwise."""
+        if not self.bias:
+            return None
+        if self.quantization.bias_dtype:
+            return self.quantization.bias_dtype
+        if self.quantized:
+            return "int32"
+        dst = self.data_types[2]
+        return dst if dst in ("float64", "float32", "float16", "bfloat16") else "float32"
+
+    @property
+    def operand_shapes(self) -> tuple[tuple[int, ...] | None, ...]:
+        """One per post-op: the shape of its operand (None for an eltwise step); see reference_impl.post_ops."""
+        return tuple(operand_shape(op, self.y_shape) for op in self.post_ops)
+
+    @property
+    def per_channel_shapes(self) -> dict[str, tuple[int, ...]]:
+        """{quantization field: (channels,)} for the scales and zero points drawn per channel."""
+        channels = {"x": self.in_channels, "w": self.out_channels, "y": self.out_channels}
+        return {name: (channels[name[0]],) for name in self.quantization.per_channel}
+
+    @property
+    def tensors(self) -> tuple[str, ...]:
+        """The tensors a case compares: y; with gradients also dx, dw, db (with a bias) and `dpost{k}` for each
+        post-op k whose operand has one (a sum's residual, a binary's src1, prelu's slopes)."""
+        if not self.differentiable:
+            return ("y",)
+        operands = tuple(f"dpost{k}" for k, op in enumerate(self.post_ops) if op.kind in DIFFERENTIABLE_OPERANDS)
+        return tuple(t for t in TENSORS if t != "db" or self.bias) + operands
 
     @property
     def op(self) -> str:
@@ -285,9 +388,12 @@ class ConvSpec:
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """The canonical shape of every tensor: x, w, b, y and the gradients dy, dx, dw, db."""
+        """The canonical shape of every tensor: x, w, b, y, the gradients dy, dx, dw, db, and each post-op operand
+        `post{k}` with its gradient `dpost{k}`."""
+        operands = {f"{prefix}{k}": shape for k, shape in enumerate(self.operand_shapes) if shape is not None
+                    for prefix in ("post", "dpost")}
         return {"x": self.x_shape, "w": self.w_shape, "b": (self.out_channels,), "y": self.y_shape,
-                "dy": self.y_shape, "dx": self.x_shape, "dw": self.w_shape, "db": (self.out_channels,)}
+                "dy": self.y_shape, "dx": self.x_shape, "dw": self.w_shape, "db": (self.out_channels,), **operands}
 
     @property
     def multiply_adds(self) -> int:
@@ -332,15 +438,23 @@ class ConvSpec:
 
     @property
     def descriptor(self) -> str:
-        """The canonical benchdnn descriptor (harness.cases.descriptor reads it back as this spec)."""
+        """The canonical benchdnn descriptor (harness.cases.descriptor reads it back as this spec), after the
+        attribute options of a post-op chain or quantization (harness.cases.attributes)."""
         return self.named_descriptor()
+
+    @property
+    def attribute_options(self) -> str:
+        """benchdnn's options for the post-op chain and quantization ("" for a plain convolution)."""
+        return format_options(self.post_ops, self.quantization, self.rank + 2)
 
     def named_descriptor(self, name: str = "") -> str:
         """The descriptor with `n"name"` after it (none for an empty name); dilation counts from 0 there."""
         fields = {"i": self.input_size, "o": self.output_size, "k": self.kernel_size, "s": self.stride,
                   "p": tuple(lo for lo, _ in self.padding), "d": tuple(d - 1 for d in self.dilation)}
-        return format_fields(self.groups, self.batch, self.in_channels, self.out_channels, fields, name,
-                             self.transposed)
+        geometry = format_fields(self.groups, self.batch, self.in_channels, self.out_channels, fields, name,
+                                 self.transposed)
+        options = self.attribute_options
+        return f"{options} {geometry}" if options else geometry
 
     def replace(self, **changes: Any) -> ConvSpec:
         return dataclasses.replace(self, **changes)

@@ -10,12 +10,15 @@ worker that cannot start (one line on stderr: every ConvparityError); 3 only the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from convparity.harness.cli.options import UsageError
 from convparity.harness.errors import ConvparityError
+from convparity.harness.inert_text import one_line
 from convparity.harness.running.interrupts import Interrupted, signals_as_interrupts
 
+MESSAGE_LIMIT = 2000  # characters of an error message printed (they quote what they reject, abbreviated)
 COMMANDS = ("backends", "grids", "run", "cases", "merge", "report", "index", "compare", "explain", "search",
             "triage", "new_backend")
 
@@ -44,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
             return args.handler(args)
         except ConvparityError as error:
-            print(f"convparity: {error.prefix}{error}", file=sys.stderr)
+            print(f"convparity: {error.prefix}{one_line(error)[:MESSAGE_LIMIT]}", file=sys.stderr)
             return error.exit_code
         except (Interrupted, KeyboardInterrupt) as interrupted:
             print("convparity: interrupted", file=sys.stderr)
             return getattr(interrupted, "exit_code", 130)
+        except BrokenPipeError:  # the reader of our output went away (`convparity cases ... | head`): not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that flushing at exit is quiet
+            return 0

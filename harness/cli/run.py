@@ -23,6 +23,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "(xpass)")
     parser.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own settings "
                         "(only the options under 'where it runs' and --strict may be given with it)")
+    parser.add_argument("--new-segment", action="store_true", help="with --resume: go on even where a backend's "
+                        "version changed, as a new segment of the run (run.json records it)")
     parser.set_defaults(handler=handle, parser=parser)
 
 
@@ -30,8 +32,10 @@ def handle(args: argparse.Namespace) -> int:
     placement = options.placement(args)
     if args.resume:
         options.refuse_fixed_on_resume(args.parser, args, "run")
-        run = api.resume(args.resume, jobs=args.jobs, progress=True, **placement)
+        run = api.resume(args.resume, jobs=args.jobs, progress=True, new_segment=args.new_segment, **placement)
     else:
+        if args.new_segment:
+            raise options.UsageError("--new-segment goes with --resume DIR only")
         shard = Shard.parse(args.shard) if args.shard else None
         extra = {"max_cases": args.max_cases} if args.max_cases is not None else {}
         run = api.sweep(backends=args.backend, dtypes=options.dtypes(args), jobs=args.jobs or 1, out=args.output,

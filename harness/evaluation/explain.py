@@ -1,33 +1,34 @@
 """`convparity explain`: one case on one backend, every tensor's verdict and its worst element, in words.
 
-The verdict comes from convparity.harness.evaluation.verdict.evaluate_case, the same path a sweep's workers take.
+The verdict comes from harness.evaluation.verdict.evaluate_case, the same path a sweep's workers take. The
+printing is here; where the evaluation runs is the caller's (the command line runs it in a worker of the
+backend's own, under the start-up and case timeouts: harness.running.tasks.ExplainCase).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TextIO
 
-from convparity.harness.backends.contract import Backend
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.evaluation.verdict import Ran, evaluate_case, reference
-from convparity.harness.results import bias_word
+from convparity.harness.evaluation.reference import reference
+from convparity.harness.results import Row, bias_word
 from convparity.harness.vocabulary import BAD_STATUSES
 
 
-def explain(backend: Backend, spec: ConvSpec, *, seed: int, tolerance_factor: float, out: TextIO) -> int:
-    """Print the case and every tensor's row; 1 when a row is a backend failure, else 0."""
+def print_case(spec: ConvSpec, seed: int, out: TextIO) -> None:
     print(f"case     {spec.descriptor}  bias={bias_word(spec.bias)} dtype={spec.dtype} seed={seed}", file=out)
     extra = f"  output_padding {spec.output_padding}" if spec.transposed else ""
     print(f"shapes   x {spec.x_shape}  w {spec.w_shape}  y {spec.y_shape}  padding {spec.padding}{extra}", file=out)
-    reason = backend.availability()
-    if reason:
-        print(f"{backend.name}: unavailable: {reason}", file=out)
-        return 0
-    result, rows = evaluate_case(backend, spec, seed=seed, tolerance_factor=tolerance_factor)
-    if isinstance(result, Ran):
-        print(f"bound    accumulation {result.accumulation}, tolerance factor {tolerance_factor:g}", file=out)
+
+
+def print_rows(spec: ConvSpec, backend: str, rows: Sequence[Row], *, seed: int, accumulation: str | None,
+               tolerance_factor: float, out: TextIO) -> int:
+    """Print every tensor's row (with its worst element's magnitude); 1 when a row is a backend failure, else 0."""
+    if accumulation:
+        print(f"bound    accumulation {accumulation}, tolerance factor {tolerance_factor:g}", file=out)
     magnitudes = None
     for row in rows:
         line = f"{row.tensor:3} {row.status}"
@@ -39,7 +40,7 @@ def explain(backend: Backend, spec: ConvSpec, *, seed: int, tolerance_factor: fl
             if magnitudes is None:
                 magnitudes = reference(spec, make_inputs(spec, seed)).magnitudes
             index = tuple(int(i) for i in row.worst_index.strip("()").split(",") if i.strip())
-            print(f"    worst at {index}: {backend.name} {row.worst_value!r}  reference {row.worst_reference!r}  "
+            print(f"    worst at {index}: {backend} {row.worst_value!r}  reference {row.worst_reference!r}  "
                   f"magnitude {float(magnitudes[row.tensor][index])!r}  K={row.reduction}", file=out)
         if row.message:
             print(f"    {row.message}", file=out)

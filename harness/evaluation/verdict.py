@@ -27,36 +27,48 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convparity import reference_impl
-from convparity.harness.backends.contract import Backend, default_accumulation, optional_members
+from convparity.harness.backends.contract import (
+    Backend,
+    accumulation_of,
+    attribute_refusal,
+    declared_rounding,
+    optional_members,
+    takes_extras,
+)
 from convparity.harness.backends.deviations import DeviationRecord, matching
 from convparity.harness.backends.limits import Unsupported
 from convparity.harness.cases.inputs import Inputs, make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.errors import describe_exception
-from convparity.harness.evaluation.bound import TensorComparison, compare_tensor
+from convparity.harness.evaluation.bound import TensorComparison, compare_with_bound
+from convparity.harness.evaluation.chain_bound import code_window, tensor_bounds
+from convparity.harness.evaluation.reference import Reference, codes_under, reference
+from convparity.harness.evaluation.steps import StepComparison, compare_steps
 from convparity.harness.results import Row, bias_word
-from convparity.harness.vocabulary import TENSORS, UNIT_ROUNDOFF
+from convparity.harness.vocabulary import INTEGER_RANGE, TENSORS, UNIT_ROUNDOFF
 
 
 @dataclass(frozen=True)
 class Ran:
     """A backend's validated outputs for one case.
 
-    outputs: y (N, O, *out), dx (N, C, *in), dw (O, C/groups, *kernel), db (O,) as floating NumPy
-    arrays, or None where the backend computes no such tensor (db is None without a bias).
+    outputs: {tensor: array} for spec.tensors: y (N, O, *out), dx (N, C, *in), dw (O, C/groups, *kernel),
+    db (O,), dpost{k} (post-op k's operand's shape) as NumPy arrays (floats; an integer y as codes), or None
+    where the backend computes no such tensor.
     problems: (tensor, why) for tensors that fail before any comparison (wrong shape, narrower dtype).
-    accumulation: the precision the bound assumes for this backend and dtype.
+    accumulation: the precision the bound assumes for this backend and dtype; rounding: its declared rounding
+    of an integer y.
     deviations: the backend's declared deviations that cover this case.
     compile_seconds: the part of `seconds` the framework reported compiling (None: it does not report it).
     """
 
-    outputs: tuple[np.ndarray | None, ...]
+    outputs: dict[str, np.ndarray | None]
     seconds: float
     accumulation: str
     problems: tuple[tuple[str, str], ...] = ()
     deviations: tuple[DeviationRecord, ...] = ()
     compile_seconds: float | None = None
+    rounding: str = "half_even"
 
 
 @dataclass(frozen=True)
@@ -86,16 +98,31 @@ def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "") 
     backend when not given.
     """
     try:
+        members = optional_members(backend)
+    except Exception as error:  # noqa: BLE001 - a broken declaration is the backend's error
+        return Status("error", describe_exception(error))
+    refusal = attribute_refusal(backend.name, members, spec)
+    if refusal:
+        return Status("unsupported", refusal)
+    try:
         reason = backend.supports(spec)
     except Exception as error:  # noqa: BLE001 - a plugin's exception is a result, not a harness failure
         return Status("error", f"supports() raised {describe_exception(error)}")
+    if reason is not None and not (isinstance(reason, str) and reason.strip()):
+        return Status("error", f"supports() returned {reason!r}: it must return None or the reason it cannot run")
     if reason:
-        return Status("unsupported", str(reason))
-    inputs = make_inputs(spec, seed)
+        return Status("unsupported", reason)
+    try:
+        inputs = drawn_inputs(spec, seed)
+    except (MemoryError, InputsTooLarge) as error:  # our side, before the backend's own call: never its row
+        return Status("harness-error", f"drawing the inputs failed: {describe_exception(error)}")
     compiled = _compile_seconds(backend)
     start = time.perf_counter()
     try:
-        outputs = backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
+        if takes_extras(spec):
+            outputs = backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy, extras=inputs.extras)  # type: ignore[call-arg]
+        else:
+            outputs = backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
     except Unsupported as error:
         return Status("unsupported", str(error) or "run() raised Unsupported", time.perf_counter() - start)
     except Exception as error:  # noqa: BLE001
@@ -104,15 +131,15 @@ def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "") 
     after = _compile_seconds(backend) if compiled is not None else None
     try:
         arrays, problems = validate_outputs(spec, outputs)
-        members = optional_members(backend)
-        accumulation = members.accumulation.get(spec.dtype) or default_accumulation(spec.dtype)
+        accumulation = accumulation_of(members, spec.dtype)
         deviations = matching(members.deviations, spec, version or backend.version())
     except InvalidOutputs as error:
         return Status("error", str(error), seconds)
     except Exception as error:  # noqa: BLE001 - a broken declaration or version() is the backend's error
         return Status("error", describe_exception(error), seconds)
     return Ran(arrays, seconds, accumulation, problems, deviations,
-               None if compiled is None or after is None else max(after - compiled, 0.0))
+               None if compiled is None or after is None else max(after - compiled, 0.0),
+               declared_rounding(members, spec.dtype))
 
 
 def _compile_seconds(backend: Backend) -> float | None:
@@ -127,44 +154,84 @@ def _compile_seconds(backend: Backend) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+class InputsTooLarge(Exception):
+    """A case whose inputs need more memory than this machine has available (the message says how much)."""
+
+
+def drawn_inputs(spec: ConvSpec, seed: int) -> Inputs:
+    """make_inputs(spec, seed), refused up front (InputsTooLarge) when drawing them would need more memory than
+    is available here: each of x, w, b, dy is drawn in float64, then cast."""
+    need = 16 * sum(math.prod(shape) for name, shape in spec.shapes.items() if name in ("x", "w", "dy")
+                    or name.startswith("post")) + 16 * spec.out_channels
+    available = available_memory()
+    if available is not None and need > available:
+        raise InputsTooLarge(f"the inputs of {spec.descriptor} need about {need / 2**30:.3g} GiB to draw, more than "
+                             f"the {available / 2**30:.3g} GiB available here")
+    return make_inputs(spec, seed)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now (Linux: MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 class InvalidOutputs(ValueError):
     """What `run` returned is not (y, dx, dw, db) of floating arrays: an `error` row, with why."""
 
 
 def validate_outputs(spec: ConvSpec, outputs: object,
-                     ) -> tuple[tuple[np.ndarray | None, ...], tuple[tuple[str, str], ...]]:
-    """The four tensors as plain floating NumPy arrays, and the tensors that fail as returned.
+                     ) -> tuple[dict[str, np.ndarray | None], tuple[tuple[str, str], ...]]:
+    """{tensor: plain NumPy array or None} for spec.tensors, and the tensors that fail as returned.
 
-    Raises InvalidOutputs for what cannot be compared at all: not a 4-tuple, y None, a tensor that
-    is not an array of floats (integers, objects, structured records). A wrong shape or a dtype
-    narrower than `spec.dtype` is a problem of that tensor: its row fails, saying so.
+    `outputs` is (y, dx, dw, db), or (y, dx, dw, db, {"dpost{k}": array}) for a chain whose operands have
+    gradients. Raises InvalidOutputs for what cannot be compared at all: not such a tuple, y None, a tensor that
+    is not an array of floats (an integer y: of integers or floats). A wrong shape or a dtype narrower than the
+    tensor's data type (ConvSpec.dtype_of) is a problem of that tensor: its row fails, saying so.
     """
-    if not isinstance(outputs, (tuple, list)) or len(outputs) != len(TENSORS):
+    if not isinstance(outputs, (tuple, list)) or len(outputs) not in (len(TENSORS), len(TENSORS) + 1):
         raise InvalidOutputs(f"run() must return (y, dx, dw, db), got {_kind(outputs)}")
+    returned: dict[str, object] = dict(zip(TENSORS, outputs))
+    if len(outputs) > len(TENSORS):
+        extra = outputs[len(TENSORS)]
+        if extra is not None and not isinstance(extra, dict):
+            raise InvalidOutputs(f"run() returned {_kind(extra)} as its fifth element: expected a dict of post-op "
+                                 "operand gradients {'dpost0': array, ...}")
+        returned.update(extra or {})
+    if returned.get("y") is None:
+        raise InvalidOutputs("run() returned None for y: every backend computes the forward output")
     expected = spec.shapes
-    arrays: list[np.ndarray | None] = []
+    arrays: dict[str, np.ndarray | None] = {}
     problems: list[tuple[str, str]] = []
-    for tensor, out in zip(TENSORS, outputs):
-        if out is None or (tensor == "db" and not spec.bias):
-            if tensor == "y" and out is None:
-                raise InvalidOutputs("run() returned None for y: every backend computes the forward output")
-            arrays.append(None)
+    for tensor in spec.tensors:
+        out = returned.get(tensor)
+        if out is None:
+            arrays[tensor] = None
             continue
         try:
             array = np.asarray(out)
         except Exception as error:  # noqa: BLE001 - an object NumPy cannot read
             raise InvalidOutputs(f"run() returned {tensor} as {_kind(out)}: {describe_exception(error)}") from None
+        integer_codes = tensor == "y" and spec.integer_output and array.dtype.kind in "iu"
         width = float_precision(array.dtype)
-        if width is None:
+        if width is None and not integer_codes:
             raise InvalidOutputs(f"run() returned {tensor} as {_kind(out)} of dtype {array.dtype}, "
-                                 "expected an array of floats")
+                                 "expected an array of floats" + (" or integers" if tensor == "y" and
+                                                                  spec.integer_output else ""))
         array = np.ascontiguousarray(array).view(np.ndarray)
+        dtype = spec.dtype_of(tensor)
         if array.shape != expected[tensor]:
             problems.append((tensor, f"{tensor} has shape {array.shape}, expected {expected[tensor]}"))
-        elif width > UNIT_ROUNDOFF[spec.dtype]:
-            problems.append((tensor, f"{tensor} returned as {array.dtype}, narrower than the {spec.dtype} inputs"))
-        arrays.append(array)
-    return tuple(arrays), tuple(problems)
+        elif width is not None and dtype in UNIT_ROUNDOFF and width > UNIT_ROUNDOFF[dtype]:
+            problems.append((tensor, f"{tensor} returned as {array.dtype}, narrower than the {dtype} inputs"))
+        arrays[tensor] = array
+    return arrays, tuple(problems)
 
 
 def float_precision(dtype: np.dtype) -> float | None:
@@ -191,39 +258,6 @@ def _kind(value: object) -> str:
 
 # -- the reference's half --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Reference:
-    """Float64 results and magnitudes (the same ops on absolute values) of one case, keyed by tensor."""
-
-    values: dict[str, np.ndarray]
-    magnitudes: dict[str, np.ndarray]
-
-
-def tensors(spec: ConvSpec) -> tuple[str, ...]:
-    """The tensors a case has: db only with a bias."""
-    return TENSORS if spec.bias else TENSORS[:3]
-
-
-def reference(spec: ConvSpec, inputs: Inputs) -> Reference:
-    """Reference results computed from the inputs as cast to the spec's dtype, in float64.
-
-    A transposed spec goes to reference_impl.conv_transpose_forward_backward, magnitudes the same way.
-    """
-    kwargs = dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation, groups=spec.groups)
-    if spec.transposed:
-        kwargs["output_padding"] = spec.output_padding
-    forward_backward = (reference_impl.conv_transpose_forward_backward if spec.transposed
-                        else reference_impl.conv_forward_backward)
-
-    def run(x, w, b, dy):
-        return dict(zip(TENSORS, forward_backward(x, w, b, dy, **kwargs)))
-
-    as64 = [None if a is None else np.asarray(a, dtype=np.float64) for a in (inputs.x, inputs.w, inputs.b, inputs.dy)]
-    values = run(*as64)
-    magnitudes = run(*[None if a is None else np.abs(a) for a in as64])
-    return Reference(values={t: values[t] for t in tensors(spec)}, magnitudes={t: magnitudes[t] for t in tensors(spec)})
-
-
 def repro(spec: ConvSpec, backend: str, seed: int, tolerance_factor: float = 1.0) -> str:
     """The command line that re-runs and explains this case alone, under the same bound."""
     words = ["convparity", "explain", spec.descriptor, "-b", backend, "--dtype", spec.dtype, "--seed", str(seed),
@@ -234,9 +268,9 @@ def repro(spec: ConvSpec, backend: str, seed: int, tolerance_factor: float = 1.0
 
 
 def case_rows(spec: ConvSpec, name: str, seed: int, tolerance_factor: float,
-              results: Sequence[BackendResult], compared: Sequence[str] = TENSORS) -> list[Row]:
+              results: Sequence[BackendResult], compared: Sequence[str] | None = None) -> list[Row]:
     """The rows of one case for every backend in `results`, in that order, for the tensors in `compared`
-    (a benchdnn batch file's --dir may ask for fewer than all).
+    (default spec.tensors; a benchdnn batch file's --dir may ask for fewer than all).
 
     The reference is computed once, only when some backend ran; if computing it raises, every
     backend that ran gets `reference-error` rows with the reason.
@@ -259,7 +293,8 @@ def case_rows(spec: ConvSpec, name: str, seed: int, tolerance_factor: float,
             assert isinstance(ref, Reference)
             rows += compare_rows(spec, name, part.backend, part.version, seed, result, ref,
                                  tolerance_factor=tolerance_factor)
-    return [row for row in rows if row.tensor in compared]
+    chosen = spec.tensors if compared is None else compared
+    return [row for row in rows if row.tensor in chosen]
 
 
 def _base(spec: ConvSpec, name: str, backend: str, version: str, seed: int, tolerance_factor: float = 1.0) -> dict:
@@ -273,35 +308,69 @@ def status_rows(
 ) -> list[Row]:
     """The same status for every tensor of the case (unsupported, error, crash, timeout, reference-error)."""
     base = _base(spec, name, backend, version, seed)
-    return [Row(**base, tensor=t, status=status, message=message, seconds=seconds) for t in tensors(spec)]
+    return [Row(**base, tensor=t, status=status, message=message, seconds=seconds) for t in spec.tensors]
 
 
 def compare_rows(spec: ConvSpec, name: str, backend: str, version: str, seed: int, ran: Ran, ref: Reference, *,
                  tolerance_factor: float = 1.0) -> list[Row]:
-    """One row per tensor: pass/fail under the bound, then xfail/xpass where a declared deviation covers it."""
+    """One row per tensor: pass/fail under the bound (an integer y: in steps), then xfail/xpass where a declared
+    deviation covers it."""
     base = _base(spec, name, backend, version, seed, tolerance_factor)
     base["compile_seconds"] = math.nan if ran.compile_seconds is None else ran.compile_seconds
     reductions = spec.reductions
     problems = dict(ran.problems)
+    bounds = tensor_bounds(spec, ref, accumulation=ran.accumulation, tolerance_factor=tolerance_factor)
     rows = []
-    for tensor, out in zip(TENSORS, ran.outputs):
-        if tensor not in ref.values:
-            continue
-        base.update(reduction=reductions[tensor], accumulation=ran.accumulation)
+    for tensor in spec.tensors:
+        out = ran.outputs.get(tensor)
+        base.update(reduction=reductions.get(tensor, 0), accumulation=ran.accumulation)
         if out is None:
             rows.append(Row(**base, tensor=tensor, status="unsupported", seconds=ran.seconds,
-                            message=f"{backend} computes no {tensor} (forward only)"))
+                            message=f"{backend} computes no {tensor}" + (" (forward only)" if tensor in (
+                                "dx", "dw", "db") else "")))
             continue
         if tensor in problems:
             row = Row(**base, tensor=tensor, status="fail", err_ratio=math.inf, message=problems[tensor],
                       seconds=ran.seconds)
+        elif tensor == "y" and spec.integer_output:
+            result = compare_codes(spec, out, ref, ran, tolerance_factor)
+            row = Row(**base, tensor=tensor, seconds=ran.seconds, rounding=ran.rounding, **step_columns(result))
         else:
-            result = compare_tensor(tensor, out, ref.values[tensor], ref.magnitudes[tensor],
-                                    reduction=reductions[tensor], dtype=spec.dtype, accumulation=ran.accumulation,
-                                    tolerance_factor=tolerance_factor)
-            row = Row(**base, tensor=tensor, seconds=ran.seconds, **comparison_columns(result))
+            comparison = compare_with_bound(tensor, out, ref.values[tensor], bounds[tensor],
+                                            dtype=spec.dtype_of(tensor))
+            row = Row(**base, tensor=tensor, seconds=ran.seconds, **comparison_columns(comparison))
         rows.append(apply_deviations(row, ran.deviations))
     return rows
+
+
+def compare_codes(spec: ConvSpec, out: np.ndarray, ref: Reference, ran: Ran, tolerance_factor: float,
+                  ) -> StepComparison:
+    """An integer y against the spec's rounding, the backend's declared rounding and the window of its arithmetic."""
+    codes = ref.codes
+    assert codes is not None
+    if out.shape != ref.values["y"].shape:
+        return StepComparison(False, {}, 0, 0, math.inf, None, math.nan, math.nan,
+                              f"y has shape {tuple(out.shape)}, expected {tuple(ref.values['y'].shape)}")
+    try:
+        declared = codes_under(spec, codes, ran.rounding)
+    except ValueError:  # a rounding the reference cannot apply to this case (double_rounding with a float source)
+        declared = ref.values["y"]
+    window = code_window(spec, ref, accumulation=ran.accumulation, tolerance_factor=tolerance_factor)
+    low, high = INTEGER_RANGE[spec.data_types[2]]
+    return compare_steps(out, ref.values["y"], declared, codes.real, codes.hard_ties, window,
+                         rounding=ran.rounding, low=low, high=high)
+
+
+def step_columns(result: StepComparison) -> dict:
+    """The Row fields of an integer tensor's comparison in steps."""
+    return dict(
+        status="pass" if result.passed else "fail", err_ratio=result.err_ratio, max_abs_err=float(result.max_steps),
+        max_rel_err=math.nan,
+        worst_index="" if result.worst_index is None else "(" + ", ".join(map(str, result.worst_index)) + ")",
+        worst_value=result.worst_value, worst_reference=result.worst_reference, allclose=result.histogram.get(
+            "exact", 0) == sum(result.histogram.values()) and result.passed,
+        message=result.message, steps=result.steps_text if result.histogram else "", max_steps=result.max_steps,
+    )
 
 
 def comparison_columns(result: TensorComparison) -> dict:

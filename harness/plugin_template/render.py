@@ -13,12 +13,15 @@ with `convparity-` before it, the distribution's (`convparity_my_conv` is the im
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 from convparity.harness.errors import ConvparityError
+from convparity.harness.inert_text import abbreviated
 
 TEMPLATE = Path(__file__).resolve().parent
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+MAX_NAME = 60  # the package folder, distribution and module names grow from it; file names have limits
 # PEP 508 distribution names (https://packaging.python.org/en/latest/specifications/name-normalization/)
 DISTRIBUTION_PATTERN = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE)
 INSTALL_COPIER = "pip install 'convparity[template]'"
@@ -32,8 +35,10 @@ def backend_name(name: str) -> str:
     """`name` normalised (see the module docstring); TemplateError naming NAME when it is not a valid name."""
     normalised = re.sub(r"[-_.]+", "-", str(name).strip().lower()).removeprefix("convparity-")
     if not NAME_PATTERN.fullmatch(normalised):
-        raise TemplateError(f"NAME {name!r} is not a backend name: use lower-case letters, digits and single "
-                            "dashes, starting with a letter (e.g. my-conv)")
+        raise TemplateError(f"NAME {abbreviated(name)} is not a backend name: use lower-case letters, digits and "
+                            "single dashes, starting with a letter (e.g. my-conv)")
+    if len(normalised) > MAX_NAME:
+        raise TemplateError(f"NAME {abbreviated(name)} is {len(normalised)} characters long: at most {MAX_NAME}")
     return normalised
 
 
@@ -61,9 +66,13 @@ def new_backend(name: str, directory: str | Path | None = None, framework: str |
     """
     backend = backend_name(name)
     if framework is not None and not DISTRIBUTION_PATTERN.fullmatch(framework.strip()):
-        raise TemplateError(f"--framework {framework!r} is not a package name on the index (letters, digits, '.', '_', '-')")
+        raise TemplateError(f"--framework {framework!r} is not a package name on the index (letters, digits, "
+                            "'.', '_', '-')")
     _check_unregistered(backend)
     target = Path(directory) if directory is not None else Path.cwd() / f"convparity-{backend}"
+    if target.resolve().is_relative_to(TEMPLATE):
+        raise TemplateError(f"--dir {str(target)!r} is inside convparity's own template folder {TEMPLATE}: "
+                            "choose a folder outside it")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise TemplateError(f"--dir {str(target)!r} exists and is not an empty folder: choose another")
     try:
@@ -76,7 +85,13 @@ def new_backend(name: str, directory: str | Path | None = None, framework: str |
     answers = {"name": backend, "framework": framework, "convparity_requirement": f"convparity>={__version__}"}
     if framework:
         answers["framework_module"] = framework_module(framework)
-    run_copy(str(TEMPLATE), target, data=answers, defaults=True, quiet=True, unsafe=False)
+    existed = target.exists()
+    try:
+        run_copy(str(TEMPLATE), target, data=answers, defaults=True, quiet=True, unsafe=False)
+    except OSError as error:  # a read-only or full disk: leave no half package behind
+        if not existed:
+            shutil.rmtree(target, ignore_errors=True)
+        raise TemplateError(f"--dir {str(target)!r}: cannot write the package: {error.strerror or error}") from None
     return target
 
 

@@ -45,11 +45,12 @@ from convparity.harness.vocabulary import BAD_STATUSES, TENSORS
 
 REPORT_HTML = "report.html"
 SEVERITY = {s: i for i, s in enumerate(("crash", "timeout", "error", "fail", "xpass", "xfail", "reference-error",
-                                        "unsupported"))}
+                                        "harness-error", "unsupported"))}
 CASE_GROUPS = (("failures", list(BAD_STATUSES), True),
                ("known deviations (xfail)", ["xfail"], True),
                ("stale declarations (xpass): the declared deviation did not happen", ["xpass"], True),
-               ("reference errors (the harness's own failure, not the backend's)", ["reference-error"], True),
+               ("the harness's own failures (the reference, drawing the inputs: not the backend's)",
+                ["reference-error", "harness-error"], True),
                ("unsupported", ["unsupported"], False))
 
 

@@ -25,6 +25,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from convparity.harness.errors import ConvparityError
+
 DEFAULT = "default"
 OFF = "off"
 
@@ -59,6 +61,28 @@ def machine_fingerprint() -> str:
         model = platform.processor()
     text = "|".join((sys.platform, platform.machine(), model, flags))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class CacheSettingError(ConvparityError, ValueError):
+    """A compile-cache setting that cannot be used here: a file, a folder that cannot be made or written."""
+
+
+def check(setting: str, environment: Mapping[str, str] | None = None) -> None:
+    """CacheSettingError naming the folder and the problem unless the setting's folder is usable on this machine:
+    a folder (made if absent, as the frameworks would) that this process may write. "off" is always usable."""
+    if setting == OFF:
+        return
+    root = default_root(environment) if setting == DEFAULT else Path(setting).expanduser()
+    if root.exists() and not root.is_dir():
+        raise CacheSettingError(f"--compile-cache {root} is a file, not a folder: name a folder, or 'off'")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CacheSettingError(f"--compile-cache: cannot make the folder {root}: {error.strerror or error}; name "
+                                "another folder, or 'off'") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise CacheSettingError(f"--compile-cache: the folder {root} is not writable here; name another folder, "
+                                "or 'off'")
 
 
 def machine_folder(setting: str, environment: Mapping[str, str] | None = None) -> Path | None:

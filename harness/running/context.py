@@ -18,6 +18,7 @@ says the same.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -31,7 +32,7 @@ from convparity.harness.running.executor import Executor, PoolTiming
 from convparity.harness.running.folder_lock import lock
 from convparity.harness.running.interrupts import Interrupted
 from convparity.harness.running.launch import ExecutorChoice, OpenedExecutor, open_executor
-from convparity.harness.running.run_logs import CaseLog
+from convparity.harness.running.run_logs import CASES_FILE, CaseLog
 from convparity.harness.running.run_record import RunRecord, now
 
 
@@ -41,9 +42,23 @@ class RunInterrupted(ConvparityError):
     prefix = ""
 
     def __init__(self, path: Path, exit_code: int, resume_command: str) -> None:
-        super().__init__(f"interrupted; every finished row is kept in {path}; continue with: {resume_command}")
+        if not (path / run_folder.RUN_FILE).exists():
+            message = f"interrupted before any case ran; {path} was not kept"
+        elif _status(path) == "finished":  # the work was done: only what follows it (the reports) is not
+            message = (f"interrupted after the run finished; every row is kept in {path}; its reports are not "
+                       f"written: write them with: convparity report {path}")
+        else:
+            message = f"interrupted; every finished row is kept in {path}; continue with: {resume_command}"
+        super().__init__(message)
         self.path = path
         self.exit_code = exit_code
+
+
+def _status(path: Path) -> str:
+    try:
+        return run_folder.read_record(path).status
+    except (ConvparityError, OSError):
+        return ""
 
 
 def resume_command(path: Path, kind: str) -> str:
@@ -71,7 +86,7 @@ class RunContext:
     def new(cls, path: Path, record: RunRecord) -> Iterator[RunContext]:
         """A fresh run folder at `path` (created; refused when it holds anything) with `record` as its run.json."""
         run_folder.create(path)
-        with _interrupts_reported(path, record.kind), lock(path):
+        with _interrupts_reported(path, record.kind), _removed_if_nothing_ran(path), lock(path):
             context = cls(path, record)
             context.save()
             with context._closing():
@@ -168,6 +183,28 @@ class RunContext:
                 yield opened
             finally:
                 self.record.timing = PoolTiming.add(self.record.timing, opened.executor.timing())
+
+
+@contextmanager
+def _removed_if_nothing_ran(path: Path) -> Iterator[None]:
+    """A new run that stops before it logged any case or row (a setting refused at start, a cluster that cannot be
+    reached) leaves no folder behind: the same -o can be given again."""
+    try:
+        yield
+    except BaseException:
+        logs = [path / RESULTS_FILE, path / CASES_FILE]
+        if not any(_has_records(log) for log in logs):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _has_records(path: Path) -> bool:
+    """Whether a CSV log holds more than its header."""
+    try:
+        with path.open("rb") as file:
+            return len(file.read(1 << 16).splitlines()) > 1
+    except OSError:
+        return False
 
 
 @contextmanager

@@ -30,6 +30,7 @@ Dask is an optional dependency (`pip install 'convparity[dask]'`), imported only
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import pickle
 import time
@@ -73,17 +74,65 @@ def local_cluster(jobs: int) -> Any:
                                         scheduler_kwargs={"allowed_failures": 0}, silence_logs=40)
 
 
+def scheduler_address(scheduler: str) -> str:
+    """The address of `scheduler`: itself, or the "address" of the scheduler file it names (checked: a JSON object
+    whose address is text); DaskUnavailable naming the file and what is wrong otherwise."""
+    path = Path(scheduler)
+    if not path.is_file():
+        return scheduler
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DaskUnavailable(f"scheduler file {path} is not a Dask scheduler file (JSON with an \"address\"): "
+                              f"{' '.join(str(error).split())}") from None
+    address = data.get("address") if isinstance(data, dict) else None
+    if not isinstance(address, str) or not address.strip():
+        raise DaskUnavailable(f"scheduler file {path} names no scheduler: its \"address\" must be text such as "
+                              f"tcp://HOST:PORT, got {address!r}")
+    return address
+
+
 def connect(scheduler: str | Any, timeout: float = 30.0) -> Any:
     """A Client of an existing cluster: `scheduler` is an address (tcp://host:port), a scheduler file, or a
     cluster object (LocalCluster, a dask-jobqueue or Kubernetes cluster)."""
     distributed = _distributed()
     try:
-        if isinstance(scheduler, str) and Path(scheduler).is_file():
-            return distributed.Client(scheduler_file=scheduler, timeout=timeout)
-        return distributed.Client(scheduler, timeout=timeout)
-    except (OSError, ValueError) as error:  # unreachable, or neither an address nor an existing file
+        return distributed.Client(scheduler_address(scheduler) if isinstance(scheduler, str) else scheduler,
+                                  timeout=timeout)
+    except (OSError, ValueError, TypeError) as error:  # unreachable, or not an address
         raise DaskUnavailable(f"cannot reach the Dask scheduler {scheduler} (an address tcp://HOST:PORT or a "
-                              f"scheduler file): {error}") from None
+                              f"scheduler file): {' '.join(str(error).split())}") from None
+
+
+def ready_worker() -> str:
+    """Run on a Dask worker: what convparity needs there imports (its answer is the worker's host name)."""
+    import socket
+
+    from convparity.harness.running import child_pool  # noqa: F401 - the module every task runs through
+
+    return socket.gethostname()
+
+
+def check_workers(client: Any, scheduler: str, timeout: float) -> None:
+    """DaskUnavailable naming the scheduler unless, within `timeout` seconds, some worker runs convparity's code (a
+    cluster with no worker, or with workers that cannot import convparity, would otherwise wait forever)."""
+    distributed = _distributed()
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except (TimeoutError, OSError):
+        raise DaskUnavailable(f"the Dask scheduler {scheduler} has no worker (none joined within {timeout:g} s): "
+                              "start workers for it, or give another --scheduler") from None
+    future = client.submit(ready_worker, pure=False, retries=0)
+    try:
+        future.result(timeout=timeout)
+    except (TimeoutError, distributed.TimeoutError):
+        raise DaskUnavailable(f"no worker of the Dask scheduler {scheduler} ran convparity's code within {timeout:g} "
+                              "s: are its workers busy, or unable to import convparity?") from None
+    except Exception as error:  # noqa: BLE001 - e.g. the workers cannot unpickle our function
+        raise DaskUnavailable(f"the workers of the Dask scheduler {scheduler} cannot run convparity's code (install "
+                              f"convparity where they run): {describe_exception(error)}") from None
+    finally:
+        future.cancel()
 
 
 @dataclass

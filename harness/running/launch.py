@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from convparity.harness.errors import ConvparityError
+from convparity.harness.running import compile_cache
 from convparity.harness.running.executor import Executor
 from convparity.harness.running.local_executor import LocalProcessExecutor
 from convparity.harness.running.placement import slot_cores, thread_variables
@@ -81,7 +82,10 @@ def backend_resources(backends: tuple[str, ...]) -> dict[str, dict[str, float]]:
 
 @contextmanager
 def open_executor(choice: ExecutorChoice, settings: RunSettings, log: Path) -> Iterator[OpenedExecutor]:
-    """The executor `choice` asks for, open for the duration; `log` is the run folder's worker log."""
+    """The executor `choice` asks for, open for the duration; `log` is the run folder's worker log. The compile
+    cache setting is checked first where the workers run on this machine (a remote cluster's are its own)."""
+    if choice.kind == "local" or choice.scheduler is None:
+        compile_cache.check(settings.compile_cache)
     if choice.kind == "local":
         with LocalProcessExecutor(settings.jobs, log=log, startup_timeout=settings.startup_timeout) as executor:
             yield OpenedExecutor(executor, settings.jobs, {**choice.describe(), "jobs": settings.jobs})
@@ -96,6 +100,7 @@ def open_executor(choice: ExecutorChoice, settings: RunSettings, log: Path) -> I
     else:
         cluster, client, cores, worker_log = None, dask_executor.connect(choice.scheduler), (), None
     try:
+        dask_executor.check_workers(client, str(choice.scheduler or "of the local cluster"), settings.startup_timeout)
         dask = dask_executor.DaskExecutor(
             client, log=worker_log, startup_timeout=settings.startup_timeout,
             resources=backend_resources(settings.backends), cores=cores, cluster=cluster)

@@ -75,6 +75,8 @@ def check_shards(folders: Sequence[Path]) -> list[tuple[Path, Shard, RunRecord]]
     for path in folders:
         record = run_folder.read_record(path)
         shard = _shard_of(path, record)
+        if record.status == "running":
+            raise MergeError(f"{path} (shard {shard}) is still being written: merge the shards once it has finished")
         if record.status != "finished":
             raise MergeError(f"{path} (shard {shard}) is {record.status}, not finished: "
                              f"continue it with: convparity run --resume {path}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from convparity.harness.cases.descriptor import Case, DescriptorError, format_descriptor, parse_case
 from convparity.harness.files import RunFolderError, atomic_write, os_error
-from convparity.harness.results import COLUMNS, RESULTS_FILE, CsvAppender, bias_word
+from convparity.harness.results import COLUMNS, RESULTS_FILE, CsvAppender, bias_word, csv_cell, text_cell
 from convparity.harness.vocabulary import DTYPES
 
 CASES_FILE = "cases.csv"
@@ -35,7 +35,7 @@ class CaseLog(CsvAppender):
     def log(self, case: Case) -> None:
         spec = case.spec
         try:
-            self.append([(format_descriptor(spec), bias_word(spec.bias), spec.dtype, case.name,
+            self.append([(format_descriptor(spec), bias_word(spec.bias), spec.dtype, csv_cell(case.name),
                           " ".join(case.tensors))])
         except OSError as error:
             raise os_error(self.path, error) from None
@@ -58,6 +58,7 @@ def _parse_cases(path: Path) -> Iterator[Case]:
         if len(fields) != len(CASE_COLUMNS):
             raise RunFolderError(f"{path}:{number}: expected {len(CASE_COLUMNS)} fields, got {len(fields)}")
         descriptor, bias, dtype, name, tensors = fields
+        name = text_cell(name)
         if bias not in ("on", "off") or dtype not in DTYPES:
             raise RunFolderError(f"{path}:{number}: bias must be on/off and dtype one of {', '.join(DTYPES)}")
         try:

@@ -96,17 +96,19 @@ class SweepVersions:
 
 
 OnRan = Callable[[str, ConvSpec, Ran], None]
+OnProbed = Callable[[str, BackendInfo], None]
 
 
 class _Sweep:
     def __init__(self, settings: RunSettings, executor: Executor, write: Callable[[list[Row]], None],
                  on_versions: Callable[[SweepVersions], None] | None, plugins: PluginSelection, costs: CostModel,
-                 on_ran: OnRan | None) -> None:
+                 on_ran: OnRan | None, on_probed: OnProbed | None) -> None:
         self.settings = settings
         self.executor = executor
         self.write = write
         self.on_versions = on_versions
         self.on_ran = on_ran
+        self.on_probed = on_probed
         self.plugins = plugins
         self.costs = costs
         self.setups = {name: WorkerSetup.here(name, plugins, settings.compile_cache) for name in settings.backends}
@@ -180,6 +182,8 @@ class _Sweep:
             self.probed[name] = Status(outcome.failure, f"probing backend {name}: {outcome.message}")
         else:
             self.probed[name] = outcome.value
+            if self.on_probed is not None:  # may stop the sweep before any case of the backend runs
+                self.on_probed(name, outcome.value)
         if len(self.probed) == len(self.settings.backends) and self.on_versions:
             self.on_versions(self.versions())
         for item in self.waiting.pop(name):
@@ -288,15 +292,17 @@ def run_sweep(
     plugins: PluginSelection | None = None,
     costs: CostModel | None = None,
     on_ran: OnRan | None = None,
+    on_probed: OnProbed | None = None,
 ) -> SweepVersions:
     """Run every item, calling `write(rows)` once per item as it finishes (in any order).
 
     `on_versions(found)` is called once every backend has been probed; the same is returned.
     `window` bounds the items in flight (default 4 per job + 4). `plugins` is the plugin selection
     workers load (default: this process's CONVPARITY_PLUGINS / CONVPARITY_EXTRA_PLUGINS). `costs`
-    orders the tasks (default: every backend at the default cost); `on_ran` hears of every result.
+    orders the tasks (default: every backend at the default cost); `on_ran` hears of every result;
+    `on_probed(name, info)` hears of each backend's probe before any of its cases runs (and may raise to stop).
     """
     window = window or 4 * settings.jobs + 4
     plugins = plugins or PluginSelection.from_environment()
     costs = costs or CostModel({})
-    return _Sweep(settings, executor, write, on_versions, plugins, costs, on_ran).run(iter(items), window)
+    return _Sweep(settings, executor, write, on_versions, plugins, costs, on_ran, on_probed).run(iter(items), window)

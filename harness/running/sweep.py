@@ -35,16 +35,17 @@ from convparity.harness.running import run_folder
 from convparity.harness.running.context import RunContext
 from convparity.harness.running.cost_model import CostBook, CostModel, declared_costs, gflop
 from convparity.harness.running.executor import PoolTiming
+from convparity.harness.running.identity import VersionCheck, check_registered
 from convparity.harness.running.launch import ExecutorChoice
 from convparity.harness.running.placement import thread_variables
 from convparity.harness.running.progress import SweepProgress
 from convparity.harness.running.run_logs import count_cases, read_cases, repair_results, status_counts
 from convparity.harness.running.run_record import RunRecord
-from convparity.harness.running.runner import Item, SweepVersions, done_key, run_sweep
+from convparity.harness.running.runner import Item, OnProbed, SweepVersions, done_key, run_sweep
 from convparity.harness.running.shards import Shard, shard_cases
 from convparity.harness.running.tasks import backend_pool
 from convparity.harness.settings import DEFAULT_REFERENCE_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, RunSettings
-from convparity.harness.vocabulary import BAD_STATUSES, REFERENCE_STATUSES, STALE_STATUSES, check_dtypes
+from convparity.harness.vocabulary import BAD_STATUSES, HARNESS_STATUSES, STALE_STATUSES, check_dtypes
 
 DEFAULT_DTYPES = ("float64", "float32")
 
@@ -75,10 +76,10 @@ class SweepRun:
 
     def exit_code(self, strict: bool = False) -> int:
         """0: nothing failed; 1: a backend failed (or, with `strict`, a declared deviation went stale);
-        3: only the reference side failed (the harness's own failure, never the backend's)."""
+        3: only the harness's side failed (the reference, or drawing the inputs: never the backend's)."""
         if any(self.counts[s] for s in BAD_STATUSES) or (strict and any(self.counts[s] for s in STALE_STATUSES)):
             return 1
-        return 3 if any(self.counts[s] for s in REFERENCE_STATUSES) else 0
+        return 3 if any(self.counts[s] for s in HARNESS_STATUSES) else 0
 
 
 def available_backends(names: Sequence[str] | None) -> tuple[str, ...]:
@@ -173,11 +174,14 @@ def resumable(path: Path) -> RunRecord:
 
 
 def resume(path: str | Path, jobs: int | None = None, *, progress: bool = False,
-           executor: ExecutorChoice | None = None, compile_cache: str | None = None) -> SweepRun:
+           executor: ExecutorChoice | None = None, compile_cache: str | None = None,
+           new_segment: bool = False) -> SweepRun:
     """Continue the interrupted run in `path` with its own settings (only the number of jobs, the executor
-    and the compile cache may change); a shard continues as the same shard."""
+    and the compile cache may change); a shard continues as the same shard. Its backends must still be
+    registered, at the versions it ran (harness.running.identity), unless `new_segment`: then a backend at
+    another version goes on as a new segment of the run, recorded in run.json."""
     path = Path(path)
-    resumable(path)
+    check_registered(resumable(path), path)
     with RunContext.reopen(path) as context:
         record = context.record
         settings = record.settings
@@ -197,8 +201,9 @@ def resume(path: str | Path, jobs: int | None = None, *, progress: bool = False,
                                        settings)
         cases = _continue(read_cases(path), shard_stream, path)
         previous = status_counts(path)
+        versions = VersionCheck(record, path, f"convparity run --resume {path}", new_segment)
         run = _execute(context, cases, total, done=repair.done, logged=logged, progress=progress,
-                       executor=executor or ExecutorChoice())
+                       executor=executor or ExecutorChoice(), on_probed=versions)
         run.resumed_items = logged
         run.dropped_duplicates = repair.dropped_duplicates
         run.counts.update(previous)
@@ -235,7 +240,7 @@ class _Measurements:
 
 
 def _execute(context: RunContext, cases: Iterable[Case], total: int, *, done: set, logged: int, progress: bool,
-             executor: ExecutorChoice) -> SweepRun:
+             executor: ExecutorChoice, on_probed: OnProbed | None = None) -> SweepRun:
     """Run the cases not done in the open `context`, logging each new one (after the first `logged`) to cases.csv."""
     record, path = context.record, context.path
     settings = record.settings
@@ -276,7 +281,7 @@ def _execute(context: RunContext, cases: Iterable[Case], total: int, *, done: se
         with context.executor(executor) as opened, bar:
             run_sweep(items(), settings, opened.executor, write, on_versions=found,
                       plugins=PluginSelection.from_environment(), window=4 * opened.slots + 4, costs=costs,
-                      on_ran=measured.ran)
+                      on_ran=measured.ran, on_probed=on_probed)
     finally:
         record.timing = PoolTiming.add(record.timing, measured.timing)
         for backend, samples in measured.samples.items():

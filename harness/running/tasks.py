@@ -30,7 +30,7 @@ from convparity.harness.backends.contract import Backend
 from convparity.harness.backends.manager import PluginSelection
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.speed import Timing, time_backend
-from convparity.harness.evaluation.verdict import BackendResult, Ran, Status, case_rows, run_backend
+from convparity.harness.evaluation.verdict import BackendResult, Ran, Status, case_rows, evaluate_case, run_backend
 from convparity.harness.results import Row
 from convparity.harness.running.placement import WorkerSetup
 from convparity.harness.vocabulary import TENSORS
@@ -130,6 +130,43 @@ class DescribeBackend:
         members = optional_members(backend)
         return ([state] + [f"limit: {limit.condition}: {limit.reason}" for limit in members.limits]
                 + [f"known deviation: {deviation.describe()}" for deviation in members.deviations])
+
+
+@dataclass(frozen=True)
+class Explained:
+    """What ExplainCase found: why the backend is unavailable, or the accumulation its bound used and the rows."""
+
+    unavailable: str | None
+    accumulation: str | None
+    rows: list[Row]
+
+
+@dataclass(frozen=True)
+class ExplainCase:
+    """One case evaluated in the backend's own worker, for `convparity explain` (evaluate_case: both halves)."""
+
+    backend: str
+    spec: ConvSpec
+    seed: int
+    tolerance_factor: float
+    plugins: PluginSelection = field(default_factory=PluginSelection)
+    setup: WorkerSetup | None = None
+
+    @property
+    def pool(self) -> str:
+        return backend_pool(self.backend)
+
+    @property
+    def prepare(self) -> PrepareBackend:
+        return PrepareBackend(self.backend, self.plugins)
+
+    def __call__(self) -> Explained:
+        backend = _backend(self.backend, self.plugins)
+        reason = backend.availability()
+        if reason:
+            return Explained(reason, None, [])
+        result, rows = evaluate_case(backend, self.spec, seed=self.seed, tolerance_factor=self.tolerance_factor)
+        return Explained(None, result.accumulation if isinstance(result, Ran) else None, rows)
 
 
 @dataclass(frozen=True)

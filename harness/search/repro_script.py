@@ -31,11 +31,10 @@ from convparity.harness.backends.manager import PluginSelection
 from convparity.harness.backends.program import Program
 from convparity.harness.cases.inputs import Inputs
 from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.evaluation.bound import element_bound
-from convparity.harness.evaluation.verdict import reference
+from convparity.harness.evaluation.chain_bound import code_window, tensor_bounds
+from convparity.harness.evaluation.reference import reference
 from convparity.harness.files import atomic_write
 from convparity.harness.inert_text import markdown, one_line
-from convparity.harness.vocabulary import TENSORS
 
 FAILING = "fail"
 
@@ -198,15 +197,18 @@ def evidence_for(spec: ConvSpec, backend: str, version: str, kind: str, tensors:
                  accumulation: str, tolerance_factor: float, rule: str = "", message: str = "",
                  program: Program | None = None, plugins: PluginSelection | None = None) -> Evidence:
     """The Evidence of a finding: the reference and allowed error of each tensor it is about, from `inputs`."""
-    checked = tuple(t for t in TENSORS if t in tensors)
+    checked = tuple(t for t in spec.tensors if t in tensors)
     expected, allowed = {}, {}
     if kind == FAILING and checked:
         ref = reference(spec, inputs)
+        bounds = tensor_bounds(spec, ref, accumulation=accumulation, tolerance_factor=tolerance_factor)
         for tensor in checked:
-            if tensor in ref.values:
+            if tensor == "y" and ref.codes is not None:  # codes: within half a step (and the window) of the value
+                expected[tensor] = ref.codes.real
+                allowed[tensor] = 0.5 + code_window(spec, ref, accumulation=accumulation,
+                                                    tolerance_factor=tolerance_factor)
+            elif tensor in ref.values:
                 expected[tensor] = ref.values[tensor]
-                allowed[tensor] = element_bound(ref.values[tensor], ref.magnitudes[tensor],
-                                                reduction=spec.reductions[tensor], dtype=spec.dtype,
-                                                accumulation=accumulation, tolerance_factor=tolerance_factor)
+                allowed[tensor] = bounds[tensor]
     return Evidence(spec, backend, version, kind, checked, inputs, expected, allowed, rule, message, program,
                     plugins)

@@ -18,15 +18,14 @@ from typing import NoReturn
 import numpy as np
 import pytest
 
-from convparity.harness.backends.contract import Backend, BackendContractError, check_backend
+from convparity.harness.backends.contract import Backend, BackendContractError, check_backend, step_extras
 from convparity.harness.backends.manager import get_manager
 from convparity.harness.cases.descriptor import Case
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.selection import CaseSelection, expand
 from convparity.harness.errors import describe_exception
-from convparity.harness.evaluation.verdict import Ran, Status, evaluate_case, run_backend
+from convparity.harness.evaluation.verdict import Ran, Status, evaluate_case, run_backend, validate_outputs
 from convparity.harness.results import Row, bias_word
-from convparity.harness.vocabulary import TENSORS
 
 ACCEPTED = ("pass", "xfail", "unsupported")
 DETERMINISM_SAMPLE = 4  # `check_deterministic` reruns every 4th case
@@ -128,7 +127,8 @@ def check_deterministic(name: str, cases: Sequence[Case], seed: int = 0) -> None
         second = run_backend(backend, case.spec, seed)
         if not isinstance(second, Ran):
             fail(f"{case_id(case)}: the second run gave {second.status}: {second.message}")
-        for tensor, a, b in zip(TENSORS, first.outputs, second.outputs):
+        for tensor, a in first.outputs.items():
+            b = second.outputs.get(tensor)
             if a is not None and (b is None or not np.array_equal(a, b, equal_nan=True)):
                 fail(f"{case_id(case)}: {tensor} differs between two runs of the same inputs")
 
@@ -151,11 +151,14 @@ def check_program(name: str, cases: Sequence[Case], seed: int = 0) -> None:
         try:
             exec(compile(program.source(), f"<the program of {name}>", "exec"), namespace)  # noqa: S102
             inputs = make_inputs(case.spec, seed)
-            got = namespace[program.name](**program.arguments)(inputs.x, inputs.w, inputs.b, inputs.dy)
+            step = namespace[program.name](**program.arguments)
+            got, _ = validate_outputs(case.spec, step(inputs.x, inputs.w, inputs.b, inputs.dy,
+                                                      **step_extras(case.spec, inputs.extras)))
         except Exception as error:  # noqa: BLE001 - what a repro script would meet
             fail(f"{case_id(case)}: the source of {program.name}, run alone, raised {describe_exception(error)}: "
                  "a program imports what it uses inside its body and reads no name of its module")
-        for tensor, a, b in zip(TENSORS, expected.outputs, got):
+        for tensor, a in expected.outputs.items():
+            b = got.get(tensor)
             if a is not None and (b is None or not np.array_equal(a, np.asarray(b), equal_nan=True)):
                 fail(f"{case_id(case)}: {tensor} of {program.name}, run alone, differs from what run() gives")
         checked += 1

@@ -30,7 +30,7 @@ LAYERS = [
     ["convparity.harness.testing", "convparity.harness.plugin_template"],
     ["convparity.harness.api"],
     ["convparity.harness.cli"],
-    ["convparity.plugin", "convparity.__main__"],
+    ["convparity.plugin", "convparity.command", "convparity.__main__"],
     ["convparity.plugins"],
 ]
 FRAMEWORK_NAMES = re.compile(r"(?i)(?<![a-z])(pytorch|torch|tensorflow|jax|keras|onnx|openvino|paddle|mlx|tinygrad|"

@@ -22,7 +22,8 @@ from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.bound import compare_tensor
-from convparity.harness.evaluation.verdict import Ran, evaluate_case, reference
+from convparity.harness.evaluation.reference import reference
+from convparity.harness.evaluation.verdict import Ran, evaluate_case
 from convparity.harness.results import read_results
 from convparity.harness.vocabulary import TENSORS, numpy_dtype
 

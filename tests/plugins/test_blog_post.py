@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+pytestmark = pytest.mark.framework("torch")  # the script imports torch: in its fixture, never at collection
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "reproduce_blog_post.py"
 

@@ -19,7 +19,7 @@ from convparity.harness.backends.manager import get_manager  # noqa: E402
 from convparity.harness.cases.descriptor import parse_case  # noqa: E402
 from convparity.harness.cases.inputs import make_inputs  # noqa: E402
 from convparity.harness.cases.spec import ConvSpec  # noqa: E402
-from convparity.harness.evaluation.verdict import reference  # noqa: E402
+from convparity.harness.evaluation.reference import reference  # noqa: E402
 from convparity.harness.search.search import DEFAULT_BUDGET, search  # noqa: E402
 from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
 from convparity.harness.vocabulary import TENSORS  # noqa: E402

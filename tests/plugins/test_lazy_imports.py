@@ -1,7 +1,9 @@
-"""Registering the framework backends imports no framework: only asking a backend about itself does."""
+"""Registering the framework backends, and asking them for their workers' variables, imports no framework: only
+asking a backend about itself does."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -13,11 +15,18 @@ FRAMEWORKS = {"torch": "torch", "jax": "jax", "onnxruntime": "onnxruntime", "tor
 
 @pytest.mark.parametrize(("backend", "module"), FRAMEWORKS.items())
 def test_framework_is_imported_only_when_the_backend_is_asked(backend, module):
-    pytest.importorskip(module)
+    # Looked up, not imported: this process may run another framework's tests (tests/plugins/conftest.py).
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
     script = (
         "import sys\n"
+        "from pathlib import Path\n"
         "from convparity.harness.backends.manager import PluginManager\n"
         f"backend = PluginManager({{'reference', {backend!r}}}).backends()[{backend!r}]\n"
+        "for member, arguments in (('thread_environment', (1,)), ('cache_environment', (Path('/nowhere'), {})),\n"
+        "                          ('cache_environment', (None, {}))):\n"
+        "    if getattr(backend, member, None) is not None:\n"
+        "        getattr(backend, member)(*arguments)\n"
         f"print({module!r} in sys.modules)\n"
         "assert backend.availability() is None\n"
         f"print({module!r} in sys.modules)\n"

@@ -5,20 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-mx = pytest.importorskip("mlx.core")
-
-from convparity.harness.backends.manager import get_manager  # noqa: E402
-from convparity.harness.cases.inputs import make_inputs  # noqa: E402
-from convparity.harness.cases.spec import ConvSpec  # noqa: E402
-from convparity.harness.evaluation.verdict import evaluate_case  # noqa: E402
-from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
-from convparity.plugins.mlx_backend import DEVIATIONS, to_channels_first, to_channels_last  # noqa: E402
-from tests.plugins.backend_checks import (  # noqa: E402
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.evaluation.verdict import evaluate_case
+from convparity.harness.testing.contract_suite import BackendContract
+from convparity.plugins.mlx_backend import DEVIATIONS
+from tests.plugins.backend_checks import (
     EXTRA_SPECS,
     check_usable_in_own_tox_env,
     disagreements,
     smoke_sweep,
 )
+
+pytestmark = pytest.mark.framework("mlx")
 
 
 class TestMlx(BackendContract):
@@ -37,10 +37,19 @@ def test_usable_in_its_tox_env(mlx_backend):
     check_usable_in_own_tox_env(mlx_backend, "mlx")
 
 
-def test_layout_round_trip():
-    w = np.arange(6 * 2 * 3 * 4).reshape(6, 2, 3, 4)
-    assert to_channels_last(w).shape == (6, 3, 4, 2)
-    np.testing.assert_array_equal(to_channels_first(to_channels_last(w)), w)
+def test_layouts_go_channels_last_and_back(mlx_backend):
+    """A 1x1 convolution whose w picks input channel 1 for output 0 and channel 0 for output 1, on x whose every
+    element differs: y, dx and dw in the canonical layouts say which channel, batch and position went where."""
+    spec = ConvSpec(batch=2, in_channels=3, out_channels=2, input_size=(3, 4), kernel_size=(1, 1), bias=False,
+                    dtype="float32")
+    x = np.arange(2 * 3 * 3 * 4, dtype=np.float32).reshape(spec.x_shape)
+    w = np.zeros(spec.w_shape, np.float32)
+    w[0, 1], w[1, 0] = 1, 1
+    dy = np.arange(2 * 2 * 3 * 4, dtype=np.float32).reshape(spec.y_shape)
+    y, dx, dw, _ = mlx_backend.run(spec, x, w, None, dy)
+    np.testing.assert_array_equal(y, x[:, [1, 0]])
+    np.testing.assert_array_equal(dx, np.stack([dy[:, 1], dy[:, 0], np.zeros_like(dy[:, 0])], axis=1))
+    np.testing.assert_array_equal(dw[:, :, 0, 0], np.einsum("nchw,ndhw->dc", x, dy))
 
 
 def test_agrees_in_float32_on_negative_and_one_sided_padding_groups_and_dilation(mlx_backend):

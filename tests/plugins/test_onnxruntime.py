@@ -1,19 +1,18 @@
-"""The onnxruntime backend: contract suite, the ONNX model, probed limits, forward-only rows."""
+"""The onnxruntime backend: contract suite, the ONNX model its program builds, probed limits, forward-only rows."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.testing.contract_suite import BackendContract
+from tests.plugins.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep
+from tests.plugins.conftest import framework_module
 
-from convparity.harness.backends.manager import get_manager  # noqa: E402
-from convparity.harness.cases.inputs import make_inputs  # noqa: E402
-from convparity.harness.cases.spec import ConvSpec  # noqa: E402
-from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
-from convparity.plugins.onnxruntime_backend import conv_model  # noqa: E402
-from tests.plugins.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep  # noqa: E402
+pytestmark = pytest.mark.framework("onnxruntime")
 
 
 class TestOnnxRuntime(BackendContract):
@@ -27,10 +26,36 @@ def ort_backend():
     return get_manager().backends()["onnxruntime"]
 
 
-def test_model_is_one_valid_conv_node_with_onnx_pads():
+@pytest.fixture
+def onnx():
+    return framework_module("onnx")
+
+
+@pytest.fixture
+def built_model(ort_backend, onnx, monkeypatch):
+    """built_model(spec): the ONNX model the backend's program hands to onnxruntime.InferenceSession, parsed."""
+    ort = framework_module("onnxruntime")
+    session_of = ort.InferenceSession
+    models = []
+
+    def recording(model, *args, **kwargs):
+        models.append(model)
+        return session_of(model, *args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", recording)
+
+    def build(spec):
+        ort_backend.program(spec).build()
+        (model,) = models[-1:]
+        return onnx.load_from_string(model)
+
+    return build
+
+
+def test_model_is_one_valid_conv_node_with_onnx_pads(built_model, onnx):
     spec = ConvSpec(batch=2, in_channels=4, out_channels=6, input_size=(9, 10), kernel_size=(3, 2), stride=(2, 1),
                     dilation=(1, 2), padding=((1, 0), (2, 1)), groups=2, dtype="float16")
-    model = onnx.load_from_string(conv_model(spec))
+    model = built_model(spec)
     onnx.checker.check_model(model, full_check=True)
     (node,) = model.graph.node
     attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -71,9 +96,9 @@ def test_limits_list_only_what_onnxruntime_refuses(ort_backend):
     ]
 
 
-def test_transposed_model_is_one_valid_conv_transpose_node():
+def test_transposed_model_is_one_valid_conv_transpose_node(built_model, onnx):
     spec = TRANSPOSED_SPECS[0].replace(groups=2, dtype="float16")  # k3 s2 p1 output_padding 1, x (2, 4, 4, 5)
-    model = onnx.load_from_string(conv_model(spec))
+    model = built_model(spec)
     onnx.checker.check_model(model, full_check=True)
     (node,) = model.graph.node
     attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}

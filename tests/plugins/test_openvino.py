@@ -6,19 +6,20 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-pytest.importorskip("openvino")
-
-from convparity.harness.backends.manager import get_manager  # noqa: E402
-from convparity.harness.cases.inputs import make_inputs  # noqa: E402
-from convparity.harness.cases.spec import ConvSpec  # noqa: E402
-from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
-from convparity.plugins.openvino_backend import compiled_model, conv_model, convolution_precision  # noqa: E402
-from tests.plugins.backend_checks import (  # noqa: E402
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.testing.contract_suite import BackendContract
+from convparity.plugins.openvino_backend import convolution_precision
+from tests.plugins.backend_checks import (
     EXTRA_SPECS,
     check_usable_in_own_tox_env,
     disagreements,
     smoke_sweep,
 )
+from tests.plugins.conftest import framework_module
+
+pytestmark = pytest.mark.framework("openvino")
 
 
 class TestOpenVino(BackendContract):
@@ -32,14 +33,35 @@ def ov_backend():
     return get_manager().backends()["openvino"]
 
 
+@pytest.fixture
+def built_model(ov_backend, monkeypatch):
+    """built_model(spec): the ov.Model the backend's program hands to Core.compile_model."""
+    core = framework_module("openvino").Core
+    compile_model = core.compile_model
+    models = []
+
+    def recording(self, model, *args, **kwargs):
+        models.append(model)
+        return compile_model(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(core, "compile_model", recording)
+
+    def build(spec):
+        ov_backend.program(spec).build()
+        (model,) = models[-1:]
+        return model
+
+    return build
+
+
 def test_usable_in_its_tox_env(ov_backend):
     check_usable_in_own_tox_env(ov_backend, "openvino")
 
 
-def test_model_is_one_group_convolution_with_the_specs_geometry():
+def test_model_is_one_group_convolution_with_the_specs_geometry(built_model):
     spec = ConvSpec(batch=2, in_channels=4, out_channels=6, input_size=(9, 10), kernel_size=(3, 2), stride=(2, 1),
                     dilation=(1, 2), padding=((1, 0), (-2, 1)), groups=2, dtype="float32")
-    model = conv_model(spec)
+    model = built_model(spec)
     ops = {op.get_type_name(): op for op in model.get_ops()}
     assert "Convolution" not in ops and "Slice" in ops and "Add" in ops
     conv = ops["GroupConvolution"]
@@ -51,7 +73,7 @@ def test_model_is_one_group_convolution_with_the_specs_geometry():
 
 def test_float32_runs_in_f32_not_the_cpu_plugins_default(ov_backend):
     spec = ConvSpec(batch=1, in_channels=8, out_channels=8, input_size=(6, 6), kernel_size=(3, 3), dtype="float32")
-    assert convolution_precision(compiled_model(spec)) == "f32"
+    assert convolution_precision(ov_backend.program(spec).build().compiled_model) == "f32"
     assert "float32 in f32" in ov_backend.version()
 
 

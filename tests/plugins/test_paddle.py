@@ -5,19 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("paddle")
-
-from convparity.harness.backends.manager import get_manager  # noqa: E402
-from convparity.harness.cases.inputs import make_inputs  # noqa: E402
-from convparity.harness.cases.spec import ConvSpec  # noqa: E402
-from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
-from convparity.plugins.paddle_backend import crop_slices  # noqa: E402
-from tests.plugins.backend_checks import (  # noqa: E402
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.testing.contract_suite import BackendContract
+from tests.plugins.backend_checks import (
     EXTRA_SPECS,
     check_usable_in_own_tox_env,
     disagreements,
     smoke_sweep,
 )
+
+pytestmark = pytest.mark.framework("paddle")
 
 
 class TestPaddle(BackendContract):
@@ -38,10 +37,19 @@ def test_agrees_on_negative_and_one_sided_padding_groups_and_dilation(paddle_bac
     assert disagreements(paddle_backend, EXTRA_SPECS, dtype) == []
 
 
-def test_crop_slices_take_the_negative_part_of_each_pad():
-    x = np.arange(2 * 3 * 9 * 8).reshape(2, 3, 9, 8)
-    cropped = x[crop_slices(((-2, 1), (0, -3)))]
-    np.testing.assert_array_equal(cropped, x[:, :, 2:, :5])
+def test_crops_take_the_negative_part_of_each_pad(paddle_backend):
+    """An identity 1x1 convolution shows the slice: pads (-2, 1) and (0, -3) keep x[:, :, 2:, :5], then add a
+    zero row at the end; dx is dy back in the kept positions and zero in the cropped ones."""
+    spec = ConvSpec(batch=2, in_channels=3, out_channels=3, input_size=(9, 8), kernel_size=(1, 1),
+                    padding=((-2, 1), (0, -3)), bias=False, dtype="float64")
+    x = np.arange(2 * 3 * 9 * 8, dtype=np.float64).reshape(spec.x_shape)
+    dy = np.arange(np.prod(spec.y_shape), dtype=np.float64).reshape(spec.y_shape)
+    y, dx, _, db = paddle_backend.run(spec, x, np.eye(3).reshape(spec.w_shape), None, dy)
+    np.testing.assert_array_equal(y, np.pad(x[:, :, 2:, :5], ((0, 0), (0, 0), (0, 1), (0, 0))))
+    kept = np.zeros_like(x)
+    kept[:, :, 2:, :5] = dy[:, :, :-1]
+    np.testing.assert_array_equal(dx, kept)
+    assert db is None
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])

@@ -14,7 +14,7 @@ tf = pytest.importorskip("tensorflow")
 from convparity.harness.backends.manager import get_manager  # noqa: E402
 from convparity.harness.cases.inputs import make_inputs  # noqa: E402
 from convparity.harness.cases.spec import ConvSpec  # noqa: E402
-from convparity.harness.evaluation.verdict import reference  # noqa: E402
+from convparity.harness.evaluation.reference import reference  # noqa: E402
 from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
 from convparity.plugins.tensorflow_backend import (  # noqa: E402
     CaseFunctionNames,

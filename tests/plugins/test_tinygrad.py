@@ -1,5 +1,5 @@
 """The tinygrad backend: its CPU device (clang) usable in its tox env, contract suite, padding, the
-float16 bias rounding, probed limits, a smoke sweep."""
+float16 bias rounding, probed limits, a smoke sweep; its workers' thread and kernel-cache variables."""
 
 from __future__ import annotations
 
@@ -11,19 +11,22 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-pytest.importorskip("tinygrad")
-
-from convparity.harness.backends.manager import get_manager  # noqa: E402
-from convparity.harness.cases.inputs import make_inputs  # noqa: E402
-from convparity.harness.cases.spec import ConvSpec  # noqa: E402
-from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
-from convparity.plugins.tinygrad_backend import captured_stderr  # noqa: E402
-from tests.plugins.backend_checks import (  # noqa: E402
+from convparity.harness.backends.manager import PluginSelection, get_manager
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.running import compile_cache
+from convparity.harness.running.placement import WorkerSetup
+from convparity.harness.testing.contract_suite import BackendContract
+from convparity.plugins import tinygrad_backend as plugin_module
+from convparity.plugins.tinygrad_backend import TinygradBackend, captured_stderr
+from tests.plugins.backend_checks import (
     EXTRA_SPECS,
     check_usable_in_own_tox_env,
     disagreements,
     smoke_sweep,
 )
+
+pytestmark = pytest.mark.framework("tinygrad")
 
 
 class TestTinygrad(BackendContract):
@@ -106,3 +109,41 @@ def test_smoke_sweep_through_the_cli(tmp_path):
     code, results = smoke_sweep("tinygrad", tmp_path / "run", dtypes=("float32",))
     assert set(results["status"]) == {"pass"}, results[results["status"] != "pass"]
     assert code == 0
+
+
+# Its workers' variables: they need no tinygrad (installed_version is patched where it matters).
+
+
+@pytest.fixture
+def installed(monkeypatch):
+    monkeypatch.setattr(plugin_module, "installed_version", lambda *names: "1.2.3")
+
+
+def test_a_folder_puts_the_kernel_cache_in_a_folder_of_this_version(installed, tmp_path):
+    found = TinygradBackend().cache_environment(tmp_path, {})
+    assert found == {"CACHEDB": str(tmp_path / "tinygrad-1.2.3" / "cache.db")}
+    assert not any(tmp_path.iterdir())  # tinygrad makes the folder when it stores a kernel
+
+
+def test_off_turns_the_kernel_cache_off_whatever_the_user_set(installed):
+    assert TinygradBackend().cache_environment(None, {}) == {"CACHELEVEL": "0"}
+    assert TinygradBackend().cache_environment(None, {"CACHEDB": "/mine.db"}) == {"CACHELEVEL": "0"}
+
+
+@pytest.mark.parametrize("mine", [{"CACHEDB": "/mine.db"}, {"CACHELEVEL": "1"}])
+def test_a_users_own_cache_variables_win_over_a_folder(installed, tmp_path, mine):
+    assert TinygradBackend().cache_environment(tmp_path, mine) == {}
+
+
+def test_nothing_when_tinygrad_is_not_installed(monkeypatch, tmp_path):
+    monkeypatch.setattr(plugin_module, "installed_version", lambda *names: None)
+    assert TinygradBackend().cache_environment(tmp_path, {}) == {}
+    assert TinygradBackend().cache_environment(None, {}) == {}
+
+
+def test_a_worker_gets_one_cpu_thread_and_the_machines_cache_folder(installed, tmp_path):
+    plugins = PluginSelection(("reference", "tinygrad"))
+    found = WorkerSetup("tinygrad", plugins, str(tmp_path)).environment({})
+    assert found["NUM_CPU_THREADS"] == "1"
+    assert found["CACHEDB"] == str(tmp_path / compile_cache.machine_fingerprint() / "tinygrad-1.2.3" / "cache.db")
+    assert WorkerSetup("tinygrad", plugins, "off").environment({"NUM_CPU_THREADS": "4"})["NUM_CPU_THREADS"] == "4"

@@ -1,20 +1,26 @@
 """The torch backends: the contract suite for each variant, padding split, limits, channels-last, CUDA,
-transposed convolutions."""
+transposed convolutions, the program and the declared cost."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-torch = pytest.importorskip("torch")
+from convparity.harness.backends.contract import environment_of, optional_members
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.search.search import DEFAULT_BUDGET, search
+from convparity.harness.testing.contract_suite import BackendContract
+from convparity.plugin import BackendCost, program_arguments
+from convparity.plugins.torch_backend import CHANNELS_LAST_LIMITS, torch_conv
+from tests.harness.search.inline import InlineExecutor
+from tests.plugins.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep
+from tests.plugins.conftest import framework_module
 
-from convparity.harness.backends.manager import get_manager  # noqa: E402
-from convparity.harness.cases.inputs import make_inputs  # noqa: E402
-from convparity.harness.cases.spec import ConvSpec  # noqa: E402
-from convparity.harness.search.search import DEFAULT_BUDGET, search  # noqa: E402
-from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
-from convparity.plugins.torch_backend import CHANNELS_LAST_LIMITS, split_padding  # noqa: E402
-from tests.harness.search.inline import InlineExecutor  # noqa: E402
-from tests.plugins.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep  # noqa: E402
+pytestmark = pytest.mark.framework("torch")
 
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
@@ -42,6 +48,11 @@ def backend(name: str):
     return get_manager().backends()[name]
 
 
+@pytest.fixture
+def torch():
+    return framework_module("torch")
+
+
 @pytest.mark.parametrize(
     ("padding", "conv_padding", "explicit"),
     [
@@ -51,8 +62,28 @@ def backend(name: str):
         (((-2, -1), (0, 3), (2, 2)), (0, 0, 2), (0, 0, 0, 3, -2, -1)),
     ],
 )
-def test_split_padding_keeps_the_symmetric_part_in_the_conv(padding, conv_padding, explicit):
-    assert split_padding(padding) == (conv_padding, explicit)
+def test_split_padding_keeps_the_symmetric_part_in_the_conv(padding, conv_padding, explicit, torch, monkeypatch):
+    """The program gives the conv the symmetric non-negative part of each pad and F.pad the rest, last dim
+    first (no F.pad when nothing is left)."""
+    functional, rank, calls = torch.nn.functional, len(padding), {}
+    real_pad, real_conv = functional.pad, getattr(functional, f"conv{len(padding)}d")
+
+    def pad(x, amounts, *args, **kwargs):
+        calls["pad"] = tuple(amounts)
+        return real_pad(x, amounts, *args, **kwargs)
+
+    def conv(*args, **kwargs):
+        calls["conv"] = tuple(kwargs["padding"])
+        return real_conv(*args, **kwargs)
+
+    monkeypatch.setattr(functional, "pad", pad)
+    monkeypatch.setattr(functional, f"conv{rank}d", conv)
+    spec = ConvSpec(batch=1, in_channels=1, out_channels=1, input_size=(6,) * rank, kernel_size=(1,) * rank,
+                    padding=padding)
+    inputs = make_inputs(spec, 0)
+    backend("torch").program(spec).build()(inputs.x, inputs.w, inputs.b, inputs.dy)
+    assert calls["conv"] == conv_padding
+    assert calls.get("pad", (0,) * 2 * rank) == explicit
 
 
 @pytest.mark.parametrize("name", ["torch", "torch-channels_last"])
@@ -67,7 +98,7 @@ def test_float16_forward_agrees():
     assert [p for p in problems if " y: " in p] == []
 
 
-def test_channels_last_limit_is_torchs_own_message():
+def test_channels_last_limit_is_torchs_own_message(torch):
     (limit,) = CHANNELS_LAST_LIMITS
     with pytest.raises(RuntimeError) as raised:
         torch.zeros(2, 3, 5).contiguous(memory_format=torch.channels_last)
@@ -90,7 +121,7 @@ def test_memory_format_reaches_the_convolution(name, channels_last, input_size):
         assert (array.strides[1] == array.itemsize) == channels_last, array.strides
 
 
-def test_cuda_variant_says_why_it_is_unavailable_without_a_gpu():
+def test_cuda_variant_says_why_it_is_unavailable_without_a_gpu(torch):
     reason = backend("torch-cuda").availability()
     if torch.cuda.is_available():
         assert reason is None
@@ -98,8 +129,9 @@ def test_cuda_variant_says_why_it_is_unavailable_without_a_gpu():
         assert "torch.cuda.is_available() is False" in reason
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_runs_ieee_float32_and_deterministic_cudnn():
+def test_cuda_runs_ieee_float32_and_deterministic_cudnn(torch):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
     spec = ConvSpec(batch=2, in_channels=16, out_channels=16, input_size=(12, 12), kernel_size=(3, 3), padding=1)
     inputs = make_inputs(spec, 0)
     backend("torch-cuda").run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
@@ -125,9 +157,10 @@ def test_transposed_agrees(name, dtype):
     assert disagreements(backend(name), TRANSPOSED_SPECS, dtype) == []
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_transposed_agrees_on_cuda(dtype):
+def test_transposed_agrees_on_cuda(dtype, torch):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
     assert disagreements(backend("torch-cuda"), TRANSPOSED_SPECS, dtype) == []
 
 
@@ -142,17 +175,21 @@ def _graph(tensor) -> set[str]:
     return names
 
 
-def test_transposed_runs_torchs_own_padding_and_output_padding():
+def test_transposed_runs_torchs_own_padding_and_output_padding(torch, monkeypatch):
     """PyTorch's own form (symmetric pads, output_padding) is one conv_transpose with the bias inside; an asymmetric
     window adds an F.pad of y; a negative pad also moves the bias after it (bias-only positions)."""
     spec_native, spec_asymmetric, spec_negative = TRANSPOSED_SPECS[0], TRANSPOSED_SPECS[1], TRANSPOSED_SPECS[2]
-    graphs = {}
+    graphs, shapes, real_grad = {}, {}, torch.autograd.grad
+
+    def grad(y, *args, **kwargs):  # the program differentiates y: see its graph
+        graphs[label], shapes[label] = _graph(y), tuple(y.shape)
+        return real_grad(y, *args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", grad)
     for label, spec in (("native", spec_native), ("asymmetric", spec_asymmetric), ("negative", spec_negative)):
         inputs = make_inputs(spec, 0)
-        tensors = [torch.from_numpy(a.copy()).requires_grad_(True) for a in (inputs.x, inputs.w, inputs.b)]
-        y = backend("torch")._transposed(spec, *tensors)
-        assert tuple(y.shape) == spec.y_shape
-        graphs[label] = _graph(y)
+        backend("torch").program(spec).build()(inputs.x, inputs.w, inputs.b, inputs.dy)
+        assert shapes[label] == spec.y_shape
     assert graphs["native"] == {"ConvolutionBackward0", "AccumulateGrad"}
     assert "ConstantPadNdBackward0" in graphs["asymmetric"] and "AddBackward0" not in graphs["asymmetric"]
     assert {"ConstantPadNdBackward0", "AddBackward0"} <= graphs["negative"]
@@ -164,3 +201,42 @@ def test_a_default_search_finds_nothing_on_torch(tmp_path):
     assert result.findings == [] and result.exit_code() == 0
     assert result.counts.evaluations["explore"] == 2 * DEFAULT_BUDGET
     assert (tmp_path / "hunt" / "findings.csv").read_text().startswith("group,backend,backend_version,")
+
+
+def test_program_is_torch_conv_with_the_backends_device_and_memory_format():
+    spec = EXTRA_SPECS[1]
+    for name, device, channels_last in (("torch", "cpu", False), ("torch-channels_last", "cpu", True),
+                                        ("torch-cuda", "cuda", False)):
+        program = backend(name).program(spec)
+        assert program.function is torch_conv
+        assert program.arguments == {**program_arguments(spec), "device": device, "channels_last": channels_last}
+    transposed = backend("torch").program(TRANSPOSED_SPECS[0])
+    assert transposed.arguments["output_padding"] == TRANSPOSED_SPECS[0].output_padding
+
+
+def test_cuda_program_sets_ieee_float32_and_deterministic_cudnn_when_built():
+    """Without a GPU too: building torch-cuda's step sets torch's flags (in a process of its own: they are
+    process-wide), so the program a repro script prints computes as the backend does."""
+    script = (
+        "import torch\n"
+        "from convparity.harness.backends.manager import get_manager\n"
+        "from convparity.harness.cases.spec import ConvSpec\n"
+        "spec = ConvSpec(batch=1, in_channels=1, out_channels=1, input_size=(4, 4), kernel_size=(2, 2))\n"
+        "get_manager().backends()['torch-cuda'].program(spec).build()\n"
+        "cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul\n"
+        "print(cudnn.deterministic, cudnn.benchmark, cudnn.conv.fp32_precision, matmul.fp32_precision,\n"
+        "      matmul.allow_fp16_reduced_precision_reduction, matmul.allow_bf16_reduced_precision_reduction)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["True", "False", "ieee", "ieee", "False", "False"]
+
+
+def test_declared_costs_and_no_variables_of_their_own():
+    """The costs of the core's former table; torch reads only the thread variables every worker gets, and
+    compiles nothing to cache."""
+    costs = {name: optional_members(backend(name)).cost for name in ("torch", "torch-channels_last", "torch-cuda")}
+    assert costs == {"torch": BackendCost(0.004, 0.05), "torch-channels_last": BackendCost(0.002, 0.05),
+                     "torch-cuda": BackendCost(0.004, 0.001)}
+    for name in costs:
+        assert environment_of(backend(name), "thread_environment", 1) == {}
+        assert environment_of(backend(name), "cache_environment", None, {}) == {}

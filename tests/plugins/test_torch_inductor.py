@@ -1,5 +1,5 @@
 """The torch-inductor backend: contract suite, compile once per spec (forward and backward), compile
-failures as error rows, a smoke sweep."""
+failures as error rows, a smoke sweep; its program, cost and compile-cache variables."""
 
 from __future__ import annotations
 
@@ -7,29 +7,37 @@ import stat
 
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from convparity.harness import cli  # noqa: E402
-from convparity.harness.backends.manager import get_manager  # noqa: E402
-from convparity.harness.cases.inputs import make_inputs  # noqa: E402
-from convparity.harness.cases.spec import ConvSpec  # noqa: E402
-from convparity.harness.results import read_results  # noqa: E402
-from convparity.harness.testing.contract_suite import BackendContract  # noqa: E402
-from convparity.plugins.torch_inductor_backend import compiled_forward  # noqa: E402
-from tests.plugins.backend_checks import (  # noqa: E402
+from convparity.harness import cli
+from convparity.harness.backends.contract import environment_of, optional_members
+from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.inputs import make_inputs
+from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.results import read_results
+from convparity.harness.testing.contract_suite import BackendContract
+from convparity.plugin import program_arguments
+from convparity.plugins import torch_inductor_backend
+from convparity.plugins.torch_backend import built_step
+from convparity.plugins.torch_inductor_backend import RECOMPILE_LIMIT, TorchInductorBackend, torch_inductor_conv
+from tests.plugins.backend_checks import (
     EXTRA_SPECS,
     check_usable_in_own_tox_env,
     disagreements,
     smoke_sweep,
 )
+from tests.plugins.conftest import framework_module
+
+# Not module-wide: the compile-cache tests at the end need no torch (they patch installed_version), so they
+# run wherever the core's tests run, as they did in the core.
+needs_torch = pytest.mark.framework("torch-inductor")
 
 
+@needs_torch
 class TestTorchInductor(BackendContract):
     backend_name = "torch-inductor"
 
 
 @pytest.fixture(scope="module")
-def inductor_backend():
+def inductor_backend():  # only in tests marked needs_torch
     backend = get_manager().backends()["torch-inductor"]
     reason = backend.availability()
     if reason:
@@ -37,10 +45,12 @@ def inductor_backend():
     return backend
 
 
+@needs_torch
 def test_usable_in_its_tox_env():
     check_usable_in_own_tox_env(get_manager().backends()["torch-inductor"], "torch-inductor")
 
 
+@needs_torch
 def test_agrees_on_negative_and_one_sided_padding_groups_and_dilation(inductor_backend):
     assert disagreements(inductor_backend, EXTRA_SPECS, "float32") == []
 
@@ -52,6 +62,7 @@ def _inductor_graphs() -> int:
     return sum(counters["inductor"][key] for key in ("fxgraph_cache_miss", "fxgraph_cache_hit", "fxgraph_cache_bypass"))
 
 
+@needs_torch
 def test_a_spec_compiles_forward_and_backward_once_and_is_reused(inductor_backend):
     spec = ConvSpec(batch=1, in_channels=2, out_channels=3, input_size=(11,), kernel_size=(4,), stride=3,
                     padding=((2, -1),), dtype="float32")
@@ -59,13 +70,14 @@ def test_a_spec_compiles_forward_and_backward_once_and_is_reused(inductor_backen
     before = _inductor_graphs()
     first = inductor_backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
     assert _inductor_graphs() == before + 2  # the forward graph and AOTAutograd's backward graph
-    assert compiled_forward(spec) is compiled_forward(spec)
+    assert built_step(inductor_backend, spec) is built_step(inductor_backend, spec)
     second = inductor_backend.run(spec, inputs.x, inputs.w, inputs.b, inputs.dy)
     assert _inductor_graphs() == before + 2
     for a, b in zip(first, second, strict=True):
         assert (a == b).all()
 
 
+@needs_torch
 def test_a_compile_failure_is_an_error_row_with_the_compilers_message(tmp_path, monkeypatch):
     """A C++ compiler that answers --version but refuses to compile: the case errors, the worker lives.
 
@@ -84,7 +96,76 @@ def test_a_compile_failure_is_an_error_row_with_the_compilers_message(tmp_path, 
     assert results["message"].str.contains("refusing to compile").all()
 
 
+@needs_torch
 def test_smoke_sweep_through_the_cli(tmp_path):
     code, results = smoke_sweep("torch-inductor", tmp_path / "run", dtypes=("float32",))
     assert set(results["status"]) == {"pass"}, results[results["status"] != "pass"]
     assert code == 0
+
+
+@needs_torch
+def test_dynamo_compiles_every_spec_and_never_falls_back_to_eager(inductor_backend):
+    """Set when the backend loads torch (availability), before anything compiles."""
+    dynamo_config = framework_module("torch._dynamo.config")
+    assert dynamo_config.recompile_limit == dynamo_config.accumulated_recompile_limit == RECOMPILE_LIMIT
+    assert dynamo_config.fail_on_recompile_limit_hit
+
+
+def test_program_and_cost():
+    """Its program is torch_inductor_conv on the spec's own arguments; it declares a compiling backend's cost."""
+    backend = get_manager().backends()["torch-inductor"]
+    spec = EXTRA_SPECS[1]
+    program = backend.program(spec)
+    assert program.function is torch_inductor_conv and program.arguments == program_arguments(spec)
+    cost, torch_cost = (optional_members(get_manager().backends()[name]).cost for name in ("torch-inductor", "torch"))
+    assert cost.fixed > 100 * torch_cost.fixed and cost.per_gflop == torch_cost.per_gflop
+    assert environment_of(backend, "thread_environment", 1) == {}
+
+
+# -- compile-cache variables (formerly the core's, per framework): no torch needed ----------------------------
+
+@pytest.fixture
+def torch_installed(monkeypatch):
+    asked = []
+
+    def version(*names):
+        asked.extend(names)
+        return "1.2.3"
+
+    monkeypatch.setattr(torch_inductor_backend, "installed_version", version)
+    return asked
+
+
+def cache_variables(folder, current):
+    return environment_of(TorchInductorBackend(), "cache_environment", folder, current)
+
+
+def test_a_folder_gives_inductor_a_folder_of_its_version(torch_installed, tmp_path):
+    assert cache_variables(tmp_path, {}) == {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "torch-inductor-1.2.3")}
+    assert torch_installed == ["torch"]  # the version of torch, the distribution Inductor comes with
+    assert not any(tmp_path.iterdir())  # Inductor makes the folder when it stores something
+
+
+def test_off_turns_inductors_caches_off(torch_installed):
+    assert cache_variables(None, {}) == {"TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}
+
+
+@pytest.mark.parametrize("mine", [{"TORCHINDUCTOR_CACHE_DIR": "/mine"}, {"TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"},
+                                  {"TORCH_COMPILE_FORCE_DISABLE_CACHES": "1"}])
+def test_a_users_own_cache_variables_win_over_a_folder(torch_installed, tmp_path, mine):
+    assert cache_variables(tmp_path, mine) == {}
+
+
+def test_a_users_other_settings_do_not_stop_the_folder(torch_installed, tmp_path):
+    found = cache_variables(tmp_path, {"TF_XLA_FLAGS": "--tf_xla_auto_jit=2", "CACHEDB": "/mine.db"})
+    assert found == {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "torch-inductor-1.2.3")}
+
+
+def test_off_wins_over_a_users_own_cache_variables(torch_installed):
+    mine = {"TORCHINDUCTOR_CACHE_DIR": "/mine", "TORCH_COMPILE_FORCE_DISABLE_CACHES": "1"}
+    assert cache_variables(None, mine) == {"TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}
+
+
+def test_nothing_without_torch(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch_inductor_backend, "installed_version", lambda *names: None)
+    assert cache_variables(tmp_path, {}) == {} and cache_variables(None, {}) == {}

@@ -68,14 +68,6 @@ GEOMETRY_ERRORS = {
         dict(padding=[(4, 5), 0]), r"^padding \(4, 5\) leaves no output in dim 0: 7 positions - 4 - 5 \+ "
         r"output_padding 1 = -1",
     ),
-    "padding that crops every position the input reaches": (
-        dict(padding=[0, (7, -3)]),
-        r"^padding \(7, -3\) with output_padding 1 puts every output element of dim 1 outside the 7 positions",
-    ),
-    "negative pads that leave only new positions": (
-        dict(padding=[(-1, 8), 0]),
-        r"^padding \(-1, 8\) with output_padding 1 puts every output element of dim 0 outside",
-    ),
     "zero memory budget": (dict(memory_budget=0), r"^memory_budget must be a positive number of bytes"),
 }  # fmt: skip
 BIAS_ERRORS = {
@@ -117,6 +109,9 @@ BOUNDARY_CASES = {
     ),
     "negative pads extend the output": dict(padding=[(-2, -1), (0, -3)], dy=np.ones((2, 6, 11, 11))),
     "one output position the input reaches, the rest bias": dict(padding=[(6, -3), 0], dy=np.ones((2, 6, 5, 8))),
+    "padding that crops every position the input reaches (the output is the bias alone)": dict(
+        padding=[0, (7, -3)], dy=np.ones((2, 6, 8, 4))),
+    "negative pads that leave only new positions": dict(padding=[(-1, 8), 0], dy=np.ones((2, 6, 1, 8))),
 }
 
 
@@ -124,3 +119,34 @@ BOUNDARY_CASES = {
 @pytest.mark.parametrize("changes", BOUNDARY_CASES.values(), ids=BOUNDARY_CASES.keys())
 def test_valid_input_at_the_limits_is_accepted(function, changes: dict) -> None:
     function(**(VALID | changes))
+
+
+BIAS_ONLY = {
+    # PyTorch: F.conv_transpose1d(x (1, 2, 1), w (2, 3, 1), stride=3, padding=1, output_padding=2, dilation=3) is b:
+    # the full result is position 0 alone, and the one output position is full position 1.
+    "1-D, cropped then extended by output_padding": dict(
+        x=np.ones((1, 2, 1)), w=np.ones((2, 3, 1)), groups=1, stride=3, padding=1, output_padding=2, dilation=3,
+        dy=np.ones((1, 3, 1))),
+    "2-D, every output after the full result in dim 1": dict(padding=[0, (7, -3)], dy=np.ones((2, 6, 8, 4))),
+    "2-D, negative pads that leave only new positions in dim 0": dict(padding=[(-1, 8), 0], dy=np.ones((2, 6, 1, 8))),
+}
+
+
+@pytest.mark.parametrize("changes", BIAS_ONLY.values(), ids=BIAS_ONLY.keys())
+def test_an_output_the_input_never_reaches_is_the_bias_alone(changes: dict) -> None:
+    arguments = VALID | changes
+    rng = np.random.default_rng(3)
+    arguments["x"] = rng.uniform(-1, 1, arguments["x"].shape)
+    arguments["w"] = rng.uniform(-1, 1, arguments["w"].shape)
+    channels = arguments["w"].shape[1] * arguments.get("groups", 1)
+    arguments["b"] = rng.uniform(-1, 1, channels)
+    arguments["dy"] = rng.uniform(-1, 1, arguments["dy"].shape)
+    y, dx, dw, db = forward_backward(**arguments)
+    assert y.shape == arguments["dy"].shape
+    expected_y = np.broadcast_to(arguments["b"].reshape(1, -1, *([1] * (y.ndim - 2))), y.shape)
+    np.testing.assert_array_equal(y, expected_y)
+    np.testing.assert_array_equal(dx, np.zeros(arguments["x"].shape))
+    np.testing.assert_array_equal(dw, np.zeros(arguments["w"].shape))
+    np.testing.assert_allclose(db, arguments["dy"].sum(axis=tuple(i for i in range(y.ndim) if i != 1)), rtol=1e-15)
+    np.testing.assert_array_equal(forward(**arguments), y)
+    np.testing.assert_array_equal(backward(**arguments)[1], dw)

@@ -9,7 +9,6 @@ import pytest
 
 from convparity.harness.cases.descriptor import parse_descriptor
 from convparity.harness.cli import main
-from convparity.harness.evaluation.verdict import tensors
 from convparity.harness.results import COLUMNS, read_results
 
 
@@ -73,7 +72,7 @@ def test_run_writes_tidy_results_with_dtypes(tmp_path, monkeypatch):
     # The descriptor in 2 dtypes x 2 biases: tensors 4 with bias, 3 without. Batch file cases keep the dtype
     # their --dt gives them (f32 by default), whatever the run's dtypes.
     descriptor = frame[frame["case"].str.startswith("g1mb2ic1id3")]
-    assert len(descriptor) == 2 * (len(tensors(parse_descriptor("ic1id3oc1kd2"))) + 3)
+    assert len(descriptor) == 2 * (len(parse_descriptor("ic1id3oc1kd2").tensors) + 3)
     assert set(frame.loc[frame["name"] == "blog", "dtype"]) == {"float32"}
     assert set(frame.loc[frame["name"] == "grouped", "dtype"]) == {"bfloat16"}
     assert set(frame["status"]) == {"pass"}

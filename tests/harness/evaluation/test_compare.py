@@ -170,7 +170,7 @@ def test_float16_subnormal_results_are_bounded_absolutely():
 
 
 def test_transposed_reference_and_magnitudes_come_from_the_transposed_reference():
-    from convparity.harness.evaluation.verdict import reference
+    from convparity.harness.evaluation.reference import reference
 
     spec = ConvSpec(batch=2, in_channels=4, out_channels=6, input_size=(3, 4), kernel_size=(3, 2), stride=2,
                     padding=((1, 1), (0, 1)), output_padding=(1, 0), groups=2, transposed=True, dtype="float32")

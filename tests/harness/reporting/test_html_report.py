@@ -120,7 +120,7 @@ def test_non_passing_rows_grouped_by_cause_with_the_reason_once(page):
         "failures (10 rows in 5 cases, 5 causes)",
         "known deviations (xfail) (1 row in 1 case, 1 cause)",
         "stale declarations (xpass): the declared deviation did not happen (1 row in 1 case, 1 cause)",
-        "reference errors (the harness's own failure, not the backend's) (1 row in 1 case, 1 cause)",
+        "the harness's own failures (the reference, drawing the inputs: not the backend's) (1 row in 1 case, 1 cause)",
         "unsupported (4 rows in 2 cases, 2 causes)",
     ]
     failures = groups["failures (10 rows in 5 cases, 5 causes)"]

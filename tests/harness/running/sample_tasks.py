@@ -120,10 +120,11 @@ class Ranked:
 
 @dataclass(frozen=True)
 class Environment:
-    """The values of the named environment variables in this worker (None where unset)."""
+    """The values of the named environment variables in this worker (None where unset); `setup` sets them."""
 
     pool: str
     names: tuple[str, ...]
+    setup: object = None
 
     def __call__(self) -> dict[str, str | None]:
         return {name: os.environ.get(name) for name in self.names}

@@ -165,4 +165,4 @@ def test_resume_takes_no_other_settings(tmp_path, extra, named, capsys):
     assert main(["run", "--resume", str(tmp_path), *extra]) == 2
     error = capsys.readouterr().err.splitlines()
     assert len(error) == 1 and f"{named} would be ignored: drop it (only -j, --executor, --scheduler, " \
-        "--compile-cache and --strict" in error[0]
+        "--compile-cache, --strict and --new-segment may be given" in error[0]

@@ -88,7 +88,7 @@ def test_the_expected_values_are_the_reference_and_the_allowed_error_the_bound(t
     inputs = make_inputs(SPEC, 3)
     np.testing.assert_array_equal(namespace["x"], inputs.x)
     np.testing.assert_array_equal(namespace["b"], inputs.b)
-    from convparity.harness.evaluation.verdict import reference
+    from convparity.harness.evaluation.reference import reference
 
     ref = reference(SPEC, inputs)
     np.testing.assert_array_equal(namespace["EXPECTED"]["y"], ref.values["y"])

@@ -8,7 +8,7 @@ from convparity.harness.api import triage
 from convparity.harness.backends.manager import get_manager
 from convparity.harness.cases.selection import CaseSelection
 from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.evaluation.verdict import repro, tensors
+from convparity.harness.evaluation.verdict import repro
 from convparity.harness.results import ResultsWriter, Row
 from convparity.harness.running import run_folder
 from convparity.harness.running.run_record import RunRecord
@@ -23,12 +23,12 @@ def keras_rows(spec) -> list[Row]:
     base = {**Row.spec_columns(spec), "name": "", "backend": "keras", "backend_version": "3.15.1 (tensorflow 2.21.0)",
             "repro": repro(spec, "keras", 0)}
     if max(spec.stride) > 1 and max(spec.dilation) > 1:
-        return [Row(**base, tensor=t, status="unsupported", message="not supported") for t in tensors(spec)]
+        return [Row(**base, tensor=t, status="unsupported", message="not supported") for t in spec.tensors]
     hit = spec.bias and spec.output_size[-1] == spec.out_channels > 1
     fused = spec.dtype == "float32" and spec.groups == 1 and spec.rank <= 2  # TensorFlow's fusion fixes y
     failing = {"db"} | (set() if fused else {"y"}) if hit else set()
     return [Row(**base, tensor=t, status="xfail" if t in failing else "pass", err_ratio=1e14 if t in failing else 0.3,
-                deviation=DEVIATION if t in failing else "") for t in tensors(spec)]
+                deviation=DEVIATION if t in failing else "") for t in spec.tensors]
 
 
 def test_the_main_jobs_keras_rows_are_one_group(tmp_path):
@@ -68,7 +68,7 @@ def test_a_transposed_group_gets_a_script_and_its_explain_command(tmp_path):
             base = {**Row.spec_columns(spec), "name": "", "backend": "other", "backend_version": "1",
                     "repro": repro(spec, "other", 0)}
             writer.write([Row(**base, tensor=t, status="fail" if transposed else "pass", err_ratio=5.0)
-                          for t in tensors(spec)])
+                          for t in spec.tensors])
     writer.close()
     (group,) = triage(path)
     assert (group.rule, group.repro_script, group.known) == ("transposed", "repro/other-1.py", False)

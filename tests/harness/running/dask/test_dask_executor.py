@@ -15,7 +15,9 @@ pytest.importorskip("distributed", reason="dask.distributed is not installed (pi
 
 from distributed import wait  # noqa: E402
 
+from convparity.harness.backends.manager import PluginSelection  # noqa: E402
 from convparity.harness.running.dask_executor import DaskExecutor, connect  # noqa: E402
+from convparity.harness.running.placement import WorkerSetup  # noqa: E402
 from tests.harness.running.sample_tasks import (  # noqa: E402
     Abort,
     Divide,
@@ -81,11 +83,11 @@ def test_a_dying_dask_worker_is_one_crash_and_not_retried(cluster):
 
 
 def test_settings_travel_with_the_task_not_the_workers_environment(scheduler, monkeypatch):
-    # The cluster's workers were started without these; the executor sends them to every child.
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # The cluster's workers were started without these; the task's setup carries them to its child.
     environment = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "CONVPARITY_TEST_SETTING": "sent"}
-    with DaskExecutor(connect(scheduler), environment=environment) as executor:
-        executor.submit(Environment("p", tuple(environment)), "env")
+    setup = WorkerSetup(None, PluginSelection(), "off", fixed=tuple(environment.items()))
+    with DaskExecutor(connect(scheduler)) as executor:
+        executor.submit(Environment("p", tuple(environment), setup), "env")
         got = executor.next_outcome()
     assert got.value == environment
 
@@ -132,3 +134,37 @@ def test_declared_resources_route_tasks_to_workers_that_offer_them(gpu_worker, s
     assert {got["gpu", n].value for n in range(4)} == {gpu_worker}
     assert got["tpu", 0].failure == ""  # nobody offers a TPU: it ran on some worker, and that is noted
     assert notes == ["tpu-pool: no worker offers {'TPU': 1}; its tasks run on any worker"]
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    ("garbage {", "is not a Dask scheduler file"), ("", "is not a Dask scheduler file"),
+    (b"\x00\xff\xfe binary", "is not a Dask scheduler file"), ('{"type": "Scheduler"}', "names no scheduler"),
+    ('{"address": 5}', "names no scheduler"),
+])
+def test_a_bad_scheduler_file_is_one_line_and_leaves_no_folder(tmp_path, capsys, content, fragment):
+    from convparity.harness.cli import main
+
+    path = tmp_path / "scheduler.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    out = tmp_path / "run"
+    assert main(["run", "-b", "reference", "--case", "mb1ic1iw4oc1kw2", "-o", str(out), "--executor", "dask",
+                 "--scheduler", str(path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("convparity: error: ") and fragment in line and not out.exists()
+
+
+def test_a_scheduler_without_workers_fails_within_the_startup_timeout(tmp_path, capsys):
+    from distributed import LocalCluster
+
+    from convparity.harness.cli import main
+
+    empty = LocalCluster(n_workers=0, processes=False, dashboard_address=None)
+    try:
+        started = time.perf_counter()
+        assert main(["run", "-b", "reference", "--case", "mb1ic1iw4oc1kw2", "-o", str(tmp_path / "run"),
+                     "--executor", "dask", "--scheduler", empty.scheduler_address, "--startup-timeout", "3"]) == 2
+        assert time.perf_counter() - started < 60
+    finally:
+        empty.close()
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"the Dask scheduler {empty.scheduler_address} has no worker (none joined within 3 s)" in line
