@@ -3,9 +3,10 @@
 Rows are appended to `results.csv` and flushed as each case finishes, so an interrupted run keeps
 every finished row; `read_results` gives them back to pandas with the right dtypes.
 
-Columns are only ever added at the end (PERF_COLUMNS came last): a results.csv an older convparity
-wrote, whose header is a prefix of COLUMNS no shorter than FIRST_COLUMNS, reads with the newer columns
-empty (NaN, 0 or "").
+A results.csv an older convparity wrote reads too: its header must name columns of COLUMNS, in COLUMNS'
+order, with at least REQUIRED_COLUMNS; the columns added since (the speed columns, PERF_COLUMNS; the
+post-op and quantization ones) read empty (NaN, 0 or ""). So runs from before a column existed can still
+be reported and compared.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class Row:
 
 COLUMNS = tuple(f.name for f in fields(Row))
 PERF_COLUMNS = ("compile_seconds", "perf_repeats", "perf_min_s", "perf_median_s", "perf_spread", "gflops")
-FIRST_COLUMNS = COLUMNS[:COLUMNS.index(PERF_COLUMNS[0])]  # what results.csv held before --perf
+REQUIRED_COLUMNS = ("case", "name", "bias", "dtype", "backend", "backend_version", "tensor", "status", "err_ratio",
+                    "message", "repro")
 PANDAS_DTYPES = {
     **{f.name: "string" for f in fields(Row) if f.type == "str"},
     **{f.name: "float64" for f in fields(Row) if f.type == "float"},
@@ -234,13 +236,19 @@ def iter_results(directory: str | Path, chunk_rows: int | None = None):
 
 def _typed(frame, path: Path, text_columns: list[str]):
     present = tuple(frame.columns)
-    if present != COLUMNS[:len(present)] or len(present) < len(FIRST_COLUMNS):
-        missing = [c for c in FIRST_COLUMNS if c not in frame.columns]
-        raise ResultsError(f"{path} has other columns than this version of convparity writes"
-                           + (f" (missing {', '.join(missing)})" if missing else ""))
-    defaults = {f.name: f.default for f in fields(Row)}
-    for column in COLUMNS[len(present):]:  # written by an older convparity: the newer columns read empty
-        frame[column] = _constant_column(defaults[column], PANDAS_DTYPES[column], frame.index)
+    unknown = [c for c in present if c not in COLUMNS]
+    missing = [c for c in REQUIRED_COLUMNS if c not in present]
+    places = [COLUMNS.index(c) for c in present if c in COLUMNS]
+    if unknown or missing or places != sorted(places):
+        why = (f"unknown {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}" if missing
+               else "in another order")
+        raise ResultsError(f"{path} has other columns than this version of convparity writes ({why})")
+    if present != COLUMNS:  # written by an older convparity: the columns added since read empty
+        defaults = {f.name: f.default for f in fields(Row)}
+        for column in COLUMNS:
+            if column not in present:
+                frame[column] = _constant_column(defaults[column], PANDAS_DTYPES[column], frame.index)
+        frame = frame[list(COLUMNS)]
     for column in text_columns:
         frame[column] = frame[column].astype("string")
     frame["bias"] = frame["bias"].astype(bool)

@@ -7,7 +7,6 @@ import math
 
 from convparity.harness.results import (
     COLUMNS,
-    FIRST_COLUMNS,
     PERF_COLUMNS,
     RESULTS_FILE,
     ResultsWriter,
@@ -22,7 +21,7 @@ def _row(**fields) -> Row:
 
 
 def test_the_speed_columns_come_last():
-    assert COLUMNS == FIRST_COLUMNS + PERF_COLUMNS
+    assert COLUMNS[-len(PERF_COLUMNS):] == PERF_COLUMNS
 
 
 def test_a_results_file_without_the_speed_columns_reads_with_them_empty(tmp_path):
@@ -33,11 +32,40 @@ def test_a_results_file_without_the_speed_columns_reads_with_them_empty(tmp_path
     with path.open(newline="") as file:
         records = list(csv.reader(file))
     assert records[0] == list(COLUMNS) and records[1][COLUMNS.index("perf_repeats")] == "9"
-    with path.open("w", newline="") as file:  # as an older convparity wrote it
-        csv.writer(file).writerows(record[:len(FIRST_COLUMNS)] for record in records)
+    older = [i for i, c in enumerate(COLUMNS) if c not in PERF_COLUMNS + ("post_ops", "quantization", "steps",
+                                                                           "max_steps", "rounding")]
+    with path.open("w", newline="") as file:  # as a convparity from before the speed and post-op columns wrote it
+        csv.writer(file).writerows([record[i] for i in older] for record in records)
     (row,) = read_results(tmp_path).to_dict("records")
     assert row["err_ratio"] == 0.25 and row["reduction"] == 6 and row["bias"] is True
     assert row["perf_repeats"] == 0
     assert all(math.isnan(row[c]) for c in PERF_COLUMNS if c != "perf_repeats")
     assert list(read_results(tmp_path).columns) == list(COLUMNS)
     assert str(read_results(tmp_path)["perf_repeats"].dtype) == "int64"
+
+
+def test_columns_out_of_order_or_unknown_or_missing_are_refused(tmp_path):
+    import pytest
+
+    from convparity.harness.results import ResultsError
+
+    writer = ResultsWriter(tmp_path)
+    writer.write([_row()])
+    writer.close()
+    path = tmp_path / RESULTS_FILE
+    with path.open(newline="") as file:
+        header, row = list(csv.reader(file))
+    for change, why in (((1, 0), "in another order"), ((0, "colour"), "unknown colour"), ((None, "status"),
+                                                                                              "missing status")):
+        edited_header, edited_row = list(header), list(row)
+        if change[0] is None:
+            index = header.index(change[1])
+            del edited_header[index], edited_row[index]
+        elif isinstance(change[1], str):
+            edited_header[0] = change[1]
+        else:
+            edited_header[0], edited_header[1] = edited_header[1], edited_header[0]
+        with path.open("w", newline="") as file:
+            csv.writer(file).writerows([edited_header, edited_row])
+        with pytest.raises(ResultsError, match=why):
+            read_results(tmp_path)
