@@ -4,8 +4,8 @@ A run of any size is read CHUNK_ROWS rows at a time and reduced as it goes:
 - per (backend, dtype, tensor): the count of every status and the worst err_ratio (the summary);
 - the compared rows aggregated to heatmap cells: the worst err_ratio per (backend, dtype, tensor,
   power-of-2 bin of K, kernel size, stride, declared: whether the rows are xfail/xpass);
-- the err_ratio distribution: compared rows counted per (backend, dtype, tensor, ratio bin, kind of row)
-  (convparity.harness.reporting.distribution);
+- the err_ratio distribution: compared rows counted per (backend, dtype, tensor, ratio bin, kind of row),
+  and that of integer outputs' max_steps (convparity.harness.reporting.distribution);
 - with --perf, one line per timed (case, bias, dtype, backend): its timing and how many tensors it covers;
 - the non-passing rows, the first KEPT_PER_STATUS of each status (the rest counted in `left_out`);
 - the total per status, and a version per backend.
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from convparity.harness.reporting.distribution import ratio_counts
+from convparity.harness.reporting.distribution import ratio_counts, step_counts
 from convparity.harness.reporting.heatmap import compared_rows
 from convparity.harness.reporting.matrix import finish_summary, summary_parts
 from convparity.harness.results import COLUMNS, iter_results
@@ -47,6 +47,7 @@ class ResultsDigest:
     rows: int = 0
     versions: dict[str, str] = field(default_factory=dict)
     distribution: pd.DataFrame = field(default_factory=pd.DataFrame)
+    step_distribution: pd.DataFrame = field(default_factory=pd.DataFrame)
     timings: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
@@ -71,7 +72,7 @@ def _timing_part(chunk: pd.DataFrame) -> pd.DataFrame:
 def digest_results(directory: str | Path, chunk_rows: int = CHUNK_ROWS,
                    kept_per_status: int = KEPT_PER_STATUS) -> ResultsDigest:
     """Read DIR/results.csv once, chunk by chunk, into a ResultsDigest."""
-    parts, cells, kept, counts, timings = [], [], [], [], []
+    parts, cells, kept, counts, steps, timings = [], [], [], [], [], []
     kept_counts: dict[str, int] = {}
     digest = ResultsDigest(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
     empty = pd.DataFrame(columns=list(COLUMNS))
@@ -85,6 +86,7 @@ def digest_results(directory: str | Path, chunk_rows: int = CHUNK_ROWS,
         parts.append(summary_parts(chunk))
         cells.append(_heatmap_part(chunk))
         counts.append(ratio_counts(chunk))
+        steps.append(step_counts(chunk))
         timings.append(_timing_part(chunk))
         for status, rows in chunk[chunk["status"] != "pass"].groupby("status", observed=True):
             room = kept_per_status - kept_counts.get(str(status), 0)
@@ -96,10 +98,12 @@ def digest_results(directory: str | Path, chunk_rows: int = CHUNK_ROWS,
             parts = [summary_parts(pd.concat(parts), folded=True)]
             cells = [pd.concat(cells).groupby(HEATMAP_KEYS, observed=True)["err_ratio"].max().reset_index()]
             counts = [ratio_counts(pd.concat(counts), folded=True)]
+            steps = [step_counts(pd.concat(steps), folded=True)]
     digest.summary = finish_summary(pd.concat(parts) if parts else summary_parts(None))
     digest.heatmap_cells = (pd.concat(cells) if cells else pd.DataFrame(columns=HEATMAP_KEYS + ["err_ratio"]))
     digest.non_passing = pd.concat(kept, ignore_index=True) if kept else empty
     digest.distribution = ratio_counts(pd.concat(counts) if counts else None, folded=True)
+    digest.step_distribution = step_counts(pd.concat(steps) if steps else None, folded=True)
     digest.timings = _timings(timings)
     digest.status_counts = {s: digest.status_counts[s] for s in STATUSES if s in digest.status_counts}
     return digest

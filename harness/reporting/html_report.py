@@ -219,10 +219,13 @@ def cases_section(non_passing: pd.DataFrame, left_out: dict[str, int]) -> str:
     return "\n".join(parts)
 
 
-def distribution_section(counts: pd.DataFrame) -> str:
-    """How close to the bound each backend x dtype x tensor runs (harness.reporting.distribution)."""
+def distribution_section(counts: pd.DataFrame, steps: pd.DataFrame | None = None) -> str:
+    """How close to the bound each backend x dtype x tensor runs, and how many quantization steps integer outputs
+    are off (harness.reporting.distribution)."""
     body = histograms_html(counts)
-    return "<h2>How close to the bound</h2>\n" + (body or "<p>No compared rows.</p>")
+    stepped = histograms_html(steps, steps=True) if steps is not None else ""
+    return ("<h2>How close to the bound</h2>\n" + (body or "<p>No compared rows.</p>")
+            + (f"\n<h2>Integer outputs: steps from the exact result</h2>\n{stepped}" if stepped else ""))
 
 
 def speed_section(timings: pd.DataFrame, record: RunRecord) -> str:
@@ -333,7 +336,7 @@ def render(title: str, digest: ResultsDigest, record: RunRecord, findings: pd.Da
         matrix_section(digest.summary),
         *([findings_section(findings)] if findings is not None else []),
         heatmap_section(digest.heatmap_cells),
-        distribution_section(digest.distribution),
+        distribution_section(digest.distribution, digest.step_distribution),
         cases_section(digest.non_passing, digest.left_out),
         speed_section(digest.timings, record),
         timing_section(record),

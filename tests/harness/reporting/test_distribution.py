@@ -45,3 +45,27 @@ def test_histograms_are_bars_with_counts_in_their_titles(tmp_path):
     titles = [span.get("title") for span in page.iter("span") if span.get("title", "").endswith("1 fail")]
     assert "err_ratio 3.2–10: 1 fail" in titles
     assert all(len(chart.findall("span")) == len(LABELS) for chart in charts)
+
+
+def test_integer_outputs_are_counted_by_their_steps(tmp_path):
+    from convparity.harness.reporting.distribution import STEP_LABELS, step_counts
+    from convparity.harness.results import ResultsWriter, Row
+
+    def row(case: str, max_steps: int, status: str = "pass") -> Row:
+        return Row(case=case, name="", bias=False, dtype="uint8:int8:uint8", backend="q", backend_version="1",
+                   tensor="y", status=status, err_ratio=0.1 if status == "pass" else 3.0, reduction=9,
+                   steps=f"exact 9, near-tie 0, tie 0, off-tie 0, more {int(max_steps > 1)}", max_steps=max_steps)
+
+    float_row = Row(case="f", name="", bias=False, dtype="float32", backend="q", backend_version="1", tensor="y",
+                    status="pass", err_ratio=0.2, reduction=9)
+    writer = ResultsWriter(tmp_path)
+    writer.write([row("a", 0), row("b", 0), row("c", 1), row("d", 3), row("e", 20, "fail"), float_row])
+    writer.close()
+    (tmp_path / "run.json").write_text('{"settings": {"backends": ["q"], "dtypes": ["float32"]}}')
+    counts = step_counts(read_results(tmp_path))
+    got = {(STEP_LABELS[b], k): n for b, k, n in counts[["bin", "kind", "rows"]].itertuples(index=False)}
+    assert got == {("0", "pass"): 2, ("1", "pass"): 1, ("3–4", "pass"): 1, (">8", "fail"): 1}  # the float row: none
+    digest = digest_results(tmp_path, chunk_rows=2)
+    assert digest.step_distribution["rows"].sum() == 5
+    page = parse_page(f"<div>{histograms_html(digest.step_distribution, steps=True)}</div>")
+    assert "max_steps >8: 1 fail" in [span.get("title") for span in page.iter("span")]
