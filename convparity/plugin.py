@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from convparity.harness.backends.contract import Backend, Outputs
-from convparity.harness.backends.deviations import Deviation
+from convparity.harness.backends.deviations import Deviation, Platform, PlatformRule, cpu_with, cpu_without
 from convparity.harness.backends.hookspecs import hookimpl
 from convparity.harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit, Unsupported, first_limit
 from convparity.harness.backends.plugin_kit import (
@@ -48,9 +48,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CONVOLUTION_ONLY", "DATA_TYPES", "DTYPES", "POST_OP_KINDS", "ROUNDING_MODES", "UNIT_ROUNDOFF", "Backend",
     "BackendContract", "BackendCost", "ConvSpec", "DType", "DeclaredLimits", "Deviation", "Extras", "Framework",
-    "Limit", "Outputs", "Probe", "Program", "Unsupported", "dtype_probes", "first_limit", "hookimpl",
-    "installed_version", "numpy_dtype", "post_op_arguments", "probed_limits", "program_arguments", "tiny_spec",
-    "widened",
+    "Limit", "Outputs", "Platform", "PlatformRule", "Probe", "Program", "Unsupported", "cpu_with", "cpu_without",
+    "dtype_probes", "first_limit", "hookimpl", "installed_version", "numpy_dtype", "post_op_arguments",
+    "probed_limits", "program_arguments", "tiny_spec", "widened",
 ]
 
 

@@ -31,6 +31,8 @@ class RunSettings:
     take to start (framework imports); reference_timeout: seconds the reference may take on one case.
     compile_cache: where frameworks keep compiled programs between runs: "default" (the user's cache
     folder), "off", or a folder (convparity.harness.running.compile_cache); it never changes a row.
+    perf: time every case that passes on a backend (convparity.harness.evaluation.speed); it adds the
+    speed columns to pass rows and changes no status.
     """
 
     backends: tuple[str, ...]
@@ -43,6 +45,7 @@ class RunSettings:
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
     reference_timeout: float = DEFAULT_REFERENCE_TIMEOUT
     compile_cache: str = "default"
+    perf: bool = False
 
     def __post_init__(self) -> None:
         for name in ("backends", "dtypes", "grids"):
@@ -69,6 +72,8 @@ class RunSettings:
                     math.isfinite(value) and value > 0):
                 raise SettingsError(f"{name} must be a finite number > 0, got {value!r}")
             object.__setattr__(self, name, float(value))
+        if not isinstance(self.perf, bool):
+            raise SettingsError(f"perf must be true or false, got {self.perf!r}")
         if not isinstance(self.compile_cache, str) or not self.compile_cache.strip():
             raise SettingsError(f"compile_cache must be 'default', 'off' or a folder, got {self.compile_cache!r}")
 
@@ -91,6 +96,6 @@ class RunSettings:
 
     def differences(self, other: RunSettings) -> dict[str, tuple[Any, Any]]:
         """The settings that decide which rows a run has, or their statuses, and differ: {name: (self's, other's)}."""
-        ignored = {"jobs", "timeout", "startup_timeout", "reference_timeout", "compile_cache"}
+        ignored = {"jobs", "timeout", "startup_timeout", "reference_timeout", "compile_cache", "perf"}
         return {f.name: (getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
                 if f.name not in ignored and getattr(self, f.name) != getattr(other, f.name)}

@@ -141,6 +141,23 @@ class BatchFileError(GridError):
     """A batch file benchdnn would stop on, or that cannot be read; the message names file and line."""
 
 
+SHIPPED = Path(__file__).resolve().parent / "batch_files"  # oneDNN's files the docs use (with its license)
+
+
+def shipped_batch_files() -> dict[str, Path]:
+    """The batch files convparity ships, by name (harness/cases/batch_files/<source>/<name>)."""
+    return {path.name: path for path in sorted(SHIPPED.glob("*/*"))
+            if path.is_file() and path.name not in ("LICENSE", "README.md")}
+
+
+def find_batch_file(name: str) -> Path | None:
+    """NAME as a path when it is a file, else the shipped batch file of that name (a bare name only), else None."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    return shipped_batch_files().get(name) if path.name == name else None
+
+
 @dataclass(frozen=True)
 class Note:
     """Why a problem is skipped: the option value (or descriptor part) and what it means."""

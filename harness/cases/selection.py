@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from convparity.harness.cases.batch_file import BatchFile
+from convparity.harness.cases.batch_file import BatchFile, find_batch_file, shipped_batch_files
 from convparity.harness.cases.dedupe import SeenSet
 from convparity.harness.cases.descriptor import Case, parse_case
 from convparity.harness.cases.grids import GridError, random_cases, read_toml_grid
@@ -75,10 +75,17 @@ class CaseSelection:
                 sources.append(named[grid].cases())
             elif Path(grid).is_file():
                 sources.append(read_toml_grid(grid) if grid.endswith(".toml") else BatchFile(grid))
+            elif (shipped := find_batch_file(grid)) is not None:
+                sources.append(BatchFile(shipped))
             else:
-                raise GridError(f"unknown grid {grid!r}: not a named grid ({', '.join(named)}) nor a file")
+                raise GridError(f"unknown grid {grid!r}: not a named grid ({', '.join(named)}), a file, nor a shipped "
+                                f"batch file ({', '.join(shipped_batch_files())})")
         for path in self.batch_files:
-            sources.append(BatchFile(path))
+            found = find_batch_file(path)
+            if found is None:
+                raise GridError(f"no batch file {path!r}: no such file, nor a shipped one of that name "
+                                f"({', '.join(shipped_batch_files())})")
+            sources.append(BatchFile(found))
         descriptors = [parse_case(text, bias=bias) for text in self.cases for bias in BIAS_CHOICES[self.bias]]
         if descriptors:
             sources.append(descriptors)
@@ -125,7 +132,11 @@ class CaseSelection:
         for path, summary in self.batch_summaries().items():
             yield (f"{path}: {summary['problems']} benchdnn problems read, {summary['computed']} computed as "
                    f"{summary['cases']} cases, {summary['skipped']} skipped")
-            for why, entry in sorted(summary["skipped_by_reason"].items(), key=lambda kv: -kv[1]["problems"]):
+            by_reason = summary["skipped_by_reason"]
+            if sum(entry["problems"] for entry in by_reason.values()) > summary["skipped"]:
+                yield (f"  (a problem skipped for several reasons counts under each: the {summary['skipped']} skipped "
+                       f"problems add up to {sum(e['problems'] for e in by_reason.values())} below)")
+            for why, entry in sorted(by_reason.items(), key=lambda kv: -kv[1]["problems"]):
                 yield f"  skipped {entry['problems']}: {why} (first: {entry['first']})"
             for name, entry in sorted(summary["ignored_options"].items(), key=lambda kv: -kv[1]["tokens"]):
                 yield f"  ignored {name} x{entry['tokens']}: {entry['why']}"

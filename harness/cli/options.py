@@ -95,6 +95,14 @@ def setting_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tolerance-factor", type=tolerance_factor, help="scale the error bound (default 1)")
 
 
+def perf_option(parser: argparse.ArgumentParser) -> None:
+    """--perf: saved in run.json (a resume times the rest of the cases too)."""
+    group = _fixed(parser.add_argument_group("speed (saved in run.json)"))
+    group.add_argument("--perf", action="store_true",
+                       help="also time every case that passes on a backend: its run after warm-up, with repeats "
+                       "(min, median, spread, GFLOP/s); time on an idle machine, with -j at most its cores")
+
+
 def placement_options(parser: argparse.ArgumentParser) -> None:
     """Where and how fast it runs: changes no row, so a resume may change them."""
     group = parser.add_argument_group("where it runs (may change on --resume)")

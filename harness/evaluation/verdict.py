@@ -318,6 +318,7 @@ def compare_rows(spec: ConvSpec, name: str, backend: str, version: str, seed: in
     """One row per tensor: pass/fail under the bound (an integer y: in steps), then xfail/xpass where a declared
     deviation covers it."""
     base = _base(spec, name, backend, version, seed, tolerance_factor)
+    base["compile_seconds"] = math.nan if ran.compile_seconds is None else ran.compile_seconds
     reductions = spec.reductions
     problems = dict(ran.problems)
     bounds = tensor_bounds(spec, ref, accumulation=ran.accumulation, tolerance_factor=tolerance_factor)

@@ -116,6 +116,7 @@ def sweep(
     executor: ExecutorChoice | None = None,
     shard: Shard | None = None,
     compile_cache: str = "default",
+    perf: bool = False,
 ) -> SweepRun:
     """Run `cases` (descriptors), `grids` (named, TOML or batch files), `batch_files` and `random`
     samples in every dtype on every backend (None or ["all"]: every registered one; unavailable ones
@@ -123,7 +124,8 @@ def sweep(
 
     `out`: the run folder (default: a fresh one under reports/). Returns when every row is written.
     `executor`: where tasks run (default: local processes); `shard`: run only that shard of the cases;
-    `compile_cache`: "default", "off" or a folder (harness.running.compile_cache).
+    `compile_cache`: "default", "off" or a folder (harness.running.compile_cache); `perf`: time every case
+    that passes on a backend (the speed columns of its pass rows).
     """
     try:
         dtypes = check_dtypes(list(dtypes))
@@ -132,7 +134,7 @@ def sweep(
     settings = RunSettings(backends=available_backends(backends), dtypes=dtypes, grids=tuple(grids), seed=seed,
                            timeout=timeout, jobs=jobs, tolerance_factor=tolerance_factor,
                            startup_timeout=startup_timeout, reference_timeout=reference_timeout,
-                           compile_cache=compile_cache)
+                           compile_cache=compile_cache, perf=perf)
     selection = CaseSelection(grids=tuple(grids), cases=tuple(cases), batch_files=tuple(batch_files), random=random,
                               seed=seed, bias=bias)
     size, stream = selection.stream(max_cases)

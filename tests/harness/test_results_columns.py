@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 
 from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.results import ADDED_COLUMNS, COLUMNS, RESULTS_FILE, ResultsWriter, Row, read_results
+from convparity.harness.results import COLUMNS, RESULTS_FILE, ResultsWriter, Row, read_results
 
-OLD_COLUMNS = [c for c in COLUMNS if c not in ADDED_COLUMNS]
+ADDED = ("post_ops", "quantization", "steps", "max_steps", "rounding", "compile_seconds", "perf_repeats", "perf_min_s",
+         "perf_median_s", "perf_spread", "gflops")
+OLD_COLUMNS = [c for c in COLUMNS if c not in ADDED]
 
 
 def _old_file(folder):

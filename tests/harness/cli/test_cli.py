@@ -144,3 +144,21 @@ def test_grids_lists_the_transposed_grids():
     listing = run_cli("grids").stdout
     assert any(line.split()[:1] == ["transposed"] for line in listing.splitlines())
     assert any(line.split()[:1] == ["decoders"] for line in listing.splitlines())
+
+
+def test_backends_of_one_plugin_module_share_their_workers(monkeypatch, capsys):
+    from convparity.harness.backends.manager import get_manager
+    from convparity.harness.cli.backends import worker_groups
+    from tests.harness.running import faulty_backends
+
+    monkeypatch.setenv("CONVPARITY_EXTRA_PLUGINS", faulty_backends.__name__)
+    monkeypatch.setenv("CONVPARITY_PLUGINS", "reference")
+
+    backends = get_manager().backends()
+    groups = worker_groups(backends)
+    faulty = [name for name, backend in backends.items() if type(backend).__module__ == faulty_backends.__name__]
+    assert len(faulty) > 5 and {groups[name] for name in faulty} == {faulty[0]}
+    assert groups["reference"] == "reference"
+    assert main(["backends"]) == 0
+    out = capsys.readouterr()
+    assert len(out.out.splitlines()) == len(backends) + len(get_manager().broken) and not out.err

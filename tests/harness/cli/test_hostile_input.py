@@ -81,6 +81,20 @@ def test_damaged_results_row_on_report(finished_run, capsys):
     one_line(capsys, f"{path} is damaged: column 'bias': 'yes' is none of 'on', 'off'")
 
 
+def test_an_integer_beyond_int64_in_results_on_report(finished_run, capsys):
+    path = finished_run / RESULTS_FILE
+    header, first, *rest = path.read_text().splitlines(keepends=True)
+    column = header.rstrip("\r\n").split(",").index("reduction")
+    fields = next(csv.reader([first]))
+    fields[column] = str(2**70)
+    with path.open("w", newline="") as file:
+        file.write(header)
+        csv.writer(file).writerow(fields)
+        file.write("".join(rest))
+    assert main(["report", str(finished_run)]) == 2
+    one_line(capsys, f"{path} is damaged: a whole number too large for its column (beyond 64-bit integers)")
+
+
 @pytest.mark.parametrize(("edit", "fragment"), [
     ({"backends": ["reference", "reference"]}, "backends lists 'reference' twice"),
     ({"dtypes": "float32"}, "dtypes must be a list of names"),
