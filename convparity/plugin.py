@@ -36,17 +36,21 @@ from convparity.harness.backends.plugin_kit import (
     widened,
 )
 from convparity.harness.backends.program import BackendCost, Program
+from convparity.harness.cases.attributes import PER_CHANNEL, Quantization
+from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.cases.inputs import Extras
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.vocabulary import DATA_TYPES, DTYPES, UNIT_ROUNDOFF, DType, numpy_dtype
 from convparity.reference_impl.post_ops import KINDS as POST_OP_KINDS
+from convparity.reference_impl.post_ops import PostOp
 from convparity.reference_impl.quantized import ROUNDING_MODES
 
 if TYPE_CHECKING:
     from convparity.harness.testing.contract_suite import BackendContract
 
 __all__ = [
-    "CONVOLUTION_ONLY", "DATA_TYPES", "DTYPES", "POST_OP_KINDS", "ROUNDING_MODES", "UNIT_ROUNDOFF", "Backend",
+    "CONVOLUTION_ONLY", "DATA_TYPES", "DTYPES", "PER_CHANNEL", "POST_OP_KINDS", "ROUNDING_MODES", "UNIT_ROUNDOFF",
+    "Backend", "PostOp", "Quantization", "parse_case",
     "BackendContract", "BackendCost", "ConvSpec", "DType", "DeclaredLimits", "Deviation", "Extras", "Framework",
     "Limit", "Outputs", "Platform", "PlatformRule", "Probe", "Program", "Unsupported", "cpu_with", "cpu_without",
     "dtype_probes", "first_limit", "hookimpl", "installed_version", "numpy_dtype", "post_op_arguments",

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from convparity.harness.errors import ConvparityError
-from convparity.harness.vocabulary import DTYPES
+from convparity.harness.vocabulary import check_dtype
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_STARTUP_TIMEOUT = 900.0
@@ -55,9 +55,11 @@ class RunSettings:
             if len(set(value)) != len(value):
                 raise SettingsError(f"{name} lists {next(v for v in value if list(value).count(v) > 1)!r} twice")
             object.__setattr__(self, name, tuple(value))
-        unknown = [d for d in self.dtypes if d not in DTYPES]
-        if unknown:
-            raise SettingsError(f"dtypes: unknown dtype {unknown[0]!r} (known: {', '.join(DTYPES)})")
+        for dtype in self.dtypes:
+            try:
+                check_dtype(dtype)
+            except ValueError as error:
+                raise SettingsError(f"dtypes: {error}") from None
         for name in ("seed", "jobs"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):

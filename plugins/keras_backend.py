@@ -119,16 +119,16 @@ DEVIATIONS = (
     Deviation(condition="bias and the layer's output_size[-1] == out_channels > 1 (float32: grouped, dilated, "
                         "rank 3 or transposed)",
               applies=bias_bug_shows_in_y, tensors=("y",), bias=True, dtypes=("float64", "float32"),
-              versions=">=3.15", reason=KERAS_BIAS_BUG, upstream="not reported yet"),
+              versions=">=3.15", reason=KERAS_BIAS_BUG, upstream="docs/upstream/keras-channels-first-bias.md (not reported yet)"),
     Deviation(condition="bias and the layer's output_size[-1] == out_channels > 1", applies=hits_bias_bug,
               tensors=("db",),
               bias=True, dtypes=("float64", "float32"), versions=">=3.15", reason=KERAS_BIAS_BUG,
-              upstream="not reported yet"),
+              upstream="docs/upstream/keras-channels-first-bias.md (not reported yet)"),
     # In float16/bfloat16 the bug and TensorFlow's double rounding of the bias mix: neither is strict there.
     Deviation(condition="bias and the layer's output_size[-1] == out_channels > 1, float16/bfloat16",
               applies=hits_bias_bug,
               tensors=("y", "db"), bias=True, dtypes=("float16", "bfloat16"), versions=">=3.15", strict=False,
-              reason=KERAS_BIAS_BUG, upstream="not reported yet"),
+              reason=KERAS_BIAS_BUG, upstream="docs/upstream/keras-channels-first-bias.md (not reported yet)"),
     BIAS_ROUNDED_IN_OUTPUT_DTYPE,
 )
 

@@ -56,7 +56,7 @@ DEVIATIONS = (
         "import mlx.core as mx, numpy as np; x = np.random.default_rng(0).random((1, 64, 1)); "
         "y = mx.conv_general(mx.array(x, dtype=mx.float64), mx.ones((1, 1, 1), dtype=mx.float64), stream=mx.cpu); "
         "print(y.dtype, abs(np.array(y) - x).max())  # float64, ~3e-8 (x rounded to float32), not 0",
-        upstream="not reported yet",
+        upstream="docs/upstream/mlx-float64-computed-in-float32.md (not reported yet)",
         applies=_dense,
         dtypes=("float64",),
         tensors=("y", "dx"),

@@ -19,6 +19,7 @@ from typing import Any
 from convparity.harness.cases.batch_file import BatchFile, find_batch_file, shipped_batch_files
 from convparity.harness.cases.dedupe import SeenSet
 from convparity.harness.cases.descriptor import Case, parse_case
+from convparity.harness.cases.descriptor_format import DECONV_PREFIX
 from convparity.harness.cases.grids import GridError, random_cases, read_toml_grid
 
 BIAS_CHOICES = {"on": (True,), "off": (False,), "both": (True, False)}
@@ -81,11 +82,13 @@ class CaseSelection:
                 raise GridError(f"unknown grid {grid!r}: not a named grid ({', '.join(named)}), a file, nor a shipped "
                                 f"batch file ({', '.join(shipped_batch_files())})")
         for path in self.batch_files:
-            found = find_batch_file(path)
+            driver, named = ("deconv", path[len(DECONV_PREFIX):]) if path.startswith(DECONV_PREFIX) and not \
+                Path(path).is_file() else ("conv", path)
+            found = find_batch_file(named)
             if found is None:
-                raise GridError(f"no batch file {path!r}: no such file, nor a shipped one of that name "
+                raise GridError(f"no batch file {named!r}: no such file, nor a shipped one of that name "
                                 f"({', '.join(shipped_batch_files())})")
-            sources.append(BatchFile(found))
+            sources.append(BatchFile(found, driver=driver))
         descriptors = [parse_case(text, bias=bias) for text in self.cases for bias in BIAS_CHOICES[self.bias]]
         if descriptors:
             sources.append(descriptors)

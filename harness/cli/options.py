@@ -11,7 +11,7 @@ import argparse
 import math
 
 from convparity.harness.errors import ConvparityError
-from convparity.harness.vocabulary import DTYPES
+from convparity.harness.vocabulary import DATA_TYPES, DTYPES, check_dtype
 
 FIXED_BY_THE_RUN = "fixed_by_the_run"  # a group attribute: its options are refused with --resume
 
@@ -63,8 +63,17 @@ def backend_options(parser: argparse.ArgumentParser, *, required: bool = False) 
 
 
 def dtype_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--dtype", action="append", choices=DTYPES, metavar="DTYPE",
-                        help=f"one of {', '.join(DTYPES)} (repeat; default float64, float32)")
+    parser.add_argument("--dtype", action="append", type=dtype_name, metavar="DTYPE",
+                        help=f"one of {', '.join(DTYPES)}, or another data type or benchdnn's SRC:WEI:DST of "
+                             f"{', '.join(DATA_TYPES)} (repeat; default float64, float32)")
+
+
+def dtype_name(text: str) -> str:
+    """A --dtype value, canonical (argparse names the option when it is none)."""
+    try:
+        return check_dtype(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("dtype ")) from None
 
 
 def case_options(parser: argparse.ArgumentParser) -> None:
@@ -72,8 +81,9 @@ def case_options(parser: argparse.ArgumentParser) -> None:
     group = _fixed(parser.add_argument_group("cases"))
     group.add_argument("-g", "--grid", action="append", help="named grid, TOML grid file or batch file (repeat)")
     group.add_argument("--case", action="append", help="one benchdnn descriptor (repeat)")
-    group.add_argument("--batch", action="append", help="benchdnn batch file, read as benchdnn reads it (repeat); "
-                       "its --dt, --dir, ... decide each case's dtype, bias and tensors")
+    group.add_argument("--batch", action="append", help="benchdnn batch file, read as benchdnn's conv driver reads it, "
+                       "or its deconv driver after deconv: (deconv:FILE) (repeat); its --dt, --dir, --attr-post-ops, "
+                       "... decide each case's dtype, bias, tensors and attributes")
     group.add_argument("--random", type=int, default=0, metavar="N", help="N random cases (drawn with --seed)")
     group.add_argument("--bias", choices=("on", "off", "both"), default="on",
                        help="bias for --case cases (default on)")

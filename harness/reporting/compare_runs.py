@@ -48,7 +48,7 @@ from convparity.harness.reporting.speed import seconds_text
 from convparity.harness.results import KEY, RESULTS_FILE, bias_word, read_results
 from convparity.harness.running.run_folder import read_record
 from convparity.harness.running.run_record import RunRecord
-from convparity.harness.vocabulary import BAD_STATUSES, TENSORS
+from convparity.harness.vocabulary import BAD_STATUSES, tensor_key
 
 # Settings under which the same key can get another status: differing, no key is called a regression.
 # (Other settings that differ, grids, dtypes, backends, only change which keys exist.)
@@ -187,7 +187,7 @@ def compare_runs(
     joined["name"] = joined["name_new"].fillna(joined["name_old"])
     joined["repro"] = joined["repro_new"].fillna(joined["repro_old"])
     joined = joined.assign(_change=joined["change"].map({c: i for i, c in enumerate(CHANGES)}),
-                           _tensor=joined["tensor"].map({t: i for i, t in enumerate(TENSORS)}))
+                           _tensor=joined["tensor"].map(lambda t: tensor_key(t)))
     rows = joined.sort_values(["_change", "backend", "dtype", "case", "bias", "_tensor"], kind="stable")
     rows = rows[COLUMNS].reset_index(drop=True)
     return RunComparison(old_dir, new_dir, thresholds, rows, version_table(old_meta, new_meta), differences)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from convparity.harness.reporting import html_page
-from convparity.harness.vocabulary import DTYPES, TENSORS
+from convparity.harness.vocabulary import DTYPES, in_tensor_order
 
 KEYS = ["backend", "dtype", "tensor", "bin", "kind"]
 KINDS = ("pass", "fail", "declared")
@@ -113,7 +113,7 @@ def histograms_html(counts: pd.DataFrame, *, steps: bool = False) -> str:
     for backend, rows in counts.groupby("backend", sort=True, observed=True):
         tallest = int(rows.groupby(["dtype", "tensor", "bin"], observed=True)["rows"].sum().max())
         dtypes = [d for d in DTYPES if d in set(rows["dtype"])] + sorted(set(rows["dtype"]) - set(DTYPES))
-        tensors = [t for t in TENSORS if t in set(rows["tensor"])]
+        tensors = in_tensor_order(rows["tensor"])
         cells: dict[tuple[str, str], dict[tuple[int, str], int]] = {(d, t): {} for d in dtypes for t in tensors}
         for dtype, tensor, index, kind, count in rows[KEYS[1:] + ["rows"]].itertuples(index=False):
             cells[(dtype, tensor)][(int(index), kind)] = int(count)

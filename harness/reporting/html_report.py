@@ -41,7 +41,7 @@ from convparity.harness.results import bias_word
 from convparity.harness.running.run_folder import read_record
 from convparity.harness.running.run_record import RunRecord
 from convparity.harness.search.findings import read_findings
-from convparity.harness.vocabulary import BAD_STATUSES, TENSORS
+from convparity.harness.vocabulary import BAD_STATUSES, in_tensor_order, tensor_key
 
 REPORT_HTML = "report.html"
 SEVERITY = {s: i for i, s in enumerate(("crash", "timeout", "error", "fail", "xpass", "xfail", "reference-error",
@@ -134,7 +134,7 @@ def causes(non_passing: pd.DataFrame) -> pd.DataFrame:
         if not declared[members.index].any() and len(messages) == 1:
             reason = messages.pop()  # one message for every row: say it as it is, numbers included
         lines = case_lines(members)
-        tensors = [t for t in TENSORS if t in set(members["tensor"])]
+        tensors = in_tensor_order(members["tensor"])
         groups.append({"status": status, "backend": backend, "cause": reason, "rows": len(members),
                        "cases": len(lines), "dtypes": ", ".join(dict.fromkeys(members["dtype"])),
                        "tensors": " ".join(tensors), "err_ratio": members["err_ratio"].max(), "lines": lines})
@@ -148,7 +148,7 @@ def case_lines(members: pd.DataFrame) -> pd.DataFrame:
     """One line per (case, name, bias, dtype) of a cause's rows: its tensors (y, dx, dw, db order), worst
     err_ratio, what each row says beyond the reason (once when the tensors say the same), the repro."""
     rows = members.assign(detail=members.apply(_detail, axis=1) if len(members) else "",
-                          _tensor=members["tensor"].map({t: i for i, t in enumerate(TENSORS)}))
+                          _tensor=members["tensor"].map(lambda t: tensor_key(t)))
     rows = rows.sort_values("_tensor", kind="stable")
 
     def details(group: pd.DataFrame) -> str:

@@ -20,7 +20,7 @@ from convparity.harness.reporting.html_report import write_html_report
 from convparity.harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
 from convparity.harness.running.run_folder import read_record
 from convparity.harness.running.run_record import RunRecord
-from convparity.harness.vocabulary import TENSORS
+from convparity.harness.vocabulary import in_tensor_order
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -79,7 +79,7 @@ def _declared_section(non_passing: pd.DataFrame) -> str:
     if declared.empty:
         return ""
     table = (declared.groupby(["status", "backend", "dtype", "deviation"], observed=True)
-             .agg(tensors=("tensor", lambda t: " ".join(sorted(set(t), key=TENSORS.index))), rows=("tensor", "size"))
+             .agg(tensors=("tensor", lambda t: " ".join(in_tensor_order(t))), rows=("tensor", "size"))
              .reset_index()[["status", "backend", "dtype", "tensors", "rows", "deviation"]])
     return ("## Known deviations\n\nxfail: fails as the backend declares (reason and upstream report below); "
             f"xpass: a declared deviation that did not happen (stale).\n\n{markdown_table(table)}\n\n")
