@@ -22,6 +22,8 @@ Limits are probes, not guesses: each `Probe` is a tiny model showing one feature
 negative pad, a post-op kind); when ONNX Runtime refuses to build a session for it or to run it, its own error
 text becomes the reason of a `Limit` covering every spec with that feature. A newer ONNX Runtime that adds,
 say, a float64 Conv kernel drops that limit by itself. onnx and onnxruntime are imported lazily.
+
+The quantized backends (QLinearConv, ConvInteger, QDQ graphs) are in `onnxruntime_quantized`.
 """
 
 from __future__ import annotations
@@ -377,5 +379,7 @@ BACKENDS = {backend.name: backend for backend in (OnnxRuntimeBackend(), OnnxRunt
 
 @hookimpl
 def convparity_register_backends(register):
-    for backend in BACKENDS.values():
+    from convparity.plugins import onnxruntime_quantized  # it builds on this module
+
+    for backend in (*BACKENDS.values(), *onnxruntime_quantized.BACKENDS.values()):
         register(backend)
