@@ -48,12 +48,13 @@ from convparity.plugin import (
     program_arguments,
     tiny_spec,
 )
-from convparity.plugins.onnxruntime_backend import (
+from convparity.plugins.onnxruntime_graphs import (
     ONNX,
     ONNXRUNTIME,
     POST_OPS,
     PROVIDER,
     onnxruntime_conv,
+    onnxruntime_integer_conv,
     refusal_reason,
     refusals,
 )
@@ -77,87 +78,6 @@ SCALES = ("x_scale", "w_scale", "y_scale")
 ZERO_POINTS = ("x_zero_point", "w_zero_point", "y_zero_point")
 
 
-def onnxruntime_integer_conv(*, operator, stride, padding, dilation, groups, dtype, bias, x_shape, w_shape, y_shape,
-                             quantization=None, optimization="all"):
-    """y = QLinearConv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point[, b]) or
-    ConvInteger(x, w, x_zero_point, w_zero_point) [+ b] (int32), one ONNX node (opset 22) in an ONNX Runtime session
-    on the CPU execution provider at graph optimization level `optimization`. x is a graph input; w, b and the
-    scales and zero points are initializers (scalars, or 1-D where they come per channel), so each call builds
-    its session. Forward only: step(x, w, b, dy, operands=(), quantization={six scales and zero points}) ->
-    (y, None, None, None), y as codes of its integer type. `quantization` (bias data type, rounding) is the
-    spec's, for the record: the node defines both."""
-    import os
-
-    import numpy as np
-    import onnx
-    import onnxruntime
-    from onnx import helper, numpy_helper
-
-    types = {"uint8": onnx.TensorProto.UINT8, "int8": onnx.TensorProto.INT8, "int32": onnx.TensorProto.INT32}
-    source, weights, destination = dtype.split(":") if ":" in dtype else (dtype,) * 3
-    attributes = dict(kernel_shape=list(w_shape[2:]), strides=list(stride), dilations=list(dilation),
-                      pads=[before for before, _ in padding] + [after for _, after in padding], group=groups)
-
-    def initializer(name, values):
-        return numpy_helper.from_array(np.asarray(values), name)
-
-    def model(q, w, b):
-        def scale(name):
-            return np.asarray(q[name], np.float32)
-
-        def zero_point(name, data_type, like):
-            values, limits = np.asarray(q[name]), np.iinfo(data_type)
-            if np.any(values < limits.min) or np.any(values > limits.max):
-                raise ValueError(f"{name} {values.tolist()} does not fit {data_type}, its tensor's data type")
-            return np.broadcast_to(values.astype(data_type), np.shape(like)).copy()
-
-        constants = [initializer("w", w)]
-        if operator == "QLinearConv":
-            names = ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale", "y_zero_point"]
-            constants += [initializer("x_scale", scale("x_scale")),
-                          initializer("x_zero_point", zero_point("x_zero_point", source, q["x_zero_point"])),
-                          initializer("w_scale", scale("w_scale")),
-                          initializer("w_zero_point", zero_point("w_zero_point", weights, q["w_scale"])),
-                          initializer("y_scale", scale("y_scale")),
-                          initializer("y_zero_point", zero_point("y_zero_point", destination, q["y_zero_point"]))]
-            if b is not None:
-                names.append("b")
-                constants.append(initializer("b", b))
-            nodes = [helper.make_node("QLinearConv", names, ["y"], **attributes)]
-        else:
-            if any(np.any(np.asarray(q[name]) != 1) for name in ("x_scale", "w_scale", "y_scale")) or np.any(
-                    np.asarray(q["y_zero_point"]) != 0):
-                raise ValueError("ConvInteger computes the int32 accumulator: it takes no scales or y zero point")
-            constants += [initializer("x_zero_point", zero_point("x_zero_point", source, q["x_zero_point"])),
-                          initializer("w_zero_point", zero_point("w_zero_point", weights, q["w_zero_point"]))]
-            nodes = [helper.make_node("ConvInteger", ["x", "w", "x_zero_point", "w_zero_point"],
-                                      ["y" if b is None else "accumulator"], **attributes)]
-            if b is not None:  # int32 + int32: exact
-                constants.append(initializer("b", np.asarray(b).reshape((1, -1) + (1,) * (len(x_shape) - 2))))
-                nodes.append(helper.make_node("Add", ["accumulator", "b"], ["y"]))
-        graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", types[source], list(x_shape))],
-                                  [helper.make_tensor_value_info("y", types[destination], list(y_shape))],
-                                  initializer=constants)
-        opsets = [helper.make_opsetid("", 22)]
-        return helper.make_model(graph, opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets),
-                                 producer_name="convparity")
-
-    def step(x, w, b, dy, operands=(), quantization=None):
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # errors only
-        options.graph_optimization_level = {"all": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL,
-                                            "disable": onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL}[optimization]
-        threads = os.environ.get("OMP_NUM_THREADS", "")  # ORT sizes its thread pool by the cores otherwise
-        if threads.isdigit():
-            options.intra_op_num_threads = int(threads)
-        session = onnxruntime.InferenceSession(model(quantization, w, b).SerializeToString(), options,
-                                               providers=["CPUExecutionProvider"])
-        quiet = onnxruntime.RunOptions()
-        quiet.log_severity_level = 4  # a refusal is raised with its message: not logged as well
-        (y,) = session.run(["y"], {"x": x}, quiet)
-        return y, None, None, None
-
-    return step
 
 
 def probe_quantization(spec: ConvSpec) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.verdict import evaluate_case
 from convparity.harness.results import read_results
 from convparity.harness.testing.contract_suite import BackendContract
-from convparity.plugins.onnxruntime_backend import FUSED_AT_ENABLE_ALL
+from convparity.plugins.onnxruntime_graphs import FUSED_AT_ENABLE_ALL
 from tests.plugins.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep
 from tests.plugins.conftest import framework_module
 
