@@ -75,12 +75,22 @@ def case_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch", action="append", help="benchdnn batch file, read as benchdnn reads it (repeat); "
                        "its --dt, --dir, ... decide each case's dtype, bias and tensors")
     group.add_argument("--random", type=int, default=0, metavar="N", help="N random cases (drawn with --seed)")
+    model_options(group)
     group.add_argument("--bias", choices=("on", "off", "both"), default="on",
                        help="bias for --case cases (default on)")
     dtype_option(group)
     group.add_argument("--seed", type=int, help="seed of the inputs and of --random (default 0)")
     group.add_argument("--max-cases", type=positive_int,
                        help="refuse a selection of more cases than this (default 1000000)")
+
+
+def model_options(group: argparse._ArgumentGroup) -> None:
+    """--model and --input-shape: `run`, `cases` and `search` share them."""
+    group.add_argument("--model", action="append", metavar="SOURCE", help="every convolution of a model, one case "
+                       "per distinct layer (repeat): a model file or name one of the model readers reads "
+                       "(`convparity cases --model SOURCE` lists its layers)")
+    group.add_argument("--input-shape", action="append", metavar="NAME=DIMS", help="the shape of a model input, "
+                       "e.g. input=1x3x224x224, for a symbolic or unknown one (repeat)")
 
 
 def setting_options(parser: argparse.ArgumentParser) -> None:
@@ -176,6 +186,13 @@ def selection(args: argparse.Namespace) -> dict:
     """The case options as keywords of sweep() and CaseSelection."""
     return dict(grids=args.grid or (), cases=args.case or (), batch_files=args.batch or (), bias=args.bias,
                 random=args.random, seed=args.seed or 0)
+
+
+def models(args: argparse.Namespace) -> dict:
+    """--model and --input-shape as keywords of sweep() and search()."""
+    if args.input_shape and not args.model:
+        raise UsageError("--input-shape goes with --model SOURCE")
+    return dict(models=tuple(args.model or ()), input_shapes=tuple(args.input_shape or ()))
 
 
 def dtypes(args: argparse.Namespace) -> tuple[str, ...]:
