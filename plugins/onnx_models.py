@@ -48,13 +48,30 @@ SET_ASIDE_BYTES = 4096  # initializers larger than this are given to shape infer
 
 
 def _attributes(node) -> dict[str, Any]:
+    """A node's attributes; floats (stored as float32) in their shortest decimal form (1e-05, not
+    9.99999974e-06), which is what the model's author wrote."""
     from onnx import helper
 
     found = {}
     for attribute in node.attribute:
         value = helper.get_attribute_value(attribute)
-        found[attribute.name] = value.decode() if isinstance(value, bytes) else value
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, float):
+            value = _shortest(value)
+        found[attribute.name] = value
     return found
+
+
+def _shortest(value: float) -> float:
+    """The shortest decimal that rounds to the same float32 as `value`."""
+    import numpy as np
+
+    single = np.float32(value)
+    for digits in range(1, 10):
+        if np.float32(f"{value:.{digits}g}") == single:
+            return float(f"{value:.{digits}g}")
+    return float(value)
 
 
 def _node_name(node) -> str:
@@ -175,7 +192,7 @@ class _Graph:
             return None
         if value.size != 1:
             raise ModelReadError(f"node {_node_name(node)!r}: {what} must be one value, got shape {value.shape}")
-        return float(value.reshape(-1)[0])
+        return _shortest(float(value.reshape(-1)[0]))
 
 
 def _fix_inputs(model, options: ReadOptions) -> None:
@@ -199,7 +216,8 @@ def _fix_inputs(model, options: ReadOptions) -> None:
                 dim.dim_value = value
         if any(not d.HasField("dim_value") for d in dims):
             shown = "x".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
-            symbolic.append((entry.name, shown))
+            example = "x".join(str(d.dim_value) if d.HasField("dim_value") else "1" for d in dims)
+            symbolic.append((entry.name, shown, example))
     if symbolic:
         name, shown, example = symbolic[0]
         unknown = sorted(set(given) - {i.name for i in inputs})
