@@ -101,19 +101,21 @@ def merge(out: str | Path, folders: list[str | Path]) -> MergedRun:
     return merged
 
 
-def read_models(sources: Any, *, input_shapes: Any = None) -> tuple[Model, ...]:
+def read_models(sources: Any, *, input_shapes: Any = None, epilogues: bool = True) -> tuple[Model, ...]:
     """Several model sources read into Models, each by its reader in a worker of its own (harness.running.
-    model_reading); `input_shapes` as --input-shape gives them (texts "NAME=1x3x224x224" or {name: shape})."""
-    return resolve_models(sources, input_shapes)
+    model_reading); `input_shapes` as --input-shape gives them (texts "NAME=1x3x224x224" or {name: shape});
+    `epilogues=False`: the layers' convolutions without their post-ops."""
+    return resolve_models(sources, input_shapes, epilogues=epilogues)
 
 
-def cases_from_model(source: str, *, input_shapes: Any = None) -> Model:
+def cases_from_model(source: str, *, input_shapes: Any = None, epilogues: bool = True) -> Model:
     """Every convolution of one model: the Model a reader finds in `source` (a model file or name, read in a
     worker of the reader's own, which imports its framework there). `model.layers`: each layer with its names,
     depth and ConvSpec (its epilogue as post-ops, its data types and quantization); `model.groups()`: identical
     layers together with their count; `model.cases()`: one Case per distinct layer (evaluate_case(backend, case.spec)
-    computes one); sweep(models=[model]) runs them all, with the model view in the reports."""
-    (model,) = resolve_models([source], input_shapes)
+    computes one); sweep(models=[model]) runs them all, with the model view in the reports. `epilogues=False`:
+    each layer's convolution without the post-ops its graph fuses."""
+    (model,) = resolve_models([source], input_shapes, epilogues=epilogues)
     return model
 
 

@@ -17,6 +17,7 @@ its canonical descriptor (attributes included, harness.cases.descriptor), its dt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -189,6 +190,14 @@ class Model:
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "notes", tuple(self.notes))
+
+    def without_epilogues(self) -> Model:
+        """The model with each layer's convolution alone: no post-ops (for backends that compute none); its
+        quantization and data types stay. A note says so."""
+        layers = tuple(dataclasses.replace(layer, spec=layer.spec.replace(post_ops=())) for layer in self.layers)
+        note = "epilogues left out (--no-epilogues): each layer's convolution alone"
+        return dataclasses.replace(self, layers=layers, notes=(*self.notes, note) if note not in self.notes else
+                                   self.notes)
 
     def groups(self) -> list[LayerGroup]:
         """The distinct layers, each with every layer like it, in the order their first layer runs."""

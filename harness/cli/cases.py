@@ -20,7 +20,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     given = options.models(args)
-    models = api.read_models(given["models"], input_shapes=given["input_shapes"]) if given["models"] else ()
+    models = api.read_models(given["models"], input_shapes=given["input_shapes"], epilogues=given["epilogues"]) \
+        if given["models"] else ()
     selection = CaseSelection(**options.selection(args), models=tuple(models))
     limit = DEFAULT_MAX_CASES if args.max_cases is None else args.max_cases
     for line in selection.describe(options.dtypes(args), limit):

@@ -85,12 +85,15 @@ def case_options(parser: argparse.ArgumentParser) -> None:
 
 
 def model_options(group: argparse._ArgumentGroup) -> None:
-    """--model and --input-shape: `run`, `cases` and `search` share them."""
+    """--model, --input-shape and --no-epilogues: `run`, `cases` and `search` share them."""
     group.add_argument("--model", action="append", metavar="SOURCE", help="every convolution of a model, one case "
                        "per distinct layer (repeat): a model file or name one of the model readers reads "
                        "(`convparity cases --model SOURCE` lists its layers)")
     group.add_argument("--input-shape", action="append", metavar="NAME=DIMS", help="the shape of a model input, "
                        "e.g. input=1x3x224x224, for a symbolic or unknown one (repeat)")
+    group.add_argument("--no-epilogues", action="store_true", help="each model layer's convolution alone, without "
+                       "the batchnorm, activation and residual add its graph fuses (for backends that compute no "
+                       "post-ops)")
 
 
 def setting_options(parser: argparse.ArgumentParser) -> None:
@@ -189,10 +192,11 @@ def selection(args: argparse.Namespace) -> dict:
 
 
 def models(args: argparse.Namespace) -> dict:
-    """--model and --input-shape as keywords of sweep() and search()."""
-    if args.input_shape and not args.model:
-        raise UsageError("--input-shape goes with --model SOURCE")
-    return dict(models=tuple(args.model or ()), input_shapes=tuple(args.input_shape or ()))
+    """--model, --input-shape and --no-epilogues as keywords of sweep() and search()."""
+    if (args.input_shape or args.no_epilogues) and not args.model:
+        raise UsageError(f"{'--input-shape' if args.input_shape else '--no-epilogues'} goes with --model SOURCE")
+    return dict(models=tuple(args.model or ()), input_shapes=tuple(args.input_shape or ()),
+                epilogues=not args.no_epilogues)
 
 
 def dtypes(args: argparse.Namespace) -> tuple[str, ...]:

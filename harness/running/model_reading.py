@@ -120,10 +120,11 @@ def read_models(sources: Sequence[str], options: ReadOptions | None = None, *, j
     return [found[source] for source in sources]
 
 
-def resolve_models(models: Sequence[str | Model], input_shapes: object = None, *,
+def resolve_models(models: Sequence[str | Model], input_shapes: object = None, *, epilogues: bool = True,
                    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> tuple[Model, ...]:
     """`models` as Model objects: sources read (read_models, with --input-shape's `input_shapes`: texts or a
-    mapping), Model objects (convparity.cases_from_model's) kept as they are."""
+    mapping), Model objects (convparity.cases_from_model's) kept as they are; without their post-ops when not
+    `epilogues`."""
     if isinstance(models, (str, Model)):
         models = [models]
     sources = [m for m in models if isinstance(m, str)]
@@ -136,4 +137,6 @@ def resolve_models(models: Sequence[str | Model], input_shapes: object = None, *
     for model in resolved:
         if not isinstance(model, Model):
             raise ModelError(f"models: a model source (text) or a Model, got {type(model).__name__}")
+    if not epilogues:
+        resolved = [model.without_epilogues() for model in resolved]
     return tuple(dict.fromkeys(resolved))

@@ -120,13 +120,15 @@ def sweep(
     compile_cache: str = "default",
     models: Sequence[str | Model] = (),
     input_shapes: Sequence[str] | dict[str, tuple[int, ...]] | None = None,
+    epilogues: bool = True,
 ) -> SweepRun:
     """Run `cases` (descriptors), `grids` (named, TOML or batch files), `batch_files`, `models` and `random`
     samples in every dtype on every backend (None or ["all"]: every registered one; unavailable ones
     are named once, in run.json, and run nothing). `bias` ("on", "off", "both") applies to `cases`.
     `models`: model sources (read by the model readers, each in a worker of its own; `input_shapes` as
     --input-shape gives them) or Models already read; each distinct layer is a case, and the run folder's
-    models.json keeps every layer for the model view of the reports.
+    models.json keeps every layer for the model view of the reports; `epilogues=False` runs each layer's
+    convolution without the post-ops its graph fuses.
 
     `out`: the run folder (default: a fresh one under reports/). Returns when every row is written.
     `executor`: where tasks run (default: local processes); `shard`: run only that shard of the cases;
@@ -140,7 +142,8 @@ def sweep(
                            timeout=timeout, jobs=jobs, tolerance_factor=tolerance_factor,
                            startup_timeout=startup_timeout, reference_timeout=reference_timeout,
                            compile_cache=compile_cache)
-    read = resolve_models(models, input_shapes, startup_timeout=startup_timeout) if models or input_shapes else ()
+    read = resolve_models(models, input_shapes, epilogues=epilogues, startup_timeout=startup_timeout) \
+        if models or input_shapes else ()
     selection = CaseSelection(grids=tuple(grids), cases=tuple(cases), batch_files=tuple(batch_files), random=random,
                               seed=seed, bias=bias, models=read)
     size, stream = selection.stream(max_cases)

@@ -200,6 +200,7 @@ def search(
     log: TextIO | None = None,
     models: Sequence[str | Model] = (),
     input_shapes: Sequence[str] | dict[str, tuple[int, ...]] | None = None,
+    epilogues: bool = True,
 ) -> SearchResult:
     """Search `backends` for disagreements with the reference (see the module docstring).
 
@@ -225,7 +226,8 @@ def search(
                            jobs=jobs, tolerance_factor=tolerance_factor, startup_timeout=startup_timeout,
                            reference_timeout=reference_timeout, compile_cache=compile_cache)
     path = Path(out) if out is not None else run_folder.default_run_dir(Path("reports"), ("search",))
-    read = resolve_models(models, input_shapes, startup_timeout=startup_timeout) if models or input_shapes else ()
+    read = resolve_models(models, input_shapes, epilogues=epilogues, startup_timeout=startup_timeout) \
+        if models or input_shapes else ()
     seeds = dict.fromkeys(case.spec if case.fixed_dtype else case.spec.replace(dtype=dtype)
                           for model in read for case in model.cases()
                           for dtype in (dtypes if not case.fixed_dtype else (case.spec.dtype,)))

@@ -102,3 +102,11 @@ def test_a_damaged_model_in_a_record_is_a_grid_error():
     stored["models"][0]["layers"][0]["case"] = "mb1ic2ih5oc2kh3 --oops"
     with pytest.raises(GridError, match="model 0"):
         CaseSelection.from_json(stored)
+
+
+def test_without_epilogues_each_layer_is_its_convolution_alone():
+    plain = model().without_epilogues()
+    assert all(not layer.spec.post_ops for layer in plain.layers)
+    assert [layer.names for layer in plain.layers] == [layer.names for layer in model().layers]
+    assert plain.notes == ("epilogues left out (--no-epilogues): each layer's convolution alone",)
+    assert plain.without_epilogues() == plain

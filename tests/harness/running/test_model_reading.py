@@ -58,3 +58,11 @@ def test_bad_model_options_exit_2_with_one_line(stub_plugins, capsys):
     assert capsys.readouterr().err == "convparity: error: --input-shape goes with --model SOURCE\n"
     assert main(["cases", "--model", "stub:refuse"]) == 2
     assert capsys.readouterr().err.startswith("convparity: error: model 'stub:refuse': layer 'conv_x'")
+
+
+def test_no_epilogues_lists_the_convolutions_alone(stub_plugins, capsys):
+    assert main(["cases", "--model", "stub:small", "--no-epilogues", "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    assert "--attr-post-ops" not in out and "note: epilogues left out (--no-epilogues)" in out
+    assert main(["cases", "-g", "smoke", "--no-epilogues"]) == 2
+    assert capsys.readouterr().err == "convparity: error: --no-epilogues goes with --model SOURCE\n"
