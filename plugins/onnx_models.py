@@ -26,7 +26,7 @@ import dataclasses
 import math
 import os
 from collections import defaultdict
-from typing import Any
+from typing import Any, Literal
 
 from convparity.plugin import (
     PER_CHANNEL,
@@ -151,7 +151,9 @@ class _Graph:
             return None
         if node.op_type == "Identity":
             return self.value(node.input[0])
-        nodes, feeds, pending, seen = [], {}, [name], set()
+        nodes: list = []
+        feeds: dict[str, Any] = {}
+        pending, seen = [name], set()
         while pending:
             tensor = pending.pop()
             if not tensor or tensor in seen:
@@ -182,7 +184,9 @@ class _Graph:
         try:
             graph = helper.make_graph(order, "constant", [], [helper.make_empty_tensor_value_info(name)],
                                       [self._numpy_helper.from_array(np.asarray(v), k) for k, v in feeds.items()])
-            return ReferenceEvaluator(helper.make_model(graph, opset_imports=self.model.opset_import)).run(None, {})[0]
+            outputs: Any = ReferenceEvaluator(helper.make_model(graph, opset_imports=self.model.opset_import)).run(
+                None, {})
+            return outputs[0]
         except Exception:  # noqa: BLE001 - not a subgraph the reference evaluator computes: not a constant here
             return None
 
@@ -474,9 +478,10 @@ class _Scales:
     """Scales and zero points of one quantized layer, and what could not be carried over exactly."""
 
     def __init__(self, graph: _Graph, node) -> None:
-        self.graph, self.node, self.notes = graph, node, []
+        self.graph, self.node = graph, node
+        self.notes: list[str] = []
 
-    def scale(self, name: str, what: str) -> float | str:
+    def scale(self, name: str, what: str) -> float | Literal["per_channel"]:
         import numpy as np
 
         value = self.graph.value(name)
@@ -488,7 +493,9 @@ class _Scales:
             return PER_CHANNEL
         return float(flat[0])
 
-    def zero_point(self, name: str, what: str, *, per_channel: bool = True) -> int | str:
+    def zero_point(self, name: str, what: str) -> int:
+        """One zero point (ONNX gives x and y one each; w's may differ per channel, which convparity does not
+        compute: then 0, with a note)."""
         import numpy as np
 
         if not name:
@@ -501,9 +508,6 @@ class _Scales:
             return 0
         flat = np.asarray(value).reshape(-1).astype(np.int64)
         if flat.size > 1 and not np.all(flat == flat[0]):
-            if per_channel:
-                self.notes.append(f"{what} is per channel: drawn per channel (-2 to 2), not the model's values")
-                return PER_CHANNEL
             self.notes.append(f"{what} differs per channel, which convparity does not compute: taken as 0")
             return 0
         return int(flat[0])
@@ -557,39 +561,35 @@ def _layer(graph: _Graph, node, depth: int) -> ModelLayer:
         quantization = Quantization(
             x_scale=scales.scale(node.input[1], "x_scale"), w_scale=scales.scale(node.input[4], "w_scale"),
             y_scale=scales.scale(node.input[6], "y_scale"),
-            x_zero_point=scales.zero_point(node.input[2], "x_zero_point", per_channel=False),
-            w_zero_point=scales.zero_point(node.input[5], "w_zero_point", per_channel=False),  # type: ignore[arg-type]
-            y_zero_point=scales.zero_point(node.input[7], "y_zero_point", per_channel=False))
+            x_zero_point=scales.zero_point(node.input[2], "x_zero_point"),
+            w_zero_point=scales.zero_point(node.input[5], "w_zero_point"),
+            y_zero_point=scales.zero_point(node.input[7], "y_zero_point"))
         fixed = True
     elif op == "ConvInteger":
         dtype = f"{graph.element(x)}:{graph.element(w)}:int32"
         quantization = Quantization(
-            x_zero_point=scales.zero_point(node.input[2] if len(node.input) > 2 else "", "x_zero_point",
-                                           per_channel=False),
-            w_zero_point=scales.zero_point(node.input[3] if len(node.input) > 3 else "", "w_zero_point",
-                                           per_channel=False))  # type: ignore[arg-type]
+            x_zero_point=scales.zero_point(node.input[2] if len(node.input) > 2 else "", "x_zero_point"),
+            w_zero_point=scales.zero_point(node.input[3] if len(node.input) > 3 else "", "w_zero_point"))
         fixed = True
     elif (dx := _dequantized(graph, x)) is not None and (dw := _dequantized(graph, w)) is not None:
         chain, end, read = _epilogue(graph, node.output[0], y_shape)
         names += read
         consumers = graph.consumers.get(end, [])
         quantize = consumers[0] if len(consumers) == 1 and consumers[0].op_type == "QuantizeLinear" else None
-        destination, y_scale, y_zero = "float32", 1.0, 0
+        destination, y_zero = "float32", 0
+        y_scale: float | Literal["per_channel"] = 1.0
         if quantize is not None:
             destination = graph.element(quantize.input[2]) if len(quantize.input) > 2 and quantize.input[2] \
                 else "uint8"
             y_scale = scales.scale(quantize.input[1], "y_scale")
-            y_zero = scales.zero_point(quantize.input[2] if len(quantize.input) > 2 else "", "y_zero_point",
-                                       per_channel=False)
+            y_zero = scales.zero_point(quantize.input[2] if len(quantize.input) > 2 else "", "y_zero_point")
             names.append(_node_name(quantize))
         dtype = f"{graph.element(dx.input[0])}:{graph.element(dw.input[0])}:{destination}"
         quantization = Quantization(
             x_scale=scales.scale(dx.input[1], "x_scale"), w_scale=scales.scale(dw.input[1], "w_scale"),
             y_scale=y_scale,
-            x_zero_point=scales.zero_point(dx.input[2] if len(dx.input) > 2 else "", "x_zero_point",
-                                           per_channel=False),
-            w_zero_point=scales.zero_point(dw.input[2] if len(dw.input) > 2 else "", "w_zero_point",
-                                           per_channel=False),  # type: ignore[arg-type]
+            x_zero_point=scales.zero_point(dx.input[2] if len(dx.input) > 2 else "", "x_zero_point"),
+            w_zero_point=scales.zero_point(dw.input[2] if len(dw.input) > 2 else "", "w_zero_point"),
             y_zero_point=y_zero)
         if bias and _dequantized(graph, bias) is None:
             quantization = dataclasses.replace(quantization, bias_dtype="float32")

@@ -271,7 +271,7 @@ def _layer(rec, index: int, depth: int) -> ModelLayer:
         spec = ConvSpec(batch=x.shape[0], in_channels=in_channels, out_channels=out_channels, input_size=size,
                         kernel_size=tuple(w.shape[2:]), stride=tuple(stride), padding=pairs, dilation=tuple(dilation),
                         groups=groups, bias=bias is not None, dtype=dtype, transposed=bool(transposed),
-                        output_padding=tuple(output_padding) if transposed else 0,
+                        output_padding=tuple(output_padding) if transposed else (0,) * rank,
                         post_ops=_epilogue(rec, event["out"][0]))
     except ValueError as error:
         raise ModelReadError(f"layer {name!r}: {error}") from None

@@ -84,7 +84,8 @@ class ModelView:
         total = sum(group.count for group in self.groups)
         for column in self.columns():
             backend, dtype = column
-            agree, other, compared = 0, defaultdict(list), set()
+            agree, compared = 0, set()
+            other: dict[str, list[str]] = defaultdict(list)
             counted = 0
             for group in self.groups:
                 if group.fixed_dtype and group.spec.dtype != dtype:

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from convparity.harness.backends.manager import PluginSelection
 from convparity.harness.cases.descriptor import parse_case
@@ -231,8 +231,8 @@ def search(
     seeds = dict.fromkeys(case.spec if case.fixed_dtype else case.spec.replace(dtype=dtype)
                           for model in read for case in model.cases()
                           for dtype in (dtypes if not case.fixed_dtype else (case.spec.dtype,)))
-    plan = {"budget": budget, "minutes": minutes, "shrink_budget": shrink_budget, "extra_shrinks": extra_shrinks,
-            "check_rounds": check_rounds}
+    plan: dict[str, Any] = {"budget": budget, "minutes": minutes, "shrink_budget": shrink_budget,
+                            "extra_shrinks": extra_shrinks, "check_rounds": check_rounds}
     if read:
         plan["models"] = [model.source for model in read]
         plan["seeds"] = [{"case": spec.descriptor, "dtype": spec.dtype, "bias": spec.bias} for spec in seeds]
