@@ -10,6 +10,10 @@
     def convparity_register_backends(register):
         register(MyBackend())
 
+A model reader (`--model SOURCE`) registers with `convparity_register_model_readers` and returns a `Model` of
+`ModelLayer`s, each a `ConvSpec` with its epilogue as `PostOp`s and its `Quantization` (see
+convparity.harness.backends.model_readers); it raises `ModelReadError` for input it cannot read.
+
 The contract itself (every member, required and optional) is documented in
 convparity.harness.backends.contract and docs/writing-a-backend.md; the built-in plugins in
 convparity.plugins use this module and nothing else of the harness. `BackendContract`, the pytest
@@ -39,6 +43,7 @@ from convparity.harness.backends.program import BackendCost, Program
 from convparity.harness.cases.attributes import PER_CHANNEL, Quantization
 from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.cases.inputs import Extras
+from convparity.harness.cases.models import Model, ModelLayer, ModelReadError, ReadOptions
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.vocabulary import DATA_TYPES, DTYPES, UNIT_ROUNDOFF, DType, numpy_dtype
 from convparity.reference_impl.post_ops import KINDS as POST_OP_KINDS
@@ -50,11 +55,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONVOLUTION_ONLY", "DATA_TYPES", "DTYPES", "PER_CHANNEL", "POST_OP_KINDS", "ROUNDING_MODES", "UNIT_ROUNDOFF",
-    "Backend", "PostOp", "Quantization", "parse_case",
-    "BackendContract", "BackendCost", "ConvSpec", "DType", "DeclaredLimits", "Deviation", "Extras", "Framework",
-    "Limit", "Outputs", "Platform", "PlatformRule", "Probe", "Program", "Unsupported", "cpu_with", "cpu_without",
-    "dtype_probes", "first_limit", "hookimpl", "installed_version", "numpy_dtype", "post_op_arguments",
-    "probed_limits", "program_arguments", "tiny_spec", "widened",
+    "Backend", "BackendContract", "BackendCost", "ConvSpec", "DType", "DeclaredLimits", "Deviation", "Extras",
+    "Framework", "Limit", "Model", "ModelLayer", "ModelReadError", "Outputs", "Platform", "PlatformRule", "PostOp",
+    "Probe", "Program", "Quantization", "ReadOptions", "Unsupported", "cpu_with", "cpu_without", "dtype_probes",
+    "first_limit", "hookimpl", "installed_version", "numpy_dtype", "parse_case", "post_op_arguments", "probed_limits",
+    "program_arguments", "tiny_spec", "widened",
 ]
 
 

@@ -119,7 +119,8 @@ DEVIATIONS = (
     Deviation(condition="bias and the layer's output_size[-1] == out_channels > 1 (float32: grouped, dilated, "
                         "rank 3 or transposed)",
               applies=bias_bug_shows_in_y, tensors=("y",), bias=True, dtypes=("float64", "float32"),
-              versions=">=3.15", reason=KERAS_BIAS_BUG, upstream="docs/upstream/keras-channels-first-bias.md (not reported yet)"),
+              versions=">=3.15", reason=KERAS_BIAS_BUG,
+              upstream="docs/upstream/keras-channels-first-bias.md (not reported yet)"),
     Deviation(condition="bias and the layer's output_size[-1] == out_channels > 1", applies=hits_bias_bug,
               tensors=("db",),
               bias=True, dtypes=("float64", "float32"), versions=">=3.15", reason=KERAS_BIAS_BUG,

@@ -85,12 +85,25 @@ def case_options(parser: argparse.ArgumentParser) -> None:
                        "or its deconv driver after deconv: (deconv:FILE) (repeat); its --dt, --dir, --attr-post-ops, "
                        "... decide each case's dtype, bias, tensors and attributes")
     group.add_argument("--random", type=int, default=0, metavar="N", help="N random cases (drawn with --seed)")
+    model_options(group)
     group.add_argument("--bias", choices=("on", "off", "both"), default="on",
                        help="bias for --case cases (default on)")
     dtype_option(group)
     group.add_argument("--seed", type=int, help="seed of the inputs and of --random (default 0)")
     group.add_argument("--max-cases", type=positive_int,
                        help="refuse a selection of more cases than this (default 1000000)")
+
+
+def model_options(group: argparse._ArgumentGroup) -> None:
+    """--model, --input-shape and --no-epilogues: `run`, `cases` and `search` share them."""
+    group.add_argument("--model", action="append", metavar="SOURCE", help="every convolution of a model, one case "
+                       "per distinct layer (repeat): a model file or name one of the model readers reads "
+                       "(`convparity cases --model SOURCE` lists its layers)")
+    group.add_argument("--input-shape", action="append", metavar="NAME=DIMS", help="the shape of a model input, "
+                       "e.g. input=1x3x224x224, for a symbolic or unknown one (repeat)")
+    group.add_argument("--no-epilogues", action="store_true", help="each model layer's convolution alone, without "
+                       "the batchnorm, activation and residual add its graph fuses (for backends that compute no "
+                       "post-ops)")
 
 
 def setting_options(parser: argparse.ArgumentParser) -> None:
@@ -194,6 +207,14 @@ def selection(args: argparse.Namespace) -> dict:
     """The case options as keywords of sweep() and CaseSelection."""
     return dict(grids=args.grid or (), cases=args.case or (), batch_files=args.batch or (), bias=args.bias,
                 random=args.random, seed=args.seed or 0)
+
+
+def models(args: argparse.Namespace) -> dict:
+    """--model, --input-shape and --no-epilogues as keywords of sweep() and search()."""
+    if (args.input_shape or args.no_epilogues) and not args.model:
+        raise UsageError(f"{'--input-shape' if args.input_shape else '--no-epilogues'} goes with --model SOURCE")
+    return dict(models=tuple(args.model or ()), input_shapes=tuple(args.input_shape or ()),
+                epilogues=not args.no_epilogues)
 
 
 def dtypes(args: argparse.Namespace) -> tuple[str, ...]:

@@ -40,7 +40,7 @@ def handle(args: argparse.Namespace) -> int:
         extra = {"max_cases": args.max_cases} if args.max_cases is not None else {}
         run = api.sweep(backends=args.backend, dtypes=options.dtypes(args), jobs=args.jobs or 1, out=args.output,
                         progress=True, shard=shard, perf=args.perf, **options.selection(args),
-                        **options.settings(args), **extra, **placement)
+                        **options.models(args), **options.settings(args), **extra, **placement)
     for name, reason in run.unavailable.items():
         print(f"convparity: backend {name} is unavailable, it ran nothing: {reason}", file=sys.stderr)
     print(run.summary.to_string(index=False))

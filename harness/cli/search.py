@@ -28,6 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     group.add_argument("--minutes", type=options.positive_seconds, help="explore for this long instead of a number "
                        "of cases")
     group.add_argument("--seed", type=int, default=0, help="seed of the search and the inputs (default 0)")
+    options.model_options(group)
     options.setting_options(parser)
     options.output_option(parser, "reports/<time>-search")
     options.placement_options(parser)
@@ -47,7 +48,7 @@ def handle(args: argparse.Namespace) -> int:
             raise options.UsageError("give --budget or --minutes, not both")
         result = api.search(backends=args.backend, dtypes=options.dtypes(args), budget=args.budget,
                             minutes=args.minutes, seed=args.seed, jobs=args.jobs or 1, out=args.output,
-                            log=sys.stderr, **options.settings(args), **placement)
+                            log=sys.stderr, **options.models(args), **options.settings(args), **placement)
     for name, reason in result.unavailable.items():
         print(f"convparity: backend {name} is unavailable, it ran nothing: {reason}", file=sys.stderr)
     print(summary_text(result.findings, result.path))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -329,11 +330,14 @@ def timing_section(record: RunRecord) -> str:
             + (f"\n<p>{html_page.text(line)}.</p>" if line else ""))
 
 
-def render(title: str, digest: ResultsDigest, record: RunRecord, findings: pd.DataFrame | None = None) -> str:
-    """The whole page as a string (with a findings section when `findings` is given)."""
+def render(title: str, digest: ResultsDigest, record: RunRecord, findings: pd.DataFrame | None = None,
+           extra_sections: Sequence[str] = ()) -> str:
+    """The whole page as a string (with a findings section when `findings` is given); `extra_sections` (HTML,
+    such as the model view) come after the parity matrix."""
     body = "\n".join(part for part in [
         totals_line(digest, record),
         matrix_section(digest.summary),
+        *extra_sections,
         *([findings_section(findings)] if findings is not None else []),
         heatmap_section(digest.heatmap_cells),
         distribution_section(digest.distribution, digest.step_distribution),
@@ -345,7 +349,7 @@ def render(title: str, digest: ResultsDigest, record: RunRecord, findings: pd.Da
     return html_page.document(f"convparity report: {title}", body)
 
 
-def write_html_report(directory: Path, digest: ResultsDigest) -> Path:
+def write_html_report(directory: Path, digest: ResultsDigest, extra_sections: Sequence[str] = ()) -> Path:
     """Write DIR/report.html from the digest of the run's rows, its run.json and its findings.csv if any."""
-    page = render(directory.name, digest, read_record(directory), read_findings(directory))
+    page = render(directory.name, digest, read_record(directory), read_findings(directory), extra_sections)
     return atomic_write(directory / REPORT_HTML, lambda file: file.write(page))

@@ -15,6 +15,7 @@ import pandas as pd
 
 from convparity.harness import inert_text
 from convparity.harness.files import atomic_write
+from convparity.harness.reporting import model_view
 from convparity.harness.reporting.digest import ResultsDigest, digest_results
 from convparity.harness.reporting.html_report import write_html_report
 from convparity.harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
@@ -101,6 +102,7 @@ def write_reports(directory: str | Path) -> pd.DataFrame:
     summary = digest.summary
     atomic_write(directory / SUMMARY_CSV, lambda file: summary.to_csv(file, index=False))
     markdown = summary_markdown(directory.name, digest, read_record(directory))
+    markdown += model_view.markdown_section(directory)  # runs of --model: the model view (harness.reporting.model_view)
     atomic_write(directory / SUMMARY_MD, lambda file: file.write(markdown))
-    write_html_report(directory, digest)
+    write_html_report(directory, digest, extra_sections=[model_view.html_section(directory)])
     return summary

@@ -6,6 +6,8 @@
 
 Phases, all through one executor (the sweep's workers, isolation and verdicts; convparity.harness.search.evaluations):
 
+0. models (`models`): every distinct layer of each model, in every dtype, is evaluated first and taken as a lead,
+   so exploring starts around the user's own layers; a failing layer is shrunk like any failure.
 1. explore (convparity.harness.search.explore): `budget` cases (or `minutes` of exploring), in rounds of
    2 x jobs + 2, each case in one dtype on every backend. The first time a backend fails in a new way
    (dtype, bias, kind, failing tensors) that failure is shrunk at once (convparity.harness.search.shrink),
@@ -33,9 +35,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from convparity.harness.backends.manager import PluginSelection
+from convparity.harness.cases.descriptor import parse_case
+from convparity.harness.cases.models import Model, write_models
+from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.files import RunFolderError
 from convparity.harness.results import Row, read_results
 from convparity.harness.running import run_folder
@@ -43,6 +48,7 @@ from convparity.harness.running.context import RunContext, RunInterrupted
 from convparity.harness.running.executor import Executor
 from convparity.harness.running.interrupts import Interrupted
 from convparity.harness.running.launch import ExecutorChoice
+from convparity.harness.running.model_reading import resolve_models
 from convparity.harness.running.placement import thread_variables
 from convparity.harness.running.run_record import RunRecord
 from convparity.harness.running.sweep import DEFAULT_DTYPES, SweepError, available_backends
@@ -124,8 +130,16 @@ class _Hunt:
                  f"{'on' if result.minimal.spec.bias else 'off'} ({state}, {result.evaluations} evaluations)")
         return result
 
-    def explore(self, budget: int | None, deadline: float) -> Explorer:
+    def explore(self, budget: int | None, deadline: float, seeds: Sequence[ConvSpec] = ()) -> Explorer:
         explorer = Explorer(self.space, self.rng)
+        if seeds:
+            backends = self.evaluator.available
+            for spec, found in zip(seeds, self.evaluator.observe(seeds, backends, phase="model")):
+                explorer.learn(spec, found, self.is_shrunk)
+                for observation in found.values():
+                    if observation.fails and not self.is_shrunk(observation):
+                        self.shrink(observation, carry_over=True)
+            self.log(f"evaluated the models' {len(seeds)} distinct layers; {len(self.shrunk)} failure(s) shrunk")
         explored = 0
         size = 2 * self.jobs + 2
         backends = self.evaluator.available
@@ -184,6 +198,9 @@ def search(
     executor: ExecutorChoice | Executor | None = None,
     compile_cache: str = "default",
     log: TextIO | None = None,
+    models: Sequence[str | Model] = (),
+    input_shapes: Sequence[str] | dict[str, tuple[int, ...]] | None = None,
+    epilogues: bool = True,
 ) -> SearchResult:
     """Search `backends` for disagreements with the reference (see the module docstring).
 
@@ -191,6 +208,8 @@ def search(
     exploring after that long (whichever comes first). seed: the search's draws and the inputs.
     executor: where tasks run (an ExecutorChoice, default local worker processes `jobs` at once, or an
     Executor object); compile_cache: as for a sweep. log: where progress lines go (None: nowhere).
+    models: model sources or Models (as for a sweep, with `input_shapes`) whose layers are evaluated first
+    and explored around.
     """
     try:
         dtypes = check_dtypes(list(dtypes))
@@ -207,11 +226,21 @@ def search(
                            jobs=jobs, tolerance_factor=tolerance_factor, startup_timeout=startup_timeout,
                            reference_timeout=reference_timeout, compile_cache=compile_cache)
     path = Path(out) if out is not None else run_folder.default_run_dir(Path("reports"), ("search",))
-    plan = {"budget": budget, "minutes": minutes, "shrink_budget": shrink_budget, "extra_shrinks": extra_shrinks,
-            "check_rounds": check_rounds}
+    read = resolve_models(models, input_shapes, epilogues=epilogues, startup_timeout=startup_timeout) \
+        if models or input_shapes else ()
+    seeds = dict.fromkeys(case.spec if case.fixed_dtype else case.spec.replace(dtype=dtype)
+                          for model in read for case in model.cases()
+                          for dtype in (dtypes if not case.fixed_dtype else (case.spec.dtype,)))
+    plan: dict[str, Any] = {"budget": budget, "minutes": minutes, "shrink_budget": shrink_budget,
+                            "extra_shrinks": extra_shrinks, "check_rounds": check_rounds}
+    if read:
+        plan["models"] = [model.source for model in read]
+        plan["seeds"] = [{"case": spec.descriptor, "dtype": spec.dtype, "bias": spec.bias} for spec in seeds]
     record = RunRecord("search", settings, harness_commit=run_folder.harness_commit(), search=dict(plan),
                        worker_environment=thread_variables())
     with RunContext.new(path, record) as context:
+        if read:
+            write_models(path, read)
         result = _hunt(context, executor, log, replayed=[])
         context.finish()
     return result
@@ -276,7 +305,9 @@ def _hunt(context: RunContext, executor: ExecutorChoice | Executor | None, log: 
         checked: list[tuple[Group, RuleCheck | None]] = []
         try:
             if evaluator.available:
-                explorer = hunt.explore(plan["budget"], deadline)
+                seeds = [parse_case(seed["case"], dtype=seed["dtype"], bias=seed["bias"]).spec
+                         for seed in plan.get("seeds", [])]
+                explorer = hunt.explore(plan["budget"], deadline, seeds)
                 plan["proposed"] = {"fresh": explorer.fresh, "mutated": explorer.mutated}
                 hunt.cover(plan["extra_shrinks"])
             minimal = [s.minimal for s in hunt.shrunk]
