@@ -209,7 +209,8 @@ def _rounding_divide_by_pot(x: np.ndarray, exponent: int) -> np.ndarray:
     return (x >> exponent) + np.where(remainder > threshold, 1, 0)
 
 
-def double_rounding_requantize(acc: np.ndarray, multipliers: Sequence[float], y_zero_point: int) -> np.ndarray:
+def double_rounding_requantize(acc: np.ndarray, multipliers: Sequence[float] | np.ndarray, y_zero_point: int,
+                               ) -> np.ndarray:
     """TFLite's MultiplyByQuantizedMultiplier(acc, QuantizeMultiplier(M[o])) + zp_y, per output channel o,
     as float64 integers (not saturated). acc (N, O, *out) int64 (bias included)."""
     out = np.empty(acc.shape, dtype=np.float64)
@@ -263,14 +264,14 @@ def quantized_conv_forward(
     y_scales = _per_channel("y_scale", y_scale, acc.shape[1])
     if not np.all(y_scales > 0):
         raise ValueError(f"y_scale must be positive, got {y_scale!r}")
-    common = np.ndim(y_scale) == 0 and np.ndim(y_zero_point) == 0
+    common = np.ndim(y_scale) == 0 and np.ndim(y_zero_point) == 0  # type: ignore[arg-type]
     if rounding == "double_rounding":
         if not integer_bias and b is not None or post_ops or not common or y_dtype not in INTEGER_RANGES:
             raise ValueError("double_rounding requantizes an integer accumulator: an int32 bias (or none), no "
                              "post-ops, one y scale and zero point and an integer y_dtype")
         total = acc if b is None else acc + _broadcast_channel(_integers("b", b), acc.ndim)
-        codes = double_rounding_requantize(total, multiplier(x_scale, w_scale, float(y_scale), acc.shape[1]),
-                                  int(y_zero_point))  # type: ignore[call-overload]
+        multipliers = multiplier(x_scale, w_scale, float(y_scales[0]), acc.shape[1])
+        codes = double_rounding_requantize(total, multipliers, int(np.asarray(y_zero_point).reshape(-1)[0]))
         return saturate(codes, y_dtype).astype(y_dtype)
     if not post_ops and common:
         v, ties = output_codes(acc, b, x_scale=x_scale, w_scale=w_scale, y_scale=float(y_scale),  # type: ignore[arg-type]

@@ -83,16 +83,6 @@ DIRECTIONS: dict[str, tuple[tuple[str, ...], bool | None]] = {
     "BWD_WB": (("dw", "db"), True),
     "BWD_DW": (("dx", "dw"), False),
 }
-# --dir value -> (tensors compared, bias); None: decided by --bia-dt. (conv.cpp: get_kinds_to_check)
-DIRECTIONS: dict[str, tuple[tuple[str, ...], bool | None]] = {
-    "FWD_B": (("y",), True),
-    "FWD_D": (("y",), None),
-    "FWD_I": (("y",), None),
-    "BWD_D": (("dx",), False),
-    "BWD_W": (("dw",), None),
-    "BWD_WB": (("dw", "db"), True),
-    "BWD_DW": (("dx", "dw"), False),
-}
 NO_DTYPE = ("s64", "s4", "u4", "boolean", "e8m0", "f4_e2m1", "undef")  # str2dt names convparity has no type for
 DT_NAMES = (*BENCHDNN_TYPES, *NO_DTYPE)
 # Legacy --cfg names (conv/cfg.cpp before oneDNN b41c6cf0d1, 2023; f32_full, f32_no_limits from v1.x).

@@ -300,7 +300,7 @@ EPILOGUES = (
 )
 CHAINS = ("sum+relu", "batchnorm+relu", "batchnorm+sum+relu", "add:f32:per_oc+clip:0:6", "batchnorm+swish:1",
           "sum:0.5+gelu_erf", "linear:2:-1+tanh+mul:f32:per_tensor")
-_EPILOGUE_SHAPES = (
+_EPILOGUE_SHAPES: tuple[dict[str, Any], ...] = (
     dict(in_channels=3, out_channels=4, input_size=(10,), kernel_size=(3,), padding=1),
     dict(in_channels=4, out_channels=6, input_size=(7, 8), kernel_size=(3, 3), padding=1),
     dict(in_channels=4, out_channels=6, input_size=(9, 9), kernel_size=(3, 3), stride=2, groups=2, padding=(1, 0)),
@@ -357,8 +357,9 @@ def int8() -> list[Case]:
         ("saturating", "uint8:int8:uint8", Quantization(x_scale=1.0, w_scale=1.0, y_scale=0.125, y_zero_point=128),
          ""),
     ):
-        spec = ConvSpec(batch=2, in_channels=16, out_channels=8, input_size=(6, 6), kernel_size=(3, 3), padding=1,
-                        dtype=dtype, quantization=quantization, post_ops=parse_post_ops(chain, 2))
+        spec = ConvSpec(batch=2, in_channels=16, out_channels=8, input_size=(6, 6), kernel_size=(3, 3),
+                        padding=((1, 1), (1, 1)), dtype=dtype, quantization=quantization,
+                        post_ops=parse_post_ops(chain, 2))
         cases.append(Case(spec, name, fixed_dtype=True))
     # a dilated window that reads only padding: its output is the bias alone, zero points subtracted
     cases.append(Case(ConvSpec(batch=2, in_channels=2, out_channels=3, input_size=(1, 1), kernel_size=(2, 2),

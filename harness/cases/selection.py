@@ -102,11 +102,11 @@ class CaseSelection:
                 raise GridError(f"unknown grid {grid!r}: not a named grid ({', '.join(named)}), a file, nor a shipped "
                                 f"batch file ({', '.join(shipped_batch_files())})")
         for path in self.batch_files:
-            driver, named = ("deconv", path[len(DECONV_PREFIX):]) if path.startswith(DECONV_PREFIX) and not \
+            driver, file = ("deconv", path[len(DECONV_PREFIX):]) if path.startswith(DECONV_PREFIX) and not \
                 Path(path).is_file() else ("conv", path)
-            found = find_batch_file(named)
+            found = find_batch_file(file)
             if found is None:
-                raise GridError(f"no batch file {named!r}: no such file, nor a shipped one of that name "
+                raise GridError(f"no batch file {file!r}: no such file, nor a shipped one of that name "
                                 f"({', '.join(shipped_batch_files())})")
             sources.append(BatchFile(found, driver=driver))
         descriptors = [parse_case(text, bias=bias) for text in self.cases for bias in BIAS_CHOICES[self.bias]]

@@ -20,8 +20,9 @@ import gc
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from convparity.harness.backends.contract import Backend
+from convparity.harness.backends.contract import Backend, takes_extras
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
 
@@ -63,16 +64,17 @@ def time_backend(backend: Backend, spec: ConvSpec, seed: int, *, budget: float =
     """Time `backend.run` on the case (see the module docstring); whatever `run` raises propagates."""
     inputs = make_inputs(spec, seed)
     arguments = (spec, inputs.x, inputs.w, inputs.b, inputs.dy)
+    extras: dict[str, Any] = {"extras": inputs.extras} if takes_extras(spec) else {}
     outputs = None
     for _ in range(max(warmup, 1)):
-        outputs = backend.run(*arguments)
+        outputs = backend.run(*arguments, **extras)
     computed = sum(out is not None for out in (outputs or ())[:3])
     gc.collect()
     samples: list[float] = []
     spent = 0.0
     while len(samples) < max_repeats:
         start = time.perf_counter()
-        backend.run(*arguments)
+        backend.run(*arguments, **extras)
         samples.append(time.perf_counter() - start)
         spent += samples[-1]
         slow = samples[0] >= budget

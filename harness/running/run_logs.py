@@ -163,7 +163,7 @@ def _drop_cut_tail(path: Path, header: tuple[str, ...] | None) -> None:
             check_header(tuple(first), path)
         except ResultsError as error:
             raise RunFolderError(f"{error}; cannot resume it") from None
-    elif first is not None and whole_end and tuple(first) != header:
+    elif header is not None and first is not None and whole_end and tuple(first) != header:
         raise RunFolderError(f"{path} has other columns than this version writes ({', '.join(header)}); "
                              "cannot resume it")
     if whole_end != path.stat().st_size:

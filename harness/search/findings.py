@@ -33,9 +33,10 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from convparity.harness.backends.manager import PluginSelection
 from convparity.harness.cases.inputs import make_inputs
@@ -133,7 +134,7 @@ def write_findings(directory: Path, checked: Sequence[tuple[Group, RuleCheck | N
         text = script_text(evidence)
         write_script(directory / row.repro_script, text)
         report = issue_text(evidence, text)
-        atomic_write((directory / row.repro_script).with_suffix(".md"), lambda file, report=report: file.write(report))
+        atomic_write((directory / row.repro_script).with_suffix(".md"), _writer(report))
         found.append(row)
 
     def write_csv(file) -> None:
@@ -222,3 +223,11 @@ def read_findings(directory: str | Path):
     for column in ("known", "value_dependent"):
         frame[column] = frame[column].map({"true": True, "false": False})
     return frame
+
+
+def _writer(text: str) -> Callable[[Any], None]:
+    """A function writing `text` into the file it is given (for atomic_write)."""
+    def write(file: Any) -> None:
+        file.write(text)
+
+    return write
