@@ -8,6 +8,8 @@ A run of any size is read CHUNK_ROWS rows at a time and reduced as it goes:
   and that of integer outputs' max_steps (convparity.harness.reporting.distribution);
 - with --perf, one line per timed (case, bias, dtype, backend): its timing and how many tensors it covers;
 - the non-passing rows, the first KEPT_PER_STATUS of each status (the rest counted in `left_out`);
+- for a backend and its `-unfused` twin (from run.json's backends), the verdicts of both side by side
+  (convparity.harness.reporting.pairs);
 - the total per status, and a version per backend.
 So the reports' memory depends on the number of backends, dtypes and distinct shapes, not on the rows
 (timings excepted: one small line per timed case and backend).
@@ -21,10 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from convparity.harness.errors import ConvparityError
 from convparity.harness.reporting.distribution import ratio_counts, step_counts
 from convparity.harness.reporting.heatmap import compared_rows
 from convparity.harness.reporting.matrix import finish_summary, summary_parts
+from convparity.harness.reporting.pairs import pair_part, pair_tables, pairs
 from convparity.harness.results import COLUMNS, iter_results
+from convparity.harness.running.run_folder import read_record
 from convparity.harness.vocabulary import STATUSES
 
 CHUNK_ROWS = 50_000
@@ -49,6 +54,8 @@ class ResultsDigest:
     distribution: pd.DataFrame = field(default_factory=pd.DataFrame)
     step_distribution: pd.DataFrame = field(default_factory=pd.DataFrame)
     timings: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pair_counts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pair_differences: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _heatmap_part(chunk: pd.DataFrame) -> pd.DataFrame:
@@ -72,7 +79,8 @@ def _timing_part(chunk: pd.DataFrame) -> pd.DataFrame:
 def digest_results(directory: str | Path, chunk_rows: int = CHUNK_ROWS,
                    kept_per_status: int = KEPT_PER_STATUS) -> ResultsDigest:
     """Read DIR/results.csv once, chunk by chunk, into a ResultsDigest."""
-    parts, cells, kept, counts, steps, timings = [], [], [], [], [], []
+    parts, cells, kept, counts, steps, timings, paired = [], [], [], [], [], [], []
+    backend_pairs = pairs(_backends(Path(directory)))
     kept_counts: dict[str, int] = {}
     digest = ResultsDigest(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
     empty = pd.DataFrame(columns=list(COLUMNS))
@@ -88,6 +96,8 @@ def digest_results(directory: str | Path, chunk_rows: int = CHUNK_ROWS,
         counts.append(ratio_counts(chunk))
         steps.append(step_counts(chunk))
         timings.append(_timing_part(chunk))
+        if backend_pairs:
+            paired.append(pair_part(chunk, backend_pairs))
         for status, rows in chunk[chunk["status"] != "pass"].groupby("status", observed=True):
             room = kept_per_status - kept_counts.get(str(status), 0)
             kept.append(rows.head(max(room, 0)))
@@ -105,8 +115,17 @@ def digest_results(directory: str | Path, chunk_rows: int = CHUNK_ROWS,
     digest.distribution = ratio_counts(pd.concat(counts) if counts else None, folded=True)
     digest.step_distribution = step_counts(pd.concat(steps) if steps else None, folded=True)
     digest.timings = _timings(timings)
+    digest.pair_counts, digest.pair_differences = pair_tables(paired, backend_pairs)
     digest.status_counts = {s: digest.status_counts[s] for s in STATUSES if s in digest.status_counts}
     return digest
+
+
+def _backends(directory: Path) -> list[str]:
+    """The backends run.json says the run asked for (none where it cannot be read)."""
+    try:
+        return list(read_record(directory).settings.backends)
+    except (ConvparityError, OSError):
+        return []
 
 
 def _timings(parts: list[pd.DataFrame]) -> pd.DataFrame:

@@ -37,6 +37,7 @@ from convparity.harness.reporting.digest import ResultsDigest
 from convparity.harness.reporting.distribution import histograms_html
 from convparity.harness.reporting.heatmap import backend_figure
 from convparity.harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
+from convparity.harness.reporting.pairs import pairs_section
 from convparity.harness.reporting.timing import idle_line, timing_table
 from convparity.harness.results import bias_word
 from convparity.harness.running.run_folder import read_record
@@ -337,6 +338,7 @@ def render(title: str, digest: ResultsDigest, record: RunRecord, findings: pd.Da
     body = "\n".join(part for part in [
         totals_line(digest, record),
         matrix_section(digest.summary),
+        pairs_section(digest.pair_counts, digest.pair_differences),
         *extra_sections,
         *([findings_section(findings)] if findings is not None else []),
         heatmap_section(digest.heatmap_cells),

@@ -19,6 +19,7 @@ from convparity.harness.reporting import model_view
 from convparity.harness.reporting.digest import ResultsDigest, digest_results
 from convparity.harness.reporting.html_report import write_html_report
 from convparity.harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
+from convparity.harness.reporting.pairs import pairs_markdown
 from convparity.harness.running.run_folder import read_record
 from convparity.harness.running.run_record import RunRecord
 from convparity.harness.vocabulary import in_tensor_order
@@ -70,6 +71,7 @@ def summary_markdown(title: str, digest: ResultsDigest, record: RunRecord) -> st
         "Cells: pass/fail/unsupported row counts (other statuses named), then the worst err_ratio "
         f"(≤ 1 passes); — means no rows.\n{legend}\n\n"
         f"{_declared_section(digest.non_passing)}{_unavailable_section(record)}"
+        f"{pairs_markdown(digest.pair_counts) + chr(10) if len(digest.pair_counts) else ''}"
         f"## Rows per status\n\n{markdown_table(counts)}\n"
     )
 
