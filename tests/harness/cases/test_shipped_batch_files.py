@@ -28,15 +28,23 @@ def test_a_bare_name_finds_the_shipped_file_and_a_file_of_yours_wins(tmp_path, m
     assert find_batch_file("elsewhere/harness_conv_regression_general") is None
 
 
-def test_cases_says_when_skip_reasons_count_a_problem_twice(capsys):
+def test_the_shipped_file_skips_only_the_fused_depthwise_post_op(capsys):
     assert main(["cases", "--batch", "harness_conv_regression_general"]) == 0
     lines = capsys.readouterr().out.splitlines()
     summary = next(i for i, line in enumerate(lines) if "benchdnn problems read" in line)
-    assert lines[summary].endswith("163 benchdnn problems read, 96 computed as 83 cases, 67 skipped")
-    counts = [int(line.split()[1].rstrip(":")) for line in lines if line.startswith("  skipped ")]
-    assert sum(counts) == 81 > 67
-    assert lines[summary + 1] == ("  (a problem skipped for several reasons counts under each: the 67 skipped "
-                                  "problems add up to 81 below)")
+    assert lines[summary].endswith("163 benchdnn problems read, 159 computed as 146 cases, 4 skipped")
+    assert lines[summary + 1].startswith("  skipped 4: the fused depthwise post-op (dw) is a second convolution")
+
+
+def test_cases_says_when_skip_reasons_count_a_problem_twice(tmp_path, capsys):
+    path = tmp_path / "twice"
+    path.write_text("--attr-fpmath=bf16 --attr-dropout=0.5 ic4ih6oc4kh3 ic4ih8oc4kh3\n--reset ic4ih6oc4kh3\n")
+    assert main(["cases", "--batch", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    summary = next(i for i, line in enumerate(lines) if "benchdnn problems read" in line)
+    assert lines[summary].endswith("3 benchdnn problems read, 1 computed as 1 cases, 2 skipped")
+    assert lines[summary + 1] == ("  (a problem skipped for several reasons counts under each: the 2 skipped "
+                                  "problems add up to 4 below)")
 
 
 def test_an_unknown_batch_name_is_one_line(capsys):

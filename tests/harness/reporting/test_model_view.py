@@ -50,7 +50,7 @@ def test_summary_and_report_show_the_model_view(model_run):
     assert "- Small on test-wrong-shape: 1/4 layers agree in float32; 2 fail: conv\\_b, conv\\_c" in summary
     page = (out / "report.html").read_text()
     assert "<h2>Models</h2>" in page and "Small on reference: 4/4 layers agree in float32" in page
-    assert page.index("<h2>Models</h2>") < page.index("<h2>Non-passing cases</h2>")
+    assert page.index("<h2>Models</h2>") < page.index("<h2>Non-passing rows, by cause</h2>")
 
 
 def test_the_view_is_rebuilt_from_run_json_without_models_json(model_run):
