@@ -97,20 +97,20 @@ def test_every_row_of_the_int8_grid_is_a_pass_or_explained(name):
 
 # -- rounding at exact ties --------------------------------------------------------------------------------
 
-def _tie_case(y_zero_point: int, w_zero_point: int = 0) -> tuple[ConvSpec, Inputs]:
-    """A 1x1 convolution with w = 1, sx = sw = 1, sy = 2: y's exact value before rounding is v = (x - 106) / 2 + zp_y,
-    every other element an exact tie (v from -3 to 2.5 around zp_y)."""
+def _tie_case(y_zero_point: int, w_zero_point: int = 0, groups: int = 1) -> tuple[ConvSpec, Inputs]:
+    """A 1x1 convolution with w = 1, sx = sw = 1, sy = 2 (depthwise over `groups` channels): y's exact value before
+    rounding is v = (x - 106) / 2 + zp_y, every other element an exact tie (v from -3 to 2.5 around zp_y)."""
     values = dict(x_scale=1.0, w_scale=1.0, y_scale=2.0, x_zero_point=106, w_zero_point=w_zero_point,
                   y_zero_point=y_zero_point)
-    spec = ConvSpec(batch=1, in_channels=1, out_channels=1, input_size=(12,), kernel_size=(1,), bias=False,
-                    dtype=QUANTIZED, quantization=Quantization(**values))
-    x = (np.arange(12) + 100).astype(np.uint8).reshape(1, 1, 12)
-    w = np.full((1, 1, 1), 1 + w_zero_point, dtype=np.int8)
+    spec = ConvSpec(batch=1, in_channels=groups, out_channels=groups, input_size=(12,), kernel_size=(1,),
+                    groups=groups, bias=False, dtype=QUANTIZED, quantization=Quantization(**values))
+    x = np.broadcast_to((np.arange(12) + 100).astype(np.uint8), (1, groups, 12)).copy()
+    w = np.full((groups, 1, 1), 1 + w_zero_point, dtype=np.int8)
     return spec, Inputs(x=x, w=w, b=None, dy=None, quantization=values)
 
 
-def _codes(y_zero_point: int, rounding: str) -> np.ndarray:
-    v = (np.arange(12) - 6) / 2 + y_zero_point
+def _codes(y_zero_point: int, rounding: str, groups: int = 1) -> np.ndarray:
+    v = np.tile((np.arange(12) - 6) / 2 + y_zero_point, groups)
     return round_codes(v, v != np.floor(v), rounding, y_zero_point=y_zero_point)
 
 
@@ -134,21 +134,21 @@ def test_each_engine_rounds_exact_ties_as_declared(engine, rounding, y_zero_poin
     assert statuses(judged_rows(backend(name), spec, inputs, run_with(backend(name), spec, inputs))) == {"y": "pass"}
 
 
-def test_x86_hands_weights_with_a_zero_point_to_fbgemm():
-    """On a VNNI CPU the x86 engine runs symmetric weights on oneDNN and others on FBGEMM (should_use_onednn_quant):
-    its ties follow oneDNN's rule, or FBGEMM's once the weights have a zero point; the declared deviation covers
-    those specs."""
+@pytest.mark.parametrize(("w_zero_point", "groups", "route"), [(0, 1, "onednn"), (0, 100, "onednn"),
+                                                               (1, 1, "fbgemm"), (0, 101, "fbgemm")])
+def test_x86_hands_weights_with_a_zero_point_or_many_groups_to_fbgemm(w_zero_point, groups, route):
+    """On a VNNI CPU the x86 engine runs symmetric weights in up to 100 groups on oneDNN and the rest on FBGEMM
+    (should_use_onednn_quant): its ties follow that engine's rule; the declared deviation covers FBGEMM's route."""
     if not has_avx512_vnni():
         pytest.skip("the x86 engine uses FBGEMM alone without AVX512-VNNI")
-    x86, fbgemm, onednn = (backend(f"torch-quantized-{e}") for e in ("x86", "fbgemm", "onednn"))
-    spec, inputs = _tie_case(101)
-    assert (run_with(x86, spec, inputs)[0] == run_with(onednn, spec, inputs)[0]).all()
-    spec, inputs = _tie_case(101, w_zero_point=1)
+    x86, engine = backend("torch-quantized-x86"), backend(f"torch-quantized-{route}")
+    spec, inputs = _tie_case(101, w_zero_point, groups)
     y = run_with(x86, spec, inputs)[0]
-    assert (y == run_with(fbgemm, spec, inputs)[0]).all()
-    assert (y.ravel() == _codes(101, "half_even_before_zero_point")).all()
-    assert statuses(judged_rows(x86, spec, inputs, run_with(x86, spec, inputs))) == {"y": "xfail"}
-    assert statuses(judged_rows(fbgemm, spec, inputs, run_with(fbgemm, spec, inputs))) == {"y": "pass"}
+    assert (y == run_with(engine, spec, inputs)[0]).all()
+    rounding = "half_even" if route == "onednn" else "half_even_before_zero_point"
+    assert (y.ravel() == _codes(101, rounding, groups)).all()
+    assert statuses(judged_rows(x86, spec, inputs, (y, None, None, None))) == {"y": "pass" if route == "onednn"
+                                                                                else "xfail"}
 
 
 # -- what the int8 grid does not reach ------------------------------------------------------------------------
