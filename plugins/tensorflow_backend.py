@@ -75,7 +75,7 @@ BIAS_ROUNDED_IN_OUTPUT_DTYPE = Deviation(
     condition="bias, float16/bfloat16", dtypes=HALF, tensors=("y",), bias=True, strict=False,
     reason="the bias is added in the output dtype after the convolution is rounded to it (two roundings)",
     upstream="a precision choice, not reported")
-DEVIATIONS = (
+DEVIATIONS: tuple[Deviation, ...] = (
     BIAS_ROUNDED_IN_OUTPUT_DTYPE,
     # Evidence: tests/plugins/test_tensorflow.py::test_half_precision_gradients_accumulate_in_the_narrow_dtype.
     Deviation(condition="float16/bfloat16 gradients on the eager CPU kernels", dtypes=HALF, tensors=("dx", "dw"),
