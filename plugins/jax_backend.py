@@ -13,6 +13,13 @@ channel axes swapped (`transpose_kernel=True`), padded by (e - 1 - before, e - 1
 output_padding) per dim for the effective kernel e. lax.conv_transpose takes no group count, so the
 same call is made here directly, with `feature_group_count` and the kernel swapped group by group.
 
+Post-op chains: every kind, in jax.nn / jnp after the convolution inside the same jitted function, so XLA fuses
+them into the convolution's epilogue (batchnorm in flax's inference form, (v - mean) * (rsqrt(var + eps) gamma) +
+beta); the gradients of a sum's residual, a binary's src1 and prelu's slopes come from the same jax.vjp.
+8-bit floats: float8_e4m3fn and float8_e5m2 sources convolve with preferred_element_type=float32 (bit for bit the
+float32 convolution of the upcast values), the bias and chain on that accumulator, then one cast to the destination
+(the 8-bit type itself, or float32 / bfloat16 / float16 in SRC:SRC:DST); their gradients come from jax.vjp too.
+
 Worker processes: XLA's CPU client sizes its thread pools by the cores, not OMP_NUM_THREADS, so a
 one-thread worker is told so (`thread_environment`); JAX's persistent compilation cache goes to the
 run's compile-cache folder (`cache_environment`); the seconds JAX spends tracing, lowering and compiling

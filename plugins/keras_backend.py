@@ -19,6 +19,13 @@ the full result and up to stride - 1 positions past it; the spec's window of tha
 y. They take no groups, and cannot add positions before the full result (a negative start pad) or
 stride or more past it (output_padding >= stride, which PyTorch allows under dilation): limits.
 
+Post-op chains: one elementwise step Keras has an activation for is the layer's own `activation=` ("relu",
+"relu6", "gelu", "silu", "hard_silu", ... or a keras.activations function with the step's parameters); any other
+chain is layers after the convolution: Activation (keras.activations, or keras.ops composed where Keras has no
+such activation), Add for a sum, Add / Subtract / Multiply / Maximum / Minimum for a binary step, PReLU and
+BatchNormalization (training=False) with their weights set from the operand. Keras' merge layers refuse a src1
+broadcast along the batch and PReLU has no per-batch alpha (limits); binary_div has no merge layer (not declared).
+
 Keras runs on whichever backend KERAS_BACKEND names when it is first imported; this plugin sets it
 to "tensorflow" if it is unset, and reports itself unavailable if Keras runs on another backend.
 Worker processes get TensorFlow's thread and compile-cache variables (the tensorflow backend's).

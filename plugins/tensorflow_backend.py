@@ -1,5 +1,5 @@
-"""Backend `tensorflow`: tf.nn.conv2d / tf.nn.conv3d on the CPU, gradients from tf.GradientTape (program
-`tensorflow_conv`).
+"""Backends `tensorflow` and `tensorflow-xla`: tf.nn.conv2d / tf.nn.conv3d on the CPU, gradients from tf.GradientTape
+(program `tensorflow_conv`).
 
 Boundary: TensorFlow's CPU kernels have no channels-first convolution, so the canonical arrays are
 transposed to channels-last, x (N, *in, C) and dy (N, *out, O), and the weight to (*k, C/g, O); the
@@ -14,6 +14,17 @@ float64/float16, conv3d with dilation or groups, ...), the same forward and back
 XLA-compiled (tf.function(jit_compile=True)), which handles all of them; an XLA refusal is raised as
 it is. Both paths compute y, dx, dw and db together, so one case's four tensors come from one path.
 TensorFlow is imported only when a backend is first asked about it.
+
+Post-op chains (backends `tensorflow` and `tensorflow-xla`): every kind, in the TensorFlow op that has it after
+tf.nn.bias_add (tf.nn.relu, relu6, elu, leaky_relu, gelu, silu, sigmoid, tanh, softplus, tf.round, ...; a sum or binary
+step with its operand transposed to channels-last; prelu as tf.where; batchnorm as
+tf.compat.v1.nn.fused_batch_norm(is_training=False), FusedBatchNormV3, or tf.nn.batch_normalization in float64, which
+FusedBatchNormV3 lacks). `tensorflow` runs a chain in tf.function graphs (y from the inference graph, the gradients
+from the training graph), where Grappler's remapper and the oneDNN rewrite fuse Conv2D + BiasAdd + Relu / Relu6 / Elu
+/ LeakyRelu into one _MklNativeFusedConv2D kernel (tests/plugins/test_tensorflow.py); a plain spec keeps the eager
+path above, so its results are those it always had. `tensorflow-xla` runs every case, chain or not, as one
+XLA-compiled function (jit_compile=True), where XLA fuses the chain: the two show fused-vs-fused differences side by
+side. The gradients of a sum's residual, a binary's src1 and prelu's slopes come from the same GradientTape.
 
 Transposed convolutions run tf.nn.conv2d_transpose (ranks 1 and 2; rank 1 with a height-1 dim, as
 tf.nn.conv1d_transpose does) and tf.nn.conv3d_transpose, filter (*k, C_out/g, C_in), with the
