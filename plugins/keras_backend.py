@@ -200,8 +200,8 @@ def keras_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding
     layers after the convolution, one per step: Activation, Add / Subtract / Multiply / Maximum / Minimum with the
     operand, PReLU (its alpha set from the slopes), BatchNormalization (inference; its weights set from the
     operand). output_shape: y's shape, which the layers after the convolution are built for.
-    step(x, w, b, dy, operands=()) -> (y, dx, dw, db[, {"dpost{k}": gradient}]) with x (N, C, *in) and
-    w (O, C/groups, *k), or (C, O, *k) transposed."""
+    step(x, w, b, dy, operands=(), quantization=None) -> (y, dx, dw, db[, {"dpost{k}": gradient}]) with
+    x (N, C, *in) and w (O, C/groups, *k), or (C, O, *k) transposed."""
     import os
 
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -325,7 +325,7 @@ def keras_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding
     graph = tf.function(gradients, autograph=False)  # as Keras' own training step on a CPU (no XLA)
     xla = tf.function(graph, jit_compile=True, autograph=False)
 
-    def step(x, w, b, dy, operands=()):
+    def step(x, w, b, dy, operands=(), quantization=None):
         layer.set_weights([np.transpose(w, (*range(2, rank + 2), 1, 0))] + ([] if b is None else [b]))
         for op, step_layer, other in zip(chain, steps, operands):
             if op["kind"] == "prelu":

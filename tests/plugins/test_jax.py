@@ -10,7 +10,7 @@ from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.verdict import evaluate_case
-from convparity.harness.testing.checks import check_case
+from convparity.harness.testing.checks import check_case, check_program
 from convparity.harness.testing.contract_suite import BackendContract
 from convparity.plugins.jax_backend import XLA_BUG, XLA_NEGATIVE_LOW_PADDING, built_step
 from tests.plugins.backend_checks import (
@@ -262,3 +262,9 @@ def test_mixed_float8_sources_are_refused_by_jax(jax_backend):
     spec = parse_case("g1mb2ic3iw9oc4ow7kw3", dtype="float8_e4m3:float8_e5m2:float32").spec
     _, rows = evaluate_case(jax_backend, spec, seed=0)
     assert {row.status for row in rows} == {"unsupported"}
+
+
+@pytest.mark.parametrize("name", ["jax"])
+def test_a_chains_program_is_self_contained(name):
+    """The program with a chain (its operands passed to the step) runs alone and gives run()'s bits."""
+    check_program(name, CHAINS_FLOAT32)

@@ -18,7 +18,7 @@ from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.reference import reference
 from convparity.harness.search.search import DEFAULT_BUDGET, search
-from convparity.harness.testing.checks import check_case
+from convparity.harness.testing.checks import check_case, check_program
 from convparity.harness.testing.contract_suite import BackendContract
 from convparity.harness.vocabulary import TENSORS
 from convparity.plugins.keras_backend import DEVIATIONS, KERAS_BIAS_BUG, LIMITS, built_step, is_same_padding
@@ -335,3 +335,9 @@ def test_a_planted_bug_in_the_chain_fails(bug, chain):
     spec = parse_case(f"--attr-post-ops={chain} g1mb2ic4ih7iw8oc6oh7ow8kh3kw3ph1pw1", dtype="float32").spec
     planted, honest = planted_statuses(backend(), bug, spec)
     assert planted["y"] == "fail" and set(honest.values()) == {"pass"}, (planted, honest)
+
+
+@pytest.mark.parametrize("name", ["keras"])
+def test_a_chains_program_is_self_contained(name):
+    """The program with a chain (its operands passed to the step) runs alone and gives run()'s bits."""
+    check_program(name, CHAINS_FLOAT32)

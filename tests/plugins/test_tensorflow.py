@@ -14,7 +14,7 @@ from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.reference import reference
-from convparity.harness.testing.checks import check_case
+from convparity.harness.testing.checks import check_case, check_program
 from convparity.harness.testing.contract_suite import BackendContract
 from convparity.plugins.tensorflow_backend import CaseFunctionNames, case_function_names, case_key
 from tests.plugins.backend_checks import (
@@ -29,6 +29,13 @@ from tests.plugins.conftest import framework_module
 from tests.plugins.epilogue_checks import PLANTED, epilogue_cases, ids, planted_statuses
 
 pytestmark = pytest.mark.framework("tensorflow")
+
+
+class TestTensorFlowXla(BackendContract):
+    """Every case XLA-compiled: float32 only (each case compiles; the chains' items cover float64)."""
+
+    backend_name = "tensorflow-xla"
+    dtypes = ("float32",)
 
 
 class TestTensorFlow(BackendContract):
@@ -400,3 +407,9 @@ def test_a_planted_bug_in_the_chain_fails(name, bug, chain):
     spec = parse_case(f"--attr-post-ops={chain} g1mb2ic4ih7iw8oc6oh7ow8kh3kw3ph1pw1", dtype="float32").spec
     planted, honest = planted_statuses(get_manager().backends()[name], bug, spec)
     assert planted["y"] == "fail" and set(honest.values()) == {"pass"}, (planted, honest)
+
+
+@pytest.mark.parametrize("name", ["tensorflow", "tensorflow-xla"])
+def test_a_chains_program_is_self_contained(name):
+    """The program with a chain (its operands passed to the step) runs alone and gives run()'s bits."""
+    check_program(name, CHAINS_FLOAT32)
