@@ -17,11 +17,11 @@ from convparity.harness.evaluation.verdict import evaluate_case
 from convparity.harness.testing.checks import case_id
 
 
-def epilogue_cases(shape: str, dtype: str, skip: tuple[str, ...] = ()) -> list[Case]:
+def epilogue_cases(shape: str, dtype: str, only: tuple[str, ...] = ()) -> list[Case]:
     """The epilogues grid's cases on one of its shapes ("1d-0", "2d-1" padded, "2d-2" grouped and strided) in dtype,
-    less the chains in `skip`."""
+    only the chains in `only` where given."""
     return [Case(case.spec.replace(dtype=dtype), case.name) for case in epilogues()
-            if case.name.endswith(f" {shape}") and case.name.removesuffix(f" {shape}") not in skip]
+            if case.name.endswith(f" {shape}") and (not only or case.name.removesuffix(f" {shape}") in only)]
 
 
 def ids(cases: list[Case]) -> list[str]:
