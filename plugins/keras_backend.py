@@ -136,6 +136,22 @@ def bias_bug_shows_in_y(spec: ConvSpec) -> bool:
     return hits_bias_bug(spec) and not fused
 
 
+def add_takes_operand_for_bias(spec: ConvSpec) -> bool:
+    """Keras 3.15's keras.ops.add (TensorFlow backend) turns add(y, r) into tf.nn.bias_add when r has exactly one
+    dim > 1 whose size is y's dim 1 or last dim, with data_format NHWC when it is the last one's: wrong where r's
+    non-unit dim is not the axis that data_format adds along (a sum's or binary_add's operand)."""
+    for op, shape in zip(spec.post_ops, spec.operand_shapes):
+        if op.function not in ("sum", "binary_add") or shape is None:
+            continue
+        wide = [dim for dim, size in enumerate(shape) if size > 1]
+        if len(wide) != 1 or shape[wide[0]] not in (spec.y_shape[1], spec.y_shape[-1]):
+            continue
+        axis = len(spec.y_shape) - 1 if spec.y_shape[-1] == shape[wide[0]] else 1
+        if axis != wide[0]:
+            return True
+    return False
+
+
 # Keras 3.15 bug, channels_first bias on the TensorFlow backend: BaseConv.call reshapes the bias to
 # (1, filters, 1, ...) and calls keras.ops.add, whose TensorFlow version turns a bias-like second
 # operand into tf.nn.bias_add with data_format "NHWC" whenever the output's LAST dim equals the bias
@@ -160,6 +176,14 @@ DEVIATIONS = (
               tensors=("y", "db"), bias=True, dtypes=("float16", "bfloat16"), versions=">=3.15", strict=False,
               reason=KERAS_BIAS_BUG, upstream="not reported yet"),
     BIAS_ROUNDED_IN_OUTPUT_DTYPE,
+    # The same keras.ops.add on the Add layer's operand: a src1 with one non-unit dim (per_oc, batch 1) whose size is
+    # also y's last is added as an NHWC bias. In the float32 graph the conv's fusion adds it right after all (y
+    # passes); its gradient (BiasAddGrad, NHWC) sums over the wrong axes. Deviation.tensors cannot name dpost{k}, so
+    # every tensor is covered, not strictly. Evidence: tests/plugins/test_keras.py::test_add_layer_bias_bug.
+    Deviation(condition="a binary_add or sum operand with one non-unit dim whose size equals y's last dim, not along "
+                        "it", applies=add_takes_operand_for_bias, versions=">=3.15", strict=False,
+              reason="keras.ops.add takes the Add layer's operand for a channels-last bias (tf.nn.bias_add NHWC)",
+              upstream="not reported yet"),
     # Keras' gelu and relu(negative_slope=...) are tf.nn.gelu and tf.nn.leaky_relu on TensorFlow: the same float32
     # constants in float64 (tests/plugins/test_keras.py::test_float64_gelu_and_leaky_relu_are_tensorflows).
     GELU_FLOAT32_CONSTANTS,

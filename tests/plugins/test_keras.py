@@ -17,6 +17,7 @@ from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.reference import reference
+from convparity.harness.evaluation.verdict import evaluate_case
 from convparity.harness.search.search import DEFAULT_BUDGET, search
 from convparity.harness.testing.checks import check_case, check_program
 from convparity.harness.testing.contract_suite import BackendContract
@@ -345,3 +346,16 @@ def test_a_planted_bug_in_the_chain_fails(bug, chain):
 def test_a_chains_program_is_self_contained(name):
     """The program with a chain (its operands passed to the step) runs alone and gives run()'s bits."""
     check_program(name, CHAINS_FLOAT32)
+
+
+def test_add_layer_bias_bug():
+    """Evidence for the Add-layer deviation: batch 1, a per-channel src1 (1, 4, 1, 1) and y's last dim 4: the gradient
+    of src1 fails (summed as an NHWC bias's), and reads xfail; with y's last dim 5 it passes."""
+    spec = parse_case("--attr-post-ops=add:f32:per_oc g1mb1ic3ih6iw6oc4oh4ow4kh3kw3", dtype="float32").spec.replace(
+        bias=False)
+    _, rows = evaluate_case(backend(), spec, seed=0)
+    statuses = {row.tensor: row.status for row in rows}
+    assert statuses == {"y": "pass", "dx": "pass", "dw": "pass", "dpost0": "xfail"}, statuses
+    wider = spec.replace(input_size=(6, 7))
+    _, rows = evaluate_case(backend(), wider, seed=0)
+    assert {row.status for row in rows} == {"pass"}
