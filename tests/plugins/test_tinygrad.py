@@ -19,7 +19,7 @@ from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.running import compile_cache
 from convparity.harness.running.placement import WorkerSetup
-from convparity.harness.testing.checks import check_case, judge_case
+from convparity.harness.testing.checks import check_case, check_program, judge_case
 from convparity.harness.testing.contract_suite import BackendContract
 from convparity.plugin import Program, program_arguments
 from convparity.plugins import tinygrad_backend as plugin_module
@@ -138,6 +138,12 @@ def test_declares_every_post_op_kind_and_the_chains_reach_them(tinygrad_backend)
                          + [chain_case(c, "float64") for c in FLOAT64_CHAINS], ids=case_id)
 def test_chains_reaching_every_kind(tinygrad_backend, case):
     check_case(tinygrad_backend, case)
+
+
+def test_the_program_with_a_chain_is_self_contained(tinygrad_backend):
+    """The program's source alone, given the chain and its operands, gives the bits run() gives (the contract
+    suite checks this on the smoke grid, which has no chain)."""
+    check_program("tinygrad", [chain_case("batchnorm+prelu:per_oc+sum:0.5+relu:0.1", "float32")])
 
 
 def test_the_chain_runs_in_the_convolutions_kernel():
