@@ -40,6 +40,8 @@ BUILTIN_PLUGINS = {
     "paddle": "convparity.plugins.paddle_backend",
     "mlx": "convparity.plugins.mlx_backend",
     "tinygrad": "convparity.plugins.tinygrad_backend",
+    "iree": "convparity.plugins.iree_backend",
+    "tvm": "convparity.plugins.tvm_backend",
 }
 CORE_PLUGINS = {"grids": "convparity.harness.cases.builtin_grids"}
 
