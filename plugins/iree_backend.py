@@ -45,6 +45,7 @@ from convparity.plugin import (
     BackendCost,
     ConvSpec,
     DeclaredLimits,
+    Deviation,
     Extras,
     Framework,
     Limit,
@@ -85,12 +86,28 @@ def compiler_says(error: Exception) -> str:
     return "iree-compile: " + ("; ".join(said) if said else " ".join(str(error).split()))
 
 
+def double_tanh(spec: ConvSpec) -> bool:
+    """A float64 spec whose chain computes tanh (tanh, gelu_tanh, mish: stablehlo.tanh, forward or backward)."""
+    return spec.dtype == "float64" and any(op.function in TANH_KINDS for op in spec.post_ops)
+
+
+TANH_KINDS = ("tanh", "gelu_tanh", "mish")
+
+
+def _tiny(dtype: str, kind: str, alpha: float = 0.0) -> dict:
+    """The arguments of iree_conv for a 1-channel, 2-wide convolution in `dtype` followed by one post-op."""
+    return dict(stride=(1,), padding=((0, 0),), dilation=(1,), groups=1, dtype=dtype, bias=False, x_shape=(1, 1, 2),
+                w_shape=(1, 1, 1), post_ops=((("kind", kind), ("alpha", alpha), ("beta", 0.0), ("scale", 1.0),
+                                              ("zero_point", 0), ("mask", 0)),))
+
+
 # One tiny program per feature iree-compile may refuse: (condition, the specs it covers, the program's arguments).
 PROBES = (
     ("float16, a batchnorm whose eps underflows float16 (an inexact subnormal, e.g. 1e-5)", tiny_half_epsilon,
-     dict(stride=(1,), padding=((0, 0),), dilation=(1,), groups=1, dtype="float16", bias=False, x_shape=(1, 1, 2),
-          w_shape=(1, 1, 1), post_ops=((("kind", "batchnorm"), ("alpha", 1e-5), ("beta", 0.0), ("scale", 1.0),
-                                        ("zero_point", 0), ("mask", 0)),))),
+     _tiny("float16", "batchnorm", 1e-5)),
+    # llvm-cpu lowers f64 tanh to a libm call its embedded linker has no definition for (f32 has an approximation);
+    # the same kind of failure as iree-org/iree#20165 (math.log10, math.trunc), not reported for tanh yet.
+    ("float64, a tanh, gelu_tanh or mish post-op", double_tanh, _tiny("float64", "tanh")),
 )
 
 
@@ -570,10 +587,25 @@ def built_step(spec: ConvSpec) -> Callable[..., tuple]:
         COMPILE_CLOCK.seconds += time.perf_counter() - start
 
 
+# StableHLO's batch_norm_inference takes eps as an f32 attribute whatever the data type, so a float64 program adds
+# eps rounded to float32 (1e-5 becomes 9.99999974737875e-06): y errs by about 1e-14 relative, tens of times a
+# float64 bound, and a nonlinear step after the batchnorm carries it into dx, dw and db. Not strict: against a long
+# reduction's bound it can pass. Evidence: tests/plugins/test_iree.py::test_float64_batchnorm_adds_a_float32_eps.
+DEVIATIONS = (
+    Deviation(condition="float64, a batchnorm post-op", dtypes=("float64",), strict=False,
+              applies=lambda spec: any(op.function == "batchnorm" for op in spec.post_ops),
+              reason="stablehlo.batch_norm_inference's epsilon is an f32 attribute: a float64 batchnorm adds eps "
+                     "rounded to float32",
+              upstream="the StableHLO spec (batch_norm_inference: epsilon of type f32), "
+                       "https://github.com/openxla/stablehlo/blob/main/docs/spec.md#batch_norm_inference"),
+)
+
+
 class IreeBackend(DeclaredLimits):
     """IREE's llvm-cpu target on the host CPU, through StableHLO."""
 
     name = "iree"
+    deviations = DEVIATIONS
     post_ops = POST_OP_KINDS
     # float16 and bfloat16 programs (f16 x f16 -> f16, as a StableHLO program in that dtype is) accumulate in that
     # dtype on llvm-cpu: IREE does what the op's types say (iree-org/iree#19347, nod-ai/AMD-SHARK-Studio#2090).

@@ -47,13 +47,10 @@ from convparity.plugin import (
     Framework,
     Limit,
     Outputs,
-    Probe,
     Program,
     hookimpl,
     installed_version,
-    probed_limits,
     program_arguments,
-    tiny_spec,
 )
 
 TVM = Framework("tvm", "tvm", distribution="apache-tvm")
@@ -297,22 +294,41 @@ def output_padding_beyond_stride(spec: ConvSpec) -> bool:
     return spec.transposed and any(extra >= s for extra, s in zip(spec.output_padding, spec.stride))
 
 
+def bfloat16_prelu(spec: ConvSpec) -> bool:
+    """A bfloat16 spec with a prelu the program gives nn.prelu (one slope, or one per channel)."""
+    return spec.dtype == "bfloat16" and any(op.function == "prelu" and op.mask in (0, 2) for op in spec.post_ops)
+
+
+def _tiny(dtype: str = "float32", post_ops: tuple = (), **geometry) -> dict:
+    """The arguments of tvm_conv for a 1-channel 1-D convolution of x (1, 1, 4) and w (1, 1, 3), changed by
+    `geometry`."""
+    arguments = dict(stride=(1,), padding=((0, 0),), dilation=(1,), groups=1, dtype=dtype, bias=False,
+                     x_shape=(1, 1, 4), w_shape=(1, 1, 3), post_ops=post_ops)
+    return {**arguments, **geometry}
+
+
+# One tiny module per feature Relax may refuse to build: (condition, the specs it covers, tvm_conv's arguments).
 PROBES = (
     # PyTorch's rule allows output_padding below the stride or the dilation; Relax's conv*_transpose below the stride.
-    Probe("transposed, output_padding at or above the stride", output_padding_beyond_stride,
-          tiny_spec(1, input_size=(4,), kernel_size=(3,), dilation=(3,), output_padding=(2,), transposed=True)),
+    ("transposed, output_padding at or above the stride", output_padding_beyond_stride,
+     _tiny(dilation=(3,), output_padding=(2,))),
+    ("bfloat16, a prelu post-op (one slope or one per channel: nn.prelu)", bfloat16_prelu,
+     _tiny("bfloat16", ((("kind", "prelu"), ("alpha", 0.0), ("beta", 0.0), ("scale", 1.0), ("zero_point", 0),
+                         ("mask", 2)),))),
 )
-
-
-def _build_probe(spec: ConvSpec, x, w, b, dy) -> None:
-    built_step(spec)
 
 
 @cache
 def _probed_limits() -> tuple[Limit, ...]:
+    """A Limit, in Relax's words, for each probe whose module TVM refuses to build (once per process)."""
     tvm = TVM.load()
-    return probed_limits(PROBES, _build_probe, (tvm.error.InternalError, ValueError),
-                         lambda error: " ".join(str(error).split()))
+    limits = []
+    for condition, applies, arguments in PROBES:
+        try:
+            tvm_conv(**arguments)
+        except (tvm.error.InternalError, ValueError, TypeError) as error:
+            limits.append(Limit(condition, " ".join(str(error).split()), applies))
+    return tuple(limits)
 
 
 class TvmBackend(DeclaredLimits):

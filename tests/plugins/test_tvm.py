@@ -204,10 +204,14 @@ def test_batchnorm_is_decomposed_and_fused(tvm_backend):
 
 
 def test_limits_are_relax_own_refusals(tvm_backend):
-    (limit,) = tvm_backend.limits
-    assert limit.reason.startswith("Conv1dTranspose expects the output padding less than the strides")
-    assert tvm_backend.supports(TRANSPOSED_SPECS[3]).endswith(limit.reason)
+    output_padding, prelu = tvm_backend.limits
+    assert output_padding.reason.startswith("Conv1dTranspose expects the output padding less than the strides")
+    assert tvm_backend.supports(TRANSPOSED_SPECS[3]).endswith(output_padding.reason)
     assert tvm_backend.supports(TRANSPOSED_SPECS[0]) is None
+    assert prelu.reason.startswith("Prelu requires the input tensor to have float dtype")
+    spec = smoke()[4].spec.replace(dtype="bfloat16", post_ops=parse_post_ops("prelu:per_oc", 2))
+    assert tvm_backend.supports(spec).endswith(prelu.reason)
+    assert tvm_backend.supports(spec.replace(dtype="float16")) is None
 
 
 def test_smoke_sweep_through_the_cli(tmp_path, monkeypatch):
