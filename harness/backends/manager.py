@@ -41,6 +41,8 @@ BUILTIN_PLUGINS = {
     "paddle": "convparity.plugins.paddle_backend",
     "mlx": "convparity.plugins.mlx_backend",
     "tinygrad": "convparity.plugins.tinygrad_backend",
+    "iree": "convparity.plugins.iree_backend",
+    "tvm": "convparity.plugins.tvm_backend",
 }
 # Model readers (`--model`): one plugin per framework, like the backends.
 BUILTIN_PLUGINS.update({

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 FRAMEWORKS = {"torch": "torch", "jax": "jax", "onnxruntime": "onnxruntime", "torch-inductor": "torch",
-              "openvino": "openvino", "paddle": "paddle", "mlx": "mlx", "tinygrad": "tinygrad"}
+              "openvino": "openvino", "paddle": "paddle", "mlx": "mlx", "tinygrad": "tinygrad",
+              "iree": "iree.compiler", "tvm": "tvm"}
 
 
 @pytest.mark.parametrize(("backend", "module"), FRAMEWORKS.items())
