@@ -33,23 +33,23 @@ BUILTIN_PLUGINS = {
     "reference": "convparity.plugins.reference_backend",
     "torch": "convparity.plugins.torch_backend",
     "tensorflow": "convparity.plugins.tensorflow_backend",
+    "tflite": "convparity.plugins.tflite_backend",
     "jax": "convparity.plugins.jax_backend",
     "onnxruntime": "convparity.plugins.onnxruntime_backend",
     "keras": "convparity.plugins.keras_backend",
     "torch-inductor": "convparity.plugins.torch_inductor_backend",
+    "torch-quantized": "convparity.plugins.torch_quantized_backend",
     "openvino": "convparity.plugins.openvino_backend",
     "paddle": "convparity.plugins.paddle_backend",
     "mlx": "convparity.plugins.mlx_backend",
     "tinygrad": "convparity.plugins.tinygrad_backend",
     "iree": "convparity.plugins.iree_backend",
     "tvm": "convparity.plugins.tvm_backend",
-}
-# Model readers (`--model`): one plugin per framework, like the backends.
-BUILTIN_PLUGINS.update({
+    # Model readers (`--model`): one plugin per framework, like the backends.
     "onnx-models": "convparity.plugins.onnx_models",
     "keras-models": "convparity.plugins.keras_models",
     "torch-models": "convparity.plugins.torch_models",
-})
+}
 CORE_PLUGINS = {"grids": "convparity.harness.cases.builtin_grids"}
 
 
