@@ -67,9 +67,11 @@ def synthetic_rows(rows: int, seed: int) -> pd.DataFrame:
 
 def write_synthetic_run(directory: Path, rows: pd.DataFrame, versions: dict[str, str]) -> Path:
     directory.mkdir(parents=True)
-    rows.to_csv(directory / "results.csv", index=False)
-    settings = {"seed": 0, "grids": ["synthetic"], "dtypes": list(DTYPES)}
-    metadata = {"harness_version": "bench", "settings": settings,
+    written = rows.assign(bias=rows["bias"].map({True: "on", False: "off"}), perf_repeats=0,
+                          allclose=rows["allclose"].map({True: "true", False: "false"}).fillna(""))
+    written.to_csv(directory / "results.csv", index=False)
+    settings = {"seed": 0, "grids": ["synthetic"], "dtypes": list(DTYPES), "backends": list(versions)}
+    metadata = {"harness_version": "bench", "status": "finished", "settings": settings,
                 "backend_versions": versions, "platform": {}, "started": "", "seconds": 0.0}
     (directory / "run.json").write_text(json.dumps(metadata))
     return directory

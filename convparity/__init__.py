@@ -8,6 +8,7 @@ The public API, for scripts and notebooks (plugin authors import convparity.plug
     print(run.summary)
     spec = convparity.parse_descriptor("mb2ic3ih5oc4kh3", dtype="float32")
     result, rows = convparity.evaluate_case("torch", spec)
+    model = convparity.cases_from_model("keras:ResNet50")   # every conv layer of a model, read in a worker
 
 The names below are imported on first use (PEP 562), so `import convparity` itself loads nothing heavy.
 """
@@ -36,16 +37,28 @@ _PUBLIC = {
     "triage": "convparity.harness.api",
     "merge": "convparity.harness.api",
     "evaluate_case": "convparity.harness.api",
+    "cases_from_model": "convparity.harness.api",
+    "Model": "convparity.harness.cases.models",
 }
 
 __all__ = [
-    "DTYPES", "Case", "ConvSpec", "ConvparityError", "DescriptorError", "__version__", "evaluate_case",
+    "DTYPES", "Case", "ConvSpec", "ConvparityError", "DescriptorError", "Model", "__version__", "cases_from_model",
+    "evaluate_case",
     "format_descriptor", "merge", "parse_case", "parse_descriptor", "read_results", "resume", "resume_search",
     "search", "sweep", "triage",
 ]
 
 if TYPE_CHECKING:
-    from convparity.harness.api import evaluate_case, merge, resume, resume_search, search, sweep, triage
+    from convparity.harness.api import (
+        cases_from_model,
+        evaluate_case,
+        merge,
+        resume,
+        resume_search,
+        search,
+        sweep,
+        triage,
+    )
     from convparity.harness.cases.descriptor import (
         Case,
         DescriptorError,
@@ -53,6 +66,7 @@ if TYPE_CHECKING:
         parse_case,
         parse_descriptor,
     )
+    from convparity.harness.cases.models import Model
     from convparity.harness.cases.spec import ConvSpec
     from convparity.harness.errors import ConvparityError
     from convparity.harness.results import read_results

@@ -20,6 +20,7 @@ from typing import Any
 
 from convparity.harness.backends.contract import Backend
 from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.models import Model
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.errors import ConvparityError
 from convparity.harness.evaluation import verdict
@@ -28,6 +29,7 @@ from convparity.harness.running import merge as merging
 from convparity.harness.running import sweep as sweeping
 from convparity.harness.running.interrupts import Interrupted
 from convparity.harness.running.merge import MergedRun
+from convparity.harness.running.model_reading import resolve_models
 from convparity.harness.running.sweep import SweepError, SweepRun
 from convparity.harness.search import search as searching
 from convparity.harness.search import triage as triaging
@@ -98,6 +100,24 @@ def merge(out: str | Path, folders: list[str | Path]) -> MergedRun:
     merged = merging.merge(out, folders)
     write_reports(merged.path)
     return merged
+
+
+def read_models(sources: Any, *, input_shapes: Any = None, epilogues: bool = True) -> tuple[Model, ...]:
+    """Several model sources read into Models, each by its reader in a worker of its own (harness.running.
+    model_reading); `input_shapes` as --input-shape gives them (texts "NAME=1x3x224x224" or {name: shape});
+    `epilogues=False`: the layers' convolutions without their post-ops."""
+    return resolve_models(sources, input_shapes, epilogues=epilogues)
+
+
+def cases_from_model(source: str, *, input_shapes: Any = None, epilogues: bool = True) -> Model:
+    """Every convolution of one model: the Model a reader finds in `source` (a model file or name, read in a
+    worker of the reader's own, which imports its framework there). `model.layers`: each layer with its names,
+    depth and ConvSpec (its epilogue as post-ops, its data types and quantization); `model.groups()`: identical
+    layers together with their count; `model.cases()`: one Case per distinct layer (evaluate_case(backend, case.spec)
+    computes one); sweep(models=[model]) runs them all, with the model view in the reports. `epilogues=False`:
+    each layer's convolution without the post-ops its graph fuses."""
+    (model,) = resolve_models([source], input_shapes, epilogues=epilogues)
+    return model
 
 
 def evaluate_case(backend: str | Backend, spec: ConvSpec, *, name: str = "", seed: int = 0,

@@ -2,6 +2,11 @@
 
 Rows are appended to `results.csv` and flushed as each case finishes, so an interrupted run keeps
 every finished row; `read_results` gives them back to pandas with the right dtypes.
+
+A results.csv an older convparity wrote reads too: its header must name columns of COLUMNS, in COLUMNS'
+order, with at least REQUIRED_COLUMNS; the columns added since (the speed columns, PERF_COLUMNS; the
+post-op and quantization ones) read empty (NaN, 0 or ""). So runs from before a column existed can still
+be reported and compared.
 """
 
 from __future__ import annotations
@@ -73,6 +78,15 @@ class Row:
     max_steps: int = 0
     rounding: str = ""
     repro: str = ""
+    # Speed (`--perf`), only on `pass` rows of a case that passed on that backend: the backend's `run`
+    # timed in its own worker after warm-up (harness.running.timing), and the compile share of the
+    # case's first call (`seconds`) where the framework reports it.
+    compile_seconds: float = math.nan
+    perf_repeats: int = 0
+    perf_min_s: float = math.nan
+    perf_median_s: float = math.nan
+    perf_spread: float = math.nan
+    gflops: float = math.nan
 
     @staticmethod
     def spec_columns(spec: ConvSpec) -> dict:
@@ -101,6 +115,9 @@ class Row:
 
 
 COLUMNS = tuple(f.name for f in fields(Row))
+PERF_COLUMNS = ("compile_seconds", "perf_repeats", "perf_min_s", "perf_median_s", "perf_spread", "gflops")
+REQUIRED_COLUMNS = ("case", "name", "bias", "dtype", "backend", "backend_version", "tensor", "status", "err_ratio",
+                    "message", "repro")
 PANDAS_DTYPES = {
     **{f.name: "string" for f in fields(Row) if f.type == "str"},
     **{f.name: "float64" for f in fields(Row) if f.type == "float"},
@@ -166,14 +183,54 @@ class CsvAppender:
 
 
 class ResultsWriter(CsvAppender):
-    """Appends rows to DIR/results.csv, each batch (a case's rows) whole or not at all."""
+    """Appends rows to DIR/results.csv, each batch (a case's rows) whole or not at all. A file an older version
+    wrote (without the columns added since) is rewritten once with them first (`upgrade`), so every line has this
+    version's columns."""
 
     def __init__(self, directory: Path) -> None:
+        upgrade(directory / RESULTS_FILE)
         super().__init__(directory / RESULTS_FILE, COLUMNS)
 
     def write(self, rows: Iterable[Row]) -> None:
         self.append([bias_word(row.bias) if column == "bias" else csv_cell(getattr(row, column)) for column in COLUMNS]
                     for row in rows)
+
+
+def upgrade(path: Path) -> None:
+    """Rewrite a results.csv of an older version with this version's columns (those added since hold the Row's
+    defaults), whole or not at all; a file already in this version's form, or none, is left as it is."""
+    try:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as file:
+            header = next(csv.reader(file), None)
+    except FileNotFoundError:
+        return
+    if header is None or tuple(header) == COLUMNS:
+        return
+    check_header(tuple(header), path)
+    from convparity.harness.files import atomic_write
+
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as file:
+        rows = list(csv.DictReader(file))
+    defaults = {f.name: csv_cell(f.default) for f in fields(Row) if f.name not in header}
+
+    def write(out) -> None:
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        writer.writerows([row[column] if column in row else defaults[column] for column in COLUMNS] for row in rows)
+
+    atomic_write(path, write)
+
+
+def check_header(present: tuple[str, ...], path: Path) -> None:
+    """ResultsError unless `present` is this version's columns or an older version's: columns of COLUMNS, in its
+    order, REQUIRED_COLUMNS among them."""
+    unknown = [c for c in present if c not in COLUMNS]
+    missing = [c for c in REQUIRED_COLUMNS if c not in present]
+    places = [COLUMNS.index(c) for c in present if c in COLUMNS]
+    if unknown or missing or places != sorted(places):
+        why = (f"unknown {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}" if missing
+               else "in another order")
+        raise ResultsError(f"{path} has other columns than this version of convparity writes ({why})")
 
 
 def read_results(directory: str | Path):
@@ -210,20 +267,34 @@ def iter_results(directory: str | Path, chunk_rows: int | None = None):
                 yield _typed(frame, path, text_columns)
     except FileNotFoundError:
         raise ResultsError(f"{path} does not exist: the run wrote no rows yet") from None
+    except OverflowError:
+        raise ResultsError(f"{path} is damaged: a whole number too large for its column "
+                           "(beyond 64-bit integers)") from None
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise ResultsError(f"{path} is damaged: {' '.join(str(error).split())}") from None
 
 
 def _typed(frame, path: Path, text_columns: list[str]):
-    if tuple(frame.columns) != COLUMNS:
-        missing = [c for c in COLUMNS if c not in frame.columns]
-        raise ResultsError(f"{path} has other columns than this version of convparity writes"
-                           + (f" (missing {', '.join(missing)})" if missing else ""))
+    present = tuple(frame.columns)
+    check_header(present, path)
+    if present != COLUMNS:  # written by an older convparity: the columns added since read empty
+        defaults = {f.name: f.default for f in fields(Row)}
+        for column in COLUMNS:
+            if column not in present:
+                frame[column] = _constant_column(defaults[column], PANDAS_DTYPES[column], frame.index)
+        frame = frame[list(COLUMNS)]
     for column in text_columns:
         frame[column] = frame[column].astype("string")
     frame["bias"] = frame["bias"].astype(bool)
     frame["allclose"] = frame["allclose"].astype("boolean")
     return frame
+
+
+def _constant_column(value: object, dtype: str, index):
+    """A column of `value` in every row, of pandas dtype `dtype`."""
+    import pandas as pd
+
+    return pd.Series([value] * len(index), index=index, dtype=dtype)
 
 
 def _flag(column: str, words: dict[str, bool | None]):

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from convparity.harness.errors import ConvparityError
-from convparity.harness.vocabulary import DTYPES
+from convparity.harness.vocabulary import check_dtype
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_STARTUP_TIMEOUT = 900.0
@@ -31,6 +31,8 @@ class RunSettings:
     take to start (framework imports); reference_timeout: seconds the reference may take on one case.
     compile_cache: where frameworks keep compiled programs between runs: "default" (the user's cache
     folder), "off", or a folder (convparity.harness.running.compile_cache); it never changes a row.
+    perf: time every case that passes on a backend (convparity.harness.evaluation.speed); it adds the
+    speed columns to pass rows and changes no status.
     """
 
     backends: tuple[str, ...]
@@ -43,6 +45,7 @@ class RunSettings:
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
     reference_timeout: float = DEFAULT_REFERENCE_TIMEOUT
     compile_cache: str = "default"
+    perf: bool = False
 
     def __post_init__(self) -> None:
         for name in ("backends", "dtypes", "grids"):
@@ -52,9 +55,11 @@ class RunSettings:
             if len(set(value)) != len(value):
                 raise SettingsError(f"{name} lists {next(v for v in value if list(value).count(v) > 1)!r} twice")
             object.__setattr__(self, name, tuple(value))
-        unknown = [d for d in self.dtypes if d not in DTYPES]
-        if unknown:
-            raise SettingsError(f"dtypes: unknown dtype {unknown[0]!r} (known: {', '.join(DTYPES)})")
+        for dtype in self.dtypes:
+            try:
+                check_dtype(dtype)
+            except ValueError as error:
+                raise SettingsError(f"dtypes: {error}") from None
         for name in ("seed", "jobs"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
@@ -69,6 +74,8 @@ class RunSettings:
                     math.isfinite(value) and value > 0):
                 raise SettingsError(f"{name} must be a finite number > 0, got {value!r}")
             object.__setattr__(self, name, float(value))
+        if not isinstance(self.perf, bool):
+            raise SettingsError(f"perf must be true or false, got {self.perf!r}")
         if not isinstance(self.compile_cache, str) or not self.compile_cache.strip():
             raise SettingsError(f"compile_cache must be 'default', 'off' or a folder, got {self.compile_cache!r}")
 
@@ -91,6 +98,6 @@ class RunSettings:
 
     def differences(self, other: RunSettings) -> dict[str, tuple[Any, Any]]:
         """The settings that decide which rows a run has, or their statuses, and differ: {name: (self's, other's)}."""
-        ignored = {"jobs", "timeout", "startup_timeout", "reference_timeout", "compile_cache"}
+        ignored = {"jobs", "timeout", "startup_timeout", "reference_timeout", "compile_cache", "perf"}
         return {f.name: (getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
                 if f.name not in ignored and getattr(self, f.name) != getattr(other, f.name)}

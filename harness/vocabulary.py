@@ -46,6 +46,18 @@ HARNESS_STATUSES = (Status.REFERENCE_ERROR, Status.HARNESS_ERROR)
 Tensor = Literal["y", "dx", "dw", "db"]
 TENSORS: tuple[Tensor, ...] = ("y", "dx", "dw", "db")
 
+
+
+def tensor_key(tensor: str) -> tuple[int, str]:
+    """Sort key of tensor names: y, dx, dw, db, then the post-op operands' gradients (dpost0, dpost1, ...)."""
+    return (TENSORS.index(tensor), "") if tensor in TENSORS else (len(TENSORS), tensor.zfill(12))
+
+
+def in_tensor_order(tensors) -> list[str]:
+    """Distinct tensor names in tensor_key's order."""
+    return sorted(set(tensors), key=tensor_key)
+
+
 DType = Literal["float64", "float32", "float16", "bfloat16"]
 DTYPES: tuple[DType, ...] = ("float64", "float32", "float16", "bfloat16")
 # Every data type a tensor of a spec may have: the four float dtypes above (those a run asks of every backend),

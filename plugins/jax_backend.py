@@ -13,6 +13,13 @@ channel axes swapped (`transpose_kernel=True`), padded by (e - 1 - before, e - 1
 output_padding) per dim for the effective kernel e. lax.conv_transpose takes no group count, so the
 same call is made here directly, with `feature_group_count` and the kernel swapped group by group.
 
+Post-op chains: every kind, in jax.nn / jnp after the convolution inside the same jitted function, so XLA fuses
+them into the convolution's epilogue (batchnorm in flax's inference form, (v - mean) * (rsqrt(var + eps) gamma) +
+beta); the gradients of a sum's residual, a binary's src1 and prelu's slopes come from the same jax.vjp.
+8-bit floats: float8_e4m3fn and float8_e5m2 sources convolve with preferred_element_type=float32 (bit for bit the
+float32 convolution of the upcast values), the bias and chain on that accumulator, then one cast to the destination
+(the 8-bit type itself, or float32 / bfloat16 / float16 in SRC:SRC:DST); their gradients come from jax.vjp too.
+
 Worker processes: XLA's CPU client sizes its thread pools by the cores, not OMP_NUM_THREADS, so a
 one-thread worker is told so (`thread_environment`); JAX's persistent compilation cache goes to the
 run's compile-cache folder (`cache_environment`); the seconds JAX spends tracing, lowering and compiling
@@ -33,6 +40,7 @@ from convparity.plugin import (
     ConvSpec,
     DeclaredLimits,
     Deviation,
+    Extras,
     Framework,
     Limit,
     Outputs,
@@ -80,18 +88,32 @@ DEVIATIONS = (
 )
 
 
-def jax_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding=None):
+def jax_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding=None, post_ops=(), quantization=None):
     """y = lax.conv_general_dilated(x, w) + b at Precision.HIGHEST in NC(D)HW / OI(D)HW layouts (for a transposed
     convolution, with output_padding: the stride-dilated convolution lax.conv_transpose computes, with groups),
-    and dx, dw, db from jax.vjp at dy, all in one jitted function. step(x, w, b, dy) -> (y, dx, dw, db)."""
+    then the post-op chain in jax.nn / jnp ops, and dx, dw, db and each differentiable operand's gradient from
+    jax.vjp at dy, all in one jitted function (XLA fuses the chain into the convolution's epilogue).
+    8-bit float sources (float8_e4m3fn, float8_e5m2) are convolved with preferred_element_type=float32 and the
+    result, bias added, is cast to the destination's type (dtype "SRC:WEI:DST" or one 8-bit float).
+    step(x, w, b, dy, operands=(), quantization=None) -> (y, dx, dw, db[, {"dpost{k}": gradient}])."""
     import jax
+    import ml_dtypes
     import numpy as np
 
     jax.config.update("jax_enable_x64", True)  # else float64 inputs are computed in float32
-    lax = jax.lax
+    jnp, lax = jax.numpy, jax.lax
     rank = len(stride)
     spatial = "DHW"[-rank:]
     layouts = ("NC" + spatial, "OI" + spatial, "NC" + spatial)
+    chain = tuple(dict(step) for step in post_ops)
+    differentiable = ("sum", "binary_add", "binary_sub", "binary_mul", "binary_div", "binary_max", "binary_min",
+                      "prelu")
+    watched = [k for k, op in enumerate(chain) if op["kind"] in differentiable]
+    destination = dtype.split(":")[-1]
+    eight_bit = dtype.startswith("float8")  # 8-bit float sources: a float32 accumulator, cast to the destination
+    names = {"float8_e4m3": ml_dtypes.float8_e4m3fn, "float8_e5m2": ml_dtypes.float8_e5m2,
+             "bfloat16": ml_dtypes.bfloat16}
+    result_type = np.dtype(names.get(destination, destination))
 
     def transposed_kernel(w):
         """w (C_in, C_out/groups, *k) -> (C_out, C_in/groups, *k), flipped in every spatial dim: the kernel of the
@@ -101,26 +123,90 @@ def jax_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding=N
         swapped = grouped.swapaxes(1, 2).reshape((groups * c_out_per_group, c_in // groups, *kernel))
         return swapped[(slice(None), slice(None)) + (slice(None, None, -1),) * rank]
 
-    def forward(x, w, b):
+    def convolution(x, w, b):
+        accumulate = {"preferred_element_type": jnp.float32} if eight_bit else {}
         if output_padding is None:
             y = lax.conv_general_dilated(x, w, window_strides=stride, padding=padding, rhs_dilation=dilation,
                                          feature_group_count=groups, dimension_numbers=layouts,
-                                         precision=lax.Precision.HIGHEST)
+                                         precision=lax.Precision.HIGHEST, **accumulate)
         else:  # pads (e - 1 - before, e - 1 - after + output_padding) for the effective kernel e = (k - 1) d + 1
             pads = tuple(((k - 1) * d - before, (k - 1) * d - after + extra)
                          for k, d, (before, after), extra in zip(w.shape[2:], dilation, padding, output_padding))
             y = lax.conv_general_dilated(x, transposed_kernel(w), window_strides=(1,) * rank, padding=pads,
                                          lhs_dilation=stride, rhs_dilation=dilation, feature_group_count=groups,
-                                         dimension_numbers=layouts, precision=lax.Precision.HIGHEST)
+                                         dimension_numbers=layouts, precision=lax.Precision.HIGHEST, **accumulate)
         return y if b is None else y + b.reshape((1, -1) + (1,) * rank)
 
+    def channel(values):
+        return values.reshape((1, -1) + (1,) * rank)
+
+    def eltwise(kind, y, a, b):
+        """One elementwise step in jax.nn's function for it, else in jnp."""
+        if kind == "relu":
+            return jax.nn.relu(y) if a == 0 else jax.nn.leaky_relu(y, negative_slope=a)
+        if kind == "clip":
+            return jax.nn.relu6(y) if (a, b) == (0, 6) else jnp.clip(y, a, b)
+        if kind == "elu":
+            return jax.nn.elu(y, alpha=a)
+        if kind in ("gelu_erf", "gelu_tanh"):
+            return jax.nn.gelu(y, approximate=kind == "gelu_tanh")
+        if kind == "swish":
+            return jax.nn.silu(y) if a == 1 else y * jax.nn.sigmoid(a * y)
+        if kind in ("hardswish", "hardsigmoid"):
+            gate = jnp.clip(a * y + b, 0, 1)
+            return y * gate if kind == "hardswish" else gate
+        if kind == "linear":
+            return a * y + b
+        if kind == "soft_relu":
+            return jax.nn.softplus(a * y) / a
+        if kind == "pow":
+            return a * jnp.power(y, b)
+        return {"logistic": jax.nn.sigmoid, "tanh": jnp.tanh, "mish": jax.nn.mish, "abs": jnp.abs,
+                "square": jnp.square, "sqrt": jnp.sqrt, "exp": jnp.exp, "log": jnp.log, "round": jnp.round}[kind](y)
+
+    def epilogue(y, operands):
+        for op, other in zip(chain, operands):
+            kind, a, b = op["kind"], op["alpha"], op["beta"]
+            if kind == "sum":
+                y = y + op["scale"] * (other - op["zero_point"])
+            elif kind == "prelu":
+                y = jnp.where(y > 0, y, y * other)
+            elif kind == "batchnorm":  # as flax.linen.BatchNorm in inference: (y - mean) * (rsqrt(var + eps) gamma)
+                mean, var, gamma, beta = other
+                y = (y - channel(mean)) * channel(lax.rsqrt(var + a) * gamma) + channel(beta)
+            elif kind.startswith("binary_"):
+                y = {"binary_add": jnp.add, "binary_sub": jnp.subtract, "binary_mul": jnp.multiply,
+                     "binary_div": jnp.divide, "binary_max": jnp.maximum, "binary_min": jnp.minimum}[kind](y, other)
+            else:
+                y = eltwise(kind, y, a, b)
+        return y
+
+    def forward(x, w, b, *differentiated, fixed):
+        operands = list(fixed)
+        for k, other in zip(watched, differentiated):
+            operands[k] = other
+        y = epilogue(convolution(x, w, b), operands)  # 8-bit float sources: on the float32 accumulator
+        return y.astype(result_type) if eight_bit else y
+
     @jax.jit
-    def forward_backward(x, w, b, dy):
-        y, pullback = jax.vjp(forward, x, w, b)
+    def forward_backward(x, w, b, dy, operands):
+        fixed = tuple(None if k in watched else other for k, other in enumerate(operands))
+        y, pullback = jax.vjp(lambda *a: forward(*a, fixed=fixed), x, w, b, *(operands[k] for k in watched))
         return (y, *pullback(dy))
 
-    def step(x, w, b, dy):
-        return tuple(None if t is None else np.asarray(t) for t in forward_backward(x, w, b, dy))
+    @jax.jit
+    def inference(x, w, b, operands):
+        return forward(x, w, b, fixed=operands)
+
+    def step(x, w, b, dy, operands=(), quantization=None):
+        operands = tuple(operands)
+        if dy is None:
+            return np.asarray(inference(x, w, b, operands)), None, None, None
+        y, dx, dw, db, *gradients = (None if t is None else np.asarray(t)
+                                     for t in forward_backward(x, w, b, dy, operands))
+        if not watched:
+            return y, dx, dw, db
+        return y, dx, dw, db, {f"dpost{k}": g for k, g in zip(watched, gradients)}
 
     return step
 
@@ -176,6 +262,19 @@ def cache_environment(folder: Path | None, current: Mapping[str, str]) -> dict[s
     return {name: value for name, value in wanted.items() if name not in current}
 
 
+# The kinds the program computes (every kind convparity has; benchdnn's aliases resolve to these).
+POST_OPS = ("relu", "clip", "elu", "gelu_erf", "gelu_tanh", "swish", "logistic", "tanh", "hardswish", "hardsigmoid",
+            "mish", "soft_relu", "linear", "abs", "square", "sqrt", "exp", "log", "round", "pow", "sum", "binary_add",
+            "binary_sub", "binary_mul", "binary_div", "binary_max", "binary_min", "prelu", "batchnorm")
+# 8-bit floats: XLA:CPU convolves float8_e4m3fn and float8_e5m2 with preferred_element_type=float32 (bit for bit the
+# float32 convolution of the upcast values; tests/plugins/test_jax.py), and the result is cast to the destination.
+# lax.conv_general_dilated takes one dtype for both sources ("requires arguments to have the same dtypes"), so the
+# mixed SRC:WEI:DST types are those with equal sources.
+FLOAT8 = ("float8_e4m3", "float8_e5m2")
+DATA_TYPES = (*FLOAT8, *(f"{source}:{source}:{destination}" for source in FLOAT8
+                         for destination in ("float32", "bfloat16", "float16")))
+
+
 @lru_cache(maxsize=256)
 def built_step(spec: ConvSpec) -> Callable[..., tuple]:
     """The spec's step, built (and compiled on its first call) once per process."""
@@ -188,6 +287,8 @@ class JaxBackend(DeclaredLimits):
     name = "jax"
     limits = LIMITS
     deviations = DEVIATIONS
+    post_ops = POST_OPS
+    data_types = DATA_TYPES
     # The median `seconds` per case of a 2-core run of the smoke and default grids in four dtypes (results.csv,
     # 2026-12, cold compile caches): nearly all of it compiling. 20 GFLOP/s on one core.
     cost = BackendCost(0.42, 0.05)
@@ -214,12 +315,17 @@ class JaxBackend(DeclaredLimits):
     def program(self, spec: ConvSpec) -> Program:
         return Program(jax_conv, program_arguments(spec))
 
-    def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
-        """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy).
+    def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray | None,
+            extras: Extras | None = None) -> Outputs:
+        """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy), and
+        {"dpost{k}": gradient} of the chain's differentiable operands (extras.operands).
 
         Transposed: w (C, O/groups, *k)."""
         JAX.load()  # configured (float64, the compile clock) before the program first runs
-        return built_step(spec)(x, w, b, dy)
+        step = built_step(spec)
+        if extras is None:
+            return step(x, w, b, dy)
+        return step(x, w, b, dy, operands=extras.operands)  # type: ignore[no-any-return]
 
 
 @hookimpl

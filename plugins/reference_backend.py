@@ -31,13 +31,11 @@ def reference_conv(*, stride, padding, dilation, groups, dtype, bias, output_pad
     import numpy as np
 
     from convparity import reference_impl
-    from convparity.reference_impl.post_ops import PostOp, chain_backward, chain_forward
-    from convparity.reference_impl.quantized import quantized_conv_forward, round_codes, saturate
 
     options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     if output_padding is not None:
         options["output_padding"] = output_padding
-    chain = tuple(PostOp(**dict(step)) for step in post_ops)
+    chain = tuple(reference_impl.PostOp(**dict(step)) for step in post_ops)
     settings = dict(quantization or ())
     source, _, destination = (dtype.split(":") * 3)[:3] if ":" not in dtype else dtype.split(":")
     integers = ("uint8", "int8", "int32")
@@ -53,7 +51,7 @@ def reference_conv(*, stride, padding, dilation, groups, dtype, bias, output_pad
         return np.asarray(value, dtype=np.float64).reshape(shape)
 
     def integer_step(x, w, b, operands, q):
-        y = quantized_conv_forward(
+        y = reference_impl.quantized_conv_forward(
             x, w, b, **options, x_scale=q["x_scale"], x_zero_point=q["x_zero_point"], w_scale=q["w_scale"],
             w_zero_point=q["w_zero_point"], y_scale=q["y_scale"], y_zero_point=q["y_zero_point"],
             y_dtype=destination, rounding=settings.get("rounding", "half_even"), post_ops=chain, operands=operands)
@@ -66,15 +64,16 @@ def reference_conv(*, stride, padding, dilation, groups, dtype, bias, output_pad
                                                                    output_padding is not None else 0)
         forward = (reference_impl.conv_transpose_forward if output_padding is not None
                    else reference_impl.conv_forward)
-        trace = chain_forward(forward(x64, w64, as64[2], **options), chain, operands)
+        trace = reference_impl.chain_forward(forward(x64, w64, as64[2], **options), chain, operands)
         y = trace.output / per_channel(q.get("y_scale", 1.0), x.ndim) + per_channel(q.get("y_zero_point", 0), x.ndim)
         if destination in integers:
             ties = np.abs(y - np.floor(y) - 0.5) == 0
-            y = saturate(round_codes(y, ties, settings.get("rounding", "half_even")), destination)
+            y = reference_impl.saturate(reference_impl.round_codes(y, ties, settings.get("rounding", "half_even")),
+                                         destination)
             return y.astype(destination), None, None, None
         if dy is None:
             return cast(y, destination), None, None, None
-        gradients = chain_backward(trace, chain, operands, as64[3])
+        gradients = reference_impl.chain_backward(trace, chain, operands, as64[3])
         backward = (reference_impl.conv_transpose_backward if output_padding is not None
                     else reference_impl.conv_backward)
         dx, dw, db = backward(gradients.conv_output, as64[0], as64[1], **options, bias=b is not None)

@@ -1,5 +1,5 @@
-"""Backend `tensorflow`: tf.nn.conv2d / tf.nn.conv3d on the CPU, gradients from tf.GradientTape (program
-`tensorflow_conv`).
+"""Backends `tensorflow` and `tensorflow-xla`: tf.nn.conv2d / tf.nn.conv3d on the CPU, gradients from tf.GradientTape
+(program `tensorflow_conv`).
 
 Boundary: TensorFlow's CPU kernels have no channels-first convolution, so the canonical arrays are
 transposed to channels-last, x (N, *in, C) and dy (N, *out, O), and the weight to (*k, C/g, O); the
@@ -14,6 +14,17 @@ float64/float16, conv3d with dilation or groups, ...), the same forward and back
 XLA-compiled (tf.function(jit_compile=True)), which handles all of them; an XLA refusal is raised as
 it is. Both paths compute y, dx, dw and db together, so one case's four tensors come from one path.
 TensorFlow is imported only when a backend is first asked about it.
+
+Post-op chains (backends `tensorflow` and `tensorflow-xla`): every kind, in the TensorFlow op that has it after
+tf.nn.bias_add (tf.nn.relu, relu6, elu, leaky_relu, gelu, silu, sigmoid, tanh, softplus, tf.round, ...; a sum or binary
+step with its operand transposed to channels-last; prelu as tf.where; batchnorm as
+tf.compat.v1.nn.fused_batch_norm(is_training=False), FusedBatchNormV3, or tf.nn.batch_normalization in float64, which
+FusedBatchNormV3 lacks). `tensorflow` runs a chain in tf.function graphs (y from the inference graph, the gradients
+from the training graph), where Grappler's remapper and the oneDNN rewrite fuse Conv2D + BiasAdd + Relu / Relu6 / Elu
+/ LeakyRelu into one _MklNativeFusedConv2D kernel (tests/plugins/test_tensorflow.py); a plain spec keeps the eager
+path above, so its results are those it always had. `tensorflow-xla` runs every case, chain or not, as one
+XLA-compiled function (jit_compile=True), where XLA fuses the chain: the two show fused-vs-fused differences side by
+side. The gradients of a sum's residual, a binary's src1 and prelu's slopes come from the same GradientTape.
 
 Transposed convolutions run tf.nn.conv2d_transpose (ranks 1 and 2; rank 1 with a height-1 dim, as
 tf.nn.conv1d_transpose does) and tf.nn.conv3d_transpose, filter (*k, C_out/g, C_in), with the
@@ -53,6 +64,7 @@ from convparity.plugin import (
     ConvSpec,
     DeclaredLimits,
     Deviation,
+    Extras,
     Framework,
     Limit,
     Outputs,
@@ -74,7 +86,7 @@ BIAS_ROUNDED_IN_OUTPUT_DTYPE = Deviation(
     condition="bias, float16/bfloat16", dtypes=HALF, tensors=("y",), bias=True, strict=False,
     reason="the bias is added in the output dtype after the convolution is rounded to it (two roundings)",
     upstream="a precision choice, not reported")
-DEVIATIONS = (
+DEVIATIONS: tuple[Deviation, ...] = (
     BIAS_ROUNDED_IN_OUTPUT_DTYPE,
     # Evidence: tests/plugins/test_tensorflow.py::test_half_precision_gradients_accumulate_in_the_narrow_dtype.
     Deviation(condition="float16/bfloat16 gradients on the eager CPU kernels", dtypes=HALF, tensors=("dx", "dw"),
@@ -88,11 +100,49 @@ DEVIATIONS = (
 )
 
 
-def tensorflow_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding=None):
+def chain_has(spec: ConvSpec, *kinds: str) -> bool:
+    return any(op.function in kinds for op in spec.post_ops)
+
+
+def leaky_slope_not_float32(spec: ConvSpec) -> bool:
+    """A relu step whose negative slope float32 does not hold exactly."""
+    return any(op.function == "relu" and op.alpha != 0 and float(np.float32(op.alpha)) != op.alpha
+               for op in spec.post_ops)
+
+
+# Chain steps whose float64 results TensorFlow computes with float32 constants (strict: every float64 case shows it).
+# tf.nn.gelu casts its Python constants with math_ops.cast(0.7071067811865476, features.dtype) (and 0.044715 for the
+# tanh form): a Python float becomes a float32 tensor first, so float64 gelu uses 1/sqrt(2) rounded to float32.
+# Evidence: tests/plugins/test_tensorflow.py::test_float64_gelu_uses_float32_constants.
+GELU_FLOAT32_CONSTANTS = Deviation(
+    condition="float64, a gelu_erf or gelu_tanh step", dtypes=("float64",), versions=">=2.21",
+    applies=lambda spec: chain_has(spec, "gelu_erf", "gelu_tanh"),
+    reason="tf.nn.gelu's constants (1/sqrt 2; 0.044715) pass through float32 (math_ops.cast of a Python float)",
+    upstream="not reported yet")
+# LeakyRelu's `alpha` is a float attribute (32 bits): tf.nn.leaky_relu(x, 0.1) on float64 multiplies by 0.1f.
+# Evidence: tests/plugins/test_tensorflow.py::test_float64_leaky_relu_slope_is_float32.
+LEAKY_RELU_FLOAT32_ALPHA = Deviation(
+    condition="float64, a relu step whose slope float32 does not hold", dtypes=("float64",), versions=">=2.21",
+    applies=leaky_slope_not_float32,
+    reason="LeakyRelu's alpha attribute is a 32-bit float: a float64 slope is rounded to float32",
+    upstream="not reported yet")
+DEVIATIONS = (*DEVIATIONS, GELU_FLOAT32_CONSTANTS, LEAKY_RELU_FLOAT32_ALPHA)
+# XLA adds the bias inside its fusion, and computes the gradients without the eager kernels: of the eager kernels'
+# deviations only the bias rounding in the output dtype is kept (non-strict, as for Keras and JAX); the chain's ops
+# are the same TensorFlow ops, with the same float32 constants.
+XLA_DEVIATIONS = (BIAS_ROUNDED_IN_OUTPUT_DTYPE, GELU_FLOAT32_CONSTANTS, LEAKY_RELU_FLOAT32_ALPHA)
+
+
+def tensorflow_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding=None, post_ops=(), xla=False):
     """tf.nn.conv2d / conv3d (conv2d_transpose / conv3d_transpose with an output_padding) in channels-last layout,
-    tf.nn.bias_add, and the gradients of x, w and b by tf.GradientTape; eager on the CPU, or XLA-compiled
-    (tf.function(jit_compile=True)) where TensorFlow's eager CPU kernels refuse the case.
-    step(x, w, b, dy) -> (y, dx, dw, db), all in the canonical channels-first layouts."""
+    tf.nn.bias_add, the post-op chain in TensorFlow ops (tf.nn.relu, tf.compat.v1.nn.fused_batch_norm, ...), and the
+    gradients of x, w, b and each differentiable operand by tf.GradientTape.
+    Without `xla`: a plain convolution runs eagerly on the CPU; a chain runs in tf.function graphs, where Grappler's
+    remapper fuses it into the convolution's kernel (y from the inference graph, the gradients from the training
+    graph); either is XLA-compiled (tf.function(jit_compile=True)) where TensorFlow's CPU kernels refuse the case.
+    With `xla`: y and the gradients from one XLA-compiled function.
+    step(x, w, b, dy, operands=(), quantization=None) -> (y, dx, dw, db[, {"dpost{k}": gradient}]), all in the
+    canonical channels-first layouts."""
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # errors only
@@ -104,6 +154,10 @@ def tensorflow_conv(*, stride, padding, dilation, groups, dtype, bias, output_pa
         stride, padding, dilation = (1, *stride), ((0, 0), *padding), (1, *dilation)
         output_padding = None if output_padding is None else (0, *output_padding)
     rank = len(stride)
+    chain = tuple(dict(step) for step in post_ops)
+    # Kinds whose operand has a gradient (reference_impl.post_ops.DIFFERENTIABLE_OPERANDS).
+    differentiable = ("sum", "binary_add", "binary_sub", "binary_mul", "binary_div", "binary_max", "binary_min",
+                      "prelu")
 
     def crop(pairs):
         """The slices that apply the negative part of each (before, after) pair (N and C untouched)."""
@@ -148,31 +202,124 @@ def tensorflow_conv(*, stride, padding, dilation, groups, dtype, bias, output_pa
             y = tf.pad(y, extend(post))
         return y if b is None else tf.nn.bias_add(y, b)
 
-    forward = convolution if output_padding is None else transposed
+    def eltwise(kind, y, a, b):
+        """One elementwise step, in the op TensorFlow has for it (the ones Grappler's remapper fuses into the
+        convolution: Relu, Relu6, Elu, LeakyRelu, and on oneDNN Swish), else composed of TensorFlow ops."""
+        if kind == "relu":
+            return tf.nn.relu(y) if a == 0 else tf.nn.leaky_relu(y, alpha=a)
+        if kind == "clip":
+            return tf.nn.relu6(y) if (a, b) == (0, 6) else tf.clip_by_value(y, a, b)
+        if kind == "elu":
+            return tf.nn.elu(y) if a == 1 else tf.where(y > 0, y, a * tf.nn.elu(y))
+        if kind == "gelu_erf":
+            return tf.nn.gelu(y, approximate=False)
+        if kind == "gelu_tanh":
+            return tf.nn.gelu(y, approximate=True)
+        if kind == "swish":
+            return tf.nn.silu(y, beta=a)
+        if kind in ("hardswish", "hardsigmoid"):
+            gate = tf.clip_by_value(a * y + b, 0, 1)
+            return y * gate if kind == "hardswish" else gate
+        if kind == "linear":
+            return a * y + b
+        if kind == "soft_relu":
+            return tf.math.softplus(a * y) / a
+        if kind == "mish":
+            return y * tf.tanh(tf.math.softplus(y))
+        if kind == "pow":
+            return a * tf.pow(y, b)
+        return {"logistic": tf.sigmoid, "tanh": tf.tanh, "abs": tf.abs, "square": tf.square, "sqrt": tf.sqrt,
+                "exp": tf.exp, "log": tf.math.log, "round": tf.round}[kind](y)
 
-    def train(x, w, dy, b):
-        sources = [x, w] + ([] if b is None else [b])
+    def epilogue(y, operands):
+        """The chain on y (channels-last), operands[k] post-op k's (channels-last, None for an eltwise step)."""
+        for op, other in zip(chain, operands):
+            kind, a, b = op["kind"], op["alpha"], op["beta"]
+            if kind == "sum":
+                if op["zero_point"]:
+                    other = other - op["zero_point"]
+                y = y + (other if op["scale"] == 1 else op["scale"] * other)
+            elif kind == "prelu":
+                y = tf.where(y > 0, y, y * other)
+            elif kind == "batchnorm":  # operand rows mean, var, gamma, beta (one per channel)
+                mean, var, gamma, beta = tf.unstack(other)
+                if y.dtype == tf.float64:  # FusedBatchNormV3 has no float64 kernel
+                    y = tf.nn.batch_normalization(y, mean, var, beta, gamma, a)
+                else:  # the inference form Grappler fuses (with the activation after it): float32 statistics
+                    stats = [tf.cast(t, tf.float32) for t in (gamma, beta, mean, var)]
+                    y = tf.compat.v1.nn.fused_batch_norm(y, *stats[:2], mean=stats[2], variance=stats[3], epsilon=a,
+                                                         is_training=False)[0]
+            elif kind.startswith("binary_"):
+                y = {"binary_add": tf.add, "binary_sub": tf.subtract, "binary_mul": tf.multiply,
+                     "binary_div": tf.divide, "binary_max": tf.maximum, "binary_min": tf.minimum}[kind](y, other)
+            else:
+                y = eltwise(kind, y, a, b)
+        return y
+
+    convolve = convolution if output_padding is None else transposed
+
+    def forward(x, w, b, *operands):
+        return epilogue(convolve(x, w, b), operands)
+
+    def train(x, w, dy, b, *operands):
+        watched = [k for k, op in enumerate(chain) if op["kind"] in differentiable]
+        sources = [x, w] + ([] if b is None else [b]) + [operands[k] for k in watched]
         with tf.GradientTape() as tape:
             tape.watch(sources)
-            y = forward(x, w, b)
-        return [y, *tape.gradient(y, sources, output_gradients=dy)]
+            y = forward(x, w, b, *operands)
+        if dy is None:
+            return [y]
+        return [y, *tape.gradient(y, sources, output_gradients=dy,
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)]
 
     compiled = tf.function(train, jit_compile=True, autograph=False)
+    graph_forward = tf.function(forward, autograph=False)  # Grappler rewrites these graphs (its remapper fuses)
+    graph_train = tf.function(train, autograph=False)
 
-    def step(x, w, b, dy):
+    def channels_last(a):
+        """An operand broadcastable to y (N, O, *out) in the program's layout (N, [1,] *out, O)."""
+        if a is None or a.ndim == 2:  # batchnorm's (4, O) rows
+            return a
+        return np.moveaxis(a[:, :, None] if lifted else a, 1, -1)
+
+    def channels_first(a):
+        a = np.moveaxis(a, -1, 1)
+        return a[:, :, 0] if lifted else a
+
+    def step(x, w, b, dy, operands=(), quantization=None):
         if lifted:
-            x, w, dy = x[:, :, None], w[:, :, None], dy[:, :, None]
-        arrays = (np.moveaxis(x, 1, -1), np.transpose(w, (*range(2, rank + 2), 1, 0)), np.moveaxis(dy, 1, -1), b)
+            x, w = x[:, :, None], w[:, :, None]
+            dy = None if dy is None else dy[:, :, None]
+        others = [channels_last(a) for a in operands]
+        arrays = (np.moveaxis(x, 1, -1), np.transpose(w, (*range(2, rank + 2), 1, 0)),
+                  None if dy is None else np.moveaxis(dy, 1, -1), b, *others)
         with tf.device("/CPU:0"):
-            try:
-                results = train(*(None if a is None else tf.constant(a) for a in arrays))
-            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+            if xla:
                 results = compiled(*arrays)
-        y, dx, dw, *db = [np.asarray(t) for t in results]
-        y, dx, dw = np.moveaxis(y, -1, 1), np.moveaxis(dx, -1, 1), np.transpose(dw, (rank + 1, rank, *range(rank)))
+            else:
+                tensors = [None if a is None else tf.constant(a) for a in arrays]
+                try:
+                    if not chain:
+                        results = train(*tensors)
+                    else:  # y from the inference graph, the gradients from the training graph
+                        inferred = graph_forward(tensors[0], tensors[1], tensors[3], *tensors[4:])
+                        results = [inferred, *graph_train(*tensors)[1:]]
+                except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+                    results = compiled(*arrays)
+        y, *gradients = [np.asarray(t) for t in results]
+        y = channels_first(y)
+        if dy is None:
+            return y, None, None, None
+        dx, dw = gradients[0], gradients[1]
+        db = gradients[2] if b is not None else None
+        dx, dw = np.moveaxis(dx, -1, 1), np.transpose(dw, (rank + 1, rank, *range(rank)))
         if lifted:
-            y, dx, dw = y[:, :, 0], dx[:, :, 0], dw[:, :, 0]
-        return y, dx, dw, db[0] if db else None
+            dx, dw = dx[:, :, 0], dw[:, :, 0]
+        watched = [k for k, op in enumerate(chain) if op["kind"] in differentiable]
+        if not watched:
+            return y, dx, dw, db
+        operand_gradients = gradients[2 + (b is not None):]
+        return y, dx, dw, db, {f"dpost{k}": channels_first(g) for k, g in zip(watched, operand_gradients)}
 
     return step
 
@@ -278,25 +425,42 @@ def _installed_case_function_names() -> CaseFunctionNames | None:
     return names
 
 
-def run_named(backend: str, spec: ConvSpec, step: Callable[..., tuple], *arrays: np.ndarray | None) -> tuple:
-    """`step(*arrays)`, naming the functions it traces after `backend` and `spec` (see the module docstring)."""
+def run_named(backend: str, spec: ConvSpec, step: Callable[..., tuple], *arrays: np.ndarray | None,
+              **keywords: object) -> tuple:
+    """`step(*arrays, **keywords)`, naming the functions it traces after `backend` and `spec` (see the module
+    docstring)."""
     names = case_function_names()
     with names.naming(case_key(backend, spec)) if names else nullcontext():
-        return step(*arrays)
+        return step(*arrays, **keywords)
+
+
+def chain_keywords(extras: Extras | None) -> dict[str, object]:
+    """What a program's step takes beyond x, w, b, dy: the post-ops' operands (nothing without extras)."""
+    return {} if extras is None else {"operands": tuple(extras.operands)}
+
+
+# The kinds the program computes (every kind convparity has; benchdnn's aliases resolve to these), each in the
+# TensorFlow op that has it (tensorflow_conv's `epilogue`).
+POST_OPS = ("relu", "clip", "elu", "gelu_erf", "gelu_tanh", "swish", "logistic", "tanh", "hardswish", "hardsigmoid",
+            "mish", "soft_relu", "linear", "abs", "square", "sqrt", "exp", "log", "round", "pow", "sum", "binary_add",
+            "binary_sub", "binary_mul", "binary_div", "binary_max", "binary_min", "prelu", "batchnorm")
 
 
 @lru_cache(maxsize=256)
-def built_step(spec: ConvSpec) -> Callable[..., tuple]:
+def built_step(spec: ConvSpec, xla: bool = False) -> Callable[..., tuple]:
     """The spec's step, built once per process (its XLA-compiled form is traced once per case)."""
-    return TensorFlowBackend().program(spec).build()
+    return (TensorFlowXlaBackend() if xla else TensorFlowBackend()).program(spec).build()
 
 
 class TensorFlowBackend(DeclaredLimits):
-    """tf.nn.conv2d / conv3d on the CPU in channels-last layout, eager or XLA-compiled (see module)."""
+    """tf.nn.conv2d / conv3d on the CPU in channels-last layout: eager, a post-op chain in tf.function graphs
+    (Grappler fuses it), XLA-compiled where the CPU kernels refuse (see module)."""
 
     name = "tensorflow"
     limits = LIMITS
     deviations = DEVIATIONS
+    post_ops = POST_OPS
+    xla = False
     # The median `seconds` per case of a 2-core run of the smoke and default grids in four dtypes (results.csv,
     # 2026-12, cold compile caches): mostly XLA compiling. 20 GFLOP/s on one core.
     cost = BackendCost(0.27, 0.05)
@@ -314,16 +478,30 @@ class TensorFlowBackend(DeclaredLimits):
         return cache_environment(folder, current)
 
     def program(self, spec: ConvSpec) -> Program:
-        return Program(tensorflow_conv, program_arguments(spec))
+        return Program(tensorflow_conv, program_arguments(spec, **({"xla": True} if self.xla else {})))
 
-    def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> Outputs:
-        """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy).
+    def run(self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray | None,
+            extras: Extras | None = None) -> Outputs:
+        """x (N, C, *in), w (O, C/groups, *k), b (O,) or None, dy (N, O, *out) -> y, dx, dw, db (NumPy), and
+        {"dpost{k}": gradient} of the chain's differentiable operands (extras.operands).
 
         Transposed: w (C, O/groups, *k), in TensorFlow's layout (*k, O/groups, C)."""
         TENSORFLOW.load()  # its logs limited before the program imports it
-        return run_named(self.name, spec, built_step(spec), x, w, b, dy)
+        return run_named(self.name, spec, built_step(spec, self.xla), x, w, b, dy,  # type: ignore[return-value]
+                         **chain_keywords(extras))
+
+
+class TensorFlowXlaBackend(TensorFlowBackend):
+    """The same program, every case XLA-compiled (tf.function(jit_compile=True)): XLA fuses the chain."""
+
+    name = "tensorflow-xla"
+    xla = True
+    deviations = XLA_DEVIATIONS
+    # Every case compiles once, forward and backward together.
+    cost = BackendCost(0.6, 0.05)
 
 
 @hookimpl
 def convparity_register_backends(register):
     register(TensorFlowBackend())
+    register(TensorFlowXlaBackend())

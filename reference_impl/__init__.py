@@ -26,6 +26,8 @@ from convparity.reference_impl.geometry import (
     conv_transpose_geometry,
 )
 from convparity.reference_impl.im2col import DEFAULT_MEMORY_BUDGET, add_bias, bias_gradient, convolve
+from convparity.reference_impl.post_ops import ChainGradients, ChainTrace, PostOp, chain_backward, chain_forward
+from convparity.reference_impl.quantized import ROUNDING_MODES, quantized_conv_forward, round_codes, saturate
 from convparity.reference_impl.transposed import (
     conv_transpose_backward,
     conv_transpose_forward,
@@ -34,6 +36,15 @@ from convparity.reference_impl.transposed import (
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
+    "ROUNDING_MODES",
+    "ChainGradients",
+    "ChainTrace",
+    "PostOp",
+    "chain_backward",
+    "chain_forward",
+    "quantized_conv_forward",
+    "round_codes",
+    "saturate",
     "ConvGeometry",
     "TransposedGeometry",
     "conv_backward",

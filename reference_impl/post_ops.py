@@ -48,7 +48,7 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 
 def _phi(s: Array) -> Array:
     """The standard normal CDF, Phi(s) = (1 + erf(s / sqrt 2)) / 2."""
-    return 0.5 * (1 + _erf(s / math.sqrt(2)).astype(np.float64))
+    return 0.5 * (1 + np.asarray(_erf(s / math.sqrt(2)), dtype=np.float64))
 
 
 def _normal_density(s: Array) -> Array:

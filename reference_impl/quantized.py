@@ -37,7 +37,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from convparity.reference_impl.geometry import IntOrInts, Padding
+from convparity.reference_impl.geometry import IntOrInts, Padding, conv_geometry
+from convparity.reference_impl.im2col import convolve
 from convparity.reference_impl.post_ops import PostOp, chain_forward
 
 ROUNDING_MODES = ("half_even", "half_away", "half_up", "half_even_before_zero_point", "double_rounding")
@@ -79,8 +80,6 @@ def quantized_accumulator(x: np.ndarray, w: np.ndarray, *, stride: IntOrInts = 1
     x (N, C, *in) and w (O, C/groups, *kernel) integer arrays; zp_x a scalar or (C,), zp_w a scalar or (O,).
     The sums are done in float64 on integers, exact while every partial sum stays below 2**53 (checked).
     """
-    from convparity.reference_impl import conv_forward  # the package imports this module
-
     x64, w64 = _integers("x", x), _integers("w", w)
     if x64.ndim < 3:
         raise ValueError(f"x must have shape (N, C, *spatial), got {x64.shape}")
@@ -90,8 +89,10 @@ def quantized_accumulator(x: np.ndarray, w: np.ndarray, *, stride: IntOrInts = 1
         np.prod(w64.shape[1:]))
     if largest >= 2.0**53:
         raise ValueError(f"the accumulation may reach {largest:.3g}, beyond what float64 sums exactly (2**53)")
-    acc = conv_forward(shifted_x.astype(np.float64), shifted_w.astype(np.float64), stride=stride, padding=padding,
-                       dilation=dilation, groups=groups)
+    shifted_x, shifted_w = shifted_x.astype(np.float64), shifted_w.astype(np.float64)
+    geometry = conv_geometry(shifted_x, shifted_w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    acc, _, _ = convolve(geometry, shifted_x, shifted_w, None, outputs={"y"})
+    assert acc is not None
     return np.rint(acc).astype(np.int64)
 
 
@@ -208,7 +209,8 @@ def _rounding_divide_by_pot(x: np.ndarray, exponent: int) -> np.ndarray:
     return (x >> exponent) + np.where(remainder > threshold, 1, 0)
 
 
-def double_rounding_requantize(acc: np.ndarray, multipliers: Sequence[float], y_zero_point: int) -> np.ndarray:
+def double_rounding_requantize(acc: np.ndarray, multipliers: Sequence[float] | np.ndarray, y_zero_point: int,
+                               ) -> np.ndarray:
     """TFLite's MultiplyByQuantizedMultiplier(acc, QuantizeMultiplier(M[o])) + zp_y, per output channel o,
     as float64 integers (not saturated). acc (N, O, *out) int64 (bias included)."""
     out = np.empty(acc.shape, dtype=np.float64)
@@ -262,14 +264,14 @@ def quantized_conv_forward(
     y_scales = _per_channel("y_scale", y_scale, acc.shape[1])
     if not np.all(y_scales > 0):
         raise ValueError(f"y_scale must be positive, got {y_scale!r}")
-    common = np.ndim(y_scale) == 0 and np.ndim(y_zero_point) == 0
+    common = np.ndim(y_scale) == 0 and np.ndim(y_zero_point) == 0  # type: ignore[arg-type]
     if rounding == "double_rounding":
         if not integer_bias and b is not None or post_ops or not common or y_dtype not in INTEGER_RANGES:
             raise ValueError("double_rounding requantizes an integer accumulator: an int32 bias (or none), no "
                              "post-ops, one y scale and zero point and an integer y_dtype")
         total = acc if b is None else acc + _broadcast_channel(_integers("b", b), acc.ndim)
-        codes = double_rounding_requantize(total, multiplier(x_scale, w_scale, float(y_scale), acc.shape[1]),
-                                  int(y_zero_point))  # type: ignore[call-overload]
+        multipliers = multiplier(x_scale, w_scale, float(y_scales[0]), acc.shape[1])
+        codes = double_rounding_requantize(total, multipliers, int(np.asarray(y_zero_point).reshape(-1)[0]))
         return saturate(codes, y_dtype).astype(y_dtype)
     if not post_ops and common:
         v, ties = output_codes(acc, b, x_scale=x_scale, w_scale=w_scale, y_scale=float(y_scale),  # type: ignore[arg-type]

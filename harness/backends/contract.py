@@ -91,7 +91,7 @@ class Backend(Protocol):
     def supports(self, spec: ConvSpec) -> str | None: ...
 
     def run(
-        self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray
+        self, spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray | None
     ) -> Outputs: ...
 
 

@@ -24,6 +24,7 @@ import pluggy
 
 from convparity.harness.backends import hookspecs
 from convparity.harness.backends.contract import Backend, BackendContractError, check_backend
+from convparity.harness.backends.model_readers import ModelReader, ModelReaderContractError, check_model_reader
 from convparity.harness.cases.grids import Grid
 from convparity.harness.errors import ConvparityError
 
@@ -32,14 +33,22 @@ BUILTIN_PLUGINS = {
     "reference": "convparity.plugins.reference_backend",
     "torch": "convparity.plugins.torch_backend",
     "tensorflow": "convparity.plugins.tensorflow_backend",
+    "tflite": "convparity.plugins.tflite_backend",
     "jax": "convparity.plugins.jax_backend",
     "onnxruntime": "convparity.plugins.onnxruntime_backend",
     "keras": "convparity.plugins.keras_backend",
     "torch-inductor": "convparity.plugins.torch_inductor_backend",
+    "torch-quantized": "convparity.plugins.torch_quantized_backend",
     "openvino": "convparity.plugins.openvino_backend",
     "paddle": "convparity.plugins.paddle_backend",
     "mlx": "convparity.plugins.mlx_backend",
     "tinygrad": "convparity.plugins.tinygrad_backend",
+    "iree": "convparity.plugins.iree_backend",
+    "tvm": "convparity.plugins.tvm_backend",
+    # Model readers (`--model`): one plugin per framework, like the backends.
+    "onnx-models": "convparity.plugins.onnx_models",
+    "keras-models": "convparity.plugins.keras_models",
+    "torch-models": "convparity.plugins.torch_models",
 }
 CORE_PLUGINS = {"grids": "convparity.harness.cases.builtin_grids"}
 
@@ -155,6 +164,26 @@ class PluginManager:
 
         self._call_each("convparity_register_grids", register)
         return dict(sorted(found.items()))
+
+
+    def model_readers(self) -> dict[str, ModelReader]:
+        """Every usable registered model reader by name, in registration order (the first that claims a source
+        reads it); a duplicate name is a PluginError naming it."""
+        found: dict[str, ModelReader] = {}
+
+        def register(reader: object) -> None:
+            try:
+                check_model_reader(reader)
+            except ModelReaderContractError as error:
+                self.broken[str(getattr(reader, "name", reader))] = str(error)
+                return
+            name = reader.name  # type: ignore[attr-defined]
+            if name in found:
+                raise PluginError(f"two plugins register a model reader named {name!r}")
+            found[name] = reader  # type: ignore[assignment]
+
+        self._call_each("convparity_register_model_readers", register)
+        return found
 
 
 @dataclass(frozen=True)

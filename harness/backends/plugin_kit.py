@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from convparity.harness.backends.contract import takes_extras
 from convparity.harness.backends.limits import Limit
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
@@ -141,13 +142,15 @@ def dtype_probes(rank: int = 2, **fields: Any) -> tuple[Probe, ...]:
 
 def probed_limits(probes: Iterable[Probe], run: Callable[..., object], refused: tuple[type[BaseException], ...],
                   reason: Callable[[BaseException], str]) -> tuple[Limit, ...]:
-    """A Limit for each probe whose example `run(spec, x, w, b, dy)` refuses with one of `refused`; its reason
-    is `reason(error)` (the framework's own words). Anything else `run` raises propagates."""
+    """A Limit for each probe whose example `run(spec, x, w, b, dy)` (with `extras=` for a spec with a chain, scales
+    or other data types) refuses with one of `refused`; its reason is `reason(error)` (the framework's own words).
+    Anything else `run` raises propagates."""
     limits = []
     for probe in probes:
         inputs = make_inputs(probe.example, 0)
+        extras = {"extras": inputs.extras} if takes_extras(probe.example) else {}
         try:
-            run(probe.example, inputs.x, inputs.w, inputs.b, inputs.dy)
+            run(probe.example, inputs.x, inputs.w, inputs.b, inputs.dy, **extras)
         except refused as error:
             limits.append(Limit(probe.condition, reason(error), probe.applies))
     return tuple(limits)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, fields, replace
-from typing import Literal
+from typing import Any, Literal
 
 from convparity.reference_impl.post_ops import BINARY, ELTWISE, ELTWISE_ALIASES, PostOp
 from convparity.reference_impl.quantized import check_rounding
@@ -200,7 +200,7 @@ _ARGUMENTS = {"src": "x", "src0": "x", "wei": "w", "dst": "y"}
 
 def parse_scales(text: str, quantization: Quantization, grouped: bool) -> Quantization:
     """`quantization` with the scales of `--attr-scales`'s value."""
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     for entry in filter(None, text.split("+")):
         tensor, per_channel, value = _entry(entry, "--attr-scales", grouped, scale=True)
         changes[f"{tensor}_scale"] = PER_CHANNEL if per_channel else (_positive(value, entry) if value else 1.0)
@@ -209,7 +209,7 @@ def parse_scales(text: str, quantization: Quantization, grouped: bool) -> Quanti
 
 def parse_zero_points(text: str, quantization: Quantization, grouped: bool) -> Quantization:
     """`quantization` with the zero points of `--attr-zero-points`'s value."""
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     for entry in filter(None, text.split("+")):
         tensor, per_channel, value = _entry(entry, "--attr-zero-points", grouped, scale=False)
         if per_channel and tensor == "w":

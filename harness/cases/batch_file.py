@@ -83,16 +83,6 @@ DIRECTIONS: dict[str, tuple[tuple[str, ...], bool | None]] = {
     "BWD_WB": (("dw", "db"), True),
     "BWD_DW": (("dx", "dw"), False),
 }
-# --dir value -> (tensors compared, bias); None: decided by --bia-dt. (conv.cpp: get_kinds_to_check)
-DIRECTIONS: dict[str, tuple[tuple[str, ...], bool | None]] = {
-    "FWD_B": (("y",), True),
-    "FWD_D": (("y",), None),
-    "FWD_I": (("y",), None),
-    "BWD_D": (("dx",), False),
-    "BWD_W": (("dw",), None),
-    "BWD_WB": (("dw", "db"), True),
-    "BWD_DW": (("dx", "dw"), False),
-}
 NO_DTYPE = ("s64", "s4", "u4", "boolean", "e8m0", "f4_e2m1", "undef")  # str2dt names convparity has no type for
 DT_NAMES = (*BENCHDNN_TYPES, *NO_DTYPE)
 # Legacy --cfg names (conv/cfg.cpp before oneDNN b41c6cf0d1, 2023; f32_full, f32_no_limits from v1.x).
@@ -139,6 +129,23 @@ _WHITESPACE_TOKEN = re.compile(r"[^ \t\n\v\f\r]+")
 
 class BatchFileError(GridError):
     """A batch file benchdnn would stop on, or that cannot be read; the message names file and line."""
+
+
+SHIPPED = Path(__file__).resolve().parent / "batch_files"  # oneDNN's files the docs use (with its license)
+
+
+def shipped_batch_files() -> dict[str, Path]:
+    """The batch files convparity ships, by name (harness/cases/batch_files/<source>/<name>)."""
+    return {path.name: path for path in sorted(SHIPPED.glob("*/*"))
+            if path.is_file() and path.name not in ("LICENSE", "README.md")}
+
+
+def find_batch_file(name: str) -> Path | None:
+    """NAME as a path when it is a file, else the shipped batch file of that name (a bare name only), else None."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    return shipped_batch_files().get(name) if path.name == name else None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@
   and conv + batchnorm + residual add + relu at the end of each block.
 - int8: quantized convolutions (uint8 and int8 sources, int8 weights per tensor and per output channel,
   zero points, an int32 bias, uint8 / int8 / int32 destinations) over the features of `smoke`, with
-  power-of-two scales whose exact ties show a backend's rounding and scales that put values near ties.
+  power-of-two scales whose exact ties show a backend's rounding and scales that put values near ties,
+  fused relu and relu6, saturation, and a dilated window that reads only padding.
 """
 
 from __future__ import annotations
@@ -299,7 +300,7 @@ EPILOGUES = (
 )
 CHAINS = ("sum+relu", "batchnorm+relu", "batchnorm+sum+relu", "add:f32:per_oc+clip:0:6", "batchnorm+swish:1",
           "sum:0.5+gelu_erf", "linear:2:-1+tanh+mul:f32:per_tensor")
-_EPILOGUE_SHAPES = (
+_EPILOGUE_SHAPES: tuple[dict[str, Any], ...] = (
     dict(in_channels=3, out_channels=4, input_size=(10,), kernel_size=(3,), padding=1),
     dict(in_channels=4, out_channels=6, input_size=(7, 8), kernel_size=(3, 3), padding=1),
     dict(in_channels=4, out_channels=6, input_size=(9, 9), kernel_size=(3, 3), stride=2, groups=2, padding=(1, 0)),
@@ -356,9 +357,14 @@ def int8() -> list[Case]:
         ("saturating", "uint8:int8:uint8", Quantization(x_scale=1.0, w_scale=1.0, y_scale=0.125, y_zero_point=128),
          ""),
     ):
-        spec = ConvSpec(batch=2, in_channels=16, out_channels=8, input_size=(6, 6), kernel_size=(3, 3), padding=1,
-                        dtype=dtype, quantization=quantization, post_ops=parse_post_ops(chain, 2))
+        spec = ConvSpec(batch=2, in_channels=16, out_channels=8, input_size=(6, 6), kernel_size=(3, 3),
+                        padding=((1, 1), (1, 1)), dtype=dtype, quantization=quantization,
+                        post_ops=parse_post_ops(chain, 2))
         cases.append(Case(spec, name, fixed_dtype=True))
+    # a dilated window that reads only padding: its output is the bias alone, zero points subtracted
+    cases.append(Case(ConvSpec(batch=2, in_channels=2, out_channels=3, input_size=(1, 1), kernel_size=(2, 2),
+                               dilation=(1, 2), padding=((0, 1), (1, 1)), dtype="uint8:int8:uint8",
+                               quantization=_INT8_SCALES[0]), "window in padding", fixed_dtype=True))
     return cases
 
 

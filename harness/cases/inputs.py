@@ -19,7 +19,7 @@ inside int32 and the scales benchdnn's files give keep outputs inside the destin
 0 to 8 for uint8 (to 160 for a 4-byte destination), -4 to 4 for int8; w -4 to 4 (-2 to 2, doubled,
 against int8 sources), 0 to 8 for uint8; a common zero point is added, so x - zp stays in that range;
 the int32 bias -8 to 8; a residual in destination codes (0 to 160, -4 to 4, -128 to 128). Per-channel
-scales are drawn from {1/16, 1/8, 1/4} and zero points from -2 to 2 (benchdnn's sets).
+scales are drawn from {1/16, 1/8, 1/4} and zero points from -2 (0 for uint8) to 2 (benchdnn's sets).
 
 An `InputStyle` says how the float tensors x, w, b and dy are drawn:
 
@@ -247,6 +247,8 @@ def _quantization(spec: ConvSpec, rng: np.random.Generator) -> dict[str, float |
             values[name] = value
         elif name.endswith("scale"):
             values[name] = rng.choice(np.array([1 / 16, 1 / 8, 1 / 4]), shapes[name])
-        else:
-            values[name] = rng.integers(-2, 2, shapes[name], endpoint=True)
+        else:  # benchdnn: [max(-2, lowest), 2] of the tensor's type
+            data_type = dict(zip("xwy", spec.data_types))[name[0]]
+            lowest = INTEGER_RANGE[data_type][0] if is_integer(data_type) else -2
+            values[name] = rng.integers(max(-2, lowest), 2, shapes[name], endpoint=True)
     return values

@@ -200,8 +200,8 @@ class ConvSpec:
             raise ValueError("quantization w_scale per_channel: convparity scales a transposed convolution's weights "
                              "per tensor only")
         if self.bias_dtype == "int32" and q.x_scale == PER_CHANNEL:
-            raise ValueError("quantization x_scale per_channel: an int32 bias counts steps of one x scale (ONNX), so "
-                             "it needs a common x_scale")
+            raise ValueError("quantization x_scale per_channel: an int32 bias counts accumulator steps of one x "
+                             "scale, so it needs a common x_scale")
 
     def _conv_padding(self, padding: Any, effective: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
         """A convolution's (before, after) pads, checked and with canonical end pads."""

@@ -19,8 +19,8 @@ from convparity.harness.inert_text import one_line
 from convparity.harness.running.interrupts import Interrupted, signals_as_interrupts
 
 MESSAGE_LIMIT = 2000  # characters of an error message printed (they quote what they reject, abbreviated)
-COMMANDS = ("backends", "grids", "run", "cases", "merge", "report", "compare", "explain", "search", "triage",
-            "new_backend")
+COMMANDS = ("backends", "grids", "run", "cases", "merge", "report", "index", "compare", "explain", "search",
+            "triage", "new_backend")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,8 +1,8 @@
 """`convparity backends [--limits]`: every registered backend, its version or why it is unavailable.
 
-Each backend is described in a worker of its own (its framework is imported there, never beside another's:
-some pairs crash in one process), all at once on the machine's cores, quietly (the workers' output goes to
-a temporary log), each bounded by the start-up timeout.
+Each plugin module's backends are described in a worker of their own (their framework is imported there, once
+for all of them, never beside another module's: some pairs crash in one process), all at once on the
+machine's cores, quietly (the workers' output goes to a temporary log), each bounded by the start-up timeout.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from convparity.harness.backends.manager import PluginSelection, get_manager
@@ -30,15 +31,26 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=handle)
 
 
+def worker_groups(backends: Mapping[str, object]) -> dict[str, str]:
+    """{backend: the first backend of its plugin module}: the backends of one module share workers (one import of
+    their framework), those of different modules never do."""
+    first: dict[str, str] = {}
+    return {name: first.setdefault(type(backend).__module__, name) for name, backend in backends.items()}
+
+
 def handle(args: argparse.Namespace) -> int:
     manager = get_manager()
     names = list(manager.backends())
     plugins = PluginSelection.from_environment()
     described: dict[str, list[str]] = {}
+    group_of = worker_groups(manager.backends())
+    slots = min(len(set(group_of.values())), os.cpu_count() or 1) or 1
     with tempfile.TemporaryDirectory(prefix="convparity-backends-") as folder, \
-            LocalProcessExecutor(min(len(names), os.cpu_count() or 1) or 1, log=Path(folder) / "workers.log") as ex:
+            LocalProcessExecutor(slots, log=Path(folder) / "workers.log") as ex:
         for name in names:
-            ex.submit(DescribeBackend(name, plugins, WorkerSetup.here(name, plugins, "off")), name, args.timeout)
+            group = group_of[name]
+            ex.submit(DescribeBackend(name, plugins, WorkerSetup.here(group, plugins, "off"), group), name,
+                      args.timeout)
         for _ in names:
             outcome = ex.next_outcome()
             described[outcome.tag] = outcome.value if not outcome.failure else [

@@ -22,14 +22,14 @@ from convparity.harness.running.placement import WorkerSetup
 from convparity.harness.running.runner import WorkerStartError
 from convparity.harness.running.tasks import ExplainCase, backend_pool
 from convparity.harness.settings import DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT
-from convparity.harness.vocabulary import DTYPES
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("explain", help="one case in detail: every tensor and its worst element")
     parser.add_argument("descriptor")
     parser.add_argument("-b", "--backend", required=True)
-    parser.add_argument("--dtype", default="float32", choices=DTYPES)
+    parser.add_argument("--dtype", default="float32", type=options.dtype_name,
+                        help="the case's dtype (default float32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bias", choices=("on", "off"), default="on")
     parser.add_argument("--tolerance-factor", type=options.tolerance_factor, default=1.0)

@@ -11,7 +11,7 @@ import argparse
 import math
 
 from convparity.harness.errors import ConvparityError
-from convparity.harness.vocabulary import DTYPES
+from convparity.harness.vocabulary import DATA_TYPES, DTYPES, check_dtype
 
 FIXED_BY_THE_RUN = "fixed_by_the_run"  # a group attribute: its options are refused with --resume
 
@@ -63,8 +63,17 @@ def backend_options(parser: argparse.ArgumentParser, *, required: bool = False) 
 
 
 def dtype_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--dtype", action="append", choices=DTYPES, metavar="DTYPE",
-                        help=f"one of {', '.join(DTYPES)} (repeat; default float64, float32)")
+    parser.add_argument("--dtype", action="append", type=dtype_name, metavar="DTYPE",
+                        help=f"one of {', '.join(DTYPES)}, or another data type or benchdnn's SRC:WEI:DST of "
+                             f"{', '.join(DATA_TYPES)} (repeat; default float64, float32)")
+
+
+def dtype_name(text: str) -> str:
+    """A --dtype value, canonical (argparse names the option when it is none)."""
+    try:
+        return check_dtype(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("dtype ")) from None
 
 
 def case_options(parser: argparse.ArgumentParser) -> None:
@@ -72,15 +81,29 @@ def case_options(parser: argparse.ArgumentParser) -> None:
     group = _fixed(parser.add_argument_group("cases"))
     group.add_argument("-g", "--grid", action="append", help="named grid, TOML grid file or batch file (repeat)")
     group.add_argument("--case", action="append", help="one benchdnn descriptor (repeat)")
-    group.add_argument("--batch", action="append", help="benchdnn batch file, read as benchdnn reads it (repeat); "
-                       "its --dt, --dir, ... decide each case's dtype, bias and tensors")
+    group.add_argument("--batch", action="append", help="benchdnn batch file, read as benchdnn's conv driver reads it, "
+                       "or its deconv driver after deconv: (deconv:FILE) (repeat); its --dt, --dir, --attr-post-ops, "
+                       "... decide each case's dtype, bias, tensors and attributes")
     group.add_argument("--random", type=int, default=0, metavar="N", help="N random cases (drawn with --seed)")
+    model_options(group)
     group.add_argument("--bias", choices=("on", "off", "both"), default="on",
                        help="bias for --case cases (default on)")
     dtype_option(group)
     group.add_argument("--seed", type=int, help="seed of the inputs and of --random (default 0)")
     group.add_argument("--max-cases", type=positive_int,
                        help="refuse a selection of more cases than this (default 1000000)")
+
+
+def model_options(group: argparse._ArgumentGroup) -> None:
+    """--model, --input-shape and --no-epilogues: `run`, `cases` and `search` share them."""
+    group.add_argument("--model", action="append", metavar="SOURCE", help="every convolution of a model, one case "
+                       "per distinct layer (repeat): a model file or name one of the model readers reads "
+                       "(`convparity cases --model SOURCE` lists its layers)")
+    group.add_argument("--input-shape", action="append", metavar="NAME=DIMS", help="the shape of a model input, "
+                       "e.g. input=1x3x224x224, for a symbolic or unknown one (repeat)")
+    group.add_argument("--no-epilogues", action="store_true", help="each model layer's convolution alone, without "
+                       "the batchnorm, activation and residual add its graph fuses (for backends that compute no "
+                       "post-ops)")
 
 
 def setting_options(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +116,14 @@ def setting_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reference-timeout", type=positive_seconds, help="seconds the reference may take on one "
                        "case (default 1800); past it the case's rows read reference-error")
     group.add_argument("--tolerance-factor", type=tolerance_factor, help="scale the error bound (default 1)")
+
+
+def perf_option(parser: argparse.ArgumentParser) -> None:
+    """--perf: saved in run.json (a resume times the rest of the cases too)."""
+    group = _fixed(parser.add_argument_group("speed (saved in run.json)"))
+    group.add_argument("--perf", action="store_true",
+                       help="also time every case that passes on a backend: its run after warm-up, with repeats "
+                       "(min, median, spread, GFLOP/s); time on an idle machine, with -j at most its cores")
 
 
 def placement_options(parser: argparse.ArgumentParser) -> None:
@@ -176,6 +207,14 @@ def selection(args: argparse.Namespace) -> dict:
     """The case options as keywords of sweep() and CaseSelection."""
     return dict(grids=args.grid or (), cases=args.case or (), batch_files=args.batch or (), bias=args.bias,
                 random=args.random, seed=args.seed or 0)
+
+
+def models(args: argparse.Namespace) -> dict:
+    """--model, --input-shape and --no-epilogues as keywords of sweep() and search()."""
+    if (args.input_shape or args.no_epilogues) and not args.model:
+        raise UsageError(f"{'--input-shape' if args.input_shape else '--no-epilogues'} goes with --model SOURCE")
+    return dict(models=tuple(args.model or ()), input_shapes=tuple(args.input_shape or ()),
+                epilogues=not args.no_epilogues)
 
 
 def dtypes(args: argparse.Namespace) -> tuple[str, ...]:

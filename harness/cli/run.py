@@ -15,6 +15,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     options.backend_options(parser)
     options.case_options(parser)
     options.setting_options(parser)
+    options.perf_option(parser)
     options.output_option(parser, "reports/<time>-<grids>")
     options.shard_option(parser)
     options.placement_options(parser)
@@ -38,8 +39,8 @@ def handle(args: argparse.Namespace) -> int:
         shard = Shard.parse(args.shard) if args.shard else None
         extra = {"max_cases": args.max_cases} if args.max_cases is not None else {}
         run = api.sweep(backends=args.backend, dtypes=options.dtypes(args), jobs=args.jobs or 1, out=args.output,
-                        progress=True, shard=shard, **options.selection(args), **options.settings(args), **extra,
-                        **placement)
+                        progress=True, shard=shard, perf=args.perf, **options.selection(args),
+                        **options.models(args), **options.settings(args), **extra, **placement)
     for name, reason in run.unavailable.items():
         print(f"convparity: backend {name} is unavailable, it ran nothing: {reason}", file=sys.stderr)
     print(run.summary.to_string(index=False))

@@ -33,6 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     group.add_argument("--known-findings", action="append", metavar="DIR", help="earlier findings to replay first "
                        "(a search or triage folder, or a folder of them such as reports/; repeat): one still failing "
                        "is not hunted again, one that passes now is reported as fixed")
+    options.model_options(group)
     options.setting_options(parser)
     options.output_option(parser, "reports/<time>-search")
     options.placement_options(parser)
@@ -53,7 +54,8 @@ def handle(args: argparse.Namespace) -> int:
             raise options.UsageError("give --budget or --minutes, not both")
         result = api.search(backends=args.backend, dtypes=options.dtypes(args), budget=args.budget,
                             minutes=args.minutes, seed=args.seed, jobs=args.jobs or 1, out=args.output,
-                            known_findings=args.known_findings or (), log=sys.stderr, **options.settings(args),
+                            known_findings=args.known_findings or (), log=sys.stderr, **options.models(args),
+                            **options.settings(args),
                             **placement)
     for name, reason in result.unavailable.items():
         print(f"convparity: backend {name} is unavailable, it ran nothing: {reason}", file=sys.stderr)

@@ -41,8 +41,12 @@ def print_rows(spec: ConvSpec, backend: str, rows: Sequence[Row], *, seed: int, 
             if magnitudes is None:
                 magnitudes = reference(spec, make_inputs(spec, seed, inputs)).magnitudes
             index = tuple(int(i) for i in row.worst_index.strip("()").split(",") if i.strip())
-            print(f"    worst at {index}: {backend} {row.worst_value!r}  reference {row.worst_reference!r}  "
-                  f"magnitude {float(magnitudes[row.tensor][index])!r}  K={row.reduction}", file=out)
+            magnitude = magnitudes.get(row.tensor)  # a plain convolution's tensors (a chain's bound is carried)
+            print(f"    worst at {index}: {backend} {row.worst_value!r}  reference {row.worst_reference!r}"
+                  + (f"  magnitude {float(magnitude[index])!r}" if magnitude is not None else "")
+                  + f"  K={row.reduction}", file=out)
+        if row.steps:
+            print(f"    steps: {row.steps}  (max {row.max_steps}; declared rounding {row.rounding})", file=out)
         if row.message:
             print(f"    {row.message}", file=out)
         if row.deviation:

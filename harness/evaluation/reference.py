@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -77,10 +78,10 @@ class Reference:
     y_scale: np.ndarray | float = 1.0
 
 
-def channel(values: object, ndim: int, axis: int = 1) -> np.ndarray | float:
+def channel(values: Any, ndim: int, axis: int = 1) -> np.ndarray | float:
     """A scalar as it is, a (channels,) array shaped to broadcast along `axis` of an ndim tensor."""
     if np.ndim(values) == 0:
-        return float(values)  # type: ignore[arg-type]
+        return float(values)
     shape = [1] * ndim
     shape[axis] = -1
     return np.asarray(values, dtype=np.float64).reshape(shape)
@@ -113,9 +114,10 @@ def _plain(spec: ConvSpec, inputs: Inputs) -> Reference:
     options = reference_options(spec)
     as64 = [None if a is None else np.asarray(a, dtype=np.float64) for a in (inputs.x, inputs.w, inputs.b, inputs.dy)]
     names = spec.tensors
+    x, w, b = np.asarray(inputs.x, dtype=np.float64), np.asarray(inputs.w, dtype=np.float64), as64[2]
     if not spec.differentiable:
-        y = _forward(spec)(as64[0], as64[1], as64[2], **options)
-        mag = _forward(spec)(np.abs(as64[0]), np.abs(as64[1]), None if as64[2] is None else np.abs(as64[2]), **options)
+        y = _forward(spec)(x, w, b, **options)
+        mag = _forward(spec)(np.abs(x), np.abs(w), None if b is None else np.abs(b), **options)
         return Reference({"y": y}, {"y": mag}, y)
     values = dict(zip(("y", "dx", "dw", "db"), forward_backward_function(spec)(*as64, **options)))
     magnitudes = dict(zip(("y", "dx", "dw", "db"), forward_backward_function(spec)(

@@ -24,6 +24,7 @@ import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,8 @@ def run_backend(backend: Backend, spec: ConvSpec, seed: int, version: str = "",
     start = time.perf_counter()
     try:
         if takes_extras(spec):
-            outputs = backend.run(spec, drawn.x, drawn.w, drawn.b, drawn.dy, extras=drawn.extras)  # type: ignore[call-arg]
+            run_with_extras: Any = backend.run  # the contract's optional keyword (harness.backends.contract)
+            outputs = run_with_extras(spec, drawn.x, drawn.w, drawn.b, drawn.dy, extras=drawn.extras)
         else:
             outputs = backend.run(spec, drawn.x, drawn.w, drawn.b, drawn.dy)
     except Unsupported as error:
@@ -325,6 +327,7 @@ def compare_rows(spec: ConvSpec, name: str, backend: str, version: str, seed: in
     """One row per tensor: pass/fail under the bound (an integer y: in steps), then xfail/xpass where a declared
     deviation covers it."""
     base = _base(spec, name, backend, version, seed, tolerance_factor, inputs)
+    base["compile_seconds"] = math.nan if ran.compile_seconds is None else ran.compile_seconds
     reductions = spec.reductions
     problems = dict(ran.problems)
     bounds = tensor_bounds(spec, ref, accumulation=ran.accumulation, tolerance_factor=tolerance_factor)

@@ -15,13 +15,20 @@ of these that applies:
     fix         OLD fail / error / crash / timeout -> NEW pass
     worse       err_ratio grew beyond the threshold: new > growth * old and new > floor; the floor keeps
                 noise among near-zero ratios (0 -> 1e-6) out. Applies whatever the statuses (pass -> pass,
-                fail -> fail)
+                fail -> fail). Ratios are compared against the unscaled bound (err_ratio x the run's
+                tolerance factor), so a run with another --tolerance-factor is not "worse" only because
+                its bound changed
     changed     any other status change: pass -> unsupported, fail -> error, anything <-> reference-error, ...
     same        none of the above
 
+Speed (runs with --perf): a case timed on a backend in both runs is `slower` when its new median time
+exceeds the old one by more than the spread either run measured, and at least SPEED_NOISE (the
+repeatability of timings on an idle machine: benchmarks/perf_repeatability.py); that is a column of its
+own (`slowdown`, `slower`) beside the change, shown and counted apart. It does not change the exit code.
+
 `convparity compare` prints the settings that differ between the runs, a summary, writes every joined
-key to a CSV and an HTML page (in the NEW run's folder unless told otherwise) and exits 1 when any key
-is a regression. Backend versions of both runs are shown side by side.
+key to a CSV (bias as on/off, as everywhere) and an HTML page (in the NEW run's folder unless told
+otherwise) and exits 1 when any key is a regression. Backend versions of both runs are shown side by side.
 """
 
 from __future__ import annotations
@@ -37,10 +44,11 @@ import pandas as pd
 from convparity.harness.files import RunFolderError, atomic_write
 from convparity.harness.reporting import html_page
 from convparity.harness.reporting.matrix import format_ratio
+from convparity.harness.reporting.speed import seconds_text
 from convparity.harness.results import KEY, RESULTS_FILE, bias_word, read_results
 from convparity.harness.running.run_folder import read_record
 from convparity.harness.running.run_record import RunRecord
-from convparity.harness.vocabulary import BAD_STATUSES, TENSORS
+from convparity.harness.vocabulary import BAD_STATUSES, tensor_key
 
 # Settings under which the same key can get another status: differing, no key is called a regression.
 # (Other settings that differ, grids, dtypes, backends, only change which keys exist.)
@@ -55,10 +63,11 @@ DESCRIPTIONS = {
     "only_new": "in the new run only",
     "same": "no change worth showing",
 }
-SIDE_COLUMNS = ["status", "err_ratio", "backend_version", "message"]
+SIDE_COLUMNS = ["status", "err_ratio", "backend_version", "message", "perf_median_s", "perf_spread"]
 COLUMNS = ["change", "backend", "dtype", "bias", "tensor", "case", "name", "status_old", "status_new",
            "err_ratio_old", "err_ratio_new", "growth", "backend_version_old", "backend_version_new",
-           "message_old", "message_new", "repro"]
+           "message_old", "message_new", "perf_median_s_old", "perf_median_s_new", "slowdown", "slower", "repro"]
+SPEED_NOISE = 0.10
 SHOWN = ["backend", "dtype", "bias", "tensor", "status_old", "status_new", "err_ratio_old", "err_ratio_new",
          "case"]
 VERSIONS = ["backend_version_old", "backend_version_new"]
@@ -114,12 +123,14 @@ def _load(directory: Path) -> tuple[pd.DataFrame, RunRecord]:
     return read_results(directory).drop_duplicates(list(KEY), keep="last"), record
 
 
-def classify(joined: pd.DataFrame, thresholds: Thresholds, comparable: bool = True) -> np.ndarray:
+def classify(joined: pd.DataFrame, thresholds: Thresholds, comparable: bool = True,
+             factors: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
     """The change of every joined key (see the module docstring); `joined` has the _old/_new columns.
-    `comparable`: whether both runs had the same row-deciding settings (else nothing is a regression)."""
+    `comparable`: whether both runs had the same row-deciding settings (else nothing is a regression);
+    `factors`: the old and new runs' tolerance factors (ratios are compared against the unscaled bound)."""
     old, new = joined["status_old"], joined["status_new"]
-    ratio_old = joined["err_ratio_old"].to_numpy(dtype=float)
-    ratio_new = joined["err_ratio_new"].to_numpy(dtype=float)
+    ratio_old = joined["err_ratio_old"].to_numpy(dtype=float) * factors[0]
+    ratio_new = joined["err_ratio_new"].to_numpy(dtype=float) * factors[1]
     only_old = new.isna().to_numpy(dtype=bool)
     only_new = old.isna().to_numpy(dtype=bool)
     with np.errstate(invalid="ignore"):
@@ -135,6 +146,15 @@ def classify(joined: pd.DataFrame, thresholds: Thresholds, comparable: bool = Tr
     ]
     changes = ["only_old", "only_new", "regression", "fix", "worse", "changed"]
     return np.select(conditions, changes, default="same")
+
+
+def speed_change(joined: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(new median / old median, whether that is slower beyond the measured spread and SPEED_NOISE) per key;
+    NaN and False where either run has no timing."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slowdown = joined["perf_median_s_new"] / joined["perf_median_s_old"]
+    noise = np.fmax(np.fmax(joined["perf_spread_old"].fillna(0), joined["perf_spread_new"].fillna(0)), SPEED_NOISE)
+    return slowdown, (slowdown > 1 + noise).fillna(False).astype(bool)
 
 
 def version_table(old: RunRecord, new: RunRecord) -> pd.DataFrame:
@@ -159,13 +179,15 @@ def compare_runs(
     differences = settings_differences(old_meta, new_meta)
     keep = list(KEY) + SIDE_COLUMNS + ["name", "repro"]
     joined = old[keep].merge(new[keep], on=list(KEY), how="outer", suffixes=("_old", "_new"), sort=False)
-    joined["change"] = classify(joined, thresholds, comparable=not set(differences) & ROW_DECIDING)
+    factors = (old_meta.settings.tolerance_factor, new_meta.settings.tolerance_factor)
+    joined["change"] = classify(joined, thresholds, comparable=not set(differences) & ROW_DECIDING, factors=factors)
     with np.errstate(divide="ignore", invalid="ignore"):
-        joined["growth"] = joined["err_ratio_new"] / joined["err_ratio_old"]
+        joined["growth"] = (joined["err_ratio_new"] * factors[1]) / (joined["err_ratio_old"] * factors[0])
+    joined["slowdown"], joined["slower"] = speed_change(joined)
     joined["name"] = joined["name_new"].fillna(joined["name_old"])
     joined["repro"] = joined["repro_new"].fillna(joined["repro_old"])
     joined = joined.assign(_change=joined["change"].map({c: i for i, c in enumerate(CHANGES)}),
-                           _tensor=joined["tensor"].map({t: i for i, t in enumerate(TENSORS)}))
+                           _tensor=joined["tensor"].map(lambda t: tensor_key(t)))
     rows = joined.sort_values(["_change", "backend", "dtype", "case", "bias", "_tensor"], kind="stable")
     rows = rows[COLUMNS].reset_index(drop=True)
     return RunComparison(old_dir, new_dir, thresholds, rows, version_table(old_meta, new_meta), differences)
@@ -200,6 +222,14 @@ def summary_text(comparison: RunComparison, csv_path: Path | None = None, limit:
         f"{len(comparison.rows)} keys: " + ", ".join(f"{counts[c]} {c}" for c in CHANGES)
         + f"  (worse: err_ratio > {t.growth:g}x old and > {t.floor:g})",
     ]
+    slower = comparison.rows[comparison.rows["slower"]]
+    if len(slower):
+        cases = slower.drop_duplicates(["case", "bias", "dtype", "backend"])
+        slow = cases[["backend", "dtype", "case"]].assign(
+            old=cases["perf_median_s_old"].map(seconds_text), new=cases["perf_median_s_new"].map(seconds_text),
+            slowdown=cases["slowdown"].map(lambda v: f"{v:.2f}x"))
+        lines.append(f"slower ({len(cases)} case x backend: median time grew beyond the measured spread and "
+                     f"{SPEED_NOISE:.0%}):\n" + slow.head(limit).to_string(index=False))
     for change in CHANGES[:-1]:
         chosen = comparison.rows[comparison.rows["change"] == change]
         if chosen.empty:
@@ -214,8 +244,10 @@ def summary_text(comparison: RunComparison, csv_path: Path | None = None, limit:
 
 
 def write_csv(comparison: RunComparison, path: Path) -> Path:
-    """Every joined key with its change, both statuses, ratios, versions and messages, and the repro."""
-    return atomic_write(path, lambda file: comparison.rows.to_csv(file, index=False))
+    """Every joined key with its change, both statuses, ratios, versions, messages and timings, and the repro;
+    bias as on/off, as in results.csv."""
+    rows = comparison.rows.assign(bias=comparison.rows["bias"].map(bias_word))
+    return atomic_write(path, lambda file: rows.to_csv(file, index=False))
 
 
 def render_html(comparison: RunComparison) -> str:
@@ -236,6 +268,13 @@ def render_html(comparison: RunComparison) -> str:
         "<h2>Backend versions</h2>\n" + html_page.table(comparison.versions),
         "<h2>Changes</h2>\n" + html_page.table(counts),
     ]
+    slower = comparison.rows[comparison.rows["slower"]].drop_duplicates(["case", "bias", "dtype", "backend"])
+    if len(slower):
+        slow = slower[["backend", "dtype", "case"]].assign(
+            bias=slower["bias"].map(bias_word), old=slower["perf_median_s_old"].map(seconds_text),
+            new=slower["perf_median_s_new"].map(seconds_text), slowdown=slower["slowdown"].map(lambda v: f"{v:.2f}x"))
+        parts.append(html_page.details(f"slower ({len(slower)} case x backend): median time grew beyond the measured "
+                                       f"spread and {SPEED_NOISE:.0%}", html_page.table(slow), opened=True))
     for change in CHANGES[:-1]:
         chosen = comparison.rows[comparison.rows["change"] == change]
         if len(chosen):

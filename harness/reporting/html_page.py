@@ -29,7 +29,24 @@ table.dataframe th, table.dataframe td { border: 1px solid #d0d7de; padding: 3px
 table.dataframe th { background: #f6f8fa; }
 table.matrix td { padding: 0; } table.matrix td > div { padding: 4px 9px; min-width: 9em; }
 table.matrix td:first-child { max-width: 14em; overflow-wrap: anywhere; padding: 4px 9px; }
-code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; word-break: break-all; }
+code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; white-space: nowrap; }
+div.line { max-width: 30em; overflow-x: auto; white-space: nowrap; }
+table.cases { display: block; max-width: 100%; overflow-x: auto; }
+table.cases td { white-space: nowrap; }
+.cause-group { margin: .8em 0 1.2em; padding-left: .8em; border-left: 3px solid #d0d7de; }
+.cause-head { margin: .2em 0; } .cause { margin: .2em 0; overflow-wrap: anywhere; }
+.status { display: inline-block; padding: 0 6px; border-radius: 3px; font-weight: 600; }
+.status-fail, .status-error, .status-crash, .status-timeout { background: #f28b82; }
+.status-xfail, .status-xpass { background: #c9b6f2; }
+.status-unsupported, .status-reference-error { background: #e4e7eb; }
+.hist { display: flex; align-items: flex-end; gap: 1px; height: 38px; }
+.hist .bin { display: flex; flex-direction: column; justify-content: flex-end; width: 6px; height: 100%;
+             background: #f6f8fa; }
+.hist .bin.bound { border-left: 1px dashed #1f2328; }
+.seg, .swatch { display: block; width: 100%; } .swatch { display: inline-block; width: 10px; height: 10px; }
+.seg.pass, .swatch.pass { background: #3fa55b; } .seg.fail, .swatch.fail { background: #d93025; }
+.seg.declared, .swatch.declared { background: #8e6bd6; }
+table.histograms td { padding: 4px 6px; }
 .ratio { font-weight: 600; } .legend span { display: inline-block; padding: 2px 8px; margin: 2px; }
 details > summary { cursor: pointer; font-weight: 600; margin: .5em 0; }
 img { max-width: 100%; height: auto; }

@@ -6,11 +6,17 @@ Sections, in order:
   coloured by its band and showing pass/fail/unsupported counts (other statuses named) and the worst err_ratio;
 - findings, when the folder has a findings.csv (from `convparity search` or `convparity triage`): one
   line per group with its rule, minimal case and repro script; new findings open, known deviations folded;
-- per backend, heatmaps of the worst err_ratio over spec axes (convparity.harness.reporting.heatmap);
-- every non-passing case: one line per (case, bias, dtype, backend, status, message), the tensors it
-  covers listed together, with descriptor, message and repro; failures (fail/error/crash/timeout)
-  first and open, then known deviations (xfail, with the declared reason and upstream report) and
-  stale declarations (xpass), reference errors (the harness's own, never the backend's), unsupported;
+- per backend, heatmaps of the worst err_ratio over spec axes (convparity.harness.reporting.heatmap),
+  declared deviations hatched apart from failures;
+- the err_ratio distribution per backend x dtype x tensor (convparity.harness.reporting.distribution),
+  so "barely passing" shows before it fails;
+- the non-passing rows grouped by cause: per kind (failures, known deviations, stale declarations,
+  reference errors, unsupported), one group per backend and cause (the declared deviation, or the
+  message with its numbers left out), with its counts, dtypes, tensors and worst err_ratio, the reason
+  once, and its cases collapsed under it, one line per (case, bias, dtype) with the tensors together,
+  descriptor and repro in monospace cells that do not wrap;
+- with --perf, speed beside correctness (convparity.harness.reporting.speed): per backend and dtype,
+  and the fastest correct backend of every case;
 - time per backend: in workers, in the backend's run (compile where measured), the harness's share,
   start-up (convparity.harness.reporting.timing), when run.json records it;
 - the run's metadata from run.json (harness and backend versions, platform, seed, grids, duration).
@@ -19,28 +25,29 @@ Sections, in order:
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from convparity.harness.files import atomic_write
-from convparity.harness.reporting import html_page
+from convparity.harness.reporting import html_page, speed
 from convparity.harness.reporting.digest import ResultsDigest
+from convparity.harness.reporting.distribution import histograms_html
 from convparity.harness.reporting.heatmap import backend_figure
 from convparity.harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
+from convparity.harness.reporting.pairs import pairs_section
 from convparity.harness.reporting.timing import idle_line, timing_table
 from convparity.harness.results import bias_word
 from convparity.harness.running.run_folder import read_record
 from convparity.harness.running.run_record import RunRecord
 from convparity.harness.search.findings import read_findings
-from convparity.harness.vocabulary import BAD_STATUSES, TENSORS
+from convparity.harness.vocabulary import BAD_STATUSES, in_tensor_order, tensor_key
 
 REPORT_HTML = "report.html"
-CASE_COLUMNS = ["backend", "dtype", "bias", "case", "name", "status", "message", "deviation", "repro"]
 SEVERITY = {s: i for i, s in enumerate(("crash", "timeout", "error", "fail", "xpass", "xfail", "reference-error",
                                         "harness-error", "unsupported"))}
-CASE_TABLE = ["backend", "dtype", "bias", "case", "name", "status", "tensors", "err_ratio", "message",
-              "deviation", "repro"]
 CASE_GROUPS = (("failures", list(BAD_STATUSES), True),
                ("known deviations (xfail)", ["xfail"], True),
                ("stale declarations (xpass): the declared deviation did not happen", ["xpass"], True),
@@ -83,42 +90,172 @@ def heatmap_section(cells: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
-def non_passing_cases(results: pd.DataFrame) -> pd.DataFrame:
-    """Every non-passing row, the tensors of one (case, backend, status, message) joined on one line.
+_NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+CAUSE_COLUMNS = ["status", "backend", "cause"]
+CASE_LINE = ["case", "name", "dtype", "bias", "tensors", "err_ratio", "detail", "repro"]
 
-    Columns: backend, dtype, bias, case, name, status, tensors ('y dx dw'), worst err_ratio, message,
-    repro; sorted by severity (crash, timeout, error, fail, unsupported, unavailable), backend, dtype.
-    """
-    rows = results[results["status"] != "pass"]
-    tensor_order = rows["tensor"].map({t: i for i, t in enumerate(TENSORS)})
-    rows = rows.assign(_tensor=tensor_order).sort_values("_tensor", kind="stable")
-    grouped = rows.groupby(CASE_COLUMNS, sort=False, dropna=False, observed=True)
-    cases = grouped.agg(tensors=("tensor", " ".join), err_ratio=("err_ratio", "max")).reset_index()
-    severity = cases["status"].map(SEVERITY).fillna(len(SEVERITY))
-    cases = cases.assign(_severity=severity).sort_values(["_severity", "backend", "dtype", "case"],
-                                                         kind="stable")
-    return cases[CASE_TABLE]
+
+def message_pattern(message: str, tensor: str = "") -> str:
+    """A message with its numbers left out ('#') and its own tensor's name generic, so that one cause's rows
+    share it: '123 of 512 elements exceed the bound' -> '# of # elements exceed the bound'; 'computes no dw
+    (forward only)' on the dw row -> 'computes no ‹tensor› (forward only)'."""
+    if tensor:
+        message = re.sub(rf"\b{re.escape(tensor)}\b", "‹tensor›", message)
+    return _NUMBER.sub("#", message)
+
+
+def _detail(row: pd.Series) -> str:
+    """What a row's message says beyond its group's reason (a declared deviation's reason is said once)."""
+    message = str(row["message"] or "")
+    if row["status"] == "xfail":  # "known deviation: <reason>; <what the comparison found>", the reason may hold "; "
+        prefix, deviation = "known deviation: ", str(row["deviation"] or "")
+        for cut in (m.start() for m in re.finditer("; ", message)):
+            if message.startswith(prefix) and deviation.startswith(message[len(prefix):cut] + " ("):
+                return message[cut + 2:]
+        return message.removeprefix(prefix) if not deviation else ""
+    if row["status"] == "xpass":
+        return ""
+    # the cause line says a message without numbers whole (its tensor's name made generic): only numbers differ
+    return message if "#" in message_pattern(message, str(row["tensor"])) else ""
+
+
+def causes(non_passing: pd.DataFrame) -> pd.DataFrame:
+    """The non-passing rows' groups: one per (status, backend, cause), where the cause is the declared
+    deviation (xfail, xpass) or the message pattern. Columns: status, backend, cause, rows, cases, dtypes,
+    tensors, err_ratio (worst), and `lines`, the group's cases (`case_lines`)."""
+    rows = non_passing
+    if rows.empty:
+        return pd.DataFrame(columns=CAUSE_COLUMNS + ["rows", "cases", "dtypes", "tensors", "err_ratio", "lines"])
+    declared = rows["status"].isin(["xfail", "xpass"]) & (rows["deviation"].fillna("") != "")
+    patterns = [message_pattern(str(m), str(t)) for m, t in zip(rows["message"].fillna(""), rows["tensor"])]
+    cause = rows["deviation"].where(declared, pd.Series(patterns, index=rows.index, dtype=object))
+    rows = rows.assign(cause=cause.astype(str))
+    groups = []
+    for (status, backend, reason), members in rows.groupby(CAUSE_COLUMNS, sort=False, observed=True):
+        messages = set(members["message"].fillna(""))
+        if not declared[members.index].any() and len(messages) == 1:
+            reason = messages.pop()  # one message for every row: say it as it is, numbers included
+        lines = case_lines(members)
+        tensors = in_tensor_order(members["tensor"])
+        groups.append({"status": status, "backend": backend, "cause": reason, "rows": len(members),
+                       "cases": len(lines), "dtypes": ", ".join(dict.fromkeys(members["dtype"])),
+                       "tensors": " ".join(tensors), "err_ratio": members["err_ratio"].max(), "lines": lines})
+    table = pd.DataFrame(groups)
+    order = table["status"].map(SEVERITY).fillna(len(SEVERITY))
+    return (table.assign(_severity=order, _rows=-table["rows"])
+            .sort_values(["_severity", "_rows", "backend"], kind="stable").drop(columns=["_severity", "_rows"]))
+
+
+def case_lines(members: pd.DataFrame) -> pd.DataFrame:
+    """One line per (case, name, bias, dtype) of a cause's rows: its tensors (y, dx, dw, db order), worst
+    err_ratio, what each row says beyond the reason (once when the tensors say the same), the repro."""
+    rows = members.assign(detail=members.apply(_detail, axis=1) if len(members) else "",
+                          _tensor=members["tensor"].map(lambda t: tensor_key(t)))
+    rows = rows.sort_values("_tensor", kind="stable")
+
+    def details(group: pd.DataFrame) -> str:
+        said = dict(zip(group["tensor"], group["detail"], strict=True))
+        if len(set(said.values())) == 1:
+            return next(iter(said.values()))
+        return "; ".join(f"{tensor}: {text}" for tensor, text in said.items() if text)
+
+    keys = ["case", "name", "bias", "dtype"]
+    grouped = rows.groupby(keys, sort=False, dropna=False, observed=True)
+    lines = grouped.agg(tensors=("tensor", " ".join), err_ratio=("err_ratio", "max"), repro=("repro", "first"))
+    lines["detail"] = grouped[["tensor", "detail"]].apply(details)
+    return lines.reset_index()[CASE_LINE]
+
+
+def _cause_block(group: pd.Series, opened: bool) -> str:
+    """One cause: its counts and reason once, then its cases collapsed."""
+    lines = group["lines"]
+    shown = lines.assign(case=_scrolling(lines["case"]), repro=_scrolling(lines["repro"]),
+                         detail=_scrolling(lines["detail"], code=False),
+                         bias=lines["bias"].map(bias_word), err_ratio=lines["err_ratio"].map(format_ratio))
+    ratio = format_ratio(group["err_ratio"])
+    worst = f" · worst err_ratio {html_page.text(ratio)}" if ratio != "–" else ""
+    status = html_page.text(group["status"])
+    head = (f'<p class="cause-head"><span class="status status-{status}">{status}</span> '
+            f'<b>{html_page.text(group["backend"])}</b> · {_count(group["rows"], "row")} in '
+            f'{_count(group["cases"], "case")} · '
+            f'{html_page.text(group["dtypes"])} · tensors {html_page.text(group["tensors"])}{worst}</p>\n'
+            f'<p class="cause">{html_page.linked(group["cause"]) or "(no message)"}</p>')
+    table = html_page.table(shown, markup_columns=("case", "repro", "detail"), css_class="cases")
+    return (f'<div class="cause-group">{head}\n'
+            + html_page.details(f"the {_count(group['cases'], 'case')}", table, opened=opened) + "</div>")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _scrolling(values: pd.Series, code: bool = True) -> pd.Series:
+    """Each value in a line (monospace unless `code` is False) that never wraps and scrolls sideways when wider
+    than its cell."""
+    def line(value: object) -> str:
+        text = html_page.text(value)
+        return "" if not text else f'<div class="line"><code>{text}</code></div>' if code else \
+            f'<div class="line">{text}</div>'
+
+    return values.map(line)
 
 
 def cases_section(non_passing: pd.DataFrame, left_out: dict[str, int]) -> str:
-    """Non-passing cases in collapsible tables by kind (CASE_GROUPS); rows beyond what the digest kept are
-    counted, with where to find them."""
-    cases = non_passing_cases(non_passing)
-    cases = cases.assign(err_ratio=cases["err_ratio"].map(format_ratio), repro=html_page.code(cases["repro"]),
-                         bias=cases["bias"].map(bias_word),
-                         case=html_page.code(cases["case"]), deviation=cases["deviation"].map(html_page.linked))
-    parts = ["<h2>Non-passing cases</h2>"]
-    for title, statuses, opened in CASE_GROUPS:
-        chosen = cases[cases["status"].isin(statuses)]
-        if len(chosen):
-            body = html_page.table(chosen, markup_columns=("case", "repro", "deviation"))
-            more = sum(left_out.get(s, 0) for s in statuses)
-            if more:
-                body += f"<p>{more} more rows of these statuses are in results.csv, not listed here.</p>"
-            parts.append(html_page.details(f"{title} ({len(chosen)} cases)", body, opened=opened))
+    """Non-passing rows grouped by cause, by kind (CASE_GROUPS); rows beyond what the digest kept are counted,
+    with where to find them."""
+    grouped = causes(non_passing)
+    parts = ["<h2>Non-passing rows, by cause</h2>"]
+    for title, statuses, _ in CASE_GROUPS:
+        chosen = grouped[grouped["status"].isin(statuses)]
+        if not len(chosen):
+            continue
+        rows, cases = int(chosen["rows"].sum()), int(chosen["cases"].sum())
+        blocks = "\n".join(_cause_block(group, opened=False) for _, group in chosen.iterrows())
+        more = sum(left_out.get(s, 0) for s in statuses)
+        if more:
+            blocks += f"\n<p>{more} more rows of these statuses are in results.csv, not listed here.</p>"
+        counts = f"{_count(rows, 'row')} in {_count(cases, 'case')}, {_count(len(chosen), 'cause')}"
+        parts.append(f"<h3>{html_page.text(title)} ({counts})</h3>\n{blocks}")
     if len(parts) == 1:
         parts.append("<p>No non-passing rows.</p>")
     return "\n".join(parts)
+
+
+def distribution_section(counts: pd.DataFrame, steps: pd.DataFrame | None = None) -> str:
+    """How close to the bound each backend x dtype x tensor runs, and how many quantization steps integer outputs
+    are off (harness.reporting.distribution)."""
+    body = histograms_html(counts)
+    stepped = histograms_html(steps, steps=True) if steps is not None else ""
+    return ("<h2>How close to the bound</h2>\n" + (body or "<p>No compared rows.</p>")
+            + (f"\n<h2>Integer outputs: steps from the exact result</h2>\n{stepped}" if stepped else ""))
+
+
+def speed_section(timings: pd.DataFrame, record: RunRecord) -> str:
+    """--perf: per backend and dtype, then the fastest correct backend of every case (harness.reporting.speed)."""
+    if timings.empty:
+        return ""
+    summary = speed.per_backend(timings)
+    grids = ", ".join(record.settings.grids) or "the run's cases"
+    shown = summary.assign(
+        median_gflops=summary["median_gflops"].map(lambda v: f"{v:.3g}"),
+        vs_fastest=summary["vs_fastest"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}x"),
+        first_call_s=summary["first_call_s"].map(speed.seconds_text),
+        compile_s=summary["compile_s"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.1f} s"))
+    shown.columns = ["dtype", "backend", "cases timed", "fastest on", "median GFLOP/s", "time vs fastest (geo. mean)",
+                     "first call (median)", "compile (total)"]
+    cases = speed.per_case(timings)
+    backends = [c for c in cases.columns if c not in speed.CASE_KEYS + ["fastest", "fastest_s"]]
+    lines = cases.assign(case=_scrolling(cases["case"]), bias=cases["bias"].map(bias_word),
+                         **{b: cases[b].map(speed.seconds_text) for b in backends})
+    lines = lines.drop(columns=["fastest_s"])
+    return (
+        f"<h2>Speed of correct results (--perf)</h2>\n<p>Every case that passed on a backend was timed in that "
+        f"backend's worker: its run after warm-up, repeated (median shown; GFLOP/s from the exact multiply-adds of "
+        f"the tensors it computes). Failing rows are never timed. Fastest correct backend per dtype over "
+        f"{html_page.text(grids)}:</p>\n" + html_page.table(shown)
+        + "\n" + html_page.details(f"fastest correct backend of each of the {len(cases)} cases (median time per "
+                                   "backend; forward-only backends are timed on y and never called fastest)",
+                                   html_page.table(lines, markup_columns=("case",), css_class="cases")))
 
 
 FINDING_TABLE = ["group", "status", "backend", "dtype", "bias", "tensors", "kind", "rule", "rule_check",
@@ -194,21 +331,27 @@ def timing_section(record: RunRecord) -> str:
             + (f"\n<p>{html_page.text(line)}.</p>" if line else ""))
 
 
-def render(title: str, digest: ResultsDigest, record: RunRecord, findings: pd.DataFrame | None = None) -> str:
-    """The whole page as a string (with a findings section when `findings` is given)."""
+def render(title: str, digest: ResultsDigest, record: RunRecord, findings: pd.DataFrame | None = None,
+           extra_sections: Sequence[str] = ()) -> str:
+    """The whole page as a string (with a findings section when `findings` is given); `extra_sections` (HTML,
+    such as the model view) come after the parity matrix."""
     body = "\n".join(part for part in [
         totals_line(digest, record),
         matrix_section(digest.summary),
+        pairs_section(digest.pair_counts, digest.pair_differences),
+        *extra_sections,
         *([findings_section(findings)] if findings is not None else []),
         heatmap_section(digest.heatmap_cells),
+        distribution_section(digest.distribution, digest.step_distribution),
         cases_section(digest.non_passing, digest.left_out),
+        speed_section(digest.timings, record),
         timing_section(record),
         "<h2>Run</h2>\n" + html_page.table(metadata_items(record, digest.versions)),
     ] if part)
     return html_page.document(f"convparity report: {title}", body)
 
 
-def write_html_report(directory: Path, digest: ResultsDigest) -> Path:
+def write_html_report(directory: Path, digest: ResultsDigest, extra_sections: Sequence[str] = ()) -> Path:
     """Write DIR/report.html from the digest of the run's rows, its run.json and its findings.csv if any."""
-    page = render(directory.name, digest, read_record(directory), read_findings(directory))
+    page = render(directory.name, digest, read_record(directory), read_findings(directory), extra_sections)
     return atomic_write(directory / REPORT_HTML, lambda file: file.write(page))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from convparity.harness.vocabulary import BAD_STATUSES, DTYPES, STATUSES, TENSORS
+from convparity.harness.vocabulary import BAD_STATUSES, DTYPES, STATUSES, in_tensor_order, tensor_key
 
 SUMMARY_KEYS = ["backend", "dtype", "tensor"]
 TIGHT_BELOW = 0.1
@@ -114,10 +114,11 @@ def finish_summary(parts: pd.DataFrame) -> pd.DataFrame:
 
 def _display_order(column: pd.Series) -> pd.Series:
     """Sort key: dtypes widest first (DTYPES order), tensors y, dx, dw, db; anything else as text."""
-    known = {"dtype": DTYPES, "tensor": TENSORS}.get(str(column.name))
-    if known is None:
+    if column.name == "tensor":
+        return column.map(tensor_key)
+    if column.name != "dtype":
         return column
-    return column.map({name: i for i, name in enumerate(known)}).fillna(len(known))
+    return column.map({name: i for i, name in enumerate(DTYPES)}).fillna(len(DTYPES))
 
 
 def counts_text(cell: pd.Series) -> str:
@@ -132,7 +133,7 @@ def parity_matrix(summary: pd.DataFrame, cell: Callable[[pd.Series], str]) -> pd
 
     `cell` renders one summary row; a tensor a (backend, dtype) has no rows for (db without bias) is None.
     """
-    present = [t for t in TENSORS if t in set(summary["tensor"])]
+    present = in_tensor_order(summary["tensor"])
     texts = summary.assign(cell=summary.apply(cell, axis=1) if len(summary) else [])
     wide = texts.pivot(index=["backend", "dtype"], columns="tensor", values="cell")
     rows = pd.MultiIndex.from_frame(summary[["backend", "dtype"]].drop_duplicates())

@@ -15,12 +15,14 @@ import pandas as pd
 
 from convparity.harness import inert_text
 from convparity.harness.files import atomic_write
+from convparity.harness.reporting import model_view
 from convparity.harness.reporting.digest import ResultsDigest, digest_results
 from convparity.harness.reporting.html_report import write_html_report
 from convparity.harness.reporting.matrix import BAND_BY_NAME, BANDS, counts_text, format_ratio, parity_matrix
+from convparity.harness.reporting.pairs import pairs_markdown
 from convparity.harness.running.run_folder import read_record
 from convparity.harness.running.run_record import RunRecord
-from convparity.harness.vocabulary import TENSORS
+from convparity.harness.vocabulary import in_tensor_order
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -69,6 +71,7 @@ def summary_markdown(title: str, digest: ResultsDigest, record: RunRecord) -> st
         "Cells: pass/fail/unsupported row counts (other statuses named), then the worst err_ratio "
         f"(≤ 1 passes); — means no rows.\n{legend}\n\n"
         f"{_declared_section(digest.non_passing)}{_unavailable_section(record)}"
+        f"{pairs_markdown(digest.pair_counts) + chr(10) if len(digest.pair_counts) else ''}"
         f"## Rows per status\n\n{markdown_table(counts)}\n"
     )
 
@@ -79,7 +82,7 @@ def _declared_section(non_passing: pd.DataFrame) -> str:
     if declared.empty:
         return ""
     table = (declared.groupby(["status", "backend", "dtype", "deviation"], observed=True)
-             .agg(tensors=("tensor", lambda t: " ".join(sorted(set(t), key=TENSORS.index))), rows=("tensor", "size"))
+             .agg(tensors=("tensor", lambda t: " ".join(in_tensor_order(t))), rows=("tensor", "size"))
              .reset_index()[["status", "backend", "dtype", "tensors", "rows", "deviation"]])
     return ("## Known deviations\n\nxfail: fails as the backend declares (reason and upstream report below); "
             f"xpass: a declared deviation that did not happen (stale).\n\n{markdown_table(table)}\n\n")
@@ -101,6 +104,7 @@ def write_reports(directory: str | Path) -> pd.DataFrame:
     summary = digest.summary
     atomic_write(directory / SUMMARY_CSV, lambda file: summary.to_csv(file, index=False))
     markdown = summary_markdown(directory.name, digest, read_record(directory))
+    markdown += model_view.markdown_section(directory)  # runs of --model: the model view (harness.reporting.model_view)
     atomic_write(directory / SUMMARY_MD, lambda file: file.write(markdown))
-    write_html_report(directory, digest)
+    write_html_report(directory, digest, extra_sections=[model_view.html_section(directory)])
     return summary

@@ -75,8 +75,9 @@ def write_record(directory: Path, record: RunRecord) -> None:
 
 
 def harness_commit() -> str:
-    """The git commit convparity was built from: the checkout's HEAD when it runs from one, else what the
-    installed package recorded (its metadata's commit, when it was built from a checkout), else ""."""
+    """The git commit convparity was built from: the checkout's HEAD when it runs from one, else what the build
+    recorded in the package (convparity.harness._build, written by setup.py), else its metadata's commit
+    (direct_url.json, for pip installs from a VCS URL), else ""."""
     source = Path(__file__).resolve().parents[2]
     if (source / ".git").exists():
         try:
@@ -90,6 +91,14 @@ def harness_commit() -> str:
 
 
 def _built_commit() -> str:
+    import importlib
+
+    try:
+        recorded = getattr(importlib.import_module("convparity.harness._build"), "COMMIT", "")
+    except ImportError:
+        recorded = ""
+    if isinstance(recorded, str) and recorded:
+        return recorded
     try:
         text = metadata.distribution("convparity").read_text("direct_url.json") or ""
     except metadata.PackageNotFoundError:

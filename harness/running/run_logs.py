@@ -16,8 +16,18 @@ from pathlib import Path
 
 from convparity.harness.cases.descriptor import Case, DescriptorError, format_descriptor, parse_case
 from convparity.harness.files import RunFolderError, atomic_write, os_error
-from convparity.harness.results import COLUMNS, RESULTS_FILE, CsvAppender, bias_word, csv_cell, text_cell
-from convparity.harness.vocabulary import DTYPES
+from convparity.harness.results import (
+    COLUMNS,
+    RESULTS_FILE,
+    CsvAppender,
+    ResultsError,
+    bias_word,
+    check_header,
+    csv_cell,
+    text_cell,
+    upgrade,
+)
+from convparity.harness.vocabulary import check_dtype
 
 CASES_FILE = "cases.csv"
 CASE_COLUMNS = ("descriptor", "bias", "dtype", "name", "tensors")
@@ -35,7 +45,7 @@ class CaseLog(CsvAppender):
     def log(self, case: Case) -> None:
         spec = case.spec
         try:
-            self.append([(format_descriptor(spec), bias_word(spec.bias), spec.dtype, csv_cell(case.name),
+            self.append([(csv_cell(format_descriptor(spec)), bias_word(spec.bias), spec.dtype, csv_cell(case.name),
                           " ".join(case.tensors))])
         except OSError as error:
             raise os_error(self.path, error) from None
@@ -58,10 +68,11 @@ def _parse_cases(path: Path) -> Iterator[Case]:
         if len(fields) != len(CASE_COLUMNS):
             raise RunFolderError(f"{path}:{number}: expected {len(CASE_COLUMNS)} fields, got {len(fields)}")
         descriptor, bias, dtype, name, tensors = fields
-        name = text_cell(name)
-        if bias not in ("on", "off") or dtype not in DTYPES:
-            raise RunFolderError(f"{path}:{number}: bias must be on/off and dtype one of {', '.join(DTYPES)}")
+        descriptor, name = text_cell(descriptor), text_cell(name)
+        if bias not in ("on", "off"):
+            raise RunFolderError(f"{path}:{number}: bias must be on/off")
         try:
+            check_dtype(dtype)
             case = parse_case(descriptor, dtype=dtype, bias=bias == "on")
             yield Case(case.spec, name, tensors=tuple(tensors.split()))
         except (DescriptorError, ValueError) as error:
@@ -98,7 +109,8 @@ def repair_results(directory: Path, compared: Callable[[str, bool, str], int] | 
     path = directory / RESULTS_FILE
     if not path.is_file():
         return Repair(set(), 0, 0)
-    _drop_cut_tail(path, COLUMNS)
+    _drop_cut_tail(path, None)
+    upgrade(path)  # an older version's columns: rewritten once with this version's
     expected = compared or (lambda case, bias, dtype: 4 if bias else 3)
     key_columns = [COLUMNS.index(c) for c in ("case", "bias", "dtype", "backend")]
     tensor_column = COLUMNS.index("tensor")
@@ -110,7 +122,7 @@ def repair_results(directory: Path, compared: Callable[[str, bool, str], int] | 
         if len(fields) != len(COLUMNS):
             malformed += 1
             continue
-        tensors = seen.setdefault(tuple(fields[i] for i in key_columns), set())
+        tensors = seen.setdefault(tuple(text_cell(fields[i]) for i in key_columns), set())
         if fields[tensor_column] in tensors:
             duplicates += 1
         tensors.add(fields[tensor_column])
@@ -123,7 +135,7 @@ def repair_results(directory: Path, compared: Callable[[str, bool, str], int] | 
             nonlocal dropped
             for number, (raw, fields) in enumerate(_csv_records(path), start=1):
                 whole = len(fields) == len(COLUMNS)
-                full = tuple(fields[i] for i in key_columns) + (fields[tensor_column],) if whole else ()
+                full = tuple(text_cell(fields[i]) for i in key_columns) + (fields[tensor_column],) if whole else ()
                 if number == 1 or (whole and full[:4] in complete and full not in written):
                     file.write(raw)
                     written.add(full)
@@ -135,9 +147,10 @@ def repair_results(directory: Path, compared: Callable[[str, bool, str], int] | 
     return Repair(done, dropped, duplicates)
 
 
-def _drop_cut_tail(path: Path, header: tuple[str, ...]) -> None:
+def _drop_cut_tail(path: Path, header: tuple[str, ...] | None) -> None:
     """Remove what an interruption cut from the end of an appended CSV file: a last record without its line
-    break (or with a quoted field left open). Other columns than `header` are a RunFolderError."""
+    break (or with a quoted field left open). Other columns than `header` are a RunFolderError (None: results.csv,
+    whose older versions' columns `results.check_header` accepts)."""
     whole_end, first = 0, None
     for raw, fields in _csv_records(path, whole_only=False):
         if first is None:
@@ -145,7 +158,12 @@ def _drop_cut_tail(path: Path, header: tuple[str, ...]) -> None:
         if not raw.endswith(("\n", "\r")) or not fields:
             break
         whole_end += len(raw.encode("utf-8", errors="surrogateescape"))
-    if first is not None and whole_end and tuple(first) != header:
+    if first is not None and whole_end and header is None:
+        try:
+            check_header(tuple(first), path)
+        except ResultsError as error:
+            raise RunFolderError(f"{error}; cannot resume it") from None
+    elif header is not None and first is not None and whole_end and tuple(first) != header:
         raise RunFolderError(f"{path} has other columns than this version writes ({', '.join(header)}); "
                              "cannot resume it")
     if whole_end != path.stat().st_size:

@@ -16,6 +16,9 @@ The unit of work is an `Item`: one case in one dtype and the backends that still
 - A backend task that crashes, times out or fails becomes that backend's rows for the item; an
   evaluation that fails becomes `reference-error` rows for the backends it was comparing (their
   outputs were validated in their own workers, so the failure can only be the reference's).
+- With `settings.perf`, a case's rows wait, once evaluated, for a `TimeCase` per backend on which every
+  compared tensor passed (in that backend's pool); the timings fill those pass rows' speed columns
+  (a timing that fails leaves them empty) and the rows are written then.
 - Cases are drawn from an iterator as room frees up: at most `window` items are in flight and a
   finished item keeps nothing, so memory stays flat however many cases the iterator yields.
 """
@@ -31,6 +34,7 @@ from convparity.harness.cases.descriptor import Case
 from convparity.harness.cases.inputs import UNIFORM, InputStyle
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.errors import ConvparityError
+from convparity.harness.evaluation.speed import Timing
 from convparity.harness.evaluation.verdict import BackendResult, Ran, Status, case_rows
 from convparity.harness.results import Row
 from convparity.harness.running.cost_model import CostModel
@@ -41,6 +45,7 @@ from convparity.harness.running.tasks import (
     EvaluateCase,
     Probe,
     RunCase,
+    TimeCase,
     WarmUp,
     backend_pool,
     reference_setup,
@@ -126,7 +131,8 @@ class _Sweep:
             self.submit(Probe(name, self.plugins, self.setups[name]), ("probe", name), self.settings.startup_timeout)
         self.submit(WarmUp(self.reference_setup), ("warm-up", None), None)
         handlers: dict[str, Callable[[Any, Outcome], None]] = {
-            "probe": self.probe_ended, "run": self.run_ended, "evaluate": self.evaluate_ended}
+            "probe": self.probe_ended, "run": self.run_ended, "evaluate": self.evaluate_ended,
+            "time": self.time_ended}
         while True:
             while self.in_flight < window and (item := next(items, None)) is not None:
                 self.start(item)
@@ -136,8 +142,8 @@ class _Sweep:
             self.tasks -= 1
             kind, subject = outcome.tag
             if outcome.failure == "start":
-                pool = backend_pool(subject) if kind == "probe" else "reference" if kind != "run" else \
-                    backend_pool(subject[1])
+                pool = backend_pool(subject) if kind == "probe" else "reference" if kind not in ("run", "time") \
+                    else backend_pool(subject[1])
                 raise WorkerStartError(pool, outcome.message)
             handle = handlers.get(kind)
             if handle:  # a warm-up has nothing to hand over
@@ -215,7 +221,7 @@ class _Sweep:
     def evaluate_ended(self, subject: tuple[Item, tuple[BackendResult, ...]], outcome: Outcome) -> None:
         item, results = subject
         if not outcome.failure:
-            self.finish(outcome.value)
+            self.time_or_finish(item, outcome.value)
             return
         # The reference side failed: every backend that ran gets reference-error rows, the rest keep theirs.
         message = f"the reference side failed ({outcome.failure}): {outcome.message}"
@@ -227,9 +233,55 @@ class _Sweep:
         return case_rows(item.case.spec, item.case.name, self.settings.seed, self.settings.tolerance_factor, results,
                          item.case.compared, item.inputs)
 
+    def time_or_finish(self, item: Item, rows: list[Row]) -> None:
+        """With --perf, time the case on every backend it passed on before its rows are written."""
+        timed = timed_backends(rows) if self.settings.perf else []
+        if not timed:
+            self.finish(rows)
+            return
+        waiting = _Timings(rows, len(timed))
+        spec = item.case.spec
+        for name in timed:
+            self.submit(TimeCase(name, spec, self.settings.seed, self.plugins, self.setups[name],
+                                 self.costs.expected_seconds(spec, name)),
+                        ("time", (waiting, name)), self.settings.timeout)
+
+    def time_ended(self, subject: tuple[_Timings, str], outcome: Outcome) -> None:
+        waiting, name = subject
+        if not outcome.failure:
+            apply_timing(waiting.rows, name, outcome.value)
+        waiting.left -= 1
+        if not waiting.left:
+            self.finish(waiting.rows)
+
     def finish(self, rows: list[Row]) -> None:
         self.in_flight -= 1
         self.write(rows)
+
+
+@dataclass
+class _Timings:
+    """A case's rows waiting for `left` timings."""
+
+    rows: list[Row]
+    left: int
+
+
+def timed_backends(rows: list[Row]) -> list[str]:
+    """The backends of a case's rows that computed something and got every tensor right: each row `pass`, or
+    `unsupported` for a gradient a forward-only backend does not compute (never a time for a failing row)."""
+    verdicts: dict[str, set[str]] = {}
+    for row in rows:
+        verdicts.setdefault(row.backend, set()).add(row.status)
+    return [name for name, statuses in verdicts.items() if "pass" in statuses and statuses <= {"pass", "unsupported"}]
+
+
+def apply_timing(rows: list[Row], backend: str, timing: Timing) -> None:
+    """Fill the speed columns of `backend`'s pass rows."""
+    for row in rows:
+        if row.backend == backend and row.status == "pass":
+            row.perf_repeats, row.perf_min_s, row.perf_median_s = timing.repeats, timing.min_s, timing.median_s
+            row.perf_spread, row.gflops = timing.spread, timing.gflops
 
 
 def run_sweep(

@@ -25,6 +25,7 @@ from typing import Any
 
 from convparity.harness.backends.manager import PluginSelection, get_manager
 from convparity.harness.cases.descriptor import Case
+from convparity.harness.cases.models import Model, write_models
 from convparity.harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection, expand
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.errors import ConvparityError
@@ -37,6 +38,7 @@ from convparity.harness.running.cost_model import CostBook, CostModel, declared_
 from convparity.harness.running.executor import PoolTiming
 from convparity.harness.running.identity import VersionCheck, check_registered
 from convparity.harness.running.launch import ExecutorChoice
+from convparity.harness.running.model_reading import resolve_models
 from convparity.harness.running.placement import thread_variables
 from convparity.harness.running.progress import SweepProgress
 from convparity.harness.running.run_logs import count_cases, read_cases, repair_results, status_counts
@@ -116,14 +118,23 @@ def sweep(
     executor: ExecutorChoice | None = None,
     shard: Shard | None = None,
     compile_cache: str = "default",
+    perf: bool = False,
+    models: Sequence[str | Model] = (),
+    input_shapes: Sequence[str] | dict[str, tuple[int, ...]] | None = None,
+    epilogues: bool = True,
 ) -> SweepRun:
-    """Run `cases` (descriptors), `grids` (named, TOML or batch files), `batch_files` and `random`
+    """Run `cases` (descriptors), `grids` (named, TOML or batch files), `batch_files`, `models` and `random`
     samples in every dtype on every backend (None or ["all"]: every registered one; unavailable ones
     are named once, in run.json, and run nothing). `bias` ("on", "off", "both") applies to `cases`.
+    `models`: model sources (read by the model readers, each in a worker of its own; `input_shapes` as
+    --input-shape gives them) or Models already read; each distinct layer is a case, and the run folder's
+    models.json keeps every layer for the model view of the reports; `epilogues=False` runs each layer's
+    convolution without the post-ops its graph fuses.
 
     `out`: the run folder (default: a fresh one under reports/). Returns when every row is written.
     `executor`: where tasks run (default: local processes); `shard`: run only that shard of the cases;
-    `compile_cache`: "default", "off" or a folder (harness.running.compile_cache).
+    `compile_cache`: "default", "off" or a folder (harness.running.compile_cache); `perf`: time every case
+    that passes on a backend (the speed columns of its pass rows).
     """
     try:
         dtypes = check_dtypes(list(dtypes))
@@ -132,15 +143,20 @@ def sweep(
     settings = RunSettings(backends=available_backends(backends), dtypes=dtypes, grids=tuple(grids), seed=seed,
                            timeout=timeout, jobs=jobs, tolerance_factor=tolerance_factor,
                            startup_timeout=startup_timeout, reference_timeout=reference_timeout,
-                           compile_cache=compile_cache)
+                           compile_cache=compile_cache, perf=perf)
+    read = resolve_models(models, input_shapes, epilogues=epilogues, startup_timeout=startup_timeout) \
+        if models or input_shapes else ()
     selection = CaseSelection(grids=tuple(grids), cases=tuple(cases), batch_files=tuple(batch_files), random=random,
-                              seed=seed, bias=bias)
+                              seed=seed, bias=bias, models=read)
     size, stream = selection.stream(max_cases)
-    path = Path(out) if out is not None else run_folder.default_run_dir(Path("reports"), settings.grids or ("cases",))
+    path = Path(out) if out is not None else run_folder.default_run_dir(
+        Path("reports"), settings.grids or tuple(model.title for model in read)[:3] or ("cases",))
     record = RunRecord("sweep", settings, selection, harness_commit=run_folder.harness_commit(),
                        batch_files=selection.batch_summaries(), max_cases=max_cases, shard=shard,
                        worker_environment=thread_variables())
     with RunContext.new(path, record) as context:
+        if read:
+            write_models(path, read)
         drawn, total = _sharded(expand(stream, settings.dtypes), size * len(settings.dtypes), shard, settings)
         run = _execute(context, drawn, total, done=set(), logged=0, progress=progress,
                        executor=executor or ExecutorChoice())

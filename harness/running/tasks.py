@@ -6,6 +6,8 @@
   (spec, seed, input style), not shipped: both tasks carry the style (harness.cases.inputs.InputStyle).
 - `EvaluateCase(...)`: the rows of one case in one dtype for every backend that took part
   (convparity.harness.evaluation.verdict.case_rows: the reference once, then every comparison).
+- `TimeCase(backend, spec, seed)`: with `--perf`, after a case passed on a backend, the backend's own
+  `run` timed after warm-up with repeats (convparity.harness.evaluation.speed), in the backend's pool.
 
 A task names the `pool` of workers that runs it: one pool per backend ("backend:<name>"), so a
 framework is imported only in its own workers, once per worker, and the pool "reference" for
@@ -28,6 +30,7 @@ from convparity.harness.backends.contract import Backend
 from convparity.harness.backends.manager import PluginSelection
 from convparity.harness.cases.inputs import UNIFORM, InputStyle
 from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.evaluation.speed import Timing, time_backend
 from convparity.harness.evaluation.verdict import BackendResult, Ran, Status, case_rows, evaluate_case, run_backend
 from convparity.harness.results import Row
 from convparity.harness.running.placement import WorkerSetup
@@ -106,10 +109,11 @@ class DescribeBackend:
     backend: str
     plugins: PluginSelection = field(default_factory=PluginSelection)
     setup: WorkerSetup | None = None
+    group: str = ""  # the backend whose workers describe this one too (backends of one plugin module share them)
 
     @property
     def pool(self) -> str:
-        return backend_pool(self.backend)
+        return backend_pool(self.group or self.backend)
 
     prepare = None
 
@@ -222,3 +226,26 @@ class EvaluateCase:
     def __call__(self) -> list[Row]:
         return case_rows(self.spec, self.name, self.seed, self.tolerance_factor, self.results, self.compared,
                          self.inputs)
+
+
+@dataclass(frozen=True)
+class TimeCase:
+    """Time a case that passed on `backend`, in a worker of the backend's pool, through its own `run`."""
+
+    backend: str
+    spec: ConvSpec
+    seed: int
+    plugins: PluginSelection = field(default_factory=PluginSelection)
+    setup: WorkerSetup | None = None
+    expected_seconds: float = 0.0
+
+    @property
+    def pool(self) -> str:
+        return backend_pool(self.backend)
+
+    @property
+    def prepare(self) -> PrepareBackend:
+        return PrepareBackend(self.backend, self.plugins)
+
+    def __call__(self) -> Timing:
+        return time_backend(_backend(self.backend, self.plugins), self.spec, self.seed)

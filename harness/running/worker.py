@@ -19,6 +19,7 @@ when it dies of a signal, to its log.
 from __future__ import annotations
 
 import faulthandler
+import importlib.util
 import os
 import pickle
 import signal
@@ -91,9 +92,8 @@ def import_path() -> str:
     by module path included), led by the folder of the convparity this process imported: a folder earlier on
     the path that holds another `convparity` (a checkout's, whose harness/ is not inside it, put there by
     pytest) must not shadow it."""
-    import convparity
-
-    home = str(Path(convparity.__file__).resolve().parent.parent)
+    spec = importlib.util.find_spec("convparity")  # this process imported it already: nothing is imported here
+    home = str(Path(spec.origin).resolve().parent.parent) if spec is not None and spec.origin else os.getcwd()
     return os.pathsep.join([home, *(path or os.getcwd() for path in sys.path)])
 
 

@@ -6,7 +6,9 @@
 
 Phases, all through one executor (the sweep's workers, isolation and verdicts; convparity.harness.search.evaluations):
 
-0. replay: earlier findings (`known_findings`: search or triage folders, or folders holding them) are
+0. models (`models`): every distinct layer of each model, in every dtype, is evaluated first and taken as a
+   lead, so exploring starts around the user's own layers; a failing layer is settled like any failure.
+   Then replay: earlier findings (`known_findings`: search or triage folders, or folders holding them) are
    run first on their minimal cases, as Hypothesis replays its example database: one that still fails
    the same way is reported as seen before and its way of failing is not hunted again; one that passes
    is reported as fixed.
@@ -56,6 +58,7 @@ from typing import Any, TextIO
 from convparity.harness.backends.manager import PluginSelection
 from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.cases.inputs import InputStyle
+from convparity.harness.cases.models import Model, write_models
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.files import RunFolderError
 from convparity.harness.results import COLUMNS, CsvAppender, Row, bias_word, csv_cell, read_results
@@ -64,6 +67,7 @@ from convparity.harness.running.context import RunContext, RunInterrupted
 from convparity.harness.running.executor import Executor
 from convparity.harness.running.interrupts import Interrupted
 from convparity.harness.running.launch import ExecutorChoice
+from convparity.harness.running.model_reading import resolve_models
 from convparity.harness.running.placement import thread_variables
 from convparity.harness.running.run_record import RunRecord
 from convparity.harness.running.sweep import DEFAULT_DTYPES, SweepError, available_backends
@@ -121,6 +125,8 @@ class SearchPlan:
     extra_shrinks: int = DEFAULT_EXTRA_SHRINKS
     check_rounds: int = DEFAULT_CHECK_ROUNDS
     known_findings: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()  # the model sources read (`models`)
+    seeds: tuple[dict[str, Any], ...] = ()  # their distinct layers: {"case": descriptor, "dtype", "bias"}
 
     def __post_init__(self) -> None:
         for name in ("budget", "shrink_budget", "extra_shrinks", "check_rounds"):
@@ -136,10 +142,19 @@ class SearchPlan:
                 isinstance(p, str) for p in self.known_findings):
             raise SweepError(f"known_findings must be a list of folders, got {self.known_findings!r}")
         object.__setattr__(self, "known_findings", tuple(self.known_findings))
+        if not isinstance(self.models, (tuple, list)) or not all(isinstance(m, str) for m in self.models):
+            raise SweepError(f"models must be a list of model sources, got {self.models!r}")
+        object.__setattr__(self, "models", tuple(self.models))
+        if not isinstance(self.seeds, (tuple, list)) or not all(
+                isinstance(seed, dict) and set(seed) == {"case", "dtype", "bias"} for seed in self.seeds):
+            raise SweepError(f"seeds must be a list of {{case, dtype, bias}} objects, got {self.seeds!r}")
+        object.__setattr__(self, "seeds", tuple(dict(seed) for seed in self.seeds))
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["known_findings"] = list(self.known_findings)
+        data["models"] = list(self.models)
+        data["seeds"] = [dict(seed) for seed in self.seeds]
         return data
 
     @classmethod
@@ -258,8 +273,16 @@ class _Hunt:
                 self.log(f"fixed since {finding.source}: {finding.backend} {finding.spec.descriptor} now "
                          f"{now.kind}")
 
-    def explore(self, budget: int | None, deadline: float) -> Explorer:
+    def explore(self, budget: int | None, deadline: float, seeds: Sequence[ConvSpec] = ()) -> Explorer:
         explorer = Explorer(self.space, self.rng)
+        if seeds:
+            backends = self.evaluator.available
+            for spec, found in zip(seeds, self.evaluator.observe(seeds, backends, phase="model", deadline=deadline)):
+                explorer.learn(spec, found, self.is_shrunk)
+                for observation in found.values():
+                    if observation.fails and not self.is_shrunk(observation):
+                        self.settle(observation, carry_over=True, deadline=deadline)
+            self.log(f"evaluated the models' {len(seeds)} distinct layers; {len(self.shrunk)} failure(s) settled")
         explored = 0
         size = 2 * self.jobs + 2
         backends = self.evaluator.available
@@ -332,6 +355,9 @@ def search(
     executor: ExecutorChoice | Executor | None = None,
     compile_cache: str = "default",
     log: TextIO | None = None,
+    models: Sequence[str | Model] = (),
+    input_shapes: Sequence[str] | dict[str, tuple[int, ...]] | None = None,
+    epilogues: bool = True,
 ) -> SearchResult:
     """Search `backends` for disagreements with the reference (see the module docstring).
 
@@ -339,7 +365,8 @@ def search(
     search's time (whichever comes first). seed: the search's draws and the inputs. known_findings:
     folders of earlier findings to replay first. executor: where tasks run (an ExecutorChoice, default
     local worker processes `jobs` at once, or an Executor object); compile_cache: as for a sweep. log:
-    where progress lines go (None: nowhere).
+    where progress lines go (None: nowhere). models: model sources or Models (as for a sweep, with
+    `input_shapes`) whose layers are evaluated first and explored around.
 
     When `out` already holds a search with the same settings (the number of jobs, the executor and the
     compile cache aside), that search is continued (an unfinished one) or its findings returned (a
@@ -351,8 +378,14 @@ def search(
         raise SweepError(str(error)) from None
     if budget is None and minutes is None:
         budget = DEFAULT_BUDGET
+    read = resolve_models(models, input_shapes, epilogues=epilogues, startup_timeout=startup_timeout) \
+        if models or input_shapes else ()
+    seeds = dict.fromkeys(case.spec if case.fixed_dtype else case.spec.replace(dtype=dtype)
+                          for model in read for case in model.cases()
+                          for dtype in (dtypes if not case.fixed_dtype else (case.spec.dtype,)))
     plan = SearchPlan(budget, minutes, shrink_budget, extra_shrinks, check_rounds,
-                      tuple(str(Path(p)) for p in known_findings))
+                      tuple(str(Path(p)) for p in known_findings), tuple(model.source for model in read),
+                      tuple({"case": spec.descriptor, "dtype": spec.dtype, "bias": spec.bias} for spec in seeds))
     settings = RunSettings(backends=available_backends(backends), dtypes=dtypes, grids=(), seed=seed, timeout=timeout,
                            jobs=jobs, tolerance_factor=tolerance_factor, startup_timeout=startup_timeout,
                            reference_timeout=reference_timeout, compile_cache=compile_cache)
@@ -363,6 +396,8 @@ def search(
     record = RunRecord("search", settings, harness_commit=run_folder.harness_commit(), search=plan.to_json(),
                        worker_environment=thread_variables())
     with _interrupt_said(), RunContext.new(path, record) as context:
+        if read:
+            write_models(path, read)
         result = _hunt(context, executor, log, replayed=[], reruns=[])
         context.finish()
     return result
@@ -523,7 +558,8 @@ def _hunt(context: RunContext, executor: ExecutorChoice | Executor | None, log: 
                 if evaluator.available:
                     hunt.earlier = earlier_findings(plan.known_findings)
                     hunt.replay_earlier(hunt.earlier, schedule.end("explore"))
-                    explorer = hunt.explore(plan.budget, schedule.end("explore"))
+                    seeds = [parse_case(seed["case"], dtype=seed["dtype"], bias=seed["bias"]).spec for seed in plan.seeds]
+                    explorer = hunt.explore(plan.budget, schedule.end("explore"), seeds)
                     record.search["proposed"] = {"fresh": explorer.fresh, "mutated": explorer.mutated}
                     hunt.cover(plan.extra_shrinks, schedule.end("cover"))
                 minimal = hunt.minimal()

@@ -52,11 +52,10 @@ def grid_cases(grids: Sequence[str], dtypes: Sequence[str]) -> list[Case]:
     """Every case of `grids` (named grids, TOML or batch files) in every dtype, case-major, without repeats.
 
     Raises GridError naming an unknown grid; ValueError naming an unknown dtype."""
-    from convparity.harness.vocabulary import DTYPES
+    from convparity.harness.vocabulary import check_dtype
 
-    unknown = [d for d in dtypes if d not in DTYPES]
-    if unknown:
-        raise ValueError(f"unknown dtype {unknown[0]!r} (known: {', '.join(DTYPES)})")
+    for dtype in dtypes:
+        check_dtype(dtype)
     _, stream = CaseSelection(grids=tuple(grids)).stream()
     return list(expand(stream, tuple(dict.fromkeys(dtypes))))
 

@@ -58,11 +58,13 @@ def pytest_configure(config: pytest.Config) -> None:
     from convparity.harness.backends.manager import get_manager
     from convparity.harness.cases.grids import GridError
     from convparity.harness.testing.checks import grid_cases
-    from convparity.harness.vocabulary import DTYPES
+    from convparity.harness.vocabulary import check_dtype
 
     for dtype in dtypes:
-        if dtype not in DTYPES:
-            raise pytest.UsageError(f"--convparity-dtype: unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
+        try:
+            check_dtype(dtype)
+        except ValueError as error:
+            raise pytest.UsageError(f"--convparity-dtype: {error}") from None
     manager = get_manager()
     known = manager.backends()
     for name in backends:

@@ -1,8 +1,8 @@
 """docs/writing-a-backend.md's quick start, run literally: the commands of its first console block, one by
 one, in one shell, in a fresh folder and a fresh virtual environment.
 
-One substitution: `pip install 'convparity[template]'` installs convparity from this checkout
-instead of a package index. The commands need the package index for convparity's dependencies, so
+One substitution: the guide's first line names where the reader's checkout of convparity is; here it is
+this checkout. The commands need the package index for convparity's dependencies, so
 the run itself is left to `tox -e new-backend` (which sets CONVPARITY_GUIDE_TEST=1); it prints how
 long each step took and the time from `convparity new-backend` to a passing contract suite.
 """
@@ -22,7 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "writing-a-backend.md"
 MARKER = "<!-- tests/docs/test_guide.py runs the commands of the next block"
-INSTALL = "pip install 'convparity[template]'"
+CHECKOUT = "CONVPARITY=~/src/convparity"
+INSTALL = 'pip install "$CONVPARITY[template]"'
 BACKEND = "demo"
 
 
@@ -42,7 +43,7 @@ def step_of(commands: list[str], start: str) -> int:
 def test_the_quick_start_is_the_walk_this_test_takes():
     """What the slow test relies on: a fresh venv first, one install to substitute, the steps it checks."""
     commands = guide_commands()
-    assert commands[0].startswith("python -m venv ")
+    assert commands[0].startswith(CHECKOUT) and commands[1].startswith("python -m venv ")
     assert sum(INSTALL in command for command in commands) == 1
     for start in (f"convparity new-backend {BACKEND}", "pytest", "convparity backends", f"convparity run -b {BACKEND}"):
         step_of(commands, start)
@@ -51,8 +52,7 @@ def test_the_quick_start_is_the_walk_this_test_takes():
 @pytest.mark.skipif(not os.environ.get("CONVPARITY_GUIDE_TEST"),
                     reason="needs the package index and a few minutes: tox -e new-backend")
 def test_quick_start_in_a_fresh_virtual_environment(tmp_path):
-    commands = [command.replace(INSTALL, f"pip install {shlex.quote(str(ROOT) + '[template]')}")
-                for command in guide_commands()]
+    commands = [command.replace(CHECKOUT, f"CONVPARITY={shlex.quote(str(ROOT))}") for command in guide_commands()]
     timeline = tmp_path / "timeline"
     script = ["set -euo pipefail"]
     for index, command in enumerate(commands):

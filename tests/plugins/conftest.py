@@ -29,6 +29,8 @@ FRAMEWORKS = {
     "paddle": ("paddle", "paddle", "paddle"),
     "mlx": ("mlx", "mlx", "mlx"),
     "tinygrad": ("tinygrad", "tinygrad", "tinygrad"),
+    "iree": ("iree.compiler", "iree", "iree"),
+    "tvm": ("tvm", "tvm", "tvm"),
 }
 _FIRST_FAMILY: list[str] = []
 

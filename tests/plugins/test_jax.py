@@ -10,6 +10,7 @@ from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.verdict import evaluate_case
+from convparity.harness.testing.checks import check_case, check_program
 from convparity.harness.testing.contract_suite import BackendContract
 from convparity.plugins.jax_backend import XLA_BUG, XLA_NEGATIVE_LOW_PADDING, built_step
 from tests.plugins.backend_checks import (
@@ -21,6 +22,7 @@ from tests.plugins.backend_checks import (
     smoke_sweep,
 )
 from tests.plugins.conftest import framework_module
+from tests.plugins.epilogue_checks import PLANTED, epilogue_cases, ids, planted_statuses
 
 pytestmark = pytest.mark.framework("jax")
 
@@ -188,3 +190,81 @@ def test_crop_then_pad_deviation_explains_the_failures(jax_backend):
                     padding=((-1, 1), (0, 0)), dtype="float32")
     _, rows = evaluate_case(jax_backend, conv, seed=0)
     assert {row.tensor: row.status for row in rows}["y"] == "xfail"
+
+
+# -- post-op chains (issue 24) and 8-bit floats (issue 25) ----------------------------------------------------------
+
+CHAINS_FLOAT32 = epilogue_cases("2d-1", "float32")
+CHAINS_FLOAT64 = epilogue_cases("1d-0", "float64")
+
+
+@pytest.mark.parametrize("case", CHAINS_FLOAT32, ids=ids(CHAINS_FLOAT32))
+def test_chain_agrees_float32(jax_backend, case):
+    check_case(jax_backend, case)
+
+
+@pytest.mark.parametrize("case", CHAINS_FLOAT64, ids=ids(CHAINS_FLOAT64))
+def test_chain_agrees_float64(jax_backend, case):
+    check_case(jax_backend, case)
+
+
+def test_the_chain_is_in_the_jitted_function_with_the_convolution(jax_backend):
+    """One jitted computation holds the convolution and the epilogue: its optimized HLO has the convolution and the
+    chain's ops (gelu's erf, batchnorm's rsqrt) and no second computation is compiled for the chain."""
+    spec = parse_case("--attr-post-ops=batchnorm+gelu_erf g1mb2ic4ih7iw8oc6oh7ow8kh3kw3ph1pw1", dtype="float32").spec
+    inputs = make_inputs(spec, 0)
+    step = jax_backend.program(spec).build()
+    (jitted,) = [cell.cell_contents for cell in step.__closure__
+                 if getattr(cell.cell_contents, "__name__", "") == "forward_backward"]
+    text = jitted.lower(inputs.x, inputs.w, inputs.b, inputs.dy, tuple(inputs.operands)).compile().as_text()
+    assert "convolution" in text and "rsqrt" in text and "erf" in text
+
+
+@pytest.mark.parametrize(("bug", "chain"), PLANTED, ids=[bug.__name__ for bug, _ in PLANTED])
+def test_a_planted_bug_in_the_chain_fails(jax_backend, bug, chain):
+    spec = parse_case(f"--attr-post-ops={chain} g1mb2ic4ih7iw8oc6oh7ow8kh3kw3ph1pw1", dtype="float32").spec
+    planted, honest = planted_statuses(jax_backend, bug, spec)
+    assert planted["y"] == "fail" and set(honest.values()) == {"pass"}, (planted, honest)
+
+
+FLOAT8_TYPES = ["float8_e4m3", "float8_e5m2", "float8_e4m3:float8_e4m3:float32", "float8_e5m2:float8_e5m2:bfloat16"]
+FLOAT8_SPECS = (*EXTRA_SPECS[:2], parse_case("g2mb2ic4ih6iw6oc4oh3ow3kh3kw3sh2sw2ph1pw1", dtype="float32").spec)
+
+
+@pytest.mark.parametrize("dtype", FLOAT8_TYPES)
+def test_float8_agrees(jax_backend, dtype):
+    """y, dx, dw, db within the bound of 8-bit sources accumulated in float32 and rounded once to the destination."""
+    assert disagreements(jax_backend, FLOAT8_SPECS, dtype) == []
+
+
+@pytest.mark.parametrize("source", ["float8_e4m3", "float8_e5m2"])
+def test_float8_convolution_is_the_float32_one_of_the_upcast_values(jax_backend, convolutions, source):
+    """XLA:CPU's 8-bit convolution with preferred_element_type=float32 is bit for bit the float32 convolution of the
+    upcast inputs (what the float32 accumulation declared by default assumes), and the program asks for it."""
+    jax = framework_module("jax")
+    spec = parse_case("g1mb2ic16ih6iw6oc4oh6ow6kh3kw3ph1pw1", dtype=f"{source}:{source}:float32").spec.replace(
+        bias=False)
+    inputs = make_inputs(spec, 3)
+    y = run_program(jax_backend, spec, inputs)[0]
+    assert convolutions[-1]["preferred_element_type"] == np.float32 and y.dtype == np.float32
+    options = dict(window_strides=(1, 1), padding=((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW"),
+                   precision=jax.lax.Precision.HIGHEST)
+    upcast = jax.lax.conv_general_dilated(inputs.x.astype(np.float32), inputs.w.astype(np.float32), **options)
+    np.testing.assert_array_equal(y, np.asarray(upcast))
+
+
+def test_mixed_float8_sources_are_refused_by_jax(jax_backend):
+    """lax.conv_general_dilated takes one dtype for both sources: e4m3 with e5m2 is not declared."""
+    jax = framework_module("jax")
+    x, w = np.ones((1, 1, 4), "float8_e4m3fn"), np.ones((1, 1, 2), "float8_e5m2")
+    with pytest.raises(TypeError, match="same dtypes"):
+        jax.lax.conv_general_dilated(x, w, (1,), "VALID", preferred_element_type=np.float32)
+    spec = parse_case("g1mb2ic3iw9oc4ow7kw3", dtype="float8_e4m3:float8_e5m2:float32").spec
+    _, rows = evaluate_case(jax_backend, spec, seed=0)
+    assert {row.status for row in rows} == {"unsupported"}
+
+
+@pytest.mark.parametrize("name", ["jax"])
+def test_a_chains_program_is_self_contained(name):
+    """The program with a chain (its operands passed to the step) runs alone and gives run()'s bits."""
+    check_program(name, CHAINS_FLOAT32)

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.reference import reference
+from convparity.harness.testing.checks import check_case, check_program
 from convparity.harness.testing.contract_suite import BackendContract
 from convparity.plugins.tensorflow_backend import CaseFunctionNames, case_function_names, case_key
 from tests.plugins.backend_checks import (
@@ -24,8 +26,16 @@ from tests.plugins.backend_checks import (
     smoke_sweep,
 )
 from tests.plugins.conftest import framework_module
+from tests.plugins.epilogue_checks import PLANTED, epilogue_cases, ids, planted_statuses
 
 pytestmark = pytest.mark.framework("tensorflow")
+
+
+class TestTensorFlowXla(BackendContract):
+    """Every case XLA-compiled: float32 only (each case compiles; the chains' items cover float64)."""
+
+    backend_name = "tensorflow-xla"
+    dtypes = ("float32",)
 
 
 class TestTensorFlow(BackendContract):
@@ -314,3 +324,92 @@ def test_smoke_sweep_through_the_cli(tmp_path):
     code, results = smoke_sweep("tensorflow", tmp_path / "run")
     assert set(results["status"]) == {"pass"}, results[results["status"] != "pass"]
     assert code == 0
+
+
+# -- post-op chains (issue 24) -------------------------------------------------------------------------------------
+
+# float32 on the padded 2-D shape for the graph path and on the grouped, strided one for XLA; float64 on the 1-D one.
+CHAINS_FLOAT32 = epilogue_cases("2d-1", "float32")
+CHAINS_XLA = epilogue_cases("2d-2", "float32")
+CHAINS_FLOAT64 = epilogue_cases("1d-0", "float64")
+
+
+@pytest.mark.parametrize("case", CHAINS_FLOAT32, ids=ids(CHAINS_FLOAT32))
+def test_chain_agrees_float32(case):
+    check_case(backend(), case)
+
+
+@pytest.mark.parametrize("case", CHAINS_FLOAT64, ids=ids(CHAINS_FLOAT64))
+def test_chain_agrees_float64(case):
+    """gelu and relu with a slope float32 cannot hold read xfail (the declared float32 constants)."""
+    check_case(backend(), case)
+
+
+@pytest.mark.parametrize("case", CHAINS_XLA, ids=ids(CHAINS_XLA))
+def test_chain_agrees_xla(case):
+    check_case(get_manager().backends()["tensorflow-xla"], case)
+
+
+def executed_kernels(tf, function, arrays):
+    """The kernels TensorFlow runs for a traced tf.function's graph: its GraphDef imported into a tf.compat.v1 Session
+    and run once, with the partition graphs (after Grappler and the oneDNN rewrite) returned in its metadata."""
+    (concrete,) = function._list_all_concrete_functions()
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(concrete.graph.as_graph_def(), name="")
+    feeds = {t.name: a for t, a in zip(concrete.inputs, arrays)}
+    metadata = tf.compat.v1.RunMetadata()
+    with tf.compat.v1.Session(graph=graph) as session:
+        session.run([t.name for t in concrete.outputs], feeds, run_metadata=metadata,
+                    options=tf.compat.v1.RunOptions(output_partition_graphs=True))
+    return [(node.op, [op.decode() for op in node.attr["fused_ops"].list.s]) for partition in metadata.partition_graphs
+            for node in partition.node]
+
+
+@pytest.mark.parametrize(("chain", "fused"), [("relu", ["BiasAdd", "Relu"]), ("clip:0:6", ["BiasAdd", "Relu6"]),
+                                              ("elu:1", ["BiasAdd", "Elu"]), ("relu:0.1", ["BiasAdd", "LeakyRelu"])])
+def test_grappler_fuses_the_chain_into_the_convolution(tf, chain, fused):
+    """The inference graph a chain runs in (float32) executes one fused convolution kernel holding the bias and the
+    activation (_FusedConv2D, or oneDNN's _MklNativeFusedConv2D), and no activation op of its own."""
+    spec = parse_case(f"--attr-post-ops={chain} g1mb2ic4ih7iw8oc6oh7ow8kh3kw3ph1pw1", dtype="float32").spec
+    inputs = make_inputs(spec, 0)
+    step = backend().program(spec).build()
+    step(inputs.x, inputs.w, inputs.b, inputs.dy, operands=inputs.operands)
+    (inference,) = [cell.cell_contents for cell in step.__closure__ if getattr(cell.cell_contents,
+                    "python_function", None) is not None and cell.cell_contents.python_function.__name__ == "forward"]
+    arrays = (np.moveaxis(inputs.x, 1, -1), np.transpose(inputs.w, (2, 3, 1, 0)), inputs.b)
+    kernels = executed_kernels(tf, inference, arrays)
+    convolutions = [(op, ops) for op, ops in kernels if "Conv2D" in op]
+    assert len(convolutions) == 1 and "FusedConv2D" in convolutions[0][0] and convolutions[0][1] == fused, kernels
+    assert not any(op in ("Relu", "Relu6", "Elu", "LeakyRelu", "BiasAdd") for op, _ in kernels), kernels
+
+
+def test_float64_gelu_uses_float32_constants(tf):
+    """Evidence for GELU_FLOAT32_CONSTANTS: in float64, tf.nn.gelu is exactly 0.5 x erfc(-x c) with c = 1/sqrt(2)
+    rounded to float32, 1e-8 away (relative) from the true gelu; with c in float64 it would be 1e-16 away."""
+    x = np.linspace(-3, 3, 601)
+    got = tf.nn.gelu(tf.constant(x), approximate=False).numpy()
+    with_float32_constant = 0.5 * x * tf.math.erfc(tf.constant(-x * float(np.float32(0.7071067811865476)))).numpy()
+    np.testing.assert_array_equal(got, with_float32_constant)
+    exact = 0.5 * x * tf.math.erfc(tf.constant(-x * 0.7071067811865476)).numpy()
+    assert np.max(np.abs(got - exact)) > 1e-9
+
+
+def test_float64_leaky_relu_slope_is_float32(tf):
+    """Evidence for LEAKY_RELU_FLOAT32_ALPHA: LeakyRelu's alpha is a float attribute."""
+    y = tf.nn.leaky_relu(tf.constant([-1.0], tf.float64), alpha=0.1).numpy()
+    assert y[0] == -float(np.float32(0.1)) != -0.1
+
+
+@pytest.mark.parametrize(("bug", "chain"), PLANTED, ids=[bug.__name__ for bug, _ in PLANTED])
+@pytest.mark.parametrize("name", ["tensorflow", "tensorflow-xla"])
+def test_a_planted_bug_in_the_chain_fails(name, bug, chain):
+    spec = parse_case(f"--attr-post-ops={chain} g1mb2ic4ih7iw8oc6oh7ow8kh3kw3ph1pw1", dtype="float32").spec
+    planted, honest = planted_statuses(get_manager().backends()[name], bug, spec)
+    assert planted["y"] == "fail" and set(honest.values()) == {"pass"}, (planted, honest)
+
+
+@pytest.mark.parametrize("name", ["tensorflow", "tensorflow-xla"])
+def test_a_chains_program_is_self_contained(name):
+    """The program with a chain (its operands passed to the step) runs alone and gives run()'s bits."""
+    check_program(name, CHAINS_FLOAT32)

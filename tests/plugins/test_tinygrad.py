@@ -1,8 +1,11 @@
 """The tinygrad backend: its CPU device (clang) usable in its tox env, contract suite, padding, the
-float16 bias rounding, probed limits, a smoke sweep; its workers' thread and kernel-cache variables."""
+float16 bias rounding, probed limits, a smoke sweep; its workers' thread and kernel-cache variables; post-op
+chains reaching every kind (fused into the convolution's kernel), the float64 erf deviation, and a planted
+epilogue bug the suite must catch."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -16,15 +19,19 @@ from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.running import compile_cache
 from convparity.harness.running.placement import WorkerSetup
+from convparity.harness.testing.checks import check_case, check_program, judge_case
 from convparity.harness.testing.contract_suite import BackendContract
+from convparity.plugin import Program, program_arguments
 from convparity.plugins import tinygrad_backend as plugin_module
-from convparity.plugins.tinygrad_backend import TinygradBackend, captured_stderr
+from convparity.plugins.tinygrad_backend import DEVICE, TinygradBackend, captured_stderr, tinygrad_conv
 from tests.plugins.backend_checks import (
     EXTRA_SPECS,
     check_usable_in_own_tox_env,
     disagreements,
     smoke_sweep,
 )
+from tests.plugins.conftest import framework_module
+from tests.plugins.epilogue_chains import ALL_KINDS, EVERY_KIND, chain_case, kinds
 
 pytestmark = pytest.mark.framework("tinygrad")
 
@@ -109,6 +116,84 @@ def test_smoke_sweep_through_the_cli(tmp_path):
     code, results = smoke_sweep("tinygrad", tmp_path / "run", dtypes=("float32",))
     assert set(results["status"]) == {"pass"}, results[results["status"] != "pass"]
     assert code == 0
+
+
+
+# -- post-op chains: every kind in eleven cases (each case costs tinygrad a compile of its kernels) ----------
+
+# float64 where its arithmetic differs most from float32's: erf (a declared deviation), exp2 and log2 (tinygrad's own
+# polynomials), batchnorm's rsqrt and the operand gradients.
+FLOAT64_CHAINS = ("gelu_erf", "abs+sqrt+pow:0.5:3+exp+log", "batchnorm+prelu:per_oc+sum:0.5+relu:0.1")
+
+
+def case_id(case):
+    return f"{case.name}-{case.spec.dtype}"
+
+
+def test_declares_every_post_op_kind_and_the_chains_reach_them(tinygrad_backend):
+    assert set(tinygrad_backend.post_ops) == ALL_KINDS == kinds(EVERY_KIND)
+
+
+@pytest.mark.parametrize("case", [chain_case(c, "float32") for c in EVERY_KIND]
+                         + [chain_case(c, "float64") for c in FLOAT64_CHAINS], ids=case_id)
+def test_chains_reaching_every_kind(tinygrad_backend, case):
+    check_case(tinygrad_backend, case)
+
+
+def test_the_program_with_a_chain_is_self_contained(tinygrad_backend):
+    """The program's source alone, given the chain and its operands, gives the bits run() gives (the contract
+    suite checks this on the smoke grid, which has no chain)."""
+    check_program("tinygrad", [chain_case("batchnorm+prelu:per_oc+sum:0.5+relu:0.1", "float32")])
+
+
+def test_the_chain_runs_in_the_convolutions_kernel():
+    """tinygrad fuses the elementwise chain into the convolution's reduce kernel: the forward of conv + batchnorm +
+    sum + relu is one kernel, as the convolution alone is (so the chains above test the fused kernels)."""
+    tinygrad = framework_module("tinygrad")
+    rng = np.random.default_rng(0)
+    x, w, r = (tinygrad.Tensor(rng.uniform(-1, 1, shape).astype(np.float32), device=DEVICE).realize()
+               for shape in ((2, 3, 10), (4, 3, 3), (2, 4, 10)))
+    mean, invstd = (tinygrad.Tensor(rng.uniform(0.5, 1, 4).astype(np.float32), device=DEVICE).realize()
+                    for _ in range(2))
+    counts = []
+    for chain in (lambda y: y, lambda y: (y.batchnorm(None, None, mean, invstd) + 0.5 * r).relu()):
+        tinygrad.GlobalCounters.reset()
+        chain(x.conv2d(w, padding=(1, 1))).realize()
+        counts.append(tinygrad.GlobalCounters.kernel_count)
+    assert counts == [1, 1]
+
+
+def test_float64_erf_is_the_abramowitz_stegun_polynomial_outside_convparity():
+    """The evidence of the float64 gelu_erf deviation, in tinygrad alone: Tensor.erf errs by up to 1.5e-7 (the
+    polynomial's bound) in float64, where float64's own rounding is 1e-16."""
+    tinygrad = framework_module("tinygrad")
+    x = np.linspace(-3, 3, 61)
+    got = tinygrad.Tensor(x, dtype=tinygrad.dtypes.float64, device=DEVICE).erf().numpy()
+    error = np.abs(got - np.array([math.erf(v) for v in x]))
+    assert 1e-7 < error.max() <= 1.5e-7
+
+
+class SumScaleIgnored(TinygradBackend):
+    """A planted epilogue bug: every sum adds its residual with scale 1, whatever the spec's scale."""
+
+    deviations = ()
+
+    def program(self, spec):
+        arguments = program_arguments(spec, device=DEVICE)
+        arguments["post_ops"] = tuple(tuple((key, 1.0 if key == "scale" else value) for key, value in step)
+                                      for step in arguments["post_ops"])
+        return Program(tinygrad_conv, arguments)
+
+    def run(self, spec, x, w, b, dy, extras=None):
+        return self.program(spec).build()(x, w, b, dy, operands=extras.operands)
+
+
+def test_a_planted_sum_that_ignores_its_scale_fails_where_tinygrad_passes(tinygrad_backend):
+    case = chain_case("batchnorm+prelu:per_oc+sum:0.5+relu:0.1", "float32")
+    assert judge_case(tinygrad_backend, case).outcome == "pass"
+    planted = judge_case(SumScaleIgnored(), case)
+    assert planted.outcome == "fail"
+    assert {row.tensor for row in planted.rows if row.status == "fail"} >= {"y", "dx", "dw", "db", "dpost2"}
 
 
 # Its workers' variables: they need no tinygrad (installed_version is patched where it matters).

@@ -3,26 +3,36 @@ transposed convolutions, the program and the declared cost."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
 from convparity.harness.backends.contract import environment_of, optional_members
 from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.attributes import parse_post_ops
+from convparity.harness.cases.builtin_grids import CHAINS, EPILOGUES
+from convparity.harness.cases.descriptor import Case, parse_case
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
+from convparity.harness.evaluation.verdict import evaluate_case
 from convparity.harness.search.search import DEFAULT_BUDGET, search
+from convparity.harness.testing.checks import check_program
 from convparity.harness.testing.contract_suite import BackendContract
-from convparity.plugin import BackendCost, program_arguments
-from convparity.plugins.torch_backend import CHANNELS_LAST_LIMITS, torch_conv
+from convparity.plugin import POST_OP_KINDS, BackendCost, post_op_arguments, program_arguments
+from convparity.plugins.torch_backend import CHANNELS_LAST_LIMITS, TORCH_POST_OPS, torch_conv
+from convparity.reference_impl.post_ops import ELTWISE_ALIASES
 from tests.harness.search.inline import InlineExecutor
-from tests.plugins.backend_checks import EXTRA_SPECS, TRANSPOSED_SPECS, disagreements, smoke_sweep
+from tests.plugins.backend_checks import EXTRA_SPECS, SEED, TRANSPOSED_SPECS, disagreements, smoke_sweep
 from tests.plugins.conftest import framework_module
 
 pytestmark = pytest.mark.framework("torch")
 
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
+EPILOGUE_CHAINS = EPILOGUES + CHAINS
 
 
 class TestTorch(BackendContract):
@@ -240,3 +250,159 @@ def test_declared_costs_and_no_variables_of_their_own():
     for name in costs:
         assert environment_of(backend(name), "thread_environment", 1) == {}
         assert environment_of(backend(name), "cache_environment", None, {}) == {}
+
+
+# -- post-op chains (issue 24) ---------------------------------------------------------------------------------
+
+# Every chain of the epilogues grid on its grouped, strided, asymmetrically padded 2-D shape (the whole grid, three
+# shapes, runs from the CLI: see the report), and chains the grid lacks: leaky relu, a clip that is not relu6,
+# swish and hardswish with parameters of their own, pow, prelu along a spatial dim, sum with a zero point.
+CHAIN_SHAPE = "g2mb2ic4ih9iw9oc6oh4ow5kh3kw3sh2sw2ph1pw0"
+OTHER_CHAINS = ("relu:0.25+clip:-0.5:0.75", "swish:2+hardswish:0.25:0.375+hardsigmoid:0.3:0.4",
+                "abs+pow:0.5:1.5", "prelu:8+sum:0.25:2", "elu:0.5+soft_relu:2+linear:-1:0.5+min:f32:per_oc")
+
+
+def _chain_specs(dtype: str, shape: str = CHAIN_SHAPE, chains=EPILOGUE_CHAINS + OTHER_CHAINS) -> tuple[ConvSpec, ...]:
+    return tuple(parse_case(f"--attr-post-ops={chain} {shape}", dtype=dtype).spec for chain in chains)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_every_chain_agrees_forward_and_backward(dtype):
+    """y, dx, dw, db and the gradients of a sum's residual, a binary's src1 and prelu's slopes (dpost)."""
+    assert disagreements(backend("torch"), _chain_specs(dtype), dtype) == []
+
+
+@pytest.mark.parametrize("name", ["torch", "torch-channels_last"])
+def test_chains_after_transposed_and_3d_convolutions(name):
+    """The chain follows conv_transpose (F.pad'ed y and a bias after it included) and 3-D convolutions, in the
+    channels-last memory format too."""
+    chains = ("sum:0.5+relu", "batchnorm+prelu:per_oc", "add:f32:per_oc+clip:0:6", "mul:f32:per_tensor+gelu_erf")
+    transposed = tuple(spec.replace(post_ops=parse_post_ops(chains[k % len(chains)], spec.rank))
+                       for k, spec in enumerate(TRANSPOSED_SPECS))
+    three_d = _chain_specs("float32", "mb2ic3id4ih5iw4oc4od4oh5ow4kd3kh3kw3pd1ph1pw1", chains)
+    for dtype in ("float64", "float32"):
+        specs = tuple(s for s in transposed + three_d if name == "torch" or s.rank > 1)
+        assert disagreements(backend(name), specs, dtype) == []
+
+
+def test_eager_runs_each_step_as_its_own_torch_op(torch):
+    """torch (eager) computes a chain as the torch.nn.functional ops after the convolution, one ATen op each."""
+    spec = parse_case(f"--attr-post-ops=batchnorm+sum+relu {CHAIN_SHAPE}", dtype="float32").spec
+    inputs = make_inputs(spec, 0)
+    step = backend("torch").program(spec).build()
+    with torch.profiler.profile() as profile:
+        step(inputs.x, inputs.w, inputs.b, inputs.dy, operands=inputs.operands)
+    names = [event.name for event in profile.events()]
+    for op in ("aten::convolution", "aten::batch_norm", "aten::add", "aten::relu", "ConvolutionBackward0",
+               "NativeBatchNormBackward0", "ReluBackward0"):
+        assert any(name == op or name.endswith(op) for name in names), op
+
+
+def test_program_carries_the_chain_and_hardswish_is_pytorchs_only_in_its_dtype():
+    """The chain travels as plain data in the program's arguments; benchdnn's hardswish:0.16666667:0.5 is
+    F.hardswish in float32 (where 0.16666667 is 1/6) and the general formula in float64 (where it is not)."""
+    for dtype, pytorchs in (("float32", True), ("float64", False)):
+        spec = parse_case(f"--attr-post-ops=hardswish:0.16666667:0.5 {CHAIN_SHAPE}", dtype=dtype).spec
+        program = backend("torch").program(spec)
+        assert program.arguments["post_ops"] == post_op_arguments(spec)
+        calls = []
+        with _spy("hardswish", calls):
+            inputs = make_inputs(spec, 0)
+            program.build()(inputs.x, inputs.w, inputs.b, inputs.dy, operands=inputs.operands)
+        assert bool(calls) == pytorchs
+
+
+@contextlib.contextmanager
+def _spy(name: str, calls: list):
+    functional = framework_module("torch").nn.functional
+    real = getattr(functional, name)
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    setattr(functional, name, spy)
+    try:
+        yield
+    finally:
+        setattr(functional, name, real)
+
+
+@pytest.mark.parametrize("name", ["torch", "torch-channels_last"])
+def test_program_with_a_chain_is_self_contained(name):
+    """The contract suite's check on chains: the program's source alone gives run()'s bits, dpost included."""
+    check_program(name, [Case(spec, "") for spec in _chain_specs("float32")])
+
+
+def test_declares_every_kind_of_the_chains():
+    kinds = {op for op in POST_OP_KINDS if op not in ELTWISE_ALIASES}
+    for name in ("torch", "torch-channels_last", "torch-cuda"):
+        assert set(optional_members(backend(name)).post_ops) == kinds
+
+
+# -- planted chain bugs: each fails, where torch itself passes -------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class PlantedChain:
+    """torch_conv built from a chain with one mistake (`mistake(spec) -> the spec it really computes`), or with
+    the gradient of step 0's operand scaled by `operand_gradient`."""
+
+    name: str
+    mistake: Callable[[ConvSpec], ConvSpec] = lambda spec: spec
+    operand_gradient: float = 1.0
+    post_ops: tuple[str, ...] = TORCH_POST_OPS
+
+    def version(self):
+        return backend("torch").version()
+
+    def availability(self):
+        return None
+
+    def supports(self, spec):
+        return None
+
+    def run(self, spec, x, w, b, dy, extras=None):
+        step = torch_conv(**program_arguments(self.mistake(spec)))
+        y, dx, dw, db, *operands = step(x, w, b, dy, operands=extras.operands)
+        return (y, dx, dw, db, *({k: g * self.operand_gradient for k, g in gradients.items()}
+                                 for gradients in operands))
+
+
+def _rechained(text: str) -> Callable[[ConvSpec], ConvSpec]:
+    return lambda spec: spec.replace(post_ops=parse_post_ops(text, spec.rank))
+
+
+PLANTED_CHAINS = (
+    # relu6 capped at 5, after a scale that takes outputs past 5 (the grid's outputs stay below 2: its clip:0:6
+    # never reaches the cap)
+    ("linear:8+clip:0:6", PlantedChain("relu6-at-5", _rechained("linear:8+clip:0:5")), {"y", "dx", "dw", "db"}),
+    # GELU's tanh approximation where the exact one is asked for (F.gelu's approximate flag wrong)
+    ("gelu_erf", PlantedChain("gelu-tanh-for-erf", _rechained("gelu_tanh")), {"y"}),
+    # batchnorm with torch's default eps 1e-5 instead of the model's 1e-3
+    ("batchnorm:0.001", PlantedChain("batchnorm-default-eps", _rechained("batchnorm:0.00001")), {"y"}),
+    # a leaky relu's slope lost (plain relu)
+    ("relu:0.1", PlantedChain("leaky-slope-lost", _rechained("relu")), {"y", "dx", "dw", "db"}),
+    # the residual's gradient without the sum's scale
+    ("sum:0.5", PlantedChain("sum-gradient-unscaled", operand_gradient=2.0), {"dpost0"}),
+)
+
+
+@pytest.mark.parametrize(("chain", "planted", "wrong"), PLANTED_CHAINS, ids=[p[1].name for p in PLANTED_CHAINS])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_planted_chain_bug_fails(chain, planted, wrong, dtype):
+    spec = parse_case(f"--attr-post-ops={chain} {CHAIN_SHAPE}", dtype=dtype).spec
+    _, honest = evaluate_case(backend("torch"), spec, seed=SEED)
+    assert {row.status for row in honest} == {"pass"}, [(row.tensor, row.message) for row in honest]
+    _, rows = evaluate_case(planted, spec, seed=SEED)
+    failing = {row.tensor for row in rows if row.status == "fail"}
+    assert wrong <= failing and failing <= set(spec.tensors), failing
+
+
+def test_a_straight_through_relu_fails_its_gradients_only(monkeypatch, torch):
+    """relu whose backward passes the gradient through (v + (relu(v) - v).detach(), a straight-through estimator):
+    y is relu's to the bit and passes; dx, dw and db fail."""
+    spec = parse_case(f"--attr-post-ops=relu {CHAIN_SHAPE}", dtype="float32").spec
+    real = torch.nn.functional.relu
+    monkeypatch.setattr(torch.nn.functional, "relu", lambda v: v + (real(v) - v).detach())
+    _, rows = evaluate_case(PlantedChain("straight-through-relu"), spec, seed=SEED)
+    assert {row.tensor: row.status for row in rows} == {"y": "pass", "dx": "fail", "dw": "fail", "db": "fail"}

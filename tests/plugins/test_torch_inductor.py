@@ -3,6 +3,8 @@ failures as error rows, a smoke sweep; its program, cost and compile-cache varia
 
 from __future__ import annotations
 
+import inspect
+import re
 import stat
 
 import pytest
@@ -10,13 +12,14 @@ import pytest
 from convparity.harness import cli
 from convparity.harness.backends.contract import environment_of, optional_members
 from convparity.harness.backends.manager import get_manager
+from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.results import read_results
 from convparity.harness.testing.contract_suite import BackendContract
 from convparity.plugin import program_arguments
 from convparity.plugins import torch_inductor_backend
-from convparity.plugins.torch_backend import built_step
+from convparity.plugins.torch_backend import TORCH_POST_OPS, built_step, torch_conv
 from convparity.plugins.torch_inductor_backend import RECOMPILE_LIMIT, TorchInductorBackend, torch_inductor_conv
 from tests.plugins.backend_checks import (
     EXTRA_SPECS,
@@ -25,6 +28,7 @@ from tests.plugins.backend_checks import (
     smoke_sweep,
 )
 from tests.plugins.conftest import framework_module
+from tests.plugins.torch_checks import judged_rows, statuses
 
 # Not module-wide: the compile-cache tests at the end need no torch (they patch installed_version), so they
 # run wherever the core's tests run, as they did in the core.
@@ -169,3 +173,46 @@ def test_off_wins_over_a_users_own_cache_variables(torch_installed):
 def test_nothing_without_torch(monkeypatch, tmp_path):
     monkeypatch.setattr(torch_inductor_backend, "installed_version", lambda *names: None)
     assert cache_variables(tmp_path, {}) == {} and cache_variables(None, {}) == {}
+
+
+# -- post-op chains (issue 24): compiled with the convolution, fused into one kernel ---------------------------
+
+FUSED = "--attr-post-ops=batchnorm+sum+relu mb2ic4ih7iw8oc6oh7ow8kh3kw3ph1pw1"  # ResNet's conv3 + bn + add + relu
+# One compile more (seconds): differentiable operands (a scaled residual, per-channel prelu slopes and src1) and
+# smooth eltwise kinds in one chain, on a grouped, strided, asymmetrically padded 2-D shape.
+CHAIN = ("--attr-post-ops=sum:0.5+prelu:per_oc+mul:f32:per_oc+gelu_erf+linear:2:-1+tanh+mish+"
+         "hardswish:0.16666667:0.5+max:f32:per_oc g2mb2ic4ih9iw9oc6oh4ow5kh3kw3sh2sw2ph1pw0")
+
+
+@needs_torch
+def test_a_chain_compiles_into_one_kernel_after_the_convolution(inductor_backend):
+    """Inductor's forward: the convolution (ATen's kernel, an extern call), then batchnorm, the residual add and
+    relu as ONE generated C++ kernel; the backward fuses relu's and batchnorm's gradients likewise. And it agrees."""
+    from torch._inductor.utils import run_and_get_code
+
+    spec = parse_case(FUSED, dtype="float32").spec
+    inputs = make_inputs(spec, 0)
+    step = inductor_backend.program(spec).build()
+    outputs, (forward, backward) = run_and_get_code(step, inputs.x, inputs.w, inputs.b, inputs.dy,
+                                                    operands=inputs.operands)
+    called = forward.split("def call(")[1]
+    assert called.count("extern_kernels.convolution(") == 1
+    epilogue = [name for name in re.findall(r"\b(cpp_fused_\w+)\(", called) if "relu" in name]
+    assert len(epilogue) == 1 and all(op in epilogue[0] for op in ("batch_norm", "add", "relu")), epilogue
+    assert len(set(re.findall(r"\b(cpp_fused_\w+)\(", backward.split("def call(")[1]))) == 1
+    assert statuses(judged_rows(inductor_backend, spec, inputs, outputs)) == dict.fromkeys(spec.tensors, "pass")
+
+
+@needs_torch
+def test_a_long_chain_agrees_forward_and_backward(inductor_backend):
+    assert disagreements(inductor_backend, (parse_case(CHAIN, dtype="float32").spec,), "float32") == []
+
+
+def test_the_chain_is_the_torch_backends():
+    """The two programs are self-contained, so each holds the chain: the same lines, kept the same."""
+    def chain_lines(function):
+        source = inspect.getsource(function)
+        return source[source.index("    def cast(value):"):source.index("        return v\n")]
+
+    assert chain_lines(torch_inductor_conv) == chain_lines(torch_conv)
+    assert TorchInductorBackend.post_ops == TORCH_POST_OPS

@@ -53,7 +53,8 @@ def test_every_contract_member_has_a_documented_section(member):
 
 
 def test_hookspecs_have_docstrings():
-    assert hookspec_names() == ["convparity_register_backends", "convparity_register_grids"]
+    assert hookspec_names() == ["convparity_register_backends", "convparity_register_grids",
+                                "convparity_register_model_readers"]
     for name in hookspec_names():
         assert getattr(hookspecs, name).__doc__.strip()
 

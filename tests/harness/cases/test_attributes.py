@@ -93,11 +93,12 @@ def test_options_that_do_not_parse_name_the_option_and_entry(options, message):
     (lambda: dict(quantization=Quantization(x_scale=0.0)), "quantization x_scale must be a positive finite number"),
     (lambda: dict(quantization=Quantization(bias_dtype="int32")), "bias_dtype int32 needs 8-bit integer sources"),
     (lambda: dict(dtype="uint8:int8:uint8", quantization=Quantization(x_scale=PER_CHANNEL)),
-     "an int32 bias counts steps of one x scale"),
+     "an int32 bias counts accumulator steps of one x scale"),
     (lambda: dict(dtype="uint8:int8:uint8", transposed=True), "not transposed ones"),
     (lambda: dict(dtype="float32", quantization=Quantization(rounding="double_rounding")),
      "rounding double_rounding requantizes an integer accumulator"),
-    (lambda: dict(post_ops=(PostOp("binary_add", mask=16),)), "post_ops[0]: post-op binary_add: mask 16 names a dim beyond y's 4"),
+    (lambda: dict(post_ops=(PostOp("binary_add", mask=16),)),
+     "post_ops[0]: post-op binary_add: mask 16 names a dim beyond y's 4"),
     (lambda: dict(post_ops=("relu",)), "post_ops must be a tuple of PostOp"),
 ])
 def test_invalid_attributes_name_the_field(fields, message):

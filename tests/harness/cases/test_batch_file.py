@@ -397,7 +397,8 @@ def test_the_deconv_driver_reads_transposed_convolutions(tmp_path):
 
 def test_sizes_beyond_int32_are_read(tmp_path):
     # shapes_large_conv lines 3, 6 and 11: a run answers them unsupported, with the memory they need.
-    batch = read_batch(write(tmp_path, "mb1ic1oc1iw4294967311kw3\nmb1ic4294967311oc1iw1kw1\nmb1ic1oc4294967311iw1kw1\n"))
+    lines = "mb1ic1oc1iw4294967311kw3\nmb1ic4294967311oc1iw1kw1\nmb1ic1oc4294967311iw1kw1\n"
+    batch = read_batch(write(tmp_path, lines))
     assert [c.spec.output_size for c in batch.cases] == [(4294967309,), (1,), (1,)]
     assert batch.cases[1].spec.in_channels == 4294967311 and not batch.skipped
 

@@ -83,3 +83,12 @@ def test_a_batch_file_error_is_one_error_line(tmp_path, capsys):
     assert main(["cases", "--batch", str(path)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"convparity: error: {path}:2: --dir=UP: unknown value 'UP'")
+
+
+def test_a_batch_file_after_deconv_is_read_by_the_deconv_driver(tmp_path, capsys):
+    path = tmp_path / "up"
+    path.write_text("mb2ic8ih4oc4kh4sh2ph1\n")
+    assert main(["cases", "--batch", f"deconv:{path}", "--batch", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("deconv:g1mb2ic8ih4iw4oc4oh8ow8kh4kw4sh2sw2ph1pw1")
+    assert lines[1].startswith("g1mb2ic8ih4")

@@ -43,7 +43,7 @@ def test_invalid_toml_gives_its_line(tmp_path):
 
 def test_unknown_dtype_and_grid(tmp_path):
     one_error_line(run_cli("run", "-b", "reference", "-g", "smoke", "--dtype", "float8", "-o", str(tmp_path / "r")),
-                   "argument --dtype: invalid choice: 'float8'")
+                   "argument --dtype: must be one of float64")
     one_error_line(run_cli("run", "-b", "reference", "-g", "smok", "-o", str(tmp_path / "r")),
                    "unknown grid 'smok'")
 
@@ -154,3 +154,21 @@ def test_grids_lists_the_transposed_grids():
     listing = run_cli("grids").stdout
     assert any(line.split()[:1] == ["transposed"] for line in listing.splitlines())
     assert any(line.split()[:1] == ["decoders"] for line in listing.splitlines())
+
+
+def test_backends_of_one_plugin_module_share_their_workers(monkeypatch, capsys):
+    from convparity.harness.backends.manager import get_manager
+    from convparity.harness.cli.backends import worker_groups
+    from tests.harness.running import faulty_backends
+
+    monkeypatch.setenv("CONVPARITY_EXTRA_PLUGINS", faulty_backends.__name__)
+    monkeypatch.setenv("CONVPARITY_PLUGINS", "reference")
+
+    backends = get_manager().backends()
+    groups = worker_groups(backends)
+    faulty = [name for name, backend in backends.items() if type(backend).__module__ == faulty_backends.__name__]
+    assert len(faulty) > 5 and {groups[name] for name in faulty} == {faulty[0]}
+    assert groups["reference"] == "reference"
+    assert main(["backends"]) == 0
+    out = capsys.readouterr()
+    assert len(out.out.splitlines()) == len(backends) + len(get_manager().broken) and not out.err

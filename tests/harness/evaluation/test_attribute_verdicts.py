@@ -141,7 +141,8 @@ def test_a_zero_point_on_the_wrong_side_fails():
 
     verdicts = _verdicts(Planted(values=flipped), int8())
     for case in int8():
-        zero = case.spec.quantization.x_zero_point
+        # the window that reads only padding sees x - zp = 0 whichever way zp is taken: it cannot tell
+        zero = case.spec.quantization.x_zero_point and case.name != "window in padding"
         status = verdicts[(case.name, case.spec.dtype)]["y"][0]
         assert status == ("fail" if zero else "pass"), case.name
 

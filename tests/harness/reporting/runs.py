@@ -22,8 +22,11 @@ SPECS = {
 }
 
 
-def parse_rows(table: str, versions: dict[str, str]) -> list[Row]:
-    """Rows from the compact text table."""
+Timing = tuple[float, float]  # median seconds, spread
+
+
+def parse_rows(table: str, versions: dict[str, str], timings: dict[tuple[str, str], Timing] | None = None) -> list[Row]:
+    """Rows from the compact text table; `timings` {(case, backend): (median, spread)} go on pass rows."""
     rows = []
     for line in table.strip().splitlines():
         case, bias, dtype, backend, tensor, status, ratio, *message = line.split()
@@ -40,16 +43,22 @@ def parse_rows(table: str, versions: dict[str, str]) -> list[Row]:
             padding="1:1x1:1", dilation="1x1", output_size="8x8", repro=repro, deviation=deviation,
             allclose=(status == "pass") if compared else None, accumulation="float32" if compared else "",
         ))
+        timing = (timings or {}).get((case, backend))
+        if timing and status == "pass":
+            row = rows[-1]
+            row.perf_repeats, row.perf_median_s, row.perf_min_s, row.perf_spread = 9, timing[0], timing[0], timing[1]
+            row.gflops = 1e-3 / timing[0]
     return rows
 
 
 def write_run(directory: Path, table: str, versions: dict[str, str], *, seed: int = 7,
               grids: tuple[str, ...] = ("smoke",), seconds: float = 12.5, tolerance_factor: float = 1.0,
-              unavailable: dict[str, str] | None = None) -> Path:
+              unavailable: dict[str, str] | None = None,
+              timings: dict[tuple[str, str], Timing] | None = None) -> Path:
     """A run folder with results.csv from `table` (written as a sweep writes it) and a run.json like
     `convparity run` writes."""
     directory.mkdir(parents=True)
-    rows = parse_rows(table, versions)
+    rows = parse_rows(table, versions, timings)
     writer = ResultsWriter(directory)
     writer.write(rows)
     writer.close()

@@ -6,8 +6,17 @@ import math
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from convparity.harness.reporting.heatmap import AXES, backend_figure, compared_rows, worst_grid
+from convparity.harness.reporting.heatmap import (
+    AXES,
+    DECLARED,
+    backend_figure,
+    cell_label,
+    compared_rows,
+    shown_grid,
+    worst_grid,
+)
 from convparity.harness.results import read_results
 from tests.harness.reporting.mixed import ROWS, UNAVAILABLE, VERSIONS
 from tests.harness.reporting.runs import write_run
@@ -53,7 +62,7 @@ def test_figure_has_one_panel_per_axis_pair_and_a_colour_bar(tmp_path):
     assert [ax.get_xlabel() for ax in heatmaps] == [AXES["reduction"].label, AXES["kernel"].label]
     assert len(figure.axes) == 3
     labels = [t.get_text() for t in heatmaps[0].texts]
-    assert len(labels) == 9 and "3.5" in labels and "0.002" in labels
+    assert len(labels) == 9 and "3.5" in labels and "2e-3" in labels
 
 
 def test_zero_and_infinite_ratios_draw(tmp_path):
@@ -65,3 +74,56 @@ def test_zero_and_infinite_ratios_draw(tmp_path):
     # the infinite ratio sits on the darkest red: printed in white; 0.5, on a light cell, in black
     colours = [t.get_color() for t in figure.axes[0].texts]
     assert colours[1] == "white" and colours[2] == "black"
+
+
+def test_cell_labels_are_five_characters_at_most():
+    values = [0, math.inf, 3e-5, 0.0123, 0.0999, 3.5, 12.4, 998, 1000, 2.8e17, 9.6e17, 1e-300]
+    labels = [cell_label(v) for v in values]
+    assert labels == ["0", "inf", "3e-5", "0.012", "0.1", "3.5", "12", "998", "1e3", "3e17", "1e18", "1e-300"]
+    assert max(len(label) for label in labels[:-1]) <= 5
+
+
+def _declared_rows() -> pd.DataFrame:
+    # stride 1: a failing row (4.0) beats a declared one (9.0) -> red, its own value; stride 2: every own row
+    # passes (0.5) and a declared one is worse (2.8e17) -> hatched, the declared value; stride 3: declared only.
+    return pd.DataFrame({
+        "dtype": ["float32"] * 6, "reduction": [8] * 6, "tensor": ["y"] * 6,
+        "kernel_size": ["3"] * 6, "stride": ["1", "1", "2", "2", "3", "3"],
+        "status": ["fail", "xfail", "pass", "xfail", "xpass", "xfail"],
+        "err_ratio": [4.0, 9.0, 0.5, 2.8e17, 0.25, 3.0],
+    })
+
+
+def test_declared_deviations_are_shown_apart_from_failures():
+    value, declared = shown_grid(_declared_rows(), AXES["stride"], AXES["kernel"])
+    assert value[3].tolist() == [4.0, 2.8e17, 3.0]
+    assert declared[3].tolist() == [False, True, True]
+
+
+def test_hatched_cells_labels_inside_cells_and_no_overlapping_text():
+    figure = backend_figure("keras", _declared_rows())
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    panel = figure.axes[1]  # stride x kernel
+    hatched = [patch for patch in panel.patches if patch.get_hatch()]
+    assert len(hatched) == 2 and all(tuple(patch.get_facecolor()[:3]) == tuple(
+        int(DECLARED[i:i + 2], 16) / 255 for i in (1, 3, 5)) for patch in hatched)
+    assert [t.get_text() for t in panel.texts] == ["4", "3e17", "3"]
+    # every cell label lies inside its cell
+    width, height = (panel.transData.transform((1, 0)) - panel.transData.transform((0, 0)))[0], abs(
+        (panel.transData.transform((0, 1)) - panel.transData.transform((0, 0)))[1])
+    for text in figure.axes[0].texts + panel.texts:
+        box = text.get_window_extent(renderer)
+        assert box.width < width and box.height < height, (text.get_text(), box.width, width)
+    # titles, axis labels, tick labels, the colour bar's labels and the legend never overlap one another
+    boxes = []
+    for ax in figure.axes:
+        items = [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels(), *ax.get_yticklabels()]
+        boxes += [(item.get_text(), item.get_window_extent(renderer)) for item in items if item.get_text()]
+    boxes += [("legend", legend.get_window_extent(renderer)) for legend in figure.legends]
+    boxes += [(text.get_text(), text.get_window_extent(renderer)) for text in figure.texts]  # a suptitle, if any
+    frame = figure.bbox
+    for index, (name, box) in enumerate(boxes):
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, name
+        for other, other_box in boxes[index + 1:]:
+            assert not box.overlaps(other_box), (name, other)

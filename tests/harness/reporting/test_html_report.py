@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
-from convparity.harness.reporting.html_report import non_passing_cases
+from convparity.harness.reporting.html_report import causes
 from convparity.harness.reporting.summaries import write_reports
 from convparity.harness.results import read_results
 from convparity.harness.vocabulary import TENSORS
 from tests.harness.reporting.mixed import MATRIX, ROWS, UNAVAILABLE, VERSIONS
-from tests.harness.reporting.pages import find_table, parse_page, png_size, table_rows
+from tests.harness.reporting.pages import cell_text, find_table, parse_page, png_size, table_rows
 from tests.harness.reporting.runs import write_run
 
 
@@ -37,8 +38,7 @@ def test_one_file_and_nothing_fetched(mixed_run, page):
 
 def test_a_heatmap_figure_per_backend_with_compared_rows(page):
     images = list(page.iter("img"))
-    headings = [h.text for h in page.iter("h3")]
-    assert headings == ["alpha", "beta", "gamma"]  # delta is unavailable: nothing compared, nothing drawn
+    # delta is unavailable: nothing compared, nothing drawn
     assert [img.get("alt") for img in images] == ["alpha heatmaps", "beta heatmaps", "gamma heatmaps"]
     for img in images:
         width, height = png_size(img.get("src"))
@@ -61,44 +61,99 @@ def test_matrix_cells_are_coloured_by_band(page):
                 assert [div.text, div.find("span").text] == [counts, ratio], (key, tensor)
 
 
-def test_non_passing_cases_grouped_and_ordered(mixed_run):
-    cases = non_passing_cases(read_results(mixed_run))
-    got = [tuple(r) for r in cases[["status", "backend", "dtype", "case", "tensors"]].itertuples(index=False)]
+def test_causes_in_order_of_severity(mixed_run):
+    groups = causes(read_results(mixed_run).query("status != 'pass'"))
+    columns = ["status", "backend", "dtypes", "tensors", "rows", "cases"]
+    got = [tuple(r) for r in groups[columns].itertuples(index=False)]
     assert got == [
-        ("timeout", "beta", "float16", "c2", "y dx dw"),
-        ("error", "alpha", "float16", "c1", "y dx dw db"),
-        ("fail", "alpha", "float32", "c2", "y"),
-        ("fail", "beta", "float32", "c1", "dw"),
-        ("fail", "beta", "float32", "c1", "db"),
-        ("xpass", "gamma", "float32", "c1", "dw"),
-        ("xfail", "gamma", "float32", "c1", "y"),
-        ("reference-error", "gamma", "float32", "c1", "db"),
-        ("unsupported", "alpha", "float32", "c2", "dw"),
-        ("unsupported", "beta", "float32", "c4", "y dx dw"),
+        ("timeout", "beta", "float16", "y dx dw", 3, 1),
+        ("error", "alpha", "float16", "y dx dw db", 4, 1),
+        ("fail", "alpha", "float32", "y", 1, 1),
+        ("fail", "beta", "float32", "dw", 1, 1),
+        ("fail", "beta", "float32", "db", 1, 1),
+        ("xpass", "gamma", "float32", "dw", 1, 1),
+        ("xfail", "gamma", "float32", "y", 1, 1),
+        ("reference-error", "gamma", "float32", "db", 1, 1),
+        ("unsupported", "beta", "float32", "y dx dw", 3, 1),
+        ("unsupported", "alpha", "float32", "dw", 1, 1),
     ]
 
 
-def test_failure_table_carries_message_and_repro(page):
-    details = {d.find("summary").text: d for d in page.iter("details")}
-    known = "known deviations (xfail) (1 cases)"
-    stale = "stale declarations (xpass): the declared deviation did not happen (1 cases)"
-    reference = "the harness's own failures (the reference, drawing the inputs: not the backend's) (1 cases)"
-    assert list(details) == ["failures (5 cases)", known, stale, reference, "unsupported (2 cases)"]
-    assert details["failures (5 cases)"].get("open") == "open"
-    assert details["unsupported (2 cases)"].get("open") is None
-    rows = table_rows(details["failures (5 cases)"].find("table"))
-    error = rows[1]
-    assert error[:7] == ["alpha", "float16", "on", "c1", "name-c1", "error", "y dx dw db"]
-    assert error[8] == 'RuntimeError: <no kernel> for "half" & co'  # escaped in the file, intact once parsed
-    assert error[10] == "convparity explain c1 -b alpha --dtype float16 --bias on"
-    assert rows[2][7:] == ["3.5", "123 of 512 elements exceed the bound", "",
-                           "convparity explain c2 -b alpha --dtype float32 --bias off"]
-    assert rows[3][7] == "inf"
-    (xfail,) = table_rows(details[known].find("table"))
-    assert xfail[5:8] == ["xfail", "y", "4"]
-    assert xfail[9].split() == ["declared", "reason", "(", "https://example.org/issue/1", ")"]
-    link = details[known].find(".//a")
-    assert link.get("href") == "https://example.org/issue/1"
+def test_rows_of_one_cause_on_many_cases_are_one_group():
+    rows = pd.DataFrame({
+        "case": ["a", "a", "b", "c"], "name": ["", "", "", ""], "bias": [True] * 4, "dtype": ["float16"] * 4,
+        "backend": ["torch"] * 4, "tensor": ["dx", "dw", "dx", "dx"], "status": ["fail"] * 4,
+        "err_ratio": [162.6, 3.0, 40.0, 2.0], "deviation": [""] * 4, "repro": ["r a", "r a", "r b", "r c"],
+        "message": ["23 of 24 elements exceed the bound", "2 of 24 elements exceed the bound",
+                    "7 of 8 elements exceed the bound", "1 of 8 elements exceed the bound"],
+    })
+    (group,) = causes(rows).itertuples(index=False)
+    assert (group.cause, group.rows, group.cases, group.tensors, group.err_ratio) == (
+        "# of # elements exceed the bound", 4, 3, "dx dw", 162.6)
+    assert group.lines[["case", "tensors", "detail"]].values.tolist() == [
+        ["a", "dx dw", "dx: 23 of 24 elements exceed the bound; dw: 2 of 24 elements exceed the bound"],
+        ["b", "dx", "7 of 8 elements exceed the bound"], ["c", "dx", "1 of 8 elements exceed the bound"]]
+
+
+def _cause_groups(page) -> dict[str, list]:
+    """Per kind heading (its text up to the counts), the cause groups under it: (head, cause, case lines)."""
+    body = page.find("body")
+    groups: dict[str, list] = {}
+    kind = None
+    for element in body:
+        if element.tag == "h2":
+            kind = None
+        if element.tag == "h3" and element.text and " rows in " in element.text or (
+                element.tag == "h3" and element.text and " row in " in element.text):
+            kind = element.text
+            groups[kind] = []
+        elif kind and element.get("class") == "cause-group":
+            head, cause = element.findall("p")
+            groups[kind].append((cell_text(head), cell_text(cause), table_rows(element.find("details/table")),
+                                 element.find("details")))
+    return groups
+
+
+def test_non_passing_rows_grouped_by_cause_with_the_reason_once(page):
+    groups = _cause_groups(page)
+    assert list(groups) == [
+        "failures (10 rows in 5 cases, 5 causes)",
+        "known deviations (xfail) (1 row in 1 case, 1 cause)",
+        "stale declarations (xpass): the declared deviation did not happen (1 row in 1 case, 1 cause)",
+        "the harness's own failures (the reference, drawing the inputs: not the backend's) (1 row in 1 case, 1 cause)",
+        "unsupported (4 rows in 2 cases, 2 causes)",
+    ]
+    failures = groups["failures (10 rows in 5 cases, 5 causes)"]
+    assert [head for head, *_ in failures] == [
+        "timeout beta · 3 rows in 1 case · float16 · tensors y dx dw",
+        "error alpha · 4 rows in 1 case · float16 · tensors y dx dw db",
+        "fail alpha · 1 row in 1 case · float32 · tensors y · worst err_ratio 3.5",
+        "fail beta · 1 row in 1 case · float32 · tensors dw · worst err_ratio inf",
+        "fail beta · 1 row in 1 case · float32 · tensors db · worst err_ratio 1",
+    ]
+    # one message for all of a group's rows is said as it is; the cases sit collapsed under their cause
+    error_head, error_cause, (error_line,), details = failures[1]
+    assert error_cause == 'RuntimeError: <no kernel> for "half" & co'  # escaped in the file, intact once parsed
+    assert details.get("open") is None and details.find("summary").text == "the 1 case"
+    assert error_line == ["c1", "name-c1", "float16", "on", "y dx dw db", "–", "",  # said once, in the cause
+                          "convparity explain c1 -b alpha --dtype float16 --bias on"]
+    assert failures[2][2] == [["c2", "name-c2", "float32", "off", "y", "3.5", "123 of 512 elements exceed the bound",
+                               "convparity explain c2 -b alpha --dtype float32 --bias off"]]
+    (known,) = groups["known deviations (xfail) (1 row in 1 case, 1 cause)"]
+    head, cause, (line,), details = known
+    assert cause == "declared reason ( https://example.org/issue/1 )"
+    assert line[4:7] == ["y", "4", "9 of 512 elements exceed the bound"]  # the reason is not repeated per case
+    assert "declared reason" not in " ".join(line)
+    kinds = page.findall(".//div[@class='cause-group']/p[@class='cause']/a")
+    assert {a.get("href") for a in kinds} == {"https://example.org/issue/1"}
+
+
+def test_descriptors_and_repros_are_monospace_lines_that_do_not_wrap(page):
+    style = page.find("head/style").text
+    assert "white-space: nowrap" in style.split("code {", 1)[1].split("}", 1)[0]
+    lines = page.findall(".//table[@class='dataframe cases']//div[@class='line']/code")
+    assert len(lines) >= 2 * 10  # a descriptor and a repro per case line
+    assert "break-all" not in style
 
 
 def test_run_metadata(page):

@@ -216,3 +216,45 @@ def test_cli_bad_options_exit_2(runs, extra, fragment, capsys):
 def test_cli_not_a_run_exits_2(runs, tmp_path, capsys):
     assert main(["compare", str(runs[0]), str(tmp_path / "missing"), "--out", str(tmp_path / "x.csv")]) == 2
     assert "is not a convparity run folder (no run.json)" in capsys.readouterr().err
+
+
+def test_another_tolerance_factor_is_not_worse_by_itself(tmp_path):
+    # the same errors judged with a bound 0.3 times as wide: every err_ratio is 1/0.3 times larger
+    table = "c1 T float32 alpha y  pass 0.2\nc2 T float32 alpha y  pass 0.1\nc3 T float32 alpha y  pass 0.05"
+    scaled = "c1 T float32 alpha y  fail 1.3333\nc2 T float32 alpha y  pass 0.3333\nc3 T float32 alpha y  pass 0.5"
+    old = write_run(tmp_path / "old", table, {"alpha": "1.0"})
+    new = write_run(tmp_path / "new", scaled, {"alpha": "1.0"}, tolerance_factor=0.3)
+    changes = compare_runs(old, new).rows.set_index("case")
+    # c1: pass -> fail only because the bound shrank: changed, never worse or a regression; c2: the same error;
+    # c3: the error itself grew 3x (0.05 -> 0.15 of the unscaled bound): worse
+    assert changes["change"].to_dict() == {"c1": "changed", "c2": "same", "c3": "worse"}
+    assert changes.loc["c3", "growth"] == pytest.approx(3.0)
+
+
+def test_csv_writes_bias_as_on_and_off(runs, tmp_path):
+    out = tmp_path / "cmp.csv"
+    assert main(["compare", str(runs[0]), str(runs[1]), "--out", str(out)]) == 1
+    written = pd.read_csv(out, keep_default_na=False)
+    assert set(written["bias"]) == {"on", "off"}
+
+
+def test_speed_regressions_beyond_the_measured_spread(tmp_path, capsys):
+    table = "c1 T float32 alpha y  pass 0.2\nc2 T float32 alpha y  pass 0.1\nc3 T float32 alpha y  pass 0.1" \
+            "\nc4 T float32 alpha y  pass 0.1"
+    # c1 1.5x slower, tight timings: slower; c2 1.05x: within the 10% noise; c3 1.5x but its timings spread 60%;
+    # c4 is no longer timed (it fails): never a time, so never slower
+    old = write_run(tmp_path / "old", table, {"alpha": "1.0"},
+                    timings={("c1", "alpha"): (1e-3, 0.02), ("c2", "alpha"): (1e-3, 0.02), ("c3", "alpha"): (1e-3, 0.6),
+                             ("c4", "alpha"): (1e-3, 0.02)})
+    new = write_run(tmp_path / "new", table.replace("c4 T float32 alpha y  pass", "c4 T float32 alpha y  fail"),
+                    {"alpha": "1.0"},
+                    timings={("c1", "alpha"): (1.5e-3, 0.03), ("c2", "alpha"): (1.05e-3, 0.02),
+                             ("c3", "alpha"): (1.5e-3, 0.1), ("c4", "alpha"): (9e-3, 0.02)})
+    comparison = compare_runs(old, new)
+    rows = comparison.rows.set_index("case")
+    assert rows["slower"].to_dict() == {"c1": True, "c2": False, "c3": False, "c4": False}
+    assert rows.loc["c1", "slowdown"] == pytest.approx(1.5) and pd.isna(rows.loc["c4", "perf_median_s_new"])
+    assert main(["compare", str(old), str(new)]) == 1  # c4 regressed (pass -> fail); slower alone changes no exit code
+    printed = capsys.readouterr().out
+    assert "slower (1 case x backend: median time grew beyond the measured spread and 10%):" in printed
+    assert "1.50x" in printed
