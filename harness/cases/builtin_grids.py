@@ -20,6 +20,11 @@
   zero points, an int32 bias, uint8 / int8 / int32 destinations) over the features of `smoke`, with
   power-of-two scales whose exact ties show a backend's rounding and scales that put values near ties,
   fused relu and relu6, saturation, and a dilated window that reads only padding.
+- int8-saturation: quantized convolutions whose integer sources are drawn near the top of their types
+  (`saturating` inputs: uint8 224-255, int8 +-112 to +-127), where kernels that sum products in narrow
+  intermediates overflow (pytorch#44939: two uint8 x int8 products in a saturating int16): int32
+  accumulators and requantized uint8 / int8 outputs, 1x1, 3x3 and depthwise kernels, channel counts odd and
+  even, a zero point of 128, per-channel weight scales, a fused relu, ranks 1 to 3.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from convparity.harness.backends.hookspecs import hookimpl
 from convparity.harness.cases.attributes import PER_CHANNEL, Quantization, parse_post_ops
 from convparity.harness.cases.dedupe import dedupe
 from convparity.harness.cases.descriptor import Case
+from convparity.harness.cases.inputs import SATURATING
 from convparity.harness.cases.spec import ConvSpec
 
 
@@ -368,6 +374,38 @@ def int8() -> list[Case]:
     return cases
 
 
+def int8_saturation() -> list[Case]:
+    # With x ~ 240 and |w| ~ 120 the accumulator's size is about 28,800 sqrt(taps): the requantizing scales
+    # (x and w scales 1) bring it back to the middle of the destination's range, saturating its tails.
+    per_channel = Quantization(w_scale=PER_CHANNEL, y_scale=256.0, y_zero_point=128)
+    cases = [
+        ("accumulator 1x1", "uint8:int8:int32", Quantization(), dict(in_channels=64, kernel_size=(1, 1))),
+        ("accumulator 3x3", "uint8:int8:int32", Quantization(), {}),
+        ("accumulator int8", "int8:int8:int32", Quantization(), dict(in_channels=32)),
+        ("accumulator odd channels", "uint8:int8:int32", Quantization(), dict(in_channels=15)),
+        ("accumulator 1-D", "uint8:int8:int32", Quantization(),
+         dict(in_channels=64, input_size=(16,), kernel_size=(3,), padding=((1, 1),))),
+        ("accumulator 3-D", "uint8:int8:int32", Quantization(),
+         dict(in_channels=8, input_size=(4, 4, 4), kernel_size=(3, 3, 3), padding=((1, 1),) * 3)),
+        ("uint8", "uint8:int8:uint8", Quantization(y_scale=2048.0, y_zero_point=128), {}),
+        ("uint8 strided", "uint8:int8:uint8", Quantization(y_scale=2048.0, y_zero_point=128),
+         dict(in_channels=32, input_size=(7, 7), stride=(2, 2))),
+        ("uint8 zero point 128", "uint8:int8:uint8", Quantization(x_zero_point=128, y_scale=1024.0, y_zero_point=128),
+         {}),
+        ("uint8 per-channel weights", "uint8:int8:uint8", per_channel, {}),
+        ("uint8 relu", "uint8:int8:uint8", Quantization(y_scale=1024.0), {}),
+        ("int8", "int8:int8:int8", Quantization(y_scale=4096.0), dict(in_channels=32)),
+        ("depthwise", "uint8:int8:uint8", Quantization(y_scale=512.0, y_zero_point=128),
+         dict(in_channels=32, out_channels=32, groups=32)),
+    ]
+    return [Case(ConvSpec(**{"batch": 2, "in_channels": 16, "out_channels": 8, "input_size": (6, 6),
+                             "kernel_size": (3, 3), "padding": ((1, 1), (1, 1)), **shape},
+                          dtype=dtype, quantization=quantization,
+                          post_ops=parse_post_ops("relu" if name.endswith("relu") else "", 2)),
+                 name, fixed_dtype=True, inputs=SATURATING)
+            for name, dtype, quantization, shape in cases]
+
+
 @hookimpl
 def convparity_register_grids(register):
     register("smoke", smoke, "24 small cases touching every feature once")
@@ -381,5 +419,7 @@ def convparity_register_grids(register):
     register("epilogues", epilogues, f"{len(EPILOGUES)} post-ops and {len(CHAINS)} chains fused after a convolution, "
              "on three shapes")
     register("fused-resnet", fused_resnet, "ResNet-50's layers with batchnorm + relu and batchnorm + add + relu fused")
+    register("int8-saturation", int8_saturation, "quantized convolutions on integer sources near the top of their "
+             "types (uint8 224-255, int8 +-112 to +-127), where narrow intermediate sums overflow")
     register("int8", int8, "quantized convolutions: uint8/int8 sources, per-tensor and per-channel weight scales, zero "
              "points, int32 bias, uint8/int8/int32 outputs")

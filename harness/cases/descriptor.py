@@ -60,6 +60,7 @@ from convparity.harness.cases.attributes import (
     read_options,
 )
 from convparity.harness.cases.descriptor_format import DECONV_PREFIX, DIMS, format_fields
+from convparity.harness.cases.inputs import UNIFORM, InputStyle
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.errors import ConvparityError
 from convparity.harness.inert_text import abbreviated
@@ -82,13 +83,15 @@ class Case:
 
     `tensors` is a subset of ("y", "dx", "dw", "db") in that order (a batch file's `--dir` decides it);
     "db" counts only where the spec has a bias. `fixed_dtype`: the source chose the spec's dtype (a batch
-    file's `--dt`), so a run's dtypes do not apply to the case.
+    file's `--dt`), so a run's dtypes do not apply to the case. `inputs`: how its values are drawn
+    (harness.cases.inputs.InputStyle; a grid may ask for saturating integer sources).
     """
 
     spec: ConvSpec
     name: str = ""
     tensors: tuple[str, ...] = TENSORS
     fixed_dtype: bool = False
+    inputs: InputStyle = UNIFORM
 
     def __post_init__(self) -> None:
         check_name(self.name)

@@ -28,10 +28,16 @@ An `InputStyle` says how the float tensors x, w, b and dy are drawn:
   value does), exact in every float type (bfloat16 holds every integer up to 256): what a repro script
   shows a maintainer, when a bug survives them (convparity.harness.search.values). Integer sources, post-op
   operands and quantization values are drawn as in the default style.
+- `saturating`: integer sources drawn where integer kernels overflow their narrow intermediates, as
+  int8 bugs need (pytorch#44939: FBGEMM's vpmaddubsw adds two uint8 x int8 products in a saturating
+  int16, which 255 x 127 twice exceeds): x codes from 224 to 255 for uint8 and 112 to 127 in magnitude,
+  either sign, for int8, w 112 to 127 in magnitude, either sign (224 to 255 for uint8), as codes (a zero
+  point is not added: x - zp_x is what it leaves). Float sources are drawn as in the default style.
 
 A style travels with the case wherever it is evaluated (a sweep's `RunCase` and `EvaluateCase` tasks
 carry it, and regenerate the inputs from (spec, seed, style) in their workers); its `text` is how it is
-written in files and on the command line (`convparity explain --inputs integers:1`).
+written in files and on the command line (`convparity explain --inputs integers:1`). A case of a grid
+may carry one (`Case.inputs`: the `int8-saturation` grid's are saturating).
 """
 
 from __future__ import annotations
@@ -46,14 +52,14 @@ from convparity.harness.cases.attributes import BENCHDNN_TYPES, PER_CHANNEL
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.vocabulary import INTEGER_RANGE, is_integer, numpy_dtype
 
-INPUT_KINDS = ("uniform", "integers")
+INPUT_KINDS = ("uniform", "integers", "saturating")
 LARGEST_INTEGER = 256  # every integer up to here is exact in bfloat16, the narrowest float type
 
 
 @dataclass(frozen=True)
 class InputStyle:
-    """How a case's values are drawn: "uniform", or nonzero "integers" of magnitude at most `scale` (see the
-    module docstring)."""
+    """How a case's values are drawn: "uniform", nonzero "integers" of magnitude at most `scale`, or
+    "saturating" integer sources (see the module docstring)."""
 
     kind: str = "uniform"
     scale: int = 0
@@ -61,15 +67,15 @@ class InputStyle:
     def __post_init__(self) -> None:
         if self.kind not in INPUT_KINDS:
             raise ValueError(f"input style: unknown kind {self.kind!r} (known: {', '.join(INPUT_KINDS)})")
-        if self.kind == "uniform" and self.scale != 0:
-            raise ValueError("input style: uniform values take no scale")
+        if self.kind != "integers" and self.scale != 0:
+            raise ValueError(f"input style: {self.kind} values take no scale")
         if self.kind == "integers" and not (isinstance(self.scale, int) and 1 <= self.scale <= LARGEST_INTEGER):
             raise ValueError(f"input style: integers need a scale from 1 to {LARGEST_INTEGER}, got {self.scale!r}")
 
     @property
     def text(self) -> str:
-        """"uniform" or "integers:K": how files and command lines write it (`parse` reads it back)."""
-        return self.kind if self.kind == "uniform" else f"{self.kind}:{self.scale}"
+        """"uniform", "integers:K" or "saturating": how files and command lines write it (`parse` reads it back)."""
+        return f"{self.kind}:{self.scale}" if self.kind == "integers" else self.kind
 
     @property
     def is_default(self) -> bool:
@@ -81,14 +87,17 @@ class InputStyle:
         text = str(text).strip()
         if text in ("", "uniform"):
             return UNIFORM
+        if text == "saturating":
+            return SATURATING
         match = re.fullmatch(r"integers:(\d{1,4})", text)
         if not match or not 1 <= int(match.group(1)) <= LARGEST_INTEGER:
-            raise ValueError(f"input style {text!r}: expected 'uniform' or 'integers:K' (K from 1 to "
-                             f"{LARGEST_INTEGER})")
+            raise ValueError(f"input style {text!r}: expected 'uniform', 'saturating' or 'integers:K' (K from 1 "
+                             f"to {LARGEST_INTEGER})")
         return cls("integers", int(match.group(1)))
 
 
 UNIFORM = InputStyle()
+SATURATING = InputStyle("saturating")
 
 
 @dataclass(frozen=True)
@@ -146,7 +155,7 @@ def make_inputs(spec: ConvSpec, seed: int, style: InputStyle = UNIFORM) -> Input
     rng = np.random.default_rng(case_seed(spec, seed, style))
     src, wei, dst = spec.data_types
     if spec.quantized:
-        x, w, b = _integer_sources(spec, rng)
+        x, w, b = _integer_sources(spec, rng, style)
     elif style.kind == "integers":
         x, w = _integers(rng, spec.x_shape, style).astype(numpy_dtype(src)), \
             _integers(rng, spec.w_shape, style).astype(numpy_dtype(wei))
@@ -185,24 +194,38 @@ def spread(spec: ConvSpec) -> float:
     return 1.5 * farthest if farthest > 1 else 1.0
 
 
-def _integer_sources(spec: ConvSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """x, w and the int32 (or float) bias of an integer convolution, from benchdnn's ranges."""
+def _integer_sources(spec: ConvSpec, rng: np.random.Generator,
+                     style: InputStyle) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """x, w and the int32 (or float) bias of an integer convolution, from benchdnn's ranges (or saturating)."""
     src, wei, dst = spec.data_types
     q = spec.quantization
-    wide_destination = dst in ("int32", "float32", "float64")
-    x_low, x_high = (0, 160 if wide_destination else 8) if src == "uint8" else (-4, 4)
-    w_low, w_high = (0, 8) if wei == "uint8" else (-2, 2) if src == "int8" else (-4, 4)
-    x = rng.integers(x_low, x_high, spec.x_shape, endpoint=True)
-    w = rng.integers(w_low, w_high, spec.w_shape, endpoint=True) * (2 if src == wei == "int8" else 1)
-    if q.x_zero_point != PER_CHANNEL:
-        x = x + int(q.x_zero_point)
-    w = w + q.w_zero_point
+    if style.kind == "saturating":
+        x, w = _near_the_top(rng, spec.x_shape, src), _near_the_top(rng, spec.w_shape, wei)
+    else:
+        wide_destination = dst in ("int32", "float32", "float64")
+        x_low, x_high = (0, 160 if wide_destination else 8) if src == "uint8" else (-4, 4)
+        w_low, w_high = (0, 8) if wei == "uint8" else (-2, 2) if src == "int8" else (-4, 4)
+        x = rng.integers(x_low, x_high, spec.x_shape, endpoint=True)
+        w = rng.integers(w_low, w_high, spec.w_shape, endpoint=True) * (2 if src == wei == "int8" else 1)
+    if style.kind != "saturating":  # saturating codes are drawn as codes, zero points aside
+        if q.x_zero_point != PER_CHANNEL:
+            x = x + int(q.x_zero_point)
+        w = w + q.w_zero_point
     x = np.clip(x, *INTEGER_RANGE[src]).astype(numpy_dtype(src))
     w = np.clip(w, *INTEGER_RANGE[wei]).astype(numpy_dtype(wei))
     b = None
     if spec.bias:
         b = rng.integers(-8, 8, (spec.out_channels,), endpoint=True).astype(numpy_dtype(spec.bias_dtype or "int32"))
     return x, w, b
+
+
+def _near_the_top(rng: np.random.Generator, shape: tuple[int, ...], data_type: str) -> np.ndarray:
+    """Codes in the top eighth of an 8-bit type's magnitudes: 224 to 255 (uint8), +-112 to +-127 (int8)."""
+    top = INTEGER_RANGE[data_type][1]
+    magnitudes = rng.integers(top - top // 8, top, shape, endpoint=True)
+    if data_type == "uint8":
+        return magnitudes
+    return np.where(rng.random(shape) < 0.5, -magnitudes, magnitudes)
 
 
 def _operand(spec: ConvSpec, op, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:

@@ -87,7 +87,7 @@ def plan(cases: Iterable[Case], backends: tuple[str, ...], done: Set[DoneKey] = 
     for case in cases:
         missing = [b for b in backends if done_key(case, b) not in done]
         if missing:
-            yield Item(case, missing)
+            yield Item(case, missing, inputs=case.inputs)
 
 
 @dataclass(frozen=True)

@@ -226,13 +226,14 @@ def resume(path: str | Path, jobs: int | None = None, *, progress: bool = False,
 
 
 def _continue(logged: Iterable[Case], stream: Iterator[Case], path: Path) -> Iterator[Case]:
-    """The logged cases, then the selection's stream after them (checked to begin with the same cases)."""
+    """The logged cases, then the selection's stream after them (checked to begin with the same cases); each as
+    the selection gives it, so that what cases.csv does not log (a grid case's input style) is kept."""
     for number, case in enumerate(logged, start=1):
         again = next(stream, None)
         if again is None or again.spec != case.spec:
             raise RunFolderError(f"{path / 'cases.csv'}: case {number} is no longer what the run's selection "
                                  "yields (a grid or file changed since the run started); start a new run")
-        yield case
+        yield replace(again, tensors=case.tensors)
     yield from stream
 
 
@@ -271,7 +272,7 @@ def _execute(context: RunContext, cases: Iterable[Case], total: int, *, done: se
                 context.cases.log(case)
             missing = [b for b in settings.backends if done_key(case, b) not in done]
             if missing:
-                yield Item(case, missing)
+                yield Item(case, missing, inputs=case.inputs)
             else:
                 bar.advance([])
 
