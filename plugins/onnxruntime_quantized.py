@@ -114,9 +114,18 @@ def _float_bias(spec: ConvSpec) -> bool:
     return spec.bias_dtype not in (None, "int32")
 
 
-def _tiny(dtype: str, bias: bool = True, **changes: Any) -> ConvSpec:
+def _tiny(dtype: str, bias: bool = True, padding: Any = 0, **changes: Any) -> ConvSpec:
     """x (1, 2, 4, 4), w (2, 2, 2, 2) of `dtype` with an int32 bias (or none), quantization changed by `changes`."""
-    return quantized(tiny_spec(2, in_channels=2, out_channels=2, dtype=dtype, bias=bias), **changes)
+    return quantized(tiny_spec(2, in_channels=2, out_channels=2, dtype=dtype, bias=bias, padding=padding), **changes)
+
+
+def _negative_padding(spec: ConvSpec) -> bool:
+    return any(min(pair) < 0 for pair in spec.padding)
+
+
+def _crop_probe(typical: str) -> Probe:
+    """ONNX's pads are never negative (QLinearConv's and ConvInteger's shape inference say so; found by a search)."""
+    return Probe("negative padding (a crop)", _negative_padding, _tiny(typical, padding=((-1, 0), (0, 0))))
 
 
 def _quantization_probes(dtypes: tuple[str, ...], typical: str) -> tuple[Probe, ...]:
@@ -131,6 +140,7 @@ def _quantization_probes(dtypes: tuple[str, ...], typical: str) -> tuple[Probe, 
         Probe("y zero point per output channel", _per_channel("y_zero_point"),
               _tiny(typical, y_zero_point="per_channel")),
         Probe("bias in real units (a float bias data type)", _float_bias, _tiny(typical, bias_dtype="float32")),
+        _crop_probe(typical),
     )
 
 
@@ -232,7 +242,8 @@ class ConvIntegerBackend(QLinearConvBackend):
         "accumulator steps", _float_bias))
     probes = (*(Probe(f"dtype {dtype}", _has_dtype(dtype), _tiny(dtype)) for dtype in CONVINTEGER_TYPES),
               Probe("x zero point per input channel", _per_channel("x_zero_point"),
-                    _tiny("uint8:int8:int32", x_zero_point="per_channel")))
+                    _tiny("uint8:int8:int32", x_zero_point="per_channel")),
+              _crop_probe("uint8:int8:int32"))
 
 
 class QdqBackend(_QuantizedBackend):
@@ -247,8 +258,8 @@ class QdqBackend(_QuantizedBackend):
     # ORT_ENABLE_ALL fuses a per-output-channel QuantizeLinear into a QLinearConv whose kernel then refuses it.
     probes: tuple[Probe, ...] = (
         Probe("y scale per output channel", _per_channel("y_scale"), _tiny("int8", y_scale="per_channel")),
-              Probe("y zero point per output channel", _per_channel("y_zero_point"),
-                    _tiny("int8", y_zero_point="per_channel")))
+        Probe("y zero point per output channel", _per_channel("y_zero_point"), _tiny("int8", y_zero_point="per_channel")),
+        _crop_probe("int8"))
 
     @staticmethod
     def refusal_reason(error: BaseException) -> str:

@@ -15,8 +15,13 @@ coincide) are found no other way.
 Growing the op family: a mutation changes a spec with `ConvSpec.replace`, so a field this module does
 not know is carried through every mutation and shrink unchanged, and a draw leaves it at its default.
 Exploring it means adding a draw for it in `_draw_once`, a mutation to `_operations` and a simplification
-to convparity.harness.search.shrink, as the post-op chain has. Quantized cases (integer data types, scales
-and zero points) are not drawn: a search's --dtype names float types only.
+to convparity.harness.search.shrink, as the post-op chain has.
+
+Quantized cases: a dtype with 8-bit integer sources (`--dtype uint8:int8:uint8`, `int8`,
+`uint8:int8:int32`, ...) draws its scales and zero points from QUANTIZATIONS (power-of-two multipliers with
+exact ties, where rounding modes differ; irregular ones; per-channel weight scales), the y zero point moved
+into the destination's range, a relu as the only post-op (what integer kernels fuse); a mutation redraws
+them, and switching between a float and an integer dtype adds or drops them.
 
 Sizes stay small: each case must run fast on every backend, and a shrunk case is smaller still.
 """
@@ -28,8 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from convparity.harness.cases.attributes import PER_CHANNEL, Quantization
 from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.vocabulary import DTYPES
+from convparity.harness.vocabulary import check_dtype, data_types, is_integer
 from convparity.reference_impl.post_ops import PostOp
 
 LARGEST_INPUT = {1: 20, 2: 12, 3: 6}
@@ -42,6 +48,29 @@ POST_OPS = (PostOp("relu"), PostOp("relu", alpha=0.25), PostOp("tanh"), PostOp("
             PostOp("clip", alpha=-0.5, beta=0.5), PostOp("gelu_erf"), PostOp("sum"), PostOp("sum", scale=0.5),
             PostOp("binary_add", mask=2), PostOp("binary_mul"), PostOp("binary_max", mask=2), PostOp("prelu", mask=2),
             PostOp("batchnorm", alpha=1e-5))
+QUANTIZATIONS = (
+    Quantization(x_scale=0.5, w_scale=0.25, y_scale=0.25, x_zero_point=3, y_zero_point=128),
+    Quantization(x_scale=0.1, w_scale=0.0371, y_scale=0.00413, y_zero_point=120),
+    Quantization(x_scale=0.25, w_scale=PER_CHANNEL, y_scale=0.0625, x_zero_point=1, y_zero_point=65),
+    Quantization(x_scale=1.0, w_scale=1.0, y_scale=0.125, y_zero_point=128),
+)
+QUANTIZED_POST_OPS = (PostOp("relu"),)
+
+
+def quantized(dtype: str) -> bool:
+    return is_integer(data_types(dtype)[0])
+
+
+def quantization_for(dtype: str, rng: random.Random) -> Quantization:
+    """Scales and zero points for a quantized dtype: one of QUANTIZATIONS with its zero points moved into the
+    source's and destination's ranges (an int32 or float destination takes no y scale)."""
+    source, _, destination = data_types(dtype)
+    if destination in ("int32",) or not is_integer(destination):
+        return Quantization(x_zero_point=0 if source == "int8" else rng.choice((0, 3)))
+    chosen = rng.choice(QUANTIZATIONS)
+    return Quantization(x_scale=chosen.x_scale, w_scale=chosen.w_scale, y_scale=chosen.y_scale,
+                        x_zero_point=0 if source == "int8" else chosen.x_zero_point,
+                        y_zero_point=int(chosen.y_zero_point) - (128 if destination == "int8" else 0))
 
 
 def build(spec: ConvSpec | None = None, **fields: Any) -> ConvSpec | None:
@@ -80,10 +109,9 @@ class SpecSpace:
     dtypes: tuple[str, ...] = ("float64", "float32")
 
     def __post_init__(self) -> None:
-        unknown = [d for d in self.dtypes if d not in DTYPES]
-        if unknown or not self.dtypes:
-            raise ValueError(f"dtypes: unknown dtype {unknown[0]!r} (known: {', '.join(DTYPES)})" if unknown
-                             else "dtypes: give at least one")
+        if not self.dtypes:
+            raise ValueError("dtypes: give at least one")
+        object.__setattr__(self, "dtypes", tuple(check_dtype(d, "dtypes") for d in self.dtypes))
 
     def draw(self, rng: random.Random) -> ConvSpec:
         """A valid case from the whole space (rejection sampling over independent field draws); one in
@@ -109,14 +137,17 @@ class SpecSpace:
         dilation = tuple(rng.choice((1, 1, 1, 2, 3)) for _ in range(rank))
         padding = tuple((self._pad(rng), self._pad(rng)) for _ in range(rank))
         transposed = rng.random() < TRANSPOSED_SHARE
-        chain = (tuple(rng.choice(POST_OPS) for _ in range(rng.choice((1, 1, 2)))) if rng.random() < POST_OP_SHARE
-                 else ())
+        dtype = rng.choice(self.dtypes)
+        quantization = quantization_for(dtype, rng) if quantized(dtype) else Quantization()
+        chain = (() if rng.random() >= POST_OP_SHARE * (2 if quantized(dtype) else 1)
+                 else (rng.choice(QUANTIZED_POST_OPS),) if quantized(dtype)
+                 else tuple(rng.choice(POST_OPS) for _ in range(rng.choice((1, 1, 2)))))
         output_padding = (tuple(rng.randrange(max(s, d)) if rng.random() < 0.3 else 0 for s, d in zip(stride, dilation))
                           if transposed else (0,) * rank)
         return build(batch=rng.randint(1, 3), in_channels=groups * in_per_group, out_channels=groups * out_per_group,
                      groups=groups, input_size=sizes, kernel_size=kernel, stride=stride, dilation=dilation,
-                     padding=padding, bias=rng.random() < 0.5, dtype=rng.choice(self.dtypes), transposed=transposed,
-                     output_padding=output_padding, post_ops=chain)
+                     padding=padding, bias=rng.random() < 0.5, dtype=dtype, transposed=transposed,
+                     output_padding=output_padding, post_ops=chain, quantization=quantization)
 
     @staticmethod
     def _pad(rng: random.Random) -> int:
@@ -173,8 +204,16 @@ class SpecSpace:
 
     def _bias_dtype(self, spec: ConvSpec, rng: random.Random) -> ConvSpec | None:
         if len(self.dtypes) > 1 and rng.random() < 0.5:
-            return build(spec, dtype=rng.choice([d for d in self.dtypes if d != spec.dtype]))
+            dtype = rng.choice([d for d in self.dtypes if d != spec.dtype])
+            if quantized(dtype) == spec.quantized:
+                return build(spec, dtype=dtype)
+            return build(spec, dtype=dtype, post_ops=(),
+                         quantization=quantization_for(dtype, rng) if quantized(dtype) else Quantization())
         return build(spec, bias=not spec.bias)
+
+    def _quantization(self, spec: ConvSpec, rng: random.Random) -> ConvSpec | None:
+        """Other scales and zero points for a quantized case."""
+        return build(spec, quantization=quantization_for(spec.dtype, rng)) if spec.quantized else None
 
     def _rank(self, spec: ConvSpec, rng: random.Random) -> ConvSpec | None:
         if spec.rank > 1 and (spec.rank == 3 or rng.random() < 0.5):
@@ -192,11 +231,11 @@ class SpecSpace:
         return build(spec, transposed=not spec.transposed, output_padding=0)
 
     def _post_ops(self, spec: ConvSpec, rng: random.Random) -> ConvSpec | None:
-        """A post-op added at the end of the chain (at most two), or one left out."""
-        if spec.post_ops and (len(spec.post_ops) == 2 or rng.random() < 0.5):
+        """A post-op added at the end of the chain (at most two; a quantized case: one relu), or one left out."""
+        if spec.post_ops and (len(spec.post_ops) == 2 or spec.quantized or rng.random() < 0.5):
             index = rng.randrange(len(spec.post_ops))
             return build(spec, post_ops=spec.post_ops[:index] + spec.post_ops[index + 1:])
-        return build(spec, post_ops=(*spec.post_ops, rng.choice(POST_OPS)))
+        return build(spec, post_ops=(*spec.post_ops, rng.choice(QUANTIZED_POST_OPS if spec.quantized else POST_OPS)))
 
     def _relation(self, spec: ConvSpec, rng: random.Random) -> ConvSpec | None:
         """Make two sizes equal: a channel count and the last output (or input) size, or the two channel counts."""
@@ -215,4 +254,4 @@ class SpecSpace:
 
     _operations: ClassVar[tuple[Callable[[SpecSpace, ConvSpec, random.Random], ConvSpec | None], ...]] = (
         _batch, _channels, _groups, _size, _size, _stride_dilation, _padding, _bias_dtype, _rank, _relation,
-        _transposed, _post_ops)
+        _transposed, _post_ops, _quantization)

@@ -72,8 +72,9 @@ def rerun_check(observation: Observation, evaluator: Evaluator, *, deadline: flo
 
 def simpler_values(observation: Observation, evaluator: Evaluator, *, deadline: float = math.inf
                    ) -> Observation | None:
-    """The case with small integer values, when it fails the same way with them (else None)."""
-    if observation.kind == "timeout":
+    """The case with small integer values, when it fails the same way with them (else None; a quantized case's
+    sources are small integers already)."""
+    if observation.kind == "timeout" or observation.spec.quantized:
         return None
     for scale in INTEGER_SCALES:
         found = evaluator.rerun(observation.spec, observation.backend, inputs=InputStyle("integers", scale),

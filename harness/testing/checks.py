@@ -181,7 +181,7 @@ def judge_case(backend: Backend, case: Case, seed: int = 0) -> CaseVerdict:
     """One case through `evaluate_case`, judged as the contract suite judges it: a fail lists each tensor
     that neither passes, is unsupported nor fails as a declared deviation (xpass, a stale declaration,
     is a failure too)."""
-    result, rows = evaluate_case(backend, case.spec, name=case.name, seed=seed)
+    result, rows = evaluate_case(backend, case.spec, name=case.name, seed=seed, inputs=case.inputs)
     wrong = [row for row in rows if row.status not in ACCEPTED]
     if wrong:
         return CaseVerdict("fail", failure_message(case, result, wrong), tuple(rows))
