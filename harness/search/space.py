@@ -137,16 +137,18 @@ class SpecSpace:
         dilation = tuple(rng.choice((1, 1, 1, 2, 3)) for _ in range(rank))
         padding = tuple((self._pad(rng), self._pad(rng)) for _ in range(rank))
         transposed = rng.random() < TRANSPOSED_SHARE
-        dtype = rng.choice(self.dtypes)
-        quantization = quantization_for(dtype, rng) if quantized(dtype) else Quantization()
-        chain = (() if rng.random() >= POST_OP_SHARE * (2 if quantized(dtype) else 1)
-                 else (rng.choice(QUANTIZED_POST_OPS),) if quantized(dtype)
-                 else tuple(rng.choice(POST_OPS) for _ in range(rng.choice((1, 1, 2)))))
+        chain = (tuple(rng.choice(POST_OPS) for _ in range(rng.choice((1, 1, 2)))) if rng.random() < POST_OP_SHARE
+                 else ())
         output_padding = (tuple(rng.randrange(max(s, d)) if rng.random() < 0.3 else 0 for s, d in zip(stride, dilation))
                           if transposed else (0,) * rank)
-        return build(batch=rng.randint(1, 3), in_channels=groups * in_per_group, out_channels=groups * out_per_group,
+        batch, bias, dtype = rng.randint(1, 3), rng.random() < 0.5, rng.choice(self.dtypes)  # the order of old draws
+        quantization = Quantization()
+        if quantized(dtype):
+            quantization = quantization_for(dtype, rng)
+            chain = (rng.choice(QUANTIZED_POST_OPS),) if rng.random() < 2 * POST_OP_SHARE else ()
+        return build(batch=batch, in_channels=groups * in_per_group, out_channels=groups * out_per_group,
                      groups=groups, input_size=sizes, kernel_size=kernel, stride=stride, dilation=dilation,
-                     padding=padding, bias=rng.random() < 0.5, dtype=dtype, transposed=transposed,
+                     padding=padding, bias=bias, dtype=dtype, transposed=transposed,
                      output_padding=output_padding, post_ops=chain, quantization=quantization)
 
     @staticmethod
@@ -159,7 +161,7 @@ class SpecSpace:
         for _ in range(100):
             mutated: ConvSpec | None = spec
             for _ in range(changes or rng.choice((1, 1, 2))):
-                operation = rng.choice(self._operations)
+                operation = rng.choice(self.operations)
                 mutated = operation(self, mutated, rng) if mutated is not None else None
             if mutated is not None and mutated != spec:
                 return mutated
@@ -254,4 +256,9 @@ class SpecSpace:
 
     _operations: ClassVar[tuple[Callable[[SpecSpace, ConvSpec, random.Random], ConvSpec | None], ...]] = (
         _batch, _channels, _groups, _size, _size, _stride_dilation, _padding, _bias_dtype, _rank, _relation,
-        _transposed, _post_ops, _quantization)
+        _transposed, _post_ops)
+
+    @property
+    def operations(self) -> tuple[Callable[[SpecSpace, ConvSpec, random.Random], ConvSpec | None], ...]:
+        """The mutations: those of every space, and redrawn scales and zero points where a dtype is quantized."""
+        return self._operations + ((SpecSpace._quantization,) if any(map(quantized, self.dtypes)) else ())

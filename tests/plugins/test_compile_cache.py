@@ -18,7 +18,7 @@ import pytest
 from convparity import format_descriptor, sweep
 from convparity.harness.backends.manager import PluginSelection
 from convparity.harness.cases.builtin_grids import smoke
-from convparity.harness.results import KEY, read_results
+from convparity.harness.results import KEY, PERF_COLUMNS, read_results
 from convparity.harness.running import compile_cache, run_folder
 from convparity.harness.running.placement import WorkerSetup
 from convparity.plugins import jax_backend, tensorflow_backend
@@ -128,7 +128,8 @@ FRAMEWORK = {"jax": "jax", "tensorflow": "tensorflow", "keras": "keras"}
 
 
 def rows(path):
-    frame = read_results(path).drop(columns="seconds").sort_values(list(KEY)).reset_index(drop=True)
+    """The rows without their timings (seconds, compile seconds): what a cache must not change."""
+    frame = read_results(path).drop(columns=["seconds", *PERF_COLUMNS]).sort_values(list(KEY)).reset_index(drop=True)
     return frame.astype(str).to_dict("records")
 
 

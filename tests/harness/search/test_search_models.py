@@ -18,7 +18,7 @@ def test_a_search_starts_from_the_model_layers(planted_plugins, monkeypatch, tmp
                  "-o", str(out)])
     printed = capsys.readouterr()
     assert code == 1, printed.err  # every layer has a bias: planted-zero-db's db fails
-    assert "evaluated the models' 3 distinct layers; 1 failure(s) shrunk" in printed.err
+    assert "evaluated the models' 3 distinct layers; 1 failure(s) settled" in printed.err
     search = json.loads((out / "run.json").read_text())["search"]
     assert search["models"] == ["stub:small"] and len(search["seeds"]) == 3
     assert search["evaluations"]["model"] == 3
