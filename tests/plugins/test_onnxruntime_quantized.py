@@ -65,10 +65,11 @@ def test_int8_grid_every_non_pass_is_explained(tmp_path):
     assert cli.main(arguments + [word for name in QUANTIZED for word in ("-b", name)]) == 0
     y = read_results(tmp_path / "run")
     counts = y.groupby(["backend", "status"]).size().to_dict()
-    assert counts == {("onnxruntime-qlinearconv", "pass"): 19, ("onnxruntime-qlinearconv", "unsupported"): 10,
-                      ("onnxruntime-convinteger", "pass"): 2, ("onnxruntime-convinteger", "unsupported"): 27,
-                      ("onnxruntime-qdq", "pass"): 20, ("onnxruntime-qdq", "unsupported"): 9,
-                      ("onnxruntime-qdq-unfused", "pass"): 27, ("onnxruntime-qdq-unfused", "unsupported"): 2}
+    # the grid's last case (a dilated window reading only padding, uint8:int8:uint8) passes wherever uint8 runs
+    assert counts == {("onnxruntime-qlinearconv", "pass"): 20, ("onnxruntime-qlinearconv", "unsupported"): 10,
+                      ("onnxruntime-convinteger", "pass"): 2, ("onnxruntime-convinteger", "unsupported"): 28,
+                      ("onnxruntime-qdq", "pass"): 21, ("onnxruntime-qdq", "unsupported"): 9,
+                      ("onnxruntime-qdq-unfused", "pass"): 28, ("onnxruntime-qdq-unfused", "unsupported"): 2}
     for row in y[y["status"] == "unsupported"].itertuples():
         assert any(reason in row.message for reason in EXPLAINED[row.backend]), (row.backend, row.message)
     # ties (power-of-two multipliers with odd zero points) pass only as the declared rounding rounds them
@@ -169,7 +170,7 @@ def test_agrees_with_onnx_reference_where_both_compute(name, captured_models):
             assert np.all(np.abs(y.astype(int) - expected.astype(int))[differ] == 1)
             ties += int(odd_ties.sum())
         compared += 1
-    assert compared == (2 if name == "onnxruntime-convinteger" else 17)
+    assert compared == (2 if name == "onnxruntime-convinteger" else 18)
     assert ties == (0 if name == "onnxruntime-convinteger" else 171)
 
 
@@ -293,8 +294,9 @@ PLANTED = {
 def test_planted_bug_fails_where_the_honest_graph_passes(name, bug):
     plant, picks = PLANTED[bug]
     honest = backend(name)
+    # a window that reads only padding sees x - zp = 0 whichever side zp is taken on: no case for these bugs
     cases = [case.spec for case in int8() if picks(case.spec) and case.spec.dtype in honest.data_types
-             and honest.supports(case.spec) is None]
+             and honest.supports(case.spec) is None and case.name != "window in padding"]
     if bug.startswith("per-channel"):  # where the drawn scales differ from channel to channel
         cases = [spec for spec in cases if len(set(make_inputs(spec, 0).quantization["w_scale"])) > 1]
     assert len(cases) >= 2

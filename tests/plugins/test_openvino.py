@@ -210,7 +210,9 @@ def int8_backend():
 def test_int8_grid_every_non_pass_is_explained(tmp_path):
     assert cli.main(["run", "-b", "openvino-int8", "-g", "int8", "-o", str(tmp_path / "run")]) == 0
     y = read_results(tmp_path / "run")
-    assert y.groupby("status").size().to_dict() == {"pass": 27, "unsupported": 2}
+    assert y.groupby("status").size().to_dict() == {"pass": 27, "unsupported": 2, "xfail": 1}
+    (known,) = y[y["status"] == "xfail"].itertuples()
+    assert known.name == "window in padding" and "padding" in known.message  # the declared window-in-padding deviation
     refused = y[y["status"] == "unsupported"]
     assert set(refused["dtype"]) == {"uint8:int8:int32", "int8:int8:int32"}
     assert refused["message"].str.contains("openvino-int8 computes float64").all()
@@ -370,7 +372,8 @@ def _x_zero_point_on_the_wrong_side(quantization):
 ])
 def test_planted_int8_bug_fails_where_the_honest_program_passes(int8_backend, bug, values, picks):
     cases = [case.spec for case in int8() if case.spec.dtype in int8_backend.data_types
-             and picks(case.spec, make_inputs(case.spec, 0).quantization)]
+             and picks(case.spec, make_inputs(case.spec, 0).quantization)
+             and case.name != "window in padding"]  # its deviation aside, it sees x - zp = 0 whichever side
     assert len(cases) >= 2
     for spec in cases:
         _, honest = evaluate_case(int8_backend, spec, seed=0)
