@@ -258,7 +258,8 @@ class QdqBackend(_QuantizedBackend):
     # ORT_ENABLE_ALL fuses a per-output-channel QuantizeLinear into a QLinearConv whose kernel then refuses it.
     probes: tuple[Probe, ...] = (
         Probe("y scale per output channel", _per_channel("y_scale"), _tiny("int8", y_scale="per_channel")),
-        Probe("y zero point per output channel", _per_channel("y_zero_point"), _tiny("int8", y_zero_point="per_channel")),
+        Probe("y zero point per output channel", _per_channel("y_zero_point"),
+              _tiny("int8", y_zero_point="per_channel")),
         _crop_probe("int8"))
 
     @staticmethod

@@ -378,7 +378,7 @@ def int8_saturation() -> list[Case]:
     # With x ~ 240 and |w| ~ 120 the accumulator's size is about 28,800 sqrt(taps): the requantizing scales
     # (x and w scales 1) bring it back to the middle of the destination's range, saturating its tails.
     per_channel = Quantization(w_scale=PER_CHANNEL, y_scale=256.0, y_zero_point=128)
-    cases = [
+    cases: list[tuple[str, str, Quantization, dict[str, Any]]] = [
         ("accumulator 1x1", "uint8:int8:int32", Quantization(), dict(in_channels=64, kernel_size=(1, 1))),
         ("accumulator 3x3", "uint8:int8:int32", Quantization(), {}),
         ("accumulator int8", "int8:int8:int32", Quantization(), dict(in_channels=32)),

@@ -383,11 +383,3 @@ def read_findings(directory: str | Path):
     if "status" not in frame.columns:  # written before statuses: a declared group or a new one
         frame["status"] = frame["known"].map({True: "declared", False: "new"})
     return frame
-
-
-def _writer(text: str) -> Callable[[Any], None]:
-    """A function writing `text` into the file it is given (for atomic_write)."""
-    def write(file: Any) -> None:
-        file.write(text)
-
-    return write

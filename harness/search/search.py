@@ -558,7 +558,8 @@ def _hunt(context: RunContext, executor: ExecutorChoice | Executor | None, log: 
                 if evaluator.available:
                     hunt.earlier = earlier_findings(plan.known_findings)
                     hunt.replay_earlier(hunt.earlier, schedule.end("explore"))
-                    seeds = [parse_case(seed["case"], dtype=seed["dtype"], bias=seed["bias"]).spec for seed in plan.seeds]
+                    seeds = [parse_case(seed["case"], dtype=seed["dtype"], bias=seed["bias"]).spec
+                             for seed in plan.seeds]
                     explorer = hunt.explore(plan.budget, schedule.end("explore"), seeds)
                     record.search["proposed"] = {"fresh": explorer.fresh, "mutated": explorer.mutated}
                     hunt.cover(plan.extra_shrinks, schedule.end("cover"))
