@@ -29,6 +29,7 @@ from convparity.harness.backends.deviations import Deviation, Platform, Platform
 from convparity.harness.backends.hookspecs import hookimpl
 from convparity.harness.backends.limits import CONVOLUTION_ONLY, DeclaredLimits, Limit, Unsupported, first_limit
 from convparity.harness.backends.plugin_kit import (
+    BuildClock,
     Framework,
     Probe,
     dtype_probes,
@@ -55,11 +56,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONVOLUTION_ONLY", "DATA_TYPES", "DTYPES", "PER_CHANNEL", "POST_OP_KINDS", "ROUNDING_MODES", "UNIT_ROUNDOFF",
-    "Backend", "BackendContract", "BackendCost", "ConvSpec", "DType", "DeclaredLimits", "Deviation", "Extras",
-    "Framework", "Limit", "Model", "ModelLayer", "ModelReadError", "Outputs", "Platform", "PlatformRule", "PostOp",
-    "Probe", "Program", "Quantization", "ReadOptions", "Unsupported", "cpu_with", "cpu_without", "dtype_probes",
-    "first_limit", "hookimpl", "installed_version", "numpy_dtype", "parse_case", "post_op_arguments", "probed_limits",
-    "program_arguments", "tiny_spec", "widened",
+    "Backend", "BackendContract", "BackendCost", "BuildClock", "ConvSpec", "DType", "DeclaredLimits", "Deviation",
+    "Extras", "Framework", "Limit", "Model", "ModelLayer", "ModelReadError", "Outputs", "Platform", "PlatformRule",
+    "PostOp", "Probe", "Program", "Quantization", "ReadOptions", "Unsupported", "cpu_with", "cpu_without",
+    "dtype_probes", "first_limit", "hookimpl", "installed_version", "numpy_dtype", "parse_case", "post_op_arguments",
+    "probed_limits", "program_arguments", "tiny_spec", "widened",
 ]
 
 

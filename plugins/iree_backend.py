@@ -34,7 +34,6 @@ the compiler's time. Its runtime threads are set for a worker by `IREE_PY_RUNTIM
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from functools import cache, lru_cache
 
@@ -43,6 +42,7 @@ import numpy as np
 from convparity.plugin import (
     POST_OP_KINDS,
     BackendCost,
+    BuildClock,
     ConvSpec,
     DeclaredLimits,
     Deviation,
@@ -567,24 +567,13 @@ def iree_conv(*, stride, padding, dilation, groups, dtype, bias, x_shape, w_shap
     return step
 
 
-class CompileClock:
-    """Seconds this process has spent building steps (iree-compile is nearly all of it)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-
-COMPILE_CLOCK = CompileClock()
+COMPILE_CLOCK = BuildClock()  # iree-compile is nearly all of it
 
 
 @lru_cache(maxsize=64)
 def built_step(spec: ConvSpec) -> Callable[..., tuple]:
     """The spec's step, compiled once per process (the last 64 kept)."""
-    start = time.perf_counter()
-    try:
-        return IreeBackend().program(spec).build()
-    finally:
-        COMPILE_CLOCK.seconds += time.perf_counter() - start
+    return COMPILE_CLOCK.timed(IreeBackend().program(spec).build)
 
 
 # StableHLO's batch_norm_inference takes eps as an f32 attribute whatever the data type, so a float64 program adds

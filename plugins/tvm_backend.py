@@ -31,7 +31,6 @@ Workers get TVM's thread-pool size, `TVM_NUM_THREADS`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from functools import cache, lru_cache
 
@@ -40,6 +39,7 @@ import numpy as np
 from convparity.plugin import (
     POST_OP_KINDS,
     BackendCost,
+    BuildClock,
     ConvSpec,
     DeclaredLimits,
     Deviation,
@@ -270,24 +270,13 @@ def tvm_conv(*, stride, padding, dilation, groups, dtype, bias, x_shape, w_shape
     return step
 
 
-class CompileClock:
-    """Seconds this process has spent building steps (building the Relax module, Gradient and tvm.compile)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-
-COMPILE_CLOCK = CompileClock()
+COMPILE_CLOCK = BuildClock()  # building the Relax module, Gradient and tvm.compile
 
 
 @lru_cache(maxsize=64)
 def built_step(spec: ConvSpec) -> Callable[..., tuple]:
     """The spec's step, compiled once per process (the last 64 kept)."""
-    start = time.perf_counter()
-    try:
-        return TvmBackend().program(spec).build()
-    finally:
-        COMPILE_CLOCK.seconds += time.perf_counter() - start
+    return COMPILE_CLOCK.timed(TvmBackend().program(spec).build)
 
 
 def output_padding_beyond_stride(spec: ConvSpec) -> bool:

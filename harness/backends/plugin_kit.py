@@ -8,6 +8,7 @@
 - `widened(array)`: an input array as a framework can read it: contiguous, and bfloat16 (which few
   frameworks read from NumPy) as the float32 array of the same values.
 - `program_arguments(spec)`: a spec's geometry and dtype as the plain keyword arguments of a `Program`.
+- `BuildClock`: the seconds this process spent building steps (a compiler's `compile_seconds`).
 - probed limits: `Probe` (a feature, the specs that have it, a tiny example), `tiny_spec`, `dtype_probes`
   and `probed_limits`, which runs each example and turns the framework's refusal into a `Limit` whose
   reason is the framework's own message. A newer framework that runs the example drops the limit.
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import metadata
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,6 +35,23 @@ from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.vocabulary import DTYPES
 
 _LOADED: dict[str, ModuleType] = {}
+T = TypeVar("T")
+
+
+class BuildClock:
+    """Seconds this process has spent building steps, for a compiling backend's `compile_seconds` (where the
+    framework does not report its own compile time: building a step is nearly all compiling)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def timed(self, build: Callable[[], T]) -> T:
+        """build(), its time added to `seconds` (a failed build's too)."""
+        start = time.perf_counter()
+        try:
+            return build()
+        finally:
+            self.seconds += time.perf_counter() - start
 
 
 @dataclass(frozen=True)
