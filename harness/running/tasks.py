@@ -80,12 +80,11 @@ def reference_setup(plugins: PluginSelection) -> WorkerSetup:
     return WorkerSetup.here(None, plugins, "off")
 
 
-@dataclass(frozen=True)
-class Probe:
+class InBackendPool:
+    """A task that runs in its backend's pool, whose fresh workers import the framework first (PrepareBackend)."""
+
     backend: str
-    plugins: PluginSelection = field(default_factory=PluginSelection)
-    setup: WorkerSetup | None = None
-    urgency = PROBE_URGENCY
+    plugins: PluginSelection
 
     @property
     def pool(self) -> str:
@@ -94,6 +93,14 @@ class Probe:
     @property
     def prepare(self) -> PrepareBackend:
         return PrepareBackend(self.backend, self.plugins)
+
+
+@dataclass(frozen=True)
+class Probe(InBackendPool):
+    backend: str
+    plugins: PluginSelection = field(default_factory=PluginSelection)
+    setup: WorkerSetup | None = None
+    urgency = PROBE_URGENCY
 
     def __call__(self) -> BackendInfo:
         backend = _backend(self.backend, self.plugins)
@@ -143,7 +150,7 @@ class Explained:
 
 
 @dataclass(frozen=True)
-class ExplainCase:
+class ExplainCase(InBackendPool):
     """One case evaluated in the backend's own worker, for `convparity explain` (evaluate_case: both halves)."""
 
     backend: str
@@ -153,14 +160,6 @@ class ExplainCase:
     plugins: PluginSelection = field(default_factory=PluginSelection)
     setup: WorkerSetup | None = None
     inputs: InputStyle = UNIFORM
-
-    @property
-    def pool(self) -> str:
-        return backend_pool(self.backend)
-
-    @property
-    def prepare(self) -> PrepareBackend:
-        return PrepareBackend(self.backend, self.plugins)
 
     def __call__(self) -> Explained:
         backend = _backend(self.backend, self.plugins)
@@ -185,7 +184,7 @@ class WarmUp:
 
 
 @dataclass(frozen=True)
-class RunCase:
+class RunCase(InBackendPool):
     backend: str
     spec: ConvSpec
     seed: int
@@ -194,14 +193,6 @@ class RunCase:
     setup: WorkerSetup | None = None
     expected_seconds: float = 0.0
     inputs: InputStyle = UNIFORM
-
-    @property
-    def pool(self) -> str:
-        return backend_pool(self.backend)
-
-    @property
-    def prepare(self) -> PrepareBackend:
-        return PrepareBackend(self.backend, self.plugins)
 
     def __call__(self) -> Ran | Status:
         return run_backend(_backend(self.backend, self.plugins), self.spec, self.seed, self.version, self.inputs)
@@ -229,7 +220,7 @@ class EvaluateCase:
 
 
 @dataclass(frozen=True)
-class TimeCase:
+class TimeCase(InBackendPool):
     """Time a case that passed on `backend`, in a worker of the backend's pool, through its own `run`."""
 
     backend: str
@@ -238,14 +229,6 @@ class TimeCase:
     plugins: PluginSelection = field(default_factory=PluginSelection)
     setup: WorkerSetup | None = None
     expected_seconds: float = 0.0
-
-    @property
-    def pool(self) -> str:
-        return backend_pool(self.backend)
-
-    @property
-    def prepare(self) -> PrepareBackend:
-        return PrepareBackend(self.backend, self.plugins)
 
     def __call__(self) -> Timing:
         return time_backend(_backend(self.backend, self.plugins), self.spec, self.seed)
