@@ -11,7 +11,7 @@ heatmap images, titles, labels and the legend are checked not to overlap by test
 test_heatmap.py, from matplotlib's own text extents.)
 
 CONVPARITY_BROWSER_RUN=DIR also lays out the reports of real runs (DIR itself when it is a run folder, else the
-two newest run folders under it: the main job's two runs when `tox -e parity` sets it to its `reports`):
+three newest run folders under it: the main job's three runs when `tox -e parity` sets it to its `reports`):
 the checks that hold for any report (no wrapped descriptor or repro, no overlap, no sideways scroll,
 heatmaps at full size, a screenshot) run on each of them too.
 
@@ -108,7 +108,7 @@ def real_runs() -> list[Path]:
     if (folder / "run.json").is_file():
         return [folder]
     runs = sorted((p.parent for p in folder.glob("*/run.json")), key=lambda p: (p / "run.json").stat().st_mtime)
-    return runs[-2:] or [folder / "(no run folder here)"]
+    return runs[-3:] or [folder / "(no run folder here)"]
 
 
 PAGES = ["main-job-like", *map(str, real_runs())]
