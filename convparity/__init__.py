@@ -16,9 +16,17 @@ The names below are imported on first use (PEP 562), so `import convparity` itse
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from convparity.harness import __version__
+# Installed, harness/, plugins/ and reference_impl/ are folders of this package (the wheel maps them here). In a
+# checkout they sit beside this folder: a process started in the checkout's root (`python -m convparity`, whose
+# working folder comes first on the path) finds them there, so it runs the checkout's code instead of failing.
+_HERE = Path(__file__).resolve().parent
+if not (_HERE / "harness").is_dir() and (_HERE.parent / "harness" / "__init__.py").is_file():
+    __path__.append(str(_HERE.parent))
+
+from convparity.harness import __version__  # noqa: E402 - after the path is complete
 
 _PUBLIC = {
     "DTYPES": "convparity.harness.vocabulary",

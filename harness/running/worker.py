@@ -68,7 +68,8 @@ def start_worker(pool: str, environment: Mapping[str, str], log: str | None, pre
     and send it its pickled `prepare`; returns the process and our end of its connection. The caller waits for
     ALIVE and READY. `spawn` starts the process (a caller may start it from a thread that outlives it)."""
     ours, theirs = socket.socketpair()
-    command = [sys.executable, "-m", __name__, str(theirs.fileno()), str(os.getpid())]
+    # -P: the working folder is not put first on the path (a checkout's root holds a convparity/ without harness/)
+    command = [sys.executable, "-P", "-m", __name__, str(theirs.fileno()), str(os.getpid())]
     try:
         with open(log or os.devnull, "ab") as output, signals_blocked():
             process = spawn(command, pass_fds=(theirs.fileno(),), env=dict(environment), stdin=subprocess.DEVNULL,

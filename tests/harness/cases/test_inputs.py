@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convparity.harness.cases.inputs import UNIFORM, InputStyle, case_seed, make_inputs
+from convparity.harness.cases.inputs import SATURATING, UNIFORM, InputStyle, case_seed, make_inputs
 from convparity.harness.cases.spec import ConvSpec
 
 SPEC = ConvSpec(batch=2, in_channels=4, out_channels=6, input_size=(5, 6), kernel_size=(3, 2), groups=2,
@@ -83,6 +83,9 @@ def test_the_default_style_draws_what_every_earlier_version_drew():
 
 @pytest.mark.parametrize("text", ["integers", "integers:0", "integers:-1", "integers:257", "gauss", "integers:1:2"])
 def test_a_style_that_is_none_is_refused_saying_what_is(text):
-    with pytest.raises(ValueError, match="expected 'uniform' or 'integers:K'"):
+    with pytest.raises(ValueError, match="expected 'uniform', 'saturating' or 'integers:K'"):
         InputStyle.parse(text)
     assert InputStyle.parse("") == InputStyle.parse("uniform") == UNIFORM
+    assert InputStyle.parse("saturating") == SATURATING and SATURATING.text == "saturating"
+    with pytest.raises(ValueError, match="saturating values take no scale"):
+        InputStyle("saturating", 3)
