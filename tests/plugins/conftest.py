@@ -44,7 +44,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if marker is None:
         return
     module, family, extra = FRAMEWORKS[marker.args[0]]
-    if not _installed(module):
+    if not installed(module):
         pytest.skip(f"{module} is not installed (pip install 'convparity[{extra}]')")
     if _FIRST_FAMILY and _FIRST_FAMILY[0] != family:
         pytest.skip(f"this process already ran {_FIRST_FAMILY[0]} tests; {family} tests run in a process of their "
@@ -53,7 +53,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _FIRST_FAMILY.append(family)
 
 
-def _installed(module: str) -> bool:
+def installed(module: str) -> bool:
     """Whether `module` imports here, looked up without importing it (a dotted name's parent first: find_spec
     of "iree.compiler" raises where "iree" is missing)."""
     parent = module.partition(".")[0]

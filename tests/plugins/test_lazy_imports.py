@@ -3,11 +3,12 @@ asking a backend about itself does."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
 import pytest
+
+from tests.plugins.conftest import installed
 
 FRAMEWORKS = {"torch": "torch", "jax": "jax", "onnxruntime": "onnxruntime", "torch-inductor": "torch",
               "openvino": "openvino", "paddle": "paddle", "mlx": "mlx", "tinygrad": "tinygrad",
@@ -17,7 +18,7 @@ FRAMEWORKS = {"torch": "torch", "jax": "jax", "onnxruntime": "onnxruntime", "tor
 @pytest.mark.parametrize(("backend", "module"), FRAMEWORKS.items())
 def test_framework_is_imported_only_when_the_backend_is_asked(backend, module):
     # Looked up, not imported: this process may run another framework's tests (tests/plugins/conftest.py).
-    if importlib.util.find_spec(module) is None:
+    if not installed(module):
         pytest.skip(f"{module} is not installed")
     script = (
         "import sys\n"
