@@ -6,7 +6,9 @@ takes, with that case's values in it. `specialize(program)` rewrites the functio
 
 - the docstring goes (the script's first line says what the program is);
 - each argument that the function never assigns is a constant: its uses become the literal value, and so
-  does every simple name assigned once from constants (`rank = len(stride)`);
+  does every simple name assigned once from constants (`rank = len(stride)`); only immutable values
+  (numbers, text, None, tuples of them) are put in place of a name: a list or dict assigned once may still be
+  filled (`steps = []` then `steps.append(...)`), so its name stays;
 - what is then constant is folded: arithmetic and comparisons, `a if c else b`, `and` / `or`, a literal
   tuple or list indexed by a constant, `len` of a literal, and an `if` statement keeps the branch taken;
 - an assignment whose names are no longer read is dropped, when its value has no effect (a constant), and
@@ -66,10 +68,17 @@ def _stored(node: ast.AST) -> dict[str, int]:
 
 
 def _literal(value: Any) -> bool:
+    """Whether `value` may stand in place of a name: an immutable literal (a short one)."""
     try:
-        return ast.literal_eval(repr(value)) == value and len(repr(value)) <= 200
+        return _immutable(value) and ast.literal_eval(repr(value)) == value and len(repr(value)) <= 200
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return False
+
+
+def _immutable(value: Any) -> bool:
+    if isinstance(value, (tuple, frozenset)):
+        return all(_immutable(item) for item in value)
+    return value is None or isinstance(value, (bool, int, float, complex, str, bytes))
 
 
 class _Specializer(ast.NodeTransformer):

@@ -174,3 +174,27 @@ def test_the_reference_program_specialised_agrees_with_itself(tmp_path):
         write(tmp_path, program, tensors=spec.tensors, spec=spec)
         done = run(tmp_path)
         assert done.returncode == 0 and "fixed: they agree" in done.stdout, done.stdout + done.stderr
+
+
+def gathering(*, scale, names=("y",)):
+    """A program that fills a list and a dict it assigns once: specialising must not put `[]` or `{}` in their
+    place, or the filled containers would read empty (self-contained, as programs are)."""
+    kept = []
+    found = {}
+
+    def step(values):
+        for value in values:
+            kept.append(value * scale)
+        found[names[0]] = len(kept)
+        return kept, found
+
+    return step
+
+
+def test_a_container_assigned_once_and_filled_keeps_its_name():
+    program = Program(gathering, {"scale": 2, "names": ("y",)})
+    text = specialize(program)
+    assert "kept.append(value * 2)" in text and "found['y'] = len(kept)" in text, text
+    defined: dict = {}
+    exec(text, defined)  # noqa: S102 - the specialised program, as a repro script runs it
+    assert defined["gathering"](scale=2)([1, 3]) == ([2, 6], {"y": 2}) == program.build()([1, 3])
