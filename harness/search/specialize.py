@@ -10,9 +10,11 @@ takes, with that case's values in it. `specialize(program)` rewrites the functio
   (numbers, text, None, tuples of them) are put in place of a name: a list or dict assigned once may still be
   filled (`steps = []` then `steps.append(...)`), so its name stays;
 - what is then constant is folded: arithmetic and comparisons, `a if c else b`, `and` / `or`, a literal
-  tuple or list indexed by a constant, `len` of a literal, and an `if` statement keeps the branch taken;
-- an assignment whose names are no longer read is dropped, when its value has no effect (a constant), and
-  what follows a `return` in its block;
+  tuple, list or dict indexed by a constant, `len` of a literal, and an `if` statement keeps the branch taken;
+- a loop or comprehension over nothing (a constant empty sequence, or `zip`/`enumerate` of one) is dropped, or
+  becomes its empty value;
+- an assignment whose names are no longer read is dropped, when its value has no effect (a constant), so is a
+  nested function nothing calls any more, and what follows a `return` in its block;
 - comments and blank lines go (the source is printed from its syntax tree).
 
 The result is checked: it must compile and define the same function name; anything else (a construct it
@@ -118,6 +120,8 @@ class _Specializer(ast.NodeTransformer):
                 statement.orelse = self._block(statement.orelse)
                 result.append(statement)
                 continue
+            if isinstance(statement, ast.For) and not statement.orelse and _over_nothing(self.visit(statement.iter)):
+                continue  # a loop over nothing never runs its body
             if isinstance(statement, (ast.FunctionDef, ast.With, ast.Try, ast.For, ast.While)):
                 for field in ("body", "orelse", "finalbody"):
                     if hasattr(statement, field):
@@ -164,9 +168,14 @@ class _Specializer(ast.NodeTransformer):
                                                           for n in ast.walk(g.target) if isinstance(n, ast.Name)}
             hidden = {name: self.known.pop(name) for name in local if name in self.known}
             try:
-                return super().generic_visit(node)
+                node = super().generic_visit(node)
             finally:
                 self.known.update(hidden)
+            if isinstance(node, (ast.ListComp, ast.GeneratorExp, ast.DictComp, ast.SetComp)) and _over_nothing(
+                    node.generators[0].iter):
+                empty = {ast.ListComp: "[]", ast.GeneratorExp: "()", ast.DictComp: "{}", ast.SetComp: "set()"}
+                return ast.copy_location(ast.parse(empty[type(node)], mode="eval").body, node)
+            return node
         node = super().generic_visit(node)
         value = _fold(node)
         if value is not _UNKNOWN and _literal(value):
@@ -217,6 +226,13 @@ def _fold(node: ast.AST) -> Any:
                 return eval(code, {"__builtins__": {}})  # noqa: S307 - literals and operators only
             except Exception:  # noqa: BLE001
                 return _UNKNOWN
+    if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):  # a literal indexed by a constant
+        container, key = _constant(node.value), _constant(node.slice)
+        if container is not _UNKNOWN and key is not _UNKNOWN:
+            try:
+                return container[key]
+            except Exception:  # noqa: BLE001
+                return _UNKNOWN
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FOLDABLE_CALLS \
             and not node.keywords:
         values = [_constant(argument) for argument in node.args]
@@ -226,6 +242,20 @@ def _fold(node: ast.AST) -> Any:
             except Exception:  # noqa: BLE001
                 return _UNKNOWN
     return _UNKNOWN
+
+
+def _over_nothing(node: ast.AST) -> bool:
+    """Whether iterating over `node` yields nothing: a constant empty sequence, or zip / enumerate / reversed /
+    sorted / iter of one (zip: of any of its arguments)."""
+    value = _constant(node)
+    if value is not _UNKNOWN:
+        return isinstance(value, (tuple, list, str, bytes, dict, set, frozenset)) and len(value) == 0
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords and node.args:
+        if node.func.id == "zip":
+            return any(_over_nothing(argument) for argument in node.args)
+        if node.func.id in ("enumerate", "reversed", "sorted", "iter", "tuple", "list"):
+            return _over_nothing(node.args[0])
+    return False
 
 
 def _to_node(value: Any) -> ast.expr:
@@ -242,6 +272,8 @@ def _without_dead(body: list[ast.stmt], scope: ast.AST) -> list[ast.stmt]:
                 names = [n.id for n in ast.walk(statement.targets[0]) if isinstance(n, ast.Name)]
                 if _constant(statement.value) is not _UNKNOWN and all(name not in loaded for name in names):
                     continue
+            if isinstance(statement, ast.FunctionDef) and not statement.decorator_list and statement.name not in loaded:
+                continue  # a nested function nothing calls
             kept.append(statement)
         if len(kept) == len(body):
             return kept

@@ -198,3 +198,34 @@ def test_a_container_assigned_once_and_filled_keeps_its_name():
     defined: dict = {}
     exec(text, defined)  # noqa: S102 - the specialised program, as a repro script runs it
     assert defined["gathering"](scale=2)([1, 3]) == ([2, 6], {"y": 2}) == program.build()([1, 3])
+
+
+def chained(*, chain=(), scale=1.0):
+    """A program with a chain of steps, most cases without any: its loops, comprehensions and helpers over the chain
+    are dead code there (self-contained, as programs are)."""
+    steps = tuple(dict(step) for step in chain)
+    names = [step["kind"] for step in steps]
+
+    def describe(step):
+        return f"{step['kind']}({step['alpha']})"
+
+    def step(values):
+        out = [value * scale for value in values]
+        for op, name in zip(steps, names):
+            out = [v + op["alpha"] for v in out] if name == "add" else out
+        return out
+
+    return step
+
+
+@pytest.mark.parametrize("chain", [(), ({"kind": "add", "alpha": 1.0},)])
+def test_an_empty_chain_s_loops_and_helpers_fold_away(chain):
+    program = Program(chained, {"chain": chain, "scale": 2.0})
+    text = specialize(program)
+    defined: dict = {}
+    exec(text, defined)  # noqa: S102 - the specialised program, as a repro script runs it
+    assert defined["chained"](chain=chain, scale=2.0)([1.0, 3.0]) == program.build()([1.0, 3.0])
+    if not chain:
+        assert "for op" not in text and "def describe" not in text and "names" not in text, text
+    else:
+        assert "for op, name in zip(steps, names)" in text, text
