@@ -474,6 +474,22 @@ def value_jump(op: PostOp, v: Array, e: Array) -> Array:
     return np.where(inside, 1.0, 0.0)
 
 
+def operand_size(op: PostOp, v: Array, operand: Array | None) -> Array | float:
+    """The size of what a step adds from its operand, per element (0 for an eltwise step): a sum's |scale (r - zp)|,
+    a binary's |src1|, batchnorm's multiplier |mean| + |beta|. A step's roundings are relative to these sizes too:
+    where the result cancels (batchnorm of a 0 output: (0 - mean) * m + beta near 0) |f(v)| alone would not
+    bound them."""
+    if op.eltwise is not None or operand is None or op.kind == "prelu":
+        return 0.0
+    other = np.asarray(operand, dtype=np.float64)
+    if op.kind == "batchnorm":
+        mean, multiplier, beta = batchnorm_terms(other, op.eps, v.ndim)
+        return np.broadcast_to(np.abs(multiplier * mean) + np.abs(beta), v.shape)
+    if op.kind == "sum":
+        return np.broadcast_to(np.abs(op.scale * (other - op.zero_point)), v.shape)
+    return np.broadcast_to(np.abs(other), v.shape)
+
+
 def work(op: PostOp) -> float:
     """Rounding errors of one step, in unit roundoffs of its scale (an eltwise's `work`; one for the others, two
     for a scaled sum and for batchnorm's multiply-add)."""

@@ -7,14 +7,16 @@ implementation's v_k may be from it:
 
     E_0     = gamma(K, u_acc) * mag_c                      the convolution's own sum (K + 2 with scales)
     E'_k    = E_k + u * |v_k|                              an unfused backend stores v_k in the working type
-    E_k+1   = L_k * E'_k + w_k * u * (|v_k+1| + L_k * (|v_k| + M_k)) + J_k
+    E_k+1   = L_k * E'_k + w_k * u * (|v_k+1| + L_k * (|v_k| + M_k) + R_k) + J_k
     M_k+1   = L_k * M_k + |v_k+1|,  M_0 = mag_c            a bound on the sizes the step works with
 
 L_k = sup |f'| over [v_k - E'_k, v_k + E'_k] (mean value theorem: |f(a) - f(b)| <= L |a - b|),
 w_k the step's rounding work in unit roundoffs (reference_impl.post_ops: one for a plain add, eight for
 a composition of transcendental functions such as gelu), u the unit roundoff of the working type
 (ConvSpec.compute_dtype), and J_k the jump of a discontinuous step (round: 1 where a half-integer lies
-within E'_k). The M_k term covers an implementation that folds the step into the convolution's
+within E'_k). R_k is the size of what the step adds from its operand (reference_impl.post_ops.operand_size:
+a sum's |scale r|, a binary's |src1|, batchnorm's |m mean| + |beta|), since its roundings are relative to
+the operands too where the result cancels. The M_k term covers an implementation that folds the step into the convolution's
 weights (batchnorm into w and b rounds every folded weight once: u * L * mag). The output then adds
 its own rounding u_out * |y| + eta_out, and a y scale divides everything by sy.
 
@@ -49,6 +51,7 @@ from convparity.reference_impl.post_ops import (
     DIFFERENTIABLE_OPERANDS,
     derivative_change,
     operand_gradient_terms,
+    operand_size,
     reduce_to,
     slope,
     value_jump,
@@ -119,7 +122,8 @@ def _forward_errors(spec: ConvSpec, ref: Reference, accumulation: str) -> _Forwa
             errors.append(widened)
             steep = slope(op, v, widened, ref.operands[k])
             with np.errstate(invalid="ignore", over="ignore"):
-                error = (steep * widened + work(op) * u * (np.abs(after) + steep * (np.abs(v) + sizes))
+                error = (steep * widened + work(op) * u * (np.abs(after) + steep * (np.abs(v) + sizes)
+                                                           + operand_size(op, v, ref.operands[k]))
                          + value_jump(op, v, widened))
                 sizes = steep * sizes + np.abs(after)
             error = np.where(np.isnan(error), np.inf, error)
