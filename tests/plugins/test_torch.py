@@ -210,7 +210,7 @@ def test_a_default_search_finds_nothing_on_torch(tmp_path):
     result = search(["torch", "torch-channels_last"], seed=0, out=tmp_path / "hunt", executor=InlineExecutor())
     assert result.findings == [] and result.exit_code() == 0
     assert result.counts.evaluations["explore"] == 2 * DEFAULT_BUDGET
-    assert (tmp_path / "hunt" / "findings.csv").read_text().startswith("group,backend,backend_version,")
+    assert (tmp_path / "hunt" / "findings.csv").read_text().startswith("group,status,backend,backend_version,")
 
 
 def test_program_is_torch_conv_with_the_backends_device_and_memory_format():
