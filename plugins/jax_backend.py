@@ -62,12 +62,19 @@ def crops_then_pads(pairs) -> bool:
     return any(low < 0 < high <= -low for low, high in pairs)
 
 
+def transposed_pads(spec: ConvSpec) -> list[tuple[int, int]]:
+    """The pads of the stride-dilated convolution jax_conv computes for a transposed spec (its docstring)."""
+    return [((k - 1) * d - before, (k - 1) * d - after + extra) for k, d, (before, after), extra
+            in zip(spec.kernel_size, spec.dilation, spec.padding, spec.output_padding)]
+
+
 # XLA:CPU (jaxlib 0.10.2) computes a float32/float16/bfloat16 convolution whose dim is padded by (low, high) with
 # low < 0 < high <= -low on its Eigen path, which takes it for an unpadded one and reads past the rows it may use:
 # the output holds neighbouring input or uninitialised memory (1e26 and the like). float64 and more than 16
 # channels take other paths. Which shapes take the Eigen path depends on the channel counts, so the declarations
-# are not strict. The convolutions concerned: y of a convolution with such pads, and dx of a transposed one,
-# which is the convolution with the spec's pads (before, after - output_padding).
+# are not strict. The convolutions concerned: y of a convolution with such pads, y of a transposed one whose
+# stride-dilated convolution has them (found by a search: deconv:g1mb2ic4iw3oc1ow2kw2sw1pw2dw0 float32 read -7 for -4),
+# and dx of a transposed one, which is the convolution with the spec's pads (before, after - output_padding).
 # Evidence: tests/plugins/test_jax.py::test_xla_cpu_convolution_crops_then_pads_correctly (xfail, the bug alone)
 # and ::test_crop_then_pad_deviation_explains_the_failures.
 XLA_NEGATIVE_LOW_PADDING = "https://github.com/openxla/xla/issues/48713"
@@ -81,6 +88,10 @@ DEVIATIONS = (
     Deviation(condition="a dim padded by before < 0 < after <= -before", dtypes=NARROW, tensors=("y",),
               applies=lambda spec: not spec.transposed and crops_then_pads(spec.padding), strict=False,
               versions=">=0.10.2", reason=XLA_BUG, upstream=XLA_NEGATIVE_LOW_PADDING),
+    Deviation(condition="transposed, a dim whose stride-dilated convolution is padded by low < 0 < high <= -low (low = "
+              "e - 1 - before, high = e - 1 - after + output_padding, e the effective kernel)", dtypes=NARROW,
+              tensors=("y",), strict=False, versions=">=0.10.2", reason=XLA_BUG, upstream=XLA_NEGATIVE_LOW_PADDING,
+              applies=lambda spec: spec.transposed and crops_then_pads(transposed_pads(spec))),
     Deviation(condition="transposed, a dim with before < 0 < after - output_padding <= -before", dtypes=NARROW,
               tensors=("dx",), strict=False, versions=">=0.10.2", reason=XLA_BUG, upstream=XLA_NEGATIVE_LOW_PADDING,
               applies=lambda spec: spec.transposed and crops_then_pads(
