@@ -62,19 +62,34 @@ def crops_then_pads(pairs) -> bool:
     return any(low < 0 < high <= -low for low, high in pairs)
 
 
-def transposed_pads(spec: ConvSpec) -> list[tuple[int, int]]:
-    """The pads of the stride-dilated convolution jax_conv computes for a transposed spec (its docstring)."""
-    return [((k - 1) * d - before, (k - 1) * d - after + extra) for k, d, (before, after), extra
-            in zip(spec.kernel_size, spec.dilation, spec.padding, spec.output_padding)]
+def xla_pads(spec: ConvSpec, tensor: str) -> list[tuple[int, int]]:
+    """Per dim, the (low, high) pads of the convolution XLA computes for `tensor`: the forward one (the spec's pads;
+    for a transposed spec the stride-dilated convolution's, e - 1 - before and e - 1 - after + output_padding, e the
+    effective kernel), and the ones its autodiff derives: dx of a convolution is a stride-dilated one (e - 1 -
+    before, e - 1 - after + r, r the input left over by the stride), dw a correlation with (before, after - r); a
+    transposed spec's dx is the convolution with (before, after - output_padding), its dw the forward's pads."""
+    pairs = []
+    for size, k, s, d, (before, after), extra in zip(spec.input_size, spec.kernel_size, spec.stride, spec.dilation,
+                                                      spec.padding, spec.output_padding):
+        span = (k - 1) * d
+        if spec.transposed:
+            dilated = (span - before, span - after + extra)
+            pairs.append((before, after - extra) if tensor == "dx" else dilated)
+        else:
+            rest = (size + before + after - span - 1) % s
+            pairs.append({"y": (before, after), "dx": (span - before, span - after + rest)}.get(
+                tensor, (before, after - rest)))
+    return pairs
 
 
 # XLA:CPU (jaxlib 0.10.2) computes a float32/float16/bfloat16 convolution whose dim is padded by (low, high) with
 # low < 0 < high <= -low on its Eigen path, which takes it for an unpadded one and reads past the rows it may use:
 # the output holds neighbouring input or uninitialised memory (1e26 and the like). float64 and more than 16
 # channels take other paths. Which shapes take the Eigen path depends on the channel counts, so the declarations
-# are not strict. The convolutions concerned: y of a convolution with such pads, y of a transposed one whose
-# stride-dilated convolution has them (found by a search: deconv:g1mb2ic4iw3oc1ow2kw2sw1pw2dw0 float32 read -7 for -4),
-# and dx of a transposed one, which is the convolution with the spec's pads (before, after - output_padding).
+# are not strict. The convolutions concerned are every one XLA computes with such pads: y's and those autodiff
+# derives for dx and dw (xla_pads). A search found the ones beyond y of a plain convolution and dx of a transposed
+# one: deconv:g1mb2ic4iw3oc1ow2kw2sw1pw2dw0 (y read -7 for -4 on small integers), a 2-D one of the kind (y and dw),
+# g1mb1ic1iw3oc13ow4kw2sw1pw2dw0 (dx); each is exact in float64.
 # Evidence: tests/plugins/test_jax.py::test_xla_cpu_convolution_crops_then_pads_correctly (xfail, the bug alone)
 # and ::test_crop_then_pad_deviation_explains_the_failures.
 XLA_NEGATIVE_LOW_PADDING = "https://github.com/openxla/xla/issues/48713"
@@ -85,17 +100,11 @@ DEVIATIONS = (
     Deviation(condition="bias, float16/bfloat16", dtypes=("float16", "bfloat16"), tensors=("y", "db"), bias=True,
               strict=False, reason="adds the bias after rounding the convolution to the narrow dtype, and "
               "reduces dy to db in that dtype", upstream="a precision choice, not reported"),
-    Deviation(condition="a dim padded by before < 0 < after <= -before", dtypes=NARROW, tensors=("y",),
-              applies=lambda spec: not spec.transposed and crops_then_pads(spec.padding), strict=False,
-              versions=">=0.10.2", reason=XLA_BUG, upstream=XLA_NEGATIVE_LOW_PADDING),
-    Deviation(condition="transposed, a dim whose stride-dilated convolution is padded by low < 0 < high <= -low (low = "
-              "e - 1 - before, high = e - 1 - after + output_padding, e the effective kernel)", dtypes=NARROW,
-              tensors=("y",), strict=False, versions=">=0.10.2", reason=XLA_BUG, upstream=XLA_NEGATIVE_LOW_PADDING,
-              applies=lambda spec: spec.transposed and crops_then_pads(transposed_pads(spec))),
-    Deviation(condition="transposed, a dim with before < 0 < after - output_padding <= -before", dtypes=NARROW,
-              tensors=("dx",), strict=False, versions=">=0.10.2", reason=XLA_BUG, upstream=XLA_NEGATIVE_LOW_PADDING,
-              applies=lambda spec: spec.transposed and crops_then_pads(
-                  (before, after - extra) for (before, after), extra in zip(spec.padding, spec.output_padding))),
+    *(Deviation(condition=f"the convolution XLA computes for {tensor} has a dim padded by low < 0 < high <= -low "
+                "(xla_pads)", dtypes=NARROW, tensors=(tensor,), strict=False, versions=">=0.10.2", reason=XLA_BUG,
+                upstream=XLA_NEGATIVE_LOW_PADDING,
+                applies=lambda spec, tensor=tensor: crops_then_pads(xla_pads(spec, tensor)))
+      for tensor in ("y", "dx", "dw")),
 )
 
 
