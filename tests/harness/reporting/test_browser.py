@@ -143,7 +143,8 @@ def _main_job_like(report: Path) -> None:
 
 
 def test_the_page_says_what_a_reader_looks_for(measured):
-    assert measured["headings"][:2] == ["Parity matrix", "Where errors grow"]
+    headings = measured["headings"]  # a run with a backend and its -unfused twin has "Fused and unfused" between
+    assert headings[0] == "Parity matrix" and "Where errors grow" in headings[1:3]
     assert "How close to the bound" in measured["headings"] and "Non-passing rows, by cause" in measured["headings"]
 
 
