@@ -16,8 +16,8 @@ a composition of transcendental functions such as gelu), u the unit roundoff of 
 (ConvSpec.compute_dtype), and J_k the jump of a discontinuous step (round: 1 where a half-integer lies
 within E'_k). R_k is the size of what the step adds from its operand (reference_impl.post_ops.operand_size:
 a sum's |scale r|, a binary's |src1|, batchnorm's |m mean| + |beta|), since its roundings are relative to
-the operands too where the result cancels. The M_k term covers an implementation that folds the step into the convolution's
-weights (batchnorm into w and b rounds every folded weight once: u * L * mag). The output then adds
+the operands too where the result cancels. The M_k term covers an implementation that folds the step into
+the convolution's weights (batchnorm into w and b rounds every folded weight once: u * L * mag). The output then adds
 its own rounding u_out * |y| + eta_out, and a y scale divides everything by sy.
 
 Backward, with g_k the gradient arriving at step k (g_K = dy, exact) and G_k its error bound:
