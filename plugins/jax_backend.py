@@ -29,7 +29,7 @@ are read from jax.monitoring (`compile_seconds`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from types import ModuleType
 
@@ -82,6 +82,10 @@ def xla_pads(spec: ConvSpec, tensor: str) -> list[tuple[int, int]]:
     return pairs
 
 
+def _crops_then_pads_for(tensor: str, spec: ConvSpec) -> bool:
+    return crops_then_pads(xla_pads(spec, tensor))
+
+
 # XLA:CPU (jaxlib 0.10.2) computes a float32/float16/bfloat16 convolution whose dim is padded by (low, high) with
 # low < 0 < high <= -low on its Eigen path, which takes it for an unpadded one and reads past the rows it may use:
 # the output holds neighbouring input or uninitialised memory (1e26 and the like). float64 and more than 16
@@ -102,8 +106,7 @@ DEVIATIONS = (
               "reduces dy to db in that dtype", upstream="a precision choice, not reported"),
     *(Deviation(condition=f"the convolution XLA computes for {tensor} has a dim padded by low < 0 < high <= -low "
                 "(xla_pads)", dtypes=NARROW, tensors=(tensor,), strict=False, versions=">=0.10.2", reason=XLA_BUG,
-                upstream=XLA_NEGATIVE_LOW_PADDING,
-                applies=lambda spec, tensor=tensor: crops_then_pads(xla_pads(spec, tensor)))
+                upstream=XLA_NEGATIVE_LOW_PADDING, applies=partial(_crops_then_pads_for, tensor))
       for tensor in ("y", "dx", "dw")),
 )
 
