@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import pluggy
 
@@ -135,23 +136,30 @@ class PluginManager:
             except Exception as error:  # noqa: BLE001
                 self.broken[implementation.plugin_name] = f"{hook_name} raised {_describe(error)}"
 
+    def _registered(self, hook_name: str, check: Callable[[object], None], refused: type[Exception],
+                    what: str) -> dict[str, Any]:
+        """Every usable object a registration hook registers, by name, in registration order: one its contract
+        `check` refuses is recorded in `broken` with why; a duplicate name is a PluginError naming it."""
+        found: dict[str, Any] = {}
+
+        def register(item: object) -> None:
+            try:
+                check(item)
+            except refused as error:
+                self.broken[str(getattr(item, "name", item))] = str(error)
+                return
+            name = item.name  # type: ignore[attr-defined]
+            if name in found:
+                raise PluginError(f"two plugins register a {what} named {name!r}")
+            found[name] = item
+
+        self._call_each(hook_name, register)
+        return found
+
     def backends(self) -> dict[str, Backend]:
         """Every usable registered backend by name; a duplicate name is a PluginError naming it."""
-        found: dict[str, Backend] = {}
-
-        def register(backend: object) -> None:
-            try:
-                check_backend(backend)
-            except BackendContractError as error:
-                self.broken[str(getattr(backend, "name", backend))] = str(error)
-                return
-            name = backend.name  # type: ignore[attr-defined]
-            if name in found:
-                raise PluginError(f"two plugins register a backend named {name!r}")
-            found[name] = backend  # type: ignore[assignment]
-
-        self._call_each("convparity_register_backends", register)
-        return dict(sorted(found.items()))
+        return dict(sorted(self._registered("convparity_register_backends", check_backend, BackendContractError,
+                                            "backend").items()))
 
     def grids(self) -> dict[str, Grid]:
         """Every registered named grid by name."""
@@ -169,21 +177,8 @@ class PluginManager:
     def model_readers(self) -> dict[str, ModelReader]:
         """Every usable registered model reader by name, in registration order (the first that claims a source
         reads it); a duplicate name is a PluginError naming it."""
-        found: dict[str, ModelReader] = {}
-
-        def register(reader: object) -> None:
-            try:
-                check_model_reader(reader)
-            except ModelReaderContractError as error:
-                self.broken[str(getattr(reader, "name", reader))] = str(error)
-                return
-            name = reader.name  # type: ignore[attr-defined]
-            if name in found:
-                raise PluginError(f"two plugins register a model reader named {name!r}")
-            found[name] = reader  # type: ignore[assignment]
-
-        self._call_each("convparity_register_model_readers", register)
-        return found
+        return self._registered("convparity_register_model_readers", check_model_reader, ModelReaderContractError,
+                                "model reader")
 
 
 @dataclass(frozen=True)
