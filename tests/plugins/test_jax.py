@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from convparity.harness.backends.deviations import matching
 from convparity.harness.backends.manager import get_manager
 from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.cases.inputs import InputStyle, make_inputs
@@ -12,7 +13,7 @@ from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.verdict import evaluate_case
 from convparity.harness.testing.checks import check_case, check_program
 from convparity.harness.testing.contract_suite import BackendContract
-from convparity.plugins.jax_backend import XLA_BUG, XLA_NEGATIVE_LOW_PADDING, built_step
+from convparity.plugins.jax_backend import DEVIATIONS, XLA_BUG, XLA_NEGATIVE_LOW_PADDING, built_step
 from tests.plugins.backend_checks import (
     EXTRA_SPECS,
     TRANSPOSED_SPECS,
@@ -198,10 +199,12 @@ def test_crop_then_pad_deviation_explains_the_failures(jax_backend):
                                        ("deconv:g1mb2ic2ih3iw3oc1oh2ow2kh2kw2sh1sw1ph2pw2dh0dw0", 1, {"y", "dw"}),
                                        ("g1mb1ic1iw3oc13ow4kw2sw1pw2dw0", 1, {"dx"})):
         found = parse_case(descriptor, dtype="float32", bias=False).spec
+        # the declaration covers the tensors that failed; each row passes or reads xfail (the bug reads memory it may
+        # not, so it shows on some runs only: a run where it does not is a pass, the declaration being non-strict)
+        declared = {t for record in matching(DEVIATIONS, found, jax_backend.version()) for t in record.tensors
+                    if record.reason == XLA_BUG}
+        assert failing <= declared, descriptor
         _, rows = evaluate_case(jax_backend, found, seed=0, inputs=InputStyle("integers", style))
-        # the failing tensors read xfail; the others pass, or read xfail where XLA computes them with such pads too
-        # (the bug reads uninitialised memory: it shows on some runs only)
-        assert failing <= {row.tensor for row in rows if row.status == "xfail"}, descriptor
         assert {row.status for row in rows} <= {"pass", "xfail"}, descriptor
         _, rows = evaluate_case(jax_backend, found.replace(dtype="float64"), seed=0,
                                 inputs=InputStyle("integers", style))
