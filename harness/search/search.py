@@ -80,7 +80,7 @@ from convparity.harness.search.observations import Observation, observations_fro
 from convparity.harness.search.rules import Rule
 from convparity.harness.search.shrink import Shrunk, fails_the_same_way, shrink
 from convparity.harness.search.space import SpecSpace
-from convparity.harness.search.values import Reruns, rerun_check, simpler_values
+from convparity.harness.search.values import Reruns, flaky_reruns, rerun_check, simpler_values
 from convparity.harness.settings import DEFAULT_REFERENCE_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, RunSettings
 from convparity.harness.vocabulary import check_dtypes
 
@@ -221,10 +221,7 @@ class _Hunt:
             return result
         reruns = rerun_check(failing, self.evaluator, deadline=deadline)
         if reruns.flaky:
-            self.log(f"flaky: {failing.describe()} on {failing.spec.descriptor}: {reruns.describe()} (not shrunk)")
-            result = Shrunk(failing, failing, False, 0, [failing.spec], reruns, state="flaky: not shrunk")
-            self.shrunk.append(result)
-            return result
+            return self._flaky(failing, reruns)
         start = failing
         if carry_over:
             carried = list(dict.fromkeys(
@@ -242,8 +239,11 @@ class _Hunt:
         result.start = failing
         result.reruns = rerun_check(result.minimal, self.evaluator, deadline=deadline) \
             if result.minimal != failing else reruns
-        if not result.reruns.flaky:
-            result.values = simpler_values(result.minimal, self.evaluator, deadline=deadline)
+        if result.reruns.flaky:  # its first reruns all failed by chance, and the shrinking followed chance
+            self.keys.add(Key.of(result.minimal))
+            return self._flaky(failing, flaky_reruns(failing, self.evaluator, deadline=deadline),
+                               "its shrunk case is flaky: the shrinking followed chance; reported as found")
+        result.values = simpler_values(result.minimal, self.evaluator, deadline=deadline)
         self.shrunk.append(result)
         self.keys.add(Key.of(result.minimal))
         state = "a local minimum" if result.local_minimum else "budget or time spent"
@@ -251,6 +251,13 @@ class _Hunt:
         self.log(f"  -> {result.minimal.spec.descriptor} {result.minimal.spec.dtype} bias "
                  f"{bias_word(result.minimal.spec.bias)} ({state}, {result.evaluations} evaluations; "
                  f"{result.reruns.describe()}{values})")
+        return result
+
+    def _flaky(self, failing: Observation, reruns: Reruns, why: str = "not shrunk") -> Shrunk:
+        """A flaky failure, settled unshrunk (shrinking it would follow chance)."""
+        self.log(f"flaky: {failing.describe()} on {failing.spec.descriptor}: {reruns.describe()} ({why})")
+        result = Shrunk(failing, failing, False, 0, [failing.spec], reruns, state="flaky: not shrunk")
+        self.shrunk.append(result)
         return result
 
     def replay_earlier(self, earlier: Sequence[Earlier], deadline: float) -> None:

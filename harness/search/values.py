@@ -7,7 +7,9 @@ some do not, it is *flaky*, and it is rerun FLAKY_REPEATS times in all so that t
 that failed the same way, of all reruns: the first run is left out, it was picked for failing) means
 something. A backend wrong on 30% of its calls is a
 flaky backend, not a value-dependent bug with a rule; and shrinking a flaky failure would follow chance,
-so the search does not shrink one.
+so the search does not shrink one. A flaky failure can fail every one of its first reruns by chance (a backend
+wrong on 30% of its calls does so once in 400); when its shrunk case then shows flaky, the shrinking followed
+chance, and the search reports the failure as found, unshrunk, with `flaky_reruns` of it.
 
 `simpler_values(observation, evaluator)` draws the (shrunk) case's values again as small integers,
 +-1, then up to +-2, then up to +-3 (harness.cases.inputs), and keeps the first draw that still fails
@@ -65,6 +67,11 @@ def rerun_check(observation: Observation, evaluator: Evaluator, *, deadline: flo
                             deadline=deadline)
     if all(fails_the_same_way(again, observation) for again in found):
         return Reruns(len(found), len(found))
+    return flaky_reruns(observation, evaluator, deadline=deadline)
+
+
+def flaky_reruns(observation: Observation, evaluator: Evaluator, *, deadline: float = math.inf) -> Reruns:
+    """Run `observation`'s case FLAKY_REPEATS times with its values, for the rate of a failure known to be flaky."""
     found = evaluator.rerun(observation.spec, observation.backend, times=FLAKY_REPEATS, inputs=observation.inputs,
                             deadline=deadline)
     return Reruns(len(found), sum(fails_the_same_way(again, observation) for again in found))

@@ -234,9 +234,14 @@ def _fault(failure: str) -> None:
     time.sleep(HANG_SECONDS)
 
 
+def chance() -> float:
+    """A draw in [0, 1), unseeded: it differs from call to call (a test may replace it)."""
+    return float(np.random.default_rng().random())
+
+
 def _flaky(spec, x, w, b, dy):
     y, dx, dw, db = conv(spec, x, w, b, dy)
-    if np.random.default_rng().random() < FAULTS["planted-flaky"][1]:  # unseeded: differs from call to call
+    if chance() < FAULTS["planted-flaky"][1]:
         y = y * 1.01
     return y, dx, dw, db
 

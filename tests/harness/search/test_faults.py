@@ -8,10 +8,13 @@ Hangs and crashes are simulated by the inline executor (the outcome a worker giv
 
 from __future__ import annotations
 
+import io
+import itertools
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from convparity.harness.api import search
@@ -70,6 +73,26 @@ def test_a_flaky_backend_is_reported_as_flaky_with_the_rate_seen(found):
     markdown = (found[0].path / "findings.md").read_text()
     assert "- flaky: its minimal case, run again with the very same values, failed this way in" in markdown
     assert "depends on the values" not in markdown.split("## planted-flaky-1")[1].split("\n## ")[0]
+
+
+def test_a_flaky_failure_that_failed_its_first_reruns_by_chance_is_reported_unshrunk(planted_plugins, tmp_path,
+                                                                                       monkeypatch):
+    rng = np.random.default_rng(0)
+    # the first batch (4 cases, 2 dtypes) fails, and so do the first failure's 5 reruns (at 30%, once in 400, as in
+    # a CI run); then chance decides
+    draws = itertools.chain([0.0] * 13, iter(lambda: float(rng.random()), None))
+    monkeypatch.setattr(planted_backends, "chance", lambda: next(draws))
+    progress = io.StringIO()
+    result = search(["planted-flaky"], budget=6, seed=1, out=tmp_path / "hunt", executor=InlineExecutor(),
+                    check_rounds=1, log=progress)
+    (finding,) = result.findings
+    assert finding.flaky and finding.local_minimum == "no" and finding.reruns.endswith("of 20 reruns "
+                                                                                       f"({finding.fail_rate:.0%})")
+    assert 0.05 <= finding.fail_rate <= 0.7
+    log = progress.getvalue()
+    assert "shrinking: " in log and "the shrinking followed chance; reported as found" in log
+    first = next(line for line in log.splitlines() if "shrinking: " in line).split(" from ")[1]
+    assert finding.minimal_case == first.strip()
 
 
 def test_the_flaky_findings_script_calls_it_many_times_and_exits_1(found):
