@@ -215,78 +215,131 @@ def layer_output_size(spec: ConvSpec) -> tuple[int, ...]:
 def keras_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding=None, filters, kernel_size,
                input_shape, post_ops=(), output_shape=None):
     """A Keras Conv1D/2D/3D layer (Conv1D/2D/3DTranspose with an output_padding), data_format="channels_first", on
-    TensorFlow: its kernel and bias set with set_weights, y and the gradients of x, kernel, bias and the chain's
-    differentiable operands by tf.GradientTape in a tf.function (XLA-compiled where TensorFlow's CPU kernels refuse
-    the graph).
+    TensorFlow (Keras' default backend; the plugin's workers set KERAS_BACKEND): its kernel and bias set with
+    set_weights, y and the gradients of x, kernel, bias and the chain's differentiable operands by tf.GradientTape
+    in a tf.function (XLA-compiled where TensorFlow's CPU kernels refuse the graph).
     padding: "same" (the layer's own; a transposed layer then picks its own output_padding), else (before, after)
     per dim: x cropped and padded with keras.ops before a "valid" layer, or for a transposed layer the window
     sliced from its "valid" output.
     post_ops: one elementwise step Keras has an activation for is the layer's `activation=`; any other chain is
     layers after the convolution, one per step: Activation, Add / Subtract / Multiply / Maximum / Minimum with the
     operand, PReLU (its alpha set from the slopes), BatchNormalization (inference; its weights set from the
-    operand). output_shape: y's shape, which the layers after the convolution are built for.
+    operand). output_shape: y's shape, which the layers after the convolution are built for. Without a chain,
+    everything the chain needs is under `if post_ops:`, so that a repro script specialised to a plain case shows
+    the layer, the tape and nothing else.
     step(x, w, b, dy, operands=(), quantization=None) -> (y, dx, dw, db[, {"dpost{k}": gradient}]) with
     x (N, C, *in) and w (O, C/groups, *k), or (C, O, *k) transposed."""
-    import os
-
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # errors only
     import keras
     import numpy as np
     import tensorflow as tf
 
-    ops, activations = keras.ops, keras.activations
     rank, same = len(stride), padding == "same"
-    chain = tuple(dict(step) for step in post_ops)
-    unit = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}[dtype]
+    fused = len(post_ops) == 1 and dict(post_ops[0])["kind"] not in ("sum", "prelu", "batchnorm") and not dict(
+        post_ops[0])["kind"].startswith("binary_")  # one elementwise step: the layer's own activation
+    if post_ops:
+        ops, activations = keras.ops, keras.activations
+        chain = tuple(dict(step) for step in post_ops)
+        unit = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}[dtype]
 
-    def activation(op):
-        """The activation of one elementwise step: keras.activations' name where Keras has the function (with the
-        step's parameters to the dtype's precision: benchdnn writes 1/6 as 0.16666667), else keras.ops composed."""
-        kind, a, b = op["kind"], op["alpha"], op["beta"]
-        sixth = abs(a - 1 / 6) <= unit / 6 and b == 0.5  # keras' hard_sigmoid is relu6(x + 3) / 6
+        def activation(op):
+            """The activation of one elementwise step: keras.activations' name where Keras has the function (with
+            the step's parameters to the dtype's precision: benchdnn writes 1/6 as 0.16666667), else keras.ops
+            composed."""
+            kind, a, b = op["kind"], op["alpha"], op["beta"]
+            sixth = abs(a - 1 / 6) <= unit / 6 and b == 0.5  # keras' hard_sigmoid is relu6(x + 3) / 6
 
-        def composed(v):
-            if kind == "relu":
-                return activations.relu(v, negative_slope=a)
-            if kind == "clip":
-                return ops.clip(v, a, b)
-            if kind == "elu":
-                return activations.elu(v, alpha=a)
-            if kind == "gelu_tanh":
-                return activations.gelu(v, approximate=True)
-            if kind == "swish":
-                return v * ops.sigmoid(a * v)
-            if kind == "soft_relu":
-                return ops.softplus(a * v) / a
-            if kind in ("hardswish", "hardsigmoid"):
-                gate = ops.clip(a * v + b, 0, 1)
-                return v * gate if kind == "hardswish" else gate
-            if kind == "linear":
-                return a * v + b
-            if kind == "pow":
-                return a * ops.power(v, b)
-            return {"abs": ops.abs, "square": ops.square, "sqrt": ops.sqrt, "log": ops.log, "round": ops.round}[kind](v)
+            def composed(v):
+                if kind == "relu":
+                    return activations.relu(v, negative_slope=a)
+                if kind == "clip":
+                    return ops.clip(v, a, b)
+                if kind == "elu":
+                    return activations.elu(v, alpha=a)
+                if kind == "gelu_tanh":
+                    return activations.gelu(v, approximate=True)
+                if kind == "swish":
+                    return v * ops.sigmoid(a * v)
+                if kind == "soft_relu":
+                    return ops.softplus(a * v) / a
+                if kind in ("hardswish", "hardsigmoid"):
+                    gate = ops.clip(a * v + b, 0, 1)
+                    return v * gate if kind == "hardswish" else gate
+                if kind == "linear":
+                    return a * v + b
+                if kind == "pow":
+                    return a * ops.power(v, b)
+                return {"abs": ops.abs, "square": ops.square, "sqrt": ops.sqrt, "log": ops.log,
+                        "round": ops.round}[kind](v)
 
-        named = {("relu", a == 0): "relu", ("clip", (a, b) == (0, 6)): "relu6", ("elu", a == 1): "elu",
-                 ("gelu_erf", True): "gelu", ("swish", a == 1): "silu", ("logistic", True): "sigmoid",
-                 ("tanh", True): "tanh", ("mish", True): "mish", ("soft_relu", a == 1): "softplus",
-                 ("exp", True): "exponential", ("hardsigmoid", sixth): "hard_sigmoid",
-                 ("hardswish", sixth): "hard_silu", ("linear", (a, b) == (1, 0)): "linear"}
-        return named.get((kind, True), composed)
+            named = {("relu", a == 0): "relu", ("clip", (a, b) == (0, 6)): "relu6", ("elu", a == 1): "elu",
+                     ("gelu_erf", True): "gelu", ("swish", a == 1): "silu", ("logistic", True): "sigmoid",
+                     ("tanh", True): "tanh", ("mish", True): "mish", ("soft_relu", a == 1): "softplus",
+                     ("exp", True): "exponential", ("hardsigmoid", sixth): "hard_sigmoid",
+                     ("hardswish", sixth): "hard_silu", ("linear", (a, b) == (1, 0)): "linear"}
+            return named.get((kind, True), composed)
 
-    eltwise = [op["kind"] not in ("sum", "prelu", "batchnorm") and not op["kind"].startswith("binary_")
-               for op in chain]
-    fused = len(chain) == 1 and eltwise[0]  # the layer's own activation
-    options = dict(filters=filters, kernel_size=kernel_size, strides=stride, padding="same" if same else "valid",
-                   data_format="channels_first", dilation_rate=dilation, use_bias=bias, dtype=dtype,
-                   activation=activation(chain[0]) if fused else None)
-    if output_padding is None:
-        layer = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)[rank - 1](groups=groups, **options)
-    else:  # output_padding below the stride: the full result and up to stride - 1 positions past it
-        layer = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)[rank - 1](
-            output_padding=None if same else tuple(max(extra - after, 0) for (_, after), extra in
-                                                   zip(padding, output_padding)), **options)
+        steps = []  # the layers after the convolution, one per step of a chain that is not the layer's activation
+        for op in () if fused else chain:
+            kind = op["kind"]
+            if kind == "prelu":  # alpha spans y's dims in the mask, shared along the others
+                steps.append(keras.layers.PReLU(
+                    shared_axes=[d for d in range(1, rank + 2) if not op["mask"] >> d & 1], dtype=dtype))
+            elif kind == "batchnorm":
+                steps.append(keras.layers.BatchNormalization(axis=1, epsilon=op["alpha"], dtype=dtype))
+            elif kind in ("sum", "binary_add"):
+                steps.append(keras.layers.Add(dtype=dtype))
+            elif kind.startswith("binary_"):
+                steps.append({"binary_sub": keras.layers.Subtract, "binary_mul": keras.layers.Multiply,
+                              "binary_max": keras.layers.Maximum, "binary_min": keras.layers.Minimum}[kind](
+                    dtype=dtype))
+            else:
+                steps.append(keras.layers.Activation(activation(op), dtype=dtype))
+            if kind in ("prelu", "batchnorm"):
+                steps[-1].build(output_shape)
+        # The gradients a chain has beyond x, w, b: a sum's residual, a binary's src1, PReLU's alpha.
+        watched = [k for k, op in enumerate(chain)
+                   if op["kind"] in ("sum", "prelu") or op["kind"].startswith("binary_")]
+
+        def chain_forward(y, operands):
+            for op, step_layer, other in zip(chain, steps, operands):
+                if op["kind"] == "batchnorm":
+                    y = step_layer(y, training=False)
+                elif op["kind"] == "sum":
+                    if op["zero_point"]:
+                        other = ops.subtract(other, op["zero_point"])
+                    y = step_layer([y, other if op["scale"] == 1 else ops.multiply(other, op["scale"])])
+                elif op["kind"].startswith("binary_"):
+                    y = step_layer([y, other])
+                else:
+                    y = step_layer(y)
+            return y
+
+        def chain_sources(operands):
+            """What the chain's gradients are taken of: PReLU's alpha, the other steps' operands."""
+            return [steps[k].alpha.value if chain[k]["kind"] == "prelu" else operands[k] for k in watched]
+
+        def chain_operands(operands):
+            """The steps' weights set (PReLU's, BatchNormalization's); the operands the graph takes (None for those)."""
+            for op, step_layer, other in zip(chain, steps, operands):
+                if op["kind"] == "prelu":
+                    step_layer.set_weights([other[0]])
+                elif op["kind"] == "batchnorm":  # rows mean, var, gamma, beta; its weights gamma, beta, mean, var
+                    step_layer.set_weights([other[2], other[3], other[0], other[1]])
+            return [None if other is None or op["kind"] in ("prelu", "batchnorm") else other
+                    for op, other in zip(chain, operands)]
+
+        def chain_gradients(rest):
+            """{"dpost{k}": gradient} of the chain's watched operands (PReLU's alpha has y's dims less the batch)."""
+            return {f"dpost{k}": g[None] if chain[k]["kind"] == "prelu" else g for k, g in zip(watched, rest)}
+
+    layer = ((keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D) if output_padding is None else (
+        keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose))[rank - 1](
+        filters=filters, kernel_size=kernel_size, strides=stride, padding="same" if same else "valid",
+        data_format="channels_first", dilation_rate=dilation, use_bias=bias, dtype=dtype,
+        activation=activation(chain[0]) if fused else None,
+        # output_padding below the stride: the full result and up to stride - 1 positions past it
+        **({"groups": groups} if output_padding is None else {"output_padding": None if same else tuple(
+            max(extra - after, 0) for (_, after), extra in zip(padding, output_padding))}))
     if same or output_padding is not None:
         layer.build(input_shape)
     else:  # x cropped where a pad is negative, zero-padded where it is positive
@@ -294,86 +347,38 @@ def keras_conv(*, stride, padding, dilation, groups, dtype, bias, output_padding
         pads = [[0, 0], [0, 0], *([max(lo, 0), max(hi, 0)] for lo, hi in padding)]
         layer.build((*input_shape[:2], *(i + lo + hi for i, (lo, hi) in zip(input_shape[2:], padding))))
 
-    steps = []  # the layers after the convolution, one per step of a chain that is not the layer's activation
-    for op in () if fused else chain:
-        kind = op["kind"]
-        if kind == "prelu":  # alpha spans y's dims in the mask, shared along the others
-            steps.append(keras.layers.PReLU(shared_axes=[d for d in range(1, rank + 2) if not op["mask"] >> d & 1],
-                                            dtype=dtype))
-        elif kind == "batchnorm":
-            steps.append(keras.layers.BatchNormalization(axis=1, epsilon=op["alpha"], dtype=dtype))
-        elif kind in ("sum", "binary_add"):
-            steps.append(keras.layers.Add(dtype=dtype))
-        elif kind.startswith("binary_"):
-            steps.append({"binary_sub": keras.layers.Subtract, "binary_mul": keras.layers.Multiply,
-                          "binary_max": keras.layers.Maximum, "binary_min": keras.layers.Minimum}[kind](dtype=dtype))
-        else:
-            steps.append(keras.layers.Activation(activation(op), dtype=dtype))
-        if kind in ("prelu", "batchnorm"):
-            steps[-1].build(output_shape)
-    # The gradients a chain has beyond x, w, b: a sum's residual, a binary's src1, PReLU's alpha.
-    watched = [k for k, op in enumerate(chain) if op["kind"] in ("sum", "prelu") or op["kind"].startswith("binary_")]
-
     def convolution(x):
-        if same:
-            return layer(x)
         if output_padding is None:
-            return layer(ops.pad(x[crop], pads))
+            return layer(keras.ops.pad(x[crop], pads))
         window = tuple(slice(before, extra - after if after > extra else None)
                        for (before, after), extra in zip(padding, output_padding))
         return layer(x)[(slice(None), slice(None), *window)]  # the spec's window of the layer's output
 
-    def forward(x, operands):
-        y = convolution(x)
-        for op, step_layer, other in zip(chain, steps, operands):
-            if op["kind"] == "batchnorm":
-                y = step_layer(y, training=False)
-            elif op["kind"] == "sum":
-                if op["zero_point"]:
-                    other = ops.subtract(other, op["zero_point"])
-                y = step_layer([y, other if op["scale"] == 1 else ops.multiply(other, op["scale"])])
-            elif op["kind"].startswith("binary_"):
-                y = step_layer([y, other])
-            else:
-                y = step_layer(y)
-        return y
-
     def gradients(x, dy, *operands):
-        operands = list(operands)
-        extra = [steps[k].alpha.value if chain[k]["kind"] == "prelu" else operands[k] for k in watched]
-        sources = [x, layer.kernel.value] + ([layer.bias.value] if bias else []) + extra
         with tf.GradientTape() as tape:
-            tape.watch(sources)
-            y = forward(x, operands)
-        return [y, *tape.gradient(y, sources, output_gradients=dy, unconnected_gradients=tf.UnconnectedGradients.ZERO)]
+            tape.watch([x, *chain_sources(operands)] if post_ops else x)  # the kernel and bias are watched variables
+            y = layer(x) if same else convolution(x)
+            if post_ops:
+                y = chain_forward(y, operands)
+        return [y, *tape.gradient(y, [x, layer.kernel.value, *([layer.bias.value] if bias else []), *(
+            chain_sources(operands) if post_ops else [])], output_gradients=dy,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO)]
 
     graph = tf.function(gradients, autograph=False)  # as Keras' own training step on a CPU (no XLA)
-    xla = tf.function(graph, jit_compile=True, autograph=False)
+    xla = tf.function(gradients, jit_compile=True, autograph=False)
 
     def step(x, w, b, dy, operands=(), quantization=None):
-        layer.set_weights([np.transpose(w, (*range(2, rank + 2), 1, 0))] + ([] if b is None else [b]))
-        for op, step_layer, other in zip(chain, steps, operands):
-            if op["kind"] == "prelu":
-                step_layer.set_weights([other[0]])
-            elif op["kind"] == "batchnorm":  # rows mean, var, gamma, beta; the layer's weights gamma, beta, mean, var
-                step_layer.set_weights([other[2], other[3], other[0], other[1]])
-        passed = [None if other is None or op["kind"] in ("prelu", "batchnorm") else other
-                  for op, other in zip(chain, operands)]
+        layer.set_weights([np.transpose(w, (*range(2, rank + 2), 1, 0)), *([b] if bias else [])])
+        passed = chain_operands(operands) if post_ops else ()
         with tf.device("/CPU:0"):
             try:
-                constants = [None if a is None else tf.constant(a) for a in passed]
-                results = graph(tf.constant(x), tf.constant(dy), *constants)
-            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+                results = graph(tf.constant(x), tf.constant(dy), *[None if a is None else tf.constant(a)
+                                                                    for a in passed])
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):  # the CPU kernels refuse it
                 results = xla(x, dy, *passed)
         y, dx, dkernel, *rest = [np.asarray(t) for t in results]
-        db = rest.pop(0) if bias else None
-        dw = np.transpose(dkernel, (rank + 1, rank, *range(rank)))
-        if not watched:
-            return y, dx, dw, db
-        grads = {}
-        for k, g in zip(watched, rest):
-            grads[f"dpost{k}"] = g[None] if chain[k]["kind"] == "prelu" else g  # alpha has y's dims less the batch
-        return y, dx, dw, db, grads
+        return (y, dx, np.transpose(dkernel, (rank + 1, rank, *range(rank))), rest.pop(0) if bias else None,
+                *([chain_gradients(rest)] if post_ops else []))
 
     return step
 

@@ -34,7 +34,9 @@ exceptions when it is reported, not against it when it is chosen.
    value-dependent rule: the broader rule explains them both (the Keras bias bug fails y and db in
    float64 but only db in float32, where TensorFlow's fusion happens to fix y: one group, "bias and
    output_size[-1] == out_channels > 1"). Its minimal case is one its rule holds on, a shrunk one first,
-   showing the most of its channels (so that its script shows the whole bug), then the simplest.
+   showing the most of its channels (so that its script shows the whole bug), then the simplest; a
+   value-dependent group's is a shrunk one first (its rule separates nothing; the settled case was run
+   again, and says whether the backend is flaky).
 
 Everything is counted on boolean arrays (one feature row per spec, masks per channel), so grouping
 50,000 failures takes seconds (benchmarks/group_speed.py).
@@ -318,13 +320,16 @@ def _finished(data: _Backend, draft: _Draft, minimal: set[Observation]) -> Group
     for channel in draft.channels:
         negatives &= data.negatives(channel)
     rule_holds = draft.fit.rule.holds_on(data.features)
-    # the minimal case: one the rule holds on, a shrunk one, showing the most channels and tensors, the simplest
+    # the minimal case: one the rule holds on, a shrunk (settled) one, showing the most channels and tensors, the
+    # simplest; a value-dependent group's settled one first
     shown = np.zeros(len(indices), dtype=np.int64)
     for channel in draft.channels:
         shown += data.shown[channel][indices]
     shrunk = np.array([data.observations[i] in minimal for i in indices], dtype=bool)
     failing = np.array([len(data.observations[i].failing) for i in indices], dtype=np.int64)
     keys = (~rule_holds[indices], ~shrunk, -shown, -failing)
+    if draft.value_dependent:  # its rule separates nothing: its settled case (run again: flaky?) says more
+        keys = (~shrunk, ~rule_holds[indices], -shown, -failing)
     first = np.lexsort(tuple(reversed(keys)))[0]
     tied = indices[np.all([key == key[first] for key in keys], axis=0)]
     best = data.observations[min(tied.tolist(), key=lambda i: complexity(data.observations[i].spec))]

@@ -39,7 +39,7 @@ from convparity.harness.evaluation.chain_bound import code_window, tensor_bounds
 from convparity.harness.evaluation.reference import reference
 from convparity.harness.files import atomic_write
 from convparity.harness.inert_text import markdown, one_line
-from convparity.harness.search.specialize import specialize
+from convparity.harness.search.specialize import specialize, unwrap
 
 FAILING = "fail"
 
@@ -89,23 +89,26 @@ def script_text(evidence: Evidence) -> str:
     seen = f"; seen failing where {evidence.rule}" if evidence.rule else ""
     about = (f"{evidence.backend} {evidence.version}: {what} (case {spec.descriptor} {spec.dtype} bias "
              f"{'on' if spec.bias else 'off'}{seen})")
+    imports = ["import sys", "import numpy as np", *(["import ml_dtypes"] if spec.dtype == "bfloat16" else [])]
+    flat = None
     if program is not None:
-        header = [specialize(program).rstrip(), "", ""]
-        build = f"step = {program.call()}"
+        text = specialize(program)
+        flat = unwrap(text, taken=SCRIPT_NAMES, present=imports)
+        header, build = [text.rstrip(), ""], f"step = {program.call()}"
     else:
-        header = [_through_convparity(evidence), "", ""]
-        build = "step = through_convparity()"
-    cast = "" if spec.dtype != "bfloat16" else "import ml_dtypes\n"
+        header, build = [_through_convparity(evidence), ""], "step = through_convparity()"
+    if flat is not None:  # the program's own statements, its imports where a missing framework exits 2
+        header = [*(_exit_2_unless(textwrap.indent("\n".join(flat.imports), "    ")) if flat.imports else []),
+                  *flat.body, *([f"step = {flat.result}"] if flat.result != "step" else []), ""]
+        build = ""
     dtype = "ml_dtypes.bfloat16" if spec.dtype == "bfloat16" else f"np.{spec.dtype}"
     inputs = evidence.inputs
     lines = [
         "#!/usr/bin/env python3",
         f"# {one_line(about)}. Exit 0: fixed; 1: still wrong; 2: cannot run here.",
-        "import sys",
-        "import numpy as np",
-        *([cast.strip()] if cast else []),
-        "",
-        *header[:-1],
+        *imports,
+        *([""] if flat is None else []),
+        *header,
         f"x = {_array(inputs.x, dtype)}",
         f"w = {_array(inputs.w, dtype)}",
         f"b = {_array(inputs.b, dtype)}",
@@ -123,11 +126,21 @@ _JUDGE = ("[n for n, got in zip(('y', 'dx', 'dw', 'db'), outputs) if n in EXPECT
           "EXPECTED[n].shape or not np.all(np.abs(np.asarray(got, dtype=np.float64) - EXPECTED[n]) <= ALLOWED[n]))]")
 
 
+# The names a script binds itself (a program's statements put in the script must not bind them).
+SCRIPT_NAMES = frozenset({"sys", "np", "ml_dtypes", "x", "w", "b", "dy", "EXPECTED", "ALLOWED", "step", "outputs",
+                          "wrong", "error", "RUNS", "bad", "attempt", "code", "signal", "subprocess"})
+
+
+def _exit_2_unless(statements: str) -> list[str]:
+    """`statements` (indented) under a try whose ImportError exits 2: the framework is not installed here."""
+    return ["try:", statements, "except ImportError as error:  # the framework is not installed here: exit 2",
+            "    sys.exit(print(f'cannot run here: {error}') or 2)"]
+
+
 def _run_part(kind: str, build: str, runs: int, hang_seconds: float) -> list[str]:
-    """The lines that run the step and judge it; for a crash or a hang, in a child process so that its death
-    or its time can be told."""
-    run = ["try:", f"    {build}", "except ImportError as error:  # the framework is not installed here: exit 2",
-           "    sys.exit(print(f'cannot run here: {error}') or 2)"]
+    """The lines that build the step (`build`: none where the script's statements define it), run it and judge it;
+    for a crash or a hang, in a child process so that its death or its time can be told."""
+    run = _exit_2_unless(f"    {build}") if build else []
     if kind in ("crash", "timeout"):
         limit = f", timeout={hang_seconds!r}" if kind == "timeout" else ""
         verdict = ("    print(f'still crashes: {signal.Signals(-code).name}' if code < 0 else 'fixed: it runs')",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import re
 import subprocess
@@ -53,11 +54,31 @@ def backend():
     return get_manager().backends()["keras"]
 
 
+def closed_over(function, seen=None) -> list:
+    """What `function` closes over, and what the functions among that close over (a cell left empty, a name of a
+    branch not taken, aside), each once."""
+    seen = set() if seen is None else seen
+    found = []
+    for cell in function.__closure__ or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # empty
+            continue
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        found.append(value)
+        if inspect.isfunction(value):
+            found += closed_over(value, seen)
+    return found
+
+
 def built_layer(spec: ConvSpec):
-    """The Keras layer the spec's program builds (found among what its step, as `run` caches it, closes over)."""
+    """The Keras convolution layer the spec's program builds (found among what its step, as `run` caches it,
+    closes over)."""
     keras = framework_module("keras")
-    step = built_step(spec)
-    (layer,) = [cell.cell_contents for cell in step.__closure__ if isinstance(cell.cell_contents, keras.layers.Layer)]
+    (layer,) = [value for value in closed_over(built_step(spec)) if isinstance(value, keras.layers.Layer)
+                and "Conv" in type(value).__name__]
     return layer
 
 
@@ -291,15 +312,10 @@ def test_chain_agrees_float64(case):
 def program_layers(spec):
     """The Keras layers the spec's program builds: the convolution and the ones after it."""
     keras = framework_module("keras")
-    step = backend().program(spec).build()
-    found = []
-    for cell in step.__closure__:
-        value = cell.cell_contents
-        if isinstance(value, keras.layers.Layer):
-            found.append(value)
-        elif isinstance(value, list) and all(isinstance(v, keras.layers.Layer) for v in value):
-            found += value
-    return found
+    values = closed_over(backend().program(spec).build())
+    convolution = [v for v in values if isinstance(v, keras.layers.Layer) and "Conv" in type(v).__name__]
+    after = [v for v in values if isinstance(v, list) and v and all(isinstance(s, keras.layers.Layer) for s in v)]
+    return convolution + [layer for steps in after for layer in steps]
 
 
 def test_one_activation_is_the_layers_activation_argument_and_a_chain_is_layers():

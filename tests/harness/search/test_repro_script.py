@@ -13,8 +13,8 @@ import pytest
 from convparity.harness.backends.program import Program
 from convparity.harness.cases.inputs import make_inputs
 from convparity.harness.cases.spec import ConvSpec
-from convparity.harness.search.repro_script import evidence_for, issue_text, script_text
-from convparity.harness.search.specialize import specialize
+from convparity.harness.search.repro_script import SCRIPT_NAMES, evidence_for, issue_text, script_text
+from convparity.harness.search.specialize import specialize, unwrap
 from convparity.plugins.reference_backend import ReferenceBackend
 
 SPEC = ConvSpec(batch=1, in_channels=2, out_channels=3, input_size=(5, 4), kernel_size=(3, 2), groups=1,
@@ -70,7 +70,9 @@ def test_the_program_runs_standalone_and_the_exit_code_says_whether_it_is_wrong(
     arguments = dict(stride=SPEC.stride, padding=SPEC.padding, dilation=SPEC.dilation, groups=1, dtype="float32",
                      bias=True, scale=scale)
     text = write(tmp_path, Program(scaled_reference, arguments), tensors=("y", "dw"))
-    assert "def scaled_reference(" in text and "convparity.harness" not in text.split("def scaled")[0]
+    # its statements at the script's top, its arguments in place: no function of the harness to call
+    assert "def scaled_reference" not in text and "convparity.harness" not in text and "stride=(1, 1)" in text
+    assert "    from convparity import reference_impl\nexcept ImportError as error:" in text
     done = run(tmp_path)
     assert done.returncode == code, done.stdout + done.stderr
     assert said in done.stdout and "expected" in done.stdout and "dy" in done.stdout
@@ -85,7 +87,7 @@ def test_the_reference_backends_own_program_agrees_with_itself(tmp_path):
 def test_the_expected_values_are_the_reference_and_the_allowed_error_the_bound(tmp_path):
     text = write(tmp_path, ReferenceBackend().program(SPEC), tensors=("y",))
     namespace: dict = {}
-    exec(compile(text.split("try:")[0], "repro.py", "exec"), namespace)  # noqa: S102 - the definitions only
+    exec(compile(text.split("outputs = step(")[0], "repro.py", "exec"), namespace)  # noqa: S102 - no call
     inputs = make_inputs(SPEC, 3)
     np.testing.assert_array_equal(namespace["x"], inputs.x)
     np.testing.assert_array_equal(namespace["b"], inputs.b)
@@ -229,3 +231,64 @@ def test_an_empty_chain_s_loops_and_helpers_fold_away(chain):
         assert "for op" not in text and "def describe" not in text and "names" not in text, text
     else:
         assert "for op, name in zip(steps, names)" in text, text
+
+
+def spreading(*, rank, bias, extra=()):
+    """A program whose plain case spreads empty and one-item lists, a dict of keywords and a range (self-contained,
+    as programs are)."""
+    import numpy as np
+
+    def combine(*parts, scale=1.0, shift=0.0):
+        return sum(parts) * scale + shift
+
+    def step(x, w, b, dy):
+        parts = [x, *([b] if bias else []), *[part for part in extra]]
+        y = combine(*parts, **({"scale": 2.0} if rank == 1 else {"shift": 1.0}))
+        return (np.transpose(y[None, None], (*range(2, rank + 2), 1, 0)), None, None, None)
+
+    return step
+
+
+def test_spread_lists_keywords_and_ranges_fold_to_what_a_person_writes():
+    program = Program(spreading, {"rank": 1, "bias": True})
+    text = specialize(program)
+    assert "parts = [x, b]" in text and "combine(*parts, scale=2.0)" in text and "(2, 1, 0)" in text, text
+    defined: dict = {}
+    exec(text, defined)  # noqa: S102 - the specialised program, as a repro script runs it
+    x, b = np.arange(3.0), np.ones(3)
+    np.testing.assert_array_equal(defined["spreading"](rank=1, bias=True)(x, None, b, None)[0],
+                                  program.build()(x, None, b, None)[0])
+
+
+def binding_x(*, scale):
+    """A program that binds `x` at its top level, a name the script's inputs have (self-contained)."""
+    x = [scale]  # a list: it stays a name
+
+    def step(inputs, w, b, dy):
+        return (inputs * x[0], None, None, None)
+
+    return step
+
+
+def counting(*, scale):
+    """A program whose step rebinds a name of its builder's (nonlocal: no top-level form for it)."""
+    calls = 0
+
+    def step(x, w, b, dy):
+        nonlocal calls
+        calls += 1
+        return (x * scale, None, None, None)
+
+    return step
+
+
+@pytest.mark.parametrize("function", [binding_x, counting])
+def test_a_program_whose_statements_would_clash_at_the_top_level_stays_a_function(tmp_path, function):
+    text = specialize(Program(function, {"scale": 1.0}))
+    assert unwrap(text, taken=SCRIPT_NAMES) is None
+    script = write(tmp_path, Program(function, {"scale": 1.0}), tensors=("y",),
+                   spec=ConvSpec(batch=1, in_channels=1, out_channels=1, input_size=(2,), kernel_size=(1,),
+                                 dtype="float64"))
+    assert f"def {function.__name__}(" in script and f"step = {function.__name__}(scale=1.0)" in script
+    done = run(tmp_path)  # y = x * 1: wrong against a convolution with w, unless w is 1; either way it runs
+    assert done.returncode in (0, 1) and ("fixed" in done.stdout or "still wrong" in done.stdout), done.stderr
