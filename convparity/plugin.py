@@ -44,7 +44,7 @@ from convparity.harness.backends.program import BackendCost, Program
 from convparity.harness.cases.attributes import PER_CHANNEL, Quantization
 from convparity.harness.cases.descriptor import parse_case
 from convparity.harness.cases.inputs import Extras
-from convparity.harness.cases.models import Model, ModelLayer, ModelReadError, ReadOptions
+from convparity.harness.cases.models import Model, ModelLayer, ModelReadError, ReadOptions, write_weights
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.vocabulary import DATA_TYPES, DTYPES, UNIT_ROUNDOFF, DType, numpy_dtype
 from convparity.reference_impl.post_ops import KINDS as POST_OP_KINDS
@@ -60,7 +60,7 @@ __all__ = [
     "Extras", "Framework", "Limit", "Model", "ModelLayer", "ModelReadError", "Outputs", "Platform", "PlatformRule",
     "PostOp", "Probe", "Program", "Quantization", "ReadOptions", "Unsupported", "cpu_with", "cpu_without",
     "dtype_probes", "first_limit", "hookimpl", "installed_version", "numpy_dtype", "parse_case", "post_op_arguments",
-    "probed_limits", "program_arguments", "tiny_spec", "widened",
+    "probed_limits", "program_arguments", "tiny_spec", "widened", "write_weights",
 ]
 
 

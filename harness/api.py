@@ -102,21 +102,25 @@ def merge(out: str | Path, folders: list[str | Path]) -> MergedRun:
     return merged
 
 
-def read_models(sources: Any, *, input_shapes: Any = None, epilogues: bool = True) -> tuple[Model, ...]:
+def read_models(sources: Any, *, input_shapes: Any = None, epilogues: bool = True,
+                weights: str | Path | None = None) -> tuple[Model, ...]:
     """Several model sources read into Models, each by its reader in a worker of its own (harness.running.
     model_reading); `input_shapes` as --input-shape gives them (texts "NAME=1x3x224x224" or {name: shape});
-    `epilogues=False`: the layers' convolutions without their post-ops."""
-    return resolve_models(sources, input_shapes, epilogues=epilogues)
+    `epilogues=False`: the layers' convolutions without their post-ops; `weights`: a folder to write each layer's
+    own weights to, where the reader has them (each such layer's case is then drawn with them)."""
+    return resolve_models(sources, input_shapes, epilogues=epilogues, weights=weights)
 
 
-def cases_from_model(source: str, *, input_shapes: Any = None, epilogues: bool = True) -> Model:
+def cases_from_model(source: str, *, input_shapes: Any = None, epilogues: bool = True,
+                     weights: str | Path | None = None) -> Model:
     """Every convolution of one model: the Model a reader finds in `source` (a model file or name, read in a
     worker of the reader's own, which imports its framework there). `model.layers`: each layer with its names,
     depth and ConvSpec (its epilogue as post-ops, its data types and quantization); `model.groups()`: identical
     layers together with their count; `model.cases()`: one Case per distinct layer (evaluate_case(backend, case.spec)
     computes one); sweep(models=[model]) runs them all, with the model view in the reports. `epilogues=False`:
-    each layer's convolution without the post-ops its graph fuses."""
-    (model,) = resolve_models([source], input_shapes, epilogues=epilogues)
+    each layer's convolution without the post-ops its graph fuses. `weights`: a folder to write the layers' own
+    weights to (as read_models); the files must stay while the cases run."""
+    (model,) = resolve_models([source], input_shapes, epilogues=epilogues, weights=weights)
     return model
 
 

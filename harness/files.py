@@ -25,15 +25,16 @@ def os_error(path: Path, error: OSError) -> RunFolderError:
     return RunFolderError(f"cannot write {error.filename or path}: {error.strerror or error}")
 
 
-def atomic_write(path: Path, write: Callable[[Any], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = False) -> Path:
     """Write `path` whole or not at all: `write(file)` fills a temporary text file (UTF-8, undecodable
-    bytes kept as surrogate escapes) that is renamed into place.
+    bytes kept as surrogate escapes; a binary file with `binary`) that is renamed into place.
 
     On any failure (an OS error, an interrupt) the temporary file is removed and `path` is untouched.
     """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "w", encoding="utf-8", errors="surrogateescape", newline="") as file:
+        with (open(temporary, "wb") if binary else
+              open(temporary, "w", encoding="utf-8", errors="surrogateescape", newline="")) as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())

@@ -58,6 +58,9 @@ class Row:
     accumulation: str = ""
     message: str = ""
     deviation: str = ""
+    # How x, w, b and dy were drawn when not the default (harness.cases.inputs.InputStyle's text: "saturating",
+    # "weights:PATH"); a case drawn two ways is two cases.
+    inputs: str = ""
     seconds: float = math.nan
     op: str = ""
     rank: int = 0
@@ -125,7 +128,15 @@ PANDAS_DTYPES = {
     "bias": "bool",
     "allclose": "boolean",  # pandas' nullable boolean: <NA> where nothing was compared
 }
-KEY = ("case", "bias", "dtype", "backend", "tensor")
+KEY = ("case", "bias", "dtype", "backend", "tensor", "inputs")
+
+
+def comparable_inputs(text: str) -> str:
+    """The `inputs` column as two runs compare it: a model layer's weights by their model and file name (each run
+    keeps its own copy, in its own folder), any other style as it is."""
+    if not text.startswith("weights:"):
+        return text
+    return "weights:" + "/".join(Path(text.removeprefix("weights:")).parts[-2:])
 # A spreadsheet executes a cell that starts with one of these (OWASP, "CSV injection"): such text
 # cells are written with a leading apostrophe, as are cells starting with one, and read back without it.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")

@@ -11,13 +11,18 @@ the beginning, and a ZeroPadding layer right before a convolution is folded into
 The epilogue: the layer's own `activation`, then, while its output has one consumer, BatchNormalization
 (inference), Activation, ReLU (with max_value or negative_slope), LeakyReLU, ELU, PReLU and an Add of a tensor
 of the output's shape (a residual: sum).
+
+Weights (`--weights`): a .keras file's kernels and biases, in convparity's layout (a kernel (*k, C/groups, O) as
+(O, C/groups, *k); a depthwise kernel (*k, C, M) as (C*M, 1, *k); a transposed one (*k, O, C) as (C, O, *k)), are
+written with `write_weights`; an application built with weights=None has none of its own (its layers keep drawn
+ones).
 """
 
 from __future__ import annotations
 
 import os
 
-from convparity.plugin import ConvSpec, Model, ModelLayer, ModelReadError, PostOp, ReadOptions, hookimpl
+from convparity.plugin import ConvSpec, Model, ModelLayer, ModelReadError, PostOp, ReadOptions, hookimpl, write_weights
 
 PREFIX = "keras:"
 # Keras' activation functions by name, as post-ops: name -> (kind, alpha, beta)
@@ -94,11 +99,25 @@ class _Graph:
                 if not self.nodes or f"{id(layer)}_ib-{index}" in self.nodes]
 
 
+def _plain_layout(kernel):
+    """A Keras kernel (*k, C/groups, O) (transposed: (*k, O, C)) in convparity's layout (O, C/groups, *k) ((C, O,
+    *k))."""
+    rank = kernel.ndim - 2
+    return kernel.transpose(rank + 1, rank, *range(rank))
+
+
+def _depthwise_layout(kernel):
+    """A depthwise kernel (*k, C, M) as (C*M, 1, *k): output channel c*M + m is input channel c's m-th filter."""
+    rank = kernel.ndim - 2
+    return kernel.reshape(*kernel.shape[:rank], -1).transpose(rank, *range(rank))[:, None]
+
+
 class _Reader:
-    def __init__(self, keras, model, batch: int | None) -> None:
+    def __init__(self, keras, model, batch: int | None, title: str = "", weights: str = "") -> None:
         self.keras = keras
         self.graph = _Graph(keras, model)
         self.batch = batch
+        self.title, self.folder = title, weights
         layers = keras.layers
         self.transposed = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
         self.depthwise = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
@@ -116,7 +135,7 @@ class _Reader:
         return shape
 
     def layers(self) -> list[ModelLayer]:
-        found: list[tuple[int, list[tuple[tuple[str, ...], ConvSpec]]]] = []
+        found: list[tuple[int, list[tuple[tuple[str, ...], ConvSpec]], object]] = []
         kinds = self.plain + self.depthwise + self.separable + self.transposed
         for order, (prefix, layer) in enumerate(self.graph.layers):
             if not isinstance(layer, kinds):
@@ -124,13 +143,25 @@ class _Reader:
             calls = self.graph.calls(layer)
             for number, node in enumerate(calls):
                 name = prefix + layer.name + (f"#{number}" if len(calls) > 1 else "")
-                found.append((order, self.read_call(layer, node, name)))
+                found.append((order, self.read_call(layer, node, name), layer))
         layers, depth = [], 0
-        for _, parts in sorted(found, key=lambda item: item[0]):
-            for names, spec in parts:
-                layers.append(ModelLayer(names, spec, depth))
+        for _, parts, layer in sorted(found, key=lambda item: item[0]):
+            for (names, spec), arrays in zip(parts, self.weights(layer) if self.folder else [{}] * len(parts)):
+                file = write_weights(self.folder, self.title, names[0], depth, **arrays) if arrays else ""
+                layers.append(ModelLayer(names, spec, depth, weights=file))
                 depth += 1
         return layers
+
+    def weights(self, layer) -> list[dict]:
+        """The layer's own weights in convparity's layout, one set per layer read from it (a separable layer's
+        depthwise part, then its pointwise part with the bias)."""
+        bias = layer.bias.numpy() if layer.use_bias else None
+        if isinstance(layer, self.separable):
+            return [{"w": _depthwise_layout(layer.depthwise_kernel.numpy())},
+                    {"w": _plain_layout(layer.pointwise_kernel.numpy()), "b": bias}]
+        kernel = layer.kernel.numpy()
+        return [{"w": _depthwise_layout(kernel) if isinstance(layer, self.depthwise) else _plain_layout(kernel),
+                 "b": bias}]
 
     def read_call(self, layer, node, name: str) -> list[tuple[tuple[str, ...], ConvSpec]]:
         data_format = getattr(layer, "data_format", "channels_last")
@@ -294,7 +325,8 @@ def read_keras(source: str, options: ReadOptions) -> Model:
             raise ModelReadError("--input-shape: a saved .keras model has its own input shape (save it with another)")
     if not getattr(model, "inputs", None):
         raise ModelReadError("a subclassed Keras model has no graph to read: save a functional or sequential one")
-    return Model(source, title, "keras", tuple(_Reader(keras, model, batch).layers()))
+    own = "" if source.startswith(PREFIX) else options.weights  # an application built with weights=None has none
+    return Model(source, title, "keras", tuple(_Reader(keras, model, batch, title, own).layers()))
 
 
 class KerasModelReader:

@@ -18,6 +18,10 @@ Quantized models: a QLinearConv is its data types (x:w:y), scales and zero point
 with an int32 output and zero points; a QDQ convolution the types and scales of its DequantizeLinear inputs, its
 post-ops, and the QuantizeLinear that ends its chain (else a float32 output). Scales given per channel are
 drawn per channel (convparity's per_channel), a note says so.
+
+Weights (`--weights`): each layer's weight initializer (a quantized layer's codes, and its per-channel w_scale) and
+bias, as the model holds them, are written with `write_weights`; a layer whose weights are computed at run time
+(not constants) keeps drawn ones, with a note.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from convparity.plugin import (
     Quantization,
     ReadOptions,
     hookimpl,
+    write_weights,
 )
 
 CONV_OPS = ("Conv", "ConvTranspose", "QLinearConv", "ConvInteger")
@@ -518,7 +523,30 @@ def _dequantized(graph: _Graph, name: str):
     return node if node is not None and node.op_type == "DequantizeLinear" else None
 
 
-def _layer(graph: _Graph, node, depth: int) -> ModelLayer:
+def _weights(graph: _Graph, node, w: str, bias: str, title: str, folder: str, depth: int, notes: list[str]) -> str:
+    """The file of the layer's own weights (see the module docstring), or "" with a note where they are not
+    constants. w, bias: the node's weight and bias inputs (the quantized codes' DequantizeLinear outputs for a QDQ
+    convolution)."""
+    import numpy as np
+
+    w_scale = None
+    if node.op_type == "QLinearConv":
+        w_scale = graph.value(node.input[4])
+    elif (dequantize := _dequantized(graph, w)) is not None:
+        w, w_scale = dequantize.input[0], graph.value(dequantize.input[1])
+    if bias and (dequantize := _dequantized(graph, bias)) is not None:
+        bias = dequantize.input[0]
+    values = graph.value(w), graph.value(bias) if bias else None
+    if values[0] is None or (bias and values[1] is None):
+        notes.append("its weights are computed at run time, not constants: drawn")
+        return ""
+    per_channel = w_scale is not None and np.asarray(w_scale).size > 1
+    return write_weights(folder, title, _node_name(node), depth, w=values[0], b=values[1],
+                         w_scale=np.asarray(w_scale, dtype=np.float64).reshape(-1) if per_channel else None)
+
+
+def _layer(graph: _Graph, node, depth: int, title: str = "", weights: str = "") -> ModelLayer:
+    """The convolution `node` as a layer; its own weights written to the folder `weights` (when given)."""
     op, attributes = node.op_type, _attributes(node)
     name = _node_name(node)
     if op == "QLinearConv":
@@ -605,7 +633,8 @@ def _layer(graph: _Graph, node, depth: int) -> ModelLayer:
     if not spec.transposed and spec.output_size != tuple(y_shape[2:]):
         raise ModelReadError(f"node {name!r}: its padding gives an output of {spec.output_size}, shape inference "
                              f"says {tuple(y_shape[2:])}")
-    return ModelLayer(tuple(names), spec, depth, fixed, "; ".join(scales.notes))
+    weights_file = _weights(graph, node, w, bias, title, weights, depth, scales.notes) if weights else ""
+    return ModelLayer(tuple(names), spec, depth, fixed, "; ".join(scales.notes), weights_file)
 
 
 def read_onnx(source: str, options: ReadOptions) -> Model:
@@ -631,8 +660,8 @@ def read_onnx(source: str, options: ReadOptions) -> Model:
            if node.op_type in ("If", "Loop", "Scan")):
         notes.append("convolutions inside If/Loop/Scan subgraphs are not read")
     title = os.path.splitext(os.path.basename(source))[0]
-    return Model(source, title, "onnx", tuple(_layer(graph, node, depth) for depth, node in enumerate(layers)),
-                 tuple(notes))
+    return Model(source, title, "onnx", tuple(_layer(graph, node, depth, title, options.weights)
+                                              for depth, node in enumerate(layers)), tuple(notes))
 
 
 class OnnxModelReader:

@@ -21,10 +21,12 @@ from convparity.harness.cases.spec import ConvSpec
 IN_MEMORY = 50_000
 
 
-def spec_digest(spec: ConvSpec, fixed_dtype: bool = False) -> bytes:
-    """16 bytes that identify a spec (its canonical descriptor, bias and dtype) and whether its dtype is
-    the case's own (`Case.fixed_dtype`) rather than a placeholder for the run's dtypes."""
-    key = f"{spec.descriptor}|{spec.bias}|{spec.dtype}" + ("|fixed" if fixed_dtype else "")
+def spec_digest(spec: ConvSpec, fixed_dtype: bool = False, inputs: str = "") -> bytes:
+    """16 bytes that identify a spec (its canonical descriptor, bias and dtype), whether its dtype is the case's
+    own (`Case.fixed_dtype`) rather than a placeholder for the run's dtypes, and how its values are drawn when
+    not the default (`inputs`: an InputStyle's text; a model layer's own weights make it a case of its own)."""
+    key = f"{spec.descriptor}|{spec.bias}|{spec.dtype}" + ("|fixed" if fixed_dtype else "") + (
+        f"|inputs={inputs}" if inputs else "")
     return hashlib.blake2b(key.encode(), digest_size=16).digest()
 
 
@@ -39,8 +41,8 @@ class SeenSet:
         self._db: sqlite3.Connection | None = None
         self.count = 0
 
-    def add(self, spec: ConvSpec, fixed_dtype: bool = False) -> bool:
-        return self.add_key(spec_digest(spec, fixed_dtype))
+    def add(self, spec: ConvSpec, fixed_dtype: bool = False, inputs: str = "") -> bool:
+        return self.add_key(spec_digest(spec, fixed_dtype, inputs))
 
     def add_key(self, digest: bytes) -> bool:
         if self._db is None:
@@ -82,7 +84,7 @@ def dedupe(cases: Iterable[Case], seen: SeenSet | None = None) -> Iterator[Case]
     seen = seen or SeenSet()
     try:
         for case in cases:
-            if seen.add(case.spec, case.fixed_dtype):
+            if seen.add(case.spec, case.fixed_dtype, case.inputs_key):
                 yield case
     finally:
         if own:

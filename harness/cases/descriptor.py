@@ -105,6 +105,11 @@ class Case:
         return format_descriptor(self.spec, self.name)
 
     @property
+    def inputs_key(self) -> str:
+        """How its values are drawn, as results.csv's `inputs` column writes it: "" for the default style."""
+        return "" if self.inputs.is_default else self.inputs.text
+
+    @property
     def compared(self) -> tuple[str, ...]:
         """The tensors this case compares: those of `tensors` the spec has (ConvSpec.tensors: no db without a bias,
         y alone for an integer convolution), and the post-op operands' gradients when a gradient is compared."""

@@ -33,6 +33,11 @@ An `InputStyle` says how the float tensors x, w, b and dy are drawn:
   int16, which 255 x 127 twice exceeds): x codes from 224 to 255 for uint8 and 112 to 127 in magnitude,
   either sign, for int8, w 112 to 127 in magnitude, either sign (224 to 255 for uint8), as codes (a zero
   point is not added: x - zp_x is what it leaves). Float sources are drawn as in the default style.
+- `weights:PATH`: a model layer's own weights (`--model SOURCE --weights`): w (spec.w_shape, the canonical layout),
+  b (out_channels,) where the layer has a bias, and for a quantized layer its per-channel w_scale where it has one,
+  read from the .npz file a model reader wrote (harness.cases.models.write_weights); everything else (x, dy, the
+  operands, the other scales) is drawn as in the default style, with the same values. A file that is missing, or
+  whose arrays do not fit the case, is a ValueError naming the file and the array.
 
 A style travels with the case wherever it is evaluated (a sweep's `RunCase` and `EvaluateCase` tasks
 carry it, and regenerate the inputs from (spec, seed, style) in their workers); its `text` is how it is
@@ -52,17 +57,18 @@ from convparity.harness.cases.attributes import BENCHDNN_TYPES, PER_CHANNEL
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.vocabulary import INTEGER_RANGE, is_integer, numpy_dtype
 
-INPUT_KINDS = ("uniform", "integers", "saturating")
+INPUT_KINDS = ("uniform", "integers", "saturating", "weights")
 LARGEST_INTEGER = 256  # every integer up to here is exact in bfloat16, the narrowest float type
 
 
 @dataclass(frozen=True)
 class InputStyle:
-    """How a case's values are drawn: "uniform", nonzero "integers" of magnitude at most `scale`, or
-    "saturating" integer sources (see the module docstring)."""
+    """How a case's values are drawn: "uniform", nonzero "integers" of magnitude at most `scale`, "saturating"
+    integer sources, or a model layer's "weights" from the file `source` (see the module docstring)."""
 
     kind: str = "uniform"
     scale: int = 0
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in INPUT_KINDS:
@@ -71,10 +77,15 @@ class InputStyle:
             raise ValueError(f"input style: {self.kind} values take no scale")
         if self.kind == "integers" and not (isinstance(self.scale, int) and 1 <= self.scale <= LARGEST_INTEGER):
             raise ValueError(f"input style: integers need a scale from 1 to {LARGEST_INTEGER}, got {self.scale!r}")
+        if (self.kind == "weights") != bool(self.source) or not isinstance(self.source, str):
+            raise ValueError("input style: weights need the file they are in (weights:PATH), and only they take one")
 
     @property
     def text(self) -> str:
-        """"uniform", "integers:K" or "saturating": how files and command lines write it (`parse` reads it back)."""
+        """"uniform", "integers:K", "saturating" or "weights:PATH": how files and command lines write it (`parse`
+        reads it back)."""
+        if self.kind == "weights":
+            return f"weights:{self.source}"
         return f"{self.kind}:{self.scale}" if self.kind == "integers" else self.kind
 
     @property
@@ -89,10 +100,12 @@ class InputStyle:
             return UNIFORM
         if text == "saturating":
             return SATURATING
+        if text.startswith("weights:") and text.removeprefix("weights:").strip():
+            return cls("weights", source=text.removeprefix("weights:").strip())
         match = re.fullmatch(r"integers:(\d{1,4})", text)
         if not match or not 1 <= int(match.group(1)) <= LARGEST_INTEGER:
-            raise ValueError(f"input style {text!r}: expected 'uniform', 'saturating' or 'integers:K' (K from 1 "
-                             f"to {LARGEST_INTEGER})")
+            raise ValueError(f"input style {text!r}: expected 'uniform', 'saturating', 'integers:K' (K from 1 "
+                             f"to {LARGEST_INTEGER}) or 'weights:PATH'")
         return cls("integers", int(match.group(1)))
 
 
@@ -152,6 +165,8 @@ def make_inputs(spec: ConvSpec, seed: int, style: InputStyle = UNIFORM) -> Input
     convolution; for a transposed one, C/groups times the taps that reach one output position (about
     prod(kernel / stride)), from spec.reductions.
     """
+    if style.kind == "weights":
+        return _with_weights(spec, make_inputs(spec, seed), style.source)
     rng = np.random.default_rng(case_seed(spec, seed, style))
     src, wei, dst = spec.data_types
     if spec.quantized:
@@ -177,6 +192,34 @@ def make_inputs(spec: ConvSpec, seed: int, style: InputStyle = UNIFORM) -> Input
     operands = tuple(None if shape is None else _operand(spec, op, shape, rng)
                      for op, shape in zip(spec.post_ops, spec.operand_shapes))
     return Inputs(x=x, w=w, b=b, dy=dy, operands=operands, quantization=_quantization(spec, rng))
+
+
+def _with_weights(spec: ConvSpec, drawn: Inputs, path: str) -> Inputs:
+    """`drawn` with w, b and a per-channel w_scale from the layer's weights file (module docstring)."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(f"weights {path}: cannot be read: {error}") from None
+    wei = spec.data_types[1]
+
+    def fitted(name: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        if name not in arrays:
+            raise ValueError(f"weights {path}: no array {name!r} in it (it has {', '.join(sorted(arrays)) or 'none'})")
+        value = arrays[name]
+        if value.shape != shape:
+            raise ValueError(f"weights {path}: {name} has the shape {value.shape}, the case needs {shape}")
+        if is_integer(dtype) and (not np.all(value == np.round(value)) or value.min(initial=0) <
+                                  INTEGER_RANGE[dtype][0] or value.max(initial=0) > INTEGER_RANGE[dtype][1]):
+            raise ValueError(f"weights {path}: {name} holds values that are not {dtype} codes")
+        return value.astype(numpy_dtype(dtype))
+
+    w = fitted("w", spec.w_shape, wei)
+    b = fitted("b", (spec.out_channels,), spec.bias_dtype or "float32") if spec.bias else None
+    quantization = dict(drawn.quantization)
+    if spec.quantization.w_scale == PER_CHANNEL and "w_scale" in arrays:
+        quantization["w_scale"] = fitted("w_scale", spec.per_channel_shapes["w_scale"], "float64")
+    return Inputs(x=drawn.x, w=w, b=b, dy=drawn.dy, operands=drawn.operands, quantization=quantization)
 
 
 def _integers(rng: np.random.Generator, shape: tuple[int, ...], style: InputStyle) -> np.ndarray:

@@ -13,6 +13,13 @@ its canonical descriptor (attributes included, harness.cases.descriptor), its dt
 
 `--input-shape NAME=1x3x224x224` fixes an input's shape (`parse_input_shape`); the options a reader gets are
 `ReadOptions`.
+
+`--weights`: the model's own weights instead of drawn ones (as benchdnn's --buffer-prefix loads real buffers), to
+catch what depends on them (a quantized layer's codes near the top of their range, a saturation). A reader given
+`ReadOptions.weights` (a folder) writes each layer's w, b (and a quantized layer's per-channel w_scale) to a .npz
+file there with `write_weights` and names it in `ModelLayer.weights`; such a layer is a case of its own (layers with
+the same spec have other weights), drawn with the InputStyle `weights:PATH` (harness.cases.inputs): x, dy and the
+rest are drawn as usual. A run keeps the files in its folder (weights/), so a resume reads them again.
 """
 
 from __future__ import annotations
@@ -20,18 +27,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from convparity.harness.cases.descriptor import Case, DescriptorError, check_name, parse_case
+from convparity.harness.cases.inputs import UNIFORM, InputStyle
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.errors import ConvparityError
 from convparity.harness.files import atomic_write
 from convparity.harness.inert_text import abbreviated
 
 MODELS_FILE = "models.json"
+WEIGHTS_FOLDER = "weights"  # in a run folder: the layers' own weights (--weights)
 MODELS_FORMAT = 1
 _SHAPE = re.compile(r"^\s*(\d+)(\s*[x,]\s*\d+)*\s*$")
 
@@ -62,14 +74,16 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """What a reader is told besides the source. `input_shapes`: (input name, shape) pairs from --input-shape."""
+    """What a reader is told besides the source. `input_shapes`: (input name, shape) pairs from --input-shape;
+    `weights`: the folder to write each layer's weights to (`write_weights`), "" for none (--weights not given)."""
 
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    weights: str = ""
 
     @classmethod
     def of(cls, input_shapes: Mapping[str, tuple[int, ...]] | list[str] | tuple[str, ...] | None = None,
-           ) -> ReadOptions:
-        """From {name: shape} or from --input-shape texts."""
+           weights: str | Path | None = None) -> ReadOptions:
+        """From {name: shape} or from --input-shape texts, and the weights folder."""
         if input_shapes is None:
             pairs: list[tuple[str, tuple[int, ...]]] = []
         elif isinstance(input_shapes, Mapping):
@@ -80,7 +94,7 @@ class ReadOptions:
         for name in names:
             if names.count(name) > 1:
                 raise ModelError(f"--input-shape gives input {name!r} twice")
-        return cls(tuple(pairs))
+        return cls(tuple(pairs), str(Path(weights).resolve()) if weights else "")
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -92,13 +106,15 @@ class ModelLayer:
     """One convolution the model runs. `names`: the layer's name first, then any folded into it (a zero padding
     layer before it); `depth`: its place in the model's order of execution (0 first); `fixed_dtype`: the model
     fixes its data types (a quantized layer): the run's --dtype does not apply; `note`: what the reader could not
-    carry over exactly (said in `convparity cases` and models.json)."""
+    carry over exactly (said in `convparity cases` and models.json); `weights`: the file of its own weights
+    (`write_weights`; "" where they are drawn)."""
 
     names: tuple[str, ...]
     spec: ConvSpec
     depth: int = 0
     fixed_dtype: bool = False
     note: str = ""
+    weights: str = ""
 
     def __post_init__(self) -> None:
         names = (self.names,) if isinstance(self.names, str) else tuple(self.names)
@@ -123,6 +139,8 @@ class ModelLayer:
             data["fixed_dtype"] = True
         if self.note:
             data["note"] = self.note
+        if self.weights:
+            data["weights"] = self.weights
         return data
 
     @classmethod
@@ -132,7 +150,7 @@ class ModelLayer:
         try:
             spec = parse_case(stored["case"], dtype=stored["dtype"], bias=stored["bias"]).spec
             return cls(tuple(stored["names"]), spec, stored.get("depth", 0), bool(stored.get("fixed_dtype", False)),
-                       str(stored.get("note", "")))
+                       str(stored.get("note", "")), str(stored.get("weights", "")))
         except KeyError as missing:
             raise ModelError(f"{where}: a layer lacks the field {missing}") from None
         except (DescriptorError, ValueError, TypeError) as error:
@@ -166,10 +184,16 @@ class LayerGroup:
         return self.layers[0].fixed_dtype
 
     @property
+    def weights(self) -> str:
+        return self.layers[0].weights
+
+    @property
     def case(self) -> Case:
-        """The case a run computes for these layers, named after the first (with the count when there are more)."""
+        """The case a run computes for these layers, named after the first (with the count when there are more),
+        drawn with their own weights where the model gave them."""
         name = self.layers[0].name if self.count == 1 else f"{self.layers[0].name} (x{self.count})"
-        return Case(self.spec, name, fixed_dtype=self.fixed_dtype)
+        inputs = InputStyle("weights", source=self.weights) if self.weights else UNIFORM
+        return Case(self.spec, name, fixed_dtype=self.fixed_dtype, inputs=inputs)
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -200,10 +224,11 @@ class Model:
                                    self.notes)
 
     def groups(self) -> list[LayerGroup]:
-        """The distinct layers, each with every layer like it, in the order their first layer runs."""
-        found: dict[tuple[ConvSpec, bool], list[ModelLayer]] = {}
+        """The distinct layers, each with every layer like it (the same spec, data types fixed or not, and drawn
+        weights: a layer with its own is alone), in the order their first layer runs."""
+        found: dict[tuple[ConvSpec, bool, str], list[ModelLayer]] = {}
         for layer in sorted(self.layers, key=lambda layer: layer.depth):
-            found.setdefault((layer.spec, layer.fixed_dtype), []).append(layer)
+            found.setdefault((layer.spec, layer.fixed_dtype, layer.weights), []).append(layer)
         return [LayerGroup(tuple(layers)) for layers in found.values()]
 
     def cases(self) -> list[Case]:
@@ -219,7 +244,8 @@ class Model:
         for group in groups:
             names = ", ".join(group.names[:4]) + (f", ... ({group.count - 4} more)" if group.count > 4 else "")
             dtype = f"\t{group.spec.dtype}" if group.fixed_dtype else ""
-            yield f"  x{group.count}\t{names}\t{group.spec.descriptor}{dtype}"
+            weights = "\town weights" if group.weights else ""
+            yield f"  x{group.count}\t{names}\t{group.spec.descriptor}{dtype}{weights}"
             for note in group.notes:
                 yield f"      note: {note}"
         for note in self.notes:
@@ -244,6 +270,23 @@ class Model:
         return cls(source, title, reader,
                    tuple(ModelLayer.from_json(layer, f"{where} layer {i}") for i, layer in enumerate(layers)),
                    tuple(str(note) for note in stored.get("notes", [])))
+
+
+def write_weights(folder: str, model: str, layer: str, depth: int, **arrays: np.ndarray | None) -> str:
+    """Write one layer's weights (w in the canonical layout, (O, C/groups, *k) or transposed (C, O/groups, *k); b;
+    a per-channel w_scale) to FOLDER/MODEL/DEPTH-LAYER.npz (written whole or not at all) and return its path: what
+    a reader puts in `ModelLayer.weights` when `ReadOptions.weights` is given. Arrays that are None are left out."""
+    path = Path(folder) / _file_name(model) / f"{depth:04d}-{_file_name(layer)}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept: dict[str, Any] = {name: np.asarray(value) for name, value in arrays.items() if value is not None}
+    atomic_write(path, lambda file: np.savez(file, **kept), binary=True)
+    return str(path)
+
+
+def _file_name(text: str) -> str:
+    """`text` as a file name: letters, digits, '.', '-' and '_' kept, the rest '_', at most 60 characters."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", plain).strip("._")[:60] or "layer"
 
 
 def write_models(directory: str | Path, models: tuple[Model, ...] | list[Model]) -> Path:

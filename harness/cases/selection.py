@@ -134,7 +134,7 @@ class CaseSelection:
         try:
             for source in sources:
                 for case in source:
-                    if seen.add(case.spec, case.fixed_dtype):
+                    if seen.add(case.spec, case.fixed_dtype, case.inputs_key):
                         yield case
             if self.random:
                 yield from random_cases(self.random, self.seed, seen)
@@ -147,15 +147,17 @@ class CaseSelection:
 
     def describe(self, dtypes: tuple[str, ...], limit: int | None = DEFAULT_MAX_CASES) -> Iterator[str]:
         """What a run in `dtypes` executes: one line per case (canonical descriptor with its name, dtype,
-        bias, tensors compared), the count, then each batch file's counts and what it skipped or ignored. Each model's
-        layers (names, multiplicity, descriptor) come first."""
+        bias, tensors compared, and how its values are drawn when not the default), the count, then each batch
+        file's counts and what it skipped or ignored. Each model's layers (names, multiplicity, descriptor) come
+        first."""
         for model in self.models:
             yield from model.describe()
         count = 0
         for case in expand(self.stream(limit)[1], dtypes):
             count += 1
+            drawn = "" if case.inputs.is_default else f"\tinputs={case.inputs.kind}"
             yield (f"{case.descriptor}\t{case.spec.dtype}\tbias={'on' if case.spec.bias else 'off'}"
-                   f"\t{','.join(case.compared)}")
+                   f"\t{','.join(case.compared)}{drawn}")
         yield f"{count} cases"
         for path, summary in self.batch_summaries().items():
             yield (f"{path}: {summary['problems']} benchdnn problems read, {summary['computed']} computed as "

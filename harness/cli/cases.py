@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 
 from convparity.harness import api
 from convparity.harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection
@@ -20,10 +21,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     given = options.models(args)
-    models = api.read_models(given["models"], input_shapes=given["input_shapes"], epilogues=given["epilogues"]) \
-        if given["models"] else ()
-    selection = CaseSelection(**options.selection(args), models=tuple(models))
-    limit = DEFAULT_MAX_CASES if args.max_cases is None else args.max_cases
-    for line in selection.describe(options.dtypes(args), limit):
-        print(line)
+    with tempfile.TemporaryDirectory(prefix="convparity-weights-") as folder:  # a listing keeps no weights
+        models = api.read_models(given["models"], input_shapes=given["input_shapes"], epilogues=given["epilogues"],
+                                 weights=folder if given["weights"] else None) if given["models"] else ()
+        selection = CaseSelection(**options.selection(args), models=tuple(models))
+        limit = DEFAULT_MAX_CASES if args.max_cases is None else args.max_cases
+        for line in selection.describe(options.dtypes(args), limit):
+            print(line)
     return 0

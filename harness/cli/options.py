@@ -104,6 +104,10 @@ def model_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--no-epilogues", action="store_true", help="each model layer's convolution alone, without "
                        "the batchnorm, activation and residual add its graph fuses (for backends that compute no "
                        "post-ops)")
+    group.add_argument("--weights", action="store_true", help="the model's own weights (and a quantized layer's "
+                       "per-channel w scales) instead of drawn ones, where its reader has them (the README says "
+                       "which do): each layer is then a case of its own; a run keeps them in its folder (run and "
+                       "cases only)")
 
 
 def setting_options(parser: argparse.ArgumentParser) -> None:
@@ -209,12 +213,19 @@ def selection(args: argparse.Namespace) -> dict:
                 random=args.random, seed=args.seed or 0)
 
 
-def models(args: argparse.Namespace) -> dict:
-    """--model, --input-shape and --no-epilogues as keywords of sweep() and search()."""
-    if (args.input_shape or args.no_epilogues) and not args.model:
-        raise UsageError(f"{'--input-shape' if args.input_shape else '--no-epilogues'} goes with --model SOURCE")
-    return dict(models=tuple(args.model or ()), input_shapes=tuple(args.input_shape or ()),
-                epilogues=not args.no_epilogues)
+def models(args: argparse.Namespace, *, weights: bool = True) -> dict:
+    """--model, --input-shape, --no-epilogues and --weights as keywords of sweep() (search(): `weights` False, and
+    --weights refused)."""
+    given = [flag for flag, value in (("--input-shape", args.input_shape), ("--no-epilogues", args.no_epilogues),
+                                      ("--weights", args.weights)) if value]
+    if given and not args.model:
+        raise UsageError(f"{given[0]} goes with --model SOURCE")
+    if args.weights and not weights:
+        raise UsageError("search takes no --weights: shrinking a case changes the shapes a layer's weights fit (run "
+                         "the model with them: convparity run --model SOURCE --weights)")
+    chosen = dict(models=tuple(args.model or ()), input_shapes=tuple(args.input_shape or ()),
+                  epilogues=not args.no_epilogues)
+    return {**chosen, "weights": bool(args.weights)} if weights else chosen
 
 
 def dtypes(args: argparse.Namespace) -> tuple[str, ...]:

@@ -54,8 +54,8 @@ def handle(args: argparse.Namespace) -> int:
             raise options.UsageError("give --budget or --minutes, not both")
         result = api.search(backends=args.backend, dtypes=options.dtypes(args), budget=args.budget,
                             minutes=args.minutes, seed=args.seed, jobs=args.jobs or 1, out=args.output,
-                            known_findings=args.known_findings or (), log=sys.stderr, **options.models(args),
-                            **options.settings(args),
+                            known_findings=args.known_findings or (), log=sys.stderr,
+                            **options.models(args, weights=False), **options.settings(args),
                             **placement)
     for name, reason in result.unavailable.items():
         print(f"convparity: backend {name} is unavailable, it ran nothing: {reason}", file=sys.stderr)

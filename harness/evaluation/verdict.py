@@ -310,7 +310,8 @@ def case_rows(spec: ConvSpec, name: str, seed: int, tolerance_factor: float,
 def _base(spec: ConvSpec, name: str, backend: str, version: str, seed: int, tolerance_factor: float = 1.0,
           inputs: InputStyle = UNIFORM) -> dict:
     return {**Row.spec_columns(spec), "name": name, "backend": backend, "backend_version": version,
-            "reduction": 0, "repro": repro(spec, backend, seed, tolerance_factor, inputs)}
+            "reduction": 0, "repro": repro(spec, backend, seed, tolerance_factor, inputs),
+            "inputs": "" if inputs.is_default else inputs.text}
 
 
 def status_rows(

@@ -1,8 +1,9 @@
 """Compare two runs (a framework upgrade, a new kernel, another machine): what changed from OLD to NEW.
 
-Rows are joined on convparity.harness.results.KEY = (case, bias, dtype, backend, tensor); a key written twice in
-one run (a resumed case) counts once, with its last row. Every joined key gets one change, the first
-of these that applies:
+Rows are joined on convparity.harness.results.KEY = (case, bias, dtype, backend, tensor, inputs: how the values
+were drawn, "" for the default, a model layer's weights by model and file name: results.comparable_inputs); a key
+written twice in one run (a resumed case) counts once, with its last row.
+Every joined key gets one change, the first of these that applies:
 
     only_old    the key is in OLD only
     only_new    the key is in NEW only
@@ -45,7 +46,7 @@ from convparity.harness.files import RunFolderError, atomic_write
 from convparity.harness.reporting import html_page
 from convparity.harness.reporting.matrix import format_ratio
 from convparity.harness.reporting.speed import seconds_text
-from convparity.harness.results import KEY, RESULTS_FILE, bias_word, read_results
+from convparity.harness.results import KEY, RESULTS_FILE, bias_word, comparable_inputs, read_results
 from convparity.harness.running.run_folder import read_record
 from convparity.harness.running.run_record import RunRecord
 from convparity.harness.vocabulary import BAD_STATUSES, tensor_key
@@ -120,7 +121,9 @@ def _load(directory: Path) -> tuple[pd.DataFrame, RunRecord]:
     record = read_record(directory)
     if not (directory / RESULTS_FILE).is_file():
         raise RunFolderError(f"{directory} has no {RESULTS_FILE}")
-    return read_results(directory).drop_duplicates(list(KEY), keep="last"), record
+    rows = read_results(directory)
+    rows["inputs"] = rows["inputs"].map(comparable_inputs).astype("string")
+    return rows.drop_duplicates(list(KEY), keep="last"), record
 
 
 def classify(joined: pd.DataFrame, thresholds: Thresholds, comparable: bool = True,

@@ -63,11 +63,11 @@ class _Cell:
 
 @dataclass
 class ModelView:
-    """One model and what the run found of its layers: cells[(backend, dtype)][(descriptor, bias)]."""
+    """One model and what the run found of its layers: cells[(backend, dtype)][(descriptor, bias, inputs)]."""
 
     model: Model
     groups: list[LayerGroup]
-    cells: dict[tuple[str, str], dict[tuple[str, bool], _Cell]]
+    cells: dict[tuple[str, str], dict[tuple[str, bool, str], _Cell]]
 
     def columns(self) -> list[tuple[str, str]]:
         return sorted(self.cells)
@@ -76,7 +76,7 @@ class ModelView:
         backend, dtype = column
         if group.fixed_dtype and group.spec.dtype != dtype:
             return None
-        return self.cells[column].get((group.spec.descriptor, group.spec.bias))
+        return self.cells[column].get(_key(group))
 
     def verdicts(self) -> list[str]:
         """One line per backend and dtype (see the module docstring)."""
@@ -138,6 +138,11 @@ class ModelView:
         return frame
 
 
+def _key(group: LayerGroup) -> tuple[str, bool, str]:
+    """The cells' key of a group's case: its descriptor, bias and how its values are drawn (a layer's weights)."""
+    return group.spec.descriptor, group.spec.bias, group.case.inputs_key
+
+
 def _models(directory: Path) -> list[Model]:
     models = read_models(directory)
     if models:
@@ -160,17 +165,18 @@ def model_views(directory: str | Path) -> list[ModelView]:
         return []
     grouped = [(model, model.groups()) for model in models]
     wanted = {group.spec.descriptor for _, groups in grouped for group in groups}
-    cells: dict[tuple[str, str], dict[tuple[str, bool], _Cell]] = defaultdict(lambda: defaultdict(_Cell))
+    cells: dict[tuple[str, str], dict[tuple[str, bool, str], _Cell]] = defaultdict(lambda: defaultdict(_Cell))
     if (directory / "results.csv").is_file():
         for chunk in iter_results(directory, CHUNK_ROWS):
             rows = chunk[chunk["case"].isin(wanted)]
-            for case, bias, dtype, backend, status, ratio, tensor in zip(
+            for case, bias, dtype, backend, status, ratio, tensor, inputs in zip(
                     rows["case"], rows["bias"], rows["dtype"], rows["backend"], rows["status"], rows["err_ratio"],
-                    rows["tensor"]):
-                cells[(str(backend), str(dtype))][(str(case), bool(bias))].add(str(status), float(ratio), str(tensor))
+                    rows["tensor"], rows["inputs"]):
+                cells[(str(backend), str(dtype))][(str(case), bool(bias), str(inputs))].add(
+                    str(status), float(ratio), str(tensor))
     views = []
     for model, groups in grouped:
-        keys = {(g.spec.descriptor, g.spec.bias) for g in groups}
+        keys = {_key(g) for g in groups}
         mine = {column: {k: v for k, v in found.items() if k in keys} for column, found in cells.items()}
         views.append(ModelView(model, groups, {column: found for column, found in mine.items() if found}))
     return views

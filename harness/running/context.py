@@ -83,9 +83,10 @@ class RunContext:
 
     @classmethod
     @contextmanager
-    def new(cls, path: Path, record: RunRecord) -> Iterator[RunContext]:
-        """A fresh run folder at `path` (created; refused when it holds anything) with `record` as its run.json."""
-        run_folder.create(path)
+    def new(cls, path: Path, record: RunRecord, prepared: tuple[str, ...] = ()) -> Iterator[RunContext]:
+        """A fresh run folder at `path` (created; refused when it holds anything but the entries `prepared` names,
+        which the starting run wrote there itself) with `record` as its run.json."""
+        run_folder.create(path, prepared)
         with _interrupts_reported(path, record.kind), _removed_if_nothing_ran(path), lock(path):
             context = cls(path, record)
             context.save()

@@ -12,6 +12,7 @@ and the last line it printed) or takes longer than the timeout.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Sequence
@@ -121,22 +122,38 @@ def read_models(sources: Sequence[str], options: ReadOptions | None = None, *, j
 
 
 def resolve_models(models: Sequence[str | Model], input_shapes: object = None, *, epilogues: bool = True,
-                   startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> tuple[Model, ...]:
+                   weights: str | Path | None = None, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+                   ) -> tuple[Model, ...]:
     """`models` as Model objects: sources read (read_models, with --input-shape's `input_shapes`: texts or a
-    mapping), Model objects (convparity.cases_from_model's) kept as they are; without their post-ops when not
-    `epilogues`."""
+    mapping; with their own weights written to the folder `weights` where it is given and the reader has them),
+    Model objects (convparity.cases_from_model's) kept as they are; without their post-ops when not `epilogues`."""
     if isinstance(models, (str, Model)):
         models = [models]
     sources = [m for m in models if isinstance(m, str)]
     if input_shapes and not sources:
         raise ModelError("--input-shape goes with --model SOURCE")
-    options = ReadOptions.of(input_shapes or None)  # type: ignore[arg-type]
+    if weights and not sources:
+        raise ModelError("--weights goes with --model SOURCE")
+    options = ReadOptions.of(input_shapes or None, weights)  # type: ignore[arg-type]
     read = iter(read_models(sources, options, startup_timeout=startup_timeout)) if sources else iter(())
     found = {source: model for source, model in zip(dict.fromkeys(sources), read)}
     resolved = [found[m] if isinstance(m, str) else m for m in models]
     for model in resolved:
         if not isinstance(model, Model):
             raise ModelError(f"models: a model source (text) or a Model, got {type(model).__name__}")
+    if weights:
+        resolved = [_weights_noted(model) for model in resolved]
     if not epilogues:
         resolved = [model.without_epilogues() for model in resolved]
     return tuple(dict.fromkeys(resolved))
+
+
+def _weights_noted(model: Model) -> Model:
+    """The model, with a note where --weights was asked for and its reader gave some layers' weights or none."""
+    given = sum(1 for layer in model.layers if layer.weights)
+    if given == len(model.layers):
+        return model
+    note = (f"--weights: the {model.reader} reader gives no weights (a model built without them): drawn" if not given
+            else f"--weights: {len(model.layers) - given} of {len(model.layers)} layers have no constant weights: "
+                 "drawn")
+    return dataclasses.replace(model, notes=(*model.notes, note))

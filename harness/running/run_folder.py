@@ -36,11 +36,12 @@ def default_run_dir(root: Path, grids: tuple[str, ...]) -> Path:
     return candidate
 
 
-def create(directory: Path) -> Path:
-    """Make a fresh run folder; refuse a file or a folder that already holds anything."""
+def create(directory: Path, prepared: tuple[str, ...] = ()) -> Path:
+    """Make a fresh run folder; refuse a file or a folder that already holds anything (but the entries named in
+    `prepared`, which the starting run wrote itself: a model's weights)."""
     if directory.exists() and not directory.is_dir():
         raise RunFolderError(f"output folder {directory} is a file")
-    if directory.is_dir() and any(entry.name != LOCK_FILE for entry in directory.iterdir()):
+    if directory.is_dir() and any(entry.name not in (LOCK_FILE, *prepared) for entry in directory.iterdir()):
         raise RunFolderError(f"output folder {directory} is not empty: a run never overwrites another "
                              f"(use --resume {directory} to continue it, or pick a new -o)")
     try:

@@ -89,10 +89,10 @@ def count_cases(directory: Path) -> int:
 
 @dataclass(frozen=True)
 class Repair:
-    """What readying results.csv for a resume found: the (case, bias, dtype, backend) keys done, and
+    """What readying results.csv for a resume found: the (case, bias, dtype, backend, inputs) keys done, and
     how many rows it dropped as cut or incomplete, or as duplicates of rows before them."""
 
-    done: set[tuple[str, bool, str, str]]
+    done: set[tuple[str, bool, str, str, str]]
     dropped_incomplete: int
     dropped_duplicates: int
 
@@ -112,7 +112,7 @@ def repair_results(directory: Path, compared: Callable[[str, bool, str], int] | 
     _drop_cut_tail(path, None)
     upgrade(path)  # an older version's columns: rewritten once with this version's
     expected = compared or (lambda case, bias, dtype: 4 if bias else 3)
-    key_columns = [COLUMNS.index(c) for c in ("case", "bias", "dtype", "backend")]
+    key_columns = [COLUMNS.index(c) for c in ("case", "bias", "dtype", "backend", "inputs")]
     tensor_column = COLUMNS.index("tensor")
     seen: dict[tuple[str, ...], set[str]] = {}
     duplicates = malformed = 0
@@ -136,14 +136,14 @@ def repair_results(directory: Path, compared: Callable[[str, bool, str], int] | 
             for number, (raw, fields) in enumerate(_csv_records(path), start=1):
                 whole = len(fields) == len(COLUMNS)
                 full = tuple(text_cell(fields[i]) for i in key_columns) + (fields[tensor_column],) if whole else ()
-                if number == 1 or (whole and full[:4] in complete and full not in written):
+                if number == 1 or (whole and full[:-1] in complete and full not in written):
                     file.write(raw)
                     written.add(full)
-                elif not whole or full[:4] not in complete:
+                elif not whole or full[:-1] not in complete:
                     dropped += 1
 
         atomic_write(path, keep)
-    done = {(case, bias == "on", dtype, backend) for case, bias, dtype, backend in complete}
+    done = {(case, bias == "on", dtype, backend, inputs) for case, bias, dtype, backend, inputs in complete}
     return Repair(done, dropped, duplicates)
 
 

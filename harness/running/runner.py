@@ -52,7 +52,7 @@ from convparity.harness.running.tasks import (
 )
 from convparity.harness.settings import RunSettings
 
-DoneKey = tuple[str, bool, str, str]  # (descriptor, bias, dtype, backend) whose rows are all written
+DoneKey = tuple[str, bool, str, str, str]  # (descriptor, bias, dtype, backend, inputs) whose rows are all written
 
 
 class WorkerStartError(ConvparityError):
@@ -79,7 +79,7 @@ class Item:
 
 def done_key(case: Case, backend: str) -> DoneKey:
     spec = case.spec
-    return (spec.descriptor, spec.bias, spec.dtype, backend)
+    return (spec.descriptor, spec.bias, spec.dtype, backend, case.inputs_key)
 
 
 def plan(cases: Iterable[Case], backends: tuple[str, ...], done: Set[DoneKey] = frozenset()) -> Iterator[Item]:

@@ -16,7 +16,10 @@ is learned for the next run; run.json records the executor, the shard and each p
 
 from __future__ import annotations
 
+import contextlib
 import math
+import re
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,7 +28,7 @@ from typing import Any
 
 from convparity.harness.backends.manager import PluginSelection, get_manager
 from convparity.harness.cases.descriptor import Case
-from convparity.harness.cases.models import Model, write_models
+from convparity.harness.cases.models import WEIGHTS_FOLDER, Model, write_models
 from convparity.harness.cases.selection import DEFAULT_MAX_CASES, CaseSelection, expand
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.errors import ConvparityError
@@ -122,6 +125,7 @@ def sweep(
     models: Sequence[str | Model] = (),
     input_shapes: Sequence[str] | dict[str, tuple[int, ...]] | None = None,
     epilogues: bool = True,
+    weights: bool = False,
 ) -> SweepRun:
     """Run `cases` (descriptors), `grids` (named, TOML or batch files), `batch_files`, `models` and `random`
     samples in every dtype on every backend (None or ["all"]: every registered one; unavailable ones
@@ -129,7 +133,8 @@ def sweep(
     `models`: model sources (read by the model readers, each in a worker of its own; `input_shapes` as
     --input-shape gives them) or Models already read; each distinct layer is a case, and the run folder's
     models.json keeps every layer for the model view of the reports; `epilogues=False` runs each layer's
-    convolution without the post-ops its graph fuses.
+    convolution without the post-ops its graph fuses; `weights`: each layer with the model's own weights (where
+    its reader has them), kept in the run folder's weights/ (every such layer is a case of its own).
 
     `out`: the run folder (default: a fresh one under reports/). Returns when every row is written.
     `executor`: where tasks run (default: local processes); `shard`: run only that shard of the cases;
@@ -144,17 +149,27 @@ def sweep(
                            timeout=timeout, jobs=jobs, tolerance_factor=tolerance_factor,
                            startup_timeout=startup_timeout, reference_timeout=reference_timeout,
                            compile_cache=compile_cache, perf=perf)
-    read = resolve_models(models, input_shapes, epilogues=epilogues, startup_timeout=startup_timeout) \
-        if models or input_shapes else ()
-    selection = CaseSelection(grids=tuple(grids), cases=tuple(cases), batch_files=tuple(batch_files), random=random,
-                              seed=seed, bias=bias, models=read)
-    size, stream = selection.stream(max_cases)
     path = Path(out) if out is not None else run_folder.default_run_dir(
-        Path("reports"), settings.grids or tuple(model.title for model in read)[:3] or ("cases",))
-    record = RunRecord("sweep", settings, selection, harness_commit=run_folder.harness_commit(),
-                       batch_files=selection.batch_summaries(), max_cases=max_cases, shard=shard,
-                       worker_environment=thread_variables())
-    with RunContext.new(path, record) as context:
+        Path("reports"), settings.grids or tuple(_label(model) for model in models)[:3] or ("cases",))
+    prepared = (WEIGHTS_FOLDER,) if weights else ()
+    if weights:
+        run_folder.create(path)  # refused before any weight is written, if it is no fresh folder
+    try:
+        read = resolve_models(models, input_shapes, epilogues=epilogues, startup_timeout=startup_timeout,
+                              weights=path / WEIGHTS_FOLDER if weights else None) if models or input_shapes else ()
+        selection = CaseSelection(grids=tuple(grids), cases=tuple(cases), batch_files=tuple(batch_files),
+                                  random=random, seed=seed, bias=bias, models=read)
+        size, stream = selection.stream(max_cases)
+        record = RunRecord("sweep", settings, selection, harness_commit=run_folder.harness_commit(),
+                           batch_files=selection.batch_summaries(), max_cases=max_cases, shard=shard,
+                           worker_environment=thread_variables())
+    except BaseException:
+        if weights:  # the weights written so far go, and the folder made for them when nothing else is in it
+            shutil.rmtree(path / WEIGHTS_FOLDER, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
+    with RunContext.new(path, record, prepared) as context:
         if read:
             write_models(path, read)
         drawn, total = _sharded(expand(stream, settings.dtypes), size * len(settings.dtypes), shard, settings)
@@ -162,6 +177,11 @@ def sweep(
                        executor=executor or ExecutorChoice())
         context.finish()
     return run
+
+
+def _label(model: str | Model) -> str:
+    """What a model is called in a default run folder's name: its title, or its source's last part."""
+    return model.title if isinstance(model, Model) else Path(re.split(r"[:/\\]", model)[-1]).stem
 
 
 def _sharded(cases: Iterator[Case], total: int, shard: Shard | None, settings: RunSettings,

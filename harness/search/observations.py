@@ -109,7 +109,8 @@ def _text(value: Any) -> str:
 
 
 def observations_from_rows(rows: Iterable[Any]) -> list[Observation]:
-    """One Observation per (case, dtype, bias, backend) among `rows`, in the order first seen.
+    """One Observation per (case, dtype, bias, backend, inputs) among `rows`, in the order first seen, in the
+    style its values were drawn in (the rows' `inputs` column: a model layer's own weights, say).
 
     `rows`: `Row`s or results.csv records (e.g. pandas itertuples of convparity.harness.results.read_results).
     """
@@ -117,7 +118,7 @@ def observations_from_rows(rows: Iterable[Any]) -> list[Observation]:
     specs: dict[tuple, ConvSpec] = {}
     for row in rows:
         key = (str(row.case), str(row.dtype), bool(row.bias))
-        grouped.setdefault((*key, str(row.backend)), []).append(row)
+        grouped.setdefault((*key, str(row.backend), str(getattr(row, "inputs", "") or "")), []).append(row)
         if key not in specs:
             specs[key] = parse_case(key[0], dtype=key[1], bias=key[2]).spec
-    return [observe(specs[key[:3]], key[3], group) for key, group in grouped.items()]
+    return [observe(specs[key[:3]], key[3], group, InputStyle.parse(key[4])) for key, group in grouped.items()]

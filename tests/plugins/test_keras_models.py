@@ -91,6 +91,19 @@ def torch_layout(layer, kind: str) -> np.ndarray:
     return kernel.transpose(rank + 1, rank, *range(rank))
 
 
+def tapped(model, by_name) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{layer: (its input, its output)} of the KERNELS layers on one random input, channels first, in float64 (a
+    folded ZeroPadding layer's input for the layer it is folded into)."""
+    k = keras()
+    inputs = {name: (by_name[name].names[-1] if name == "depthwise" else name) for name in KERNELS}
+    taps = k.Model(model.inputs, [model.get_layer(inputs[n]).input for n in KERNELS]
+                   + [model.get_layer(n).output for n in KERNELS])
+    rng = np.random.default_rng(0)
+    feed = [rng.uniform(-1, 1, (1, 11, 10, 3)).astype(np.float32), rng.uniform(-1, 1, (1, 16, 3)).astype(np.float32)]
+    values = [np.moveaxis(np.asarray(v, dtype=np.float64), -1, 1) for v in taps(feed)]
+    return {name: (values[i], values[i + len(KERNELS)]) for i, name in enumerate(KERNELS)}
+
+
 def test_a_saved_model_reads_to_layers_that_compute_what_keras_computes(tmp_path):
     from convparity.plugins.keras_models import read_keras
 
@@ -106,17 +119,9 @@ def test_a_saved_model_reads_to_layers_that_compute_what_keras_computes(tmp_path
     assert by_name["separable/pointwise"].spec.post_ops == (PostOp("swish", alpha=1),)
     assert by_name["pointwise"].spec.post_ops == (PostOp("sum"),)
     assert by_name["causal"].spec.padding == ((4, 0),)
-    k = keras()
     probes = {name: model.get_layer(name) for name in KERNELS}
-    inputs = {name: (by_name[name].names[-1] if name == "depthwise" else name) for name in KERNELS}
-    taps = k.Model(model.inputs, [model.get_layer(inputs[n]).input for n in KERNELS]
-                   + [probes[n].output for n in KERNELS])
-    rng = np.random.default_rng(0)
-    feed = [rng.uniform(-1, 1, (1, 11, 10, 3)).astype(np.float32), rng.uniform(-1, 1, (1, 16, 3)).astype(np.float32)]
-    values = [np.asarray(v, dtype=np.float64) for v in taps(feed)]
-    for index, name in enumerate(KERNELS):
+    for name, (x, y) in tapped(model, by_name).items():
         spec = by_name[name].spec
-        x, y = (np.moveaxis(values[i], -1, 1) for i in (index, index + len(KERNELS)))
         forward = conv_transpose_forward if spec.transposed else conv_forward
         bias = np.asarray(probes[name].bias, dtype=np.float64) if spec.bias else None
         computed = forward(x, torch_layout(probes[name], KERNELS[name]), bias, **reference_options(spec))
@@ -132,3 +137,29 @@ def test_bad_sources_are_named():
         read_keras("nowhere.keras", ReadOptions())
     small = read_keras("keras:MobileNetV2", ReadOptions.of(["input=2x96x96x3"]))
     assert small.layers[0].spec.batch == 2 and small.layers[0].spec.input_size == (96, 96)
+
+
+def test_with_weights_each_layer_read_computes_what_keras_computes_with_the_files_own(tmp_path):
+    """--weights on a .keras file: each layer's case, drawn with the weights the reader wrote (kernels turned into
+    convparity's layout by the reader, not by this test), computes through the reference what Keras computes for
+    that layer; an application built with weights=None has none of its own."""
+    from convparity.harness.cases.inputs import make_inputs
+    from convparity.plugins.keras_models import read_keras
+
+    path = tmp_path / "every_kind.keras"
+    model = saved_model(str(path))
+    read = read_keras(str(path), ReadOptions.of(None, tmp_path / "weights"))
+    by_name = {layer.name: layer for layer in read.layers}
+    assert all(layer.weights.startswith(str(tmp_path / "weights")) for layer in read.layers)
+    assert len(read.groups()) == len(read.layers)
+    for name, (x, y) in tapped(model, by_name).items():
+        group = next(g for g in read.groups() if g.names == (name,))
+        own = make_inputs(group.spec, 0, group.case.inputs)
+        forward = conv_transpose_forward if group.spec.transposed else conv_forward
+        computed = forward(x, own.w.astype(np.float64), None if own.b is None else own.b.astype(np.float64),
+                           **reference_options(group.spec))
+        np.testing.assert_allclose(computed, y, rtol=1e-4, atol=1e-5, err_msg=name)
+    separable = next(g for g in read.groups() if g.names == ("separable/depthwise",))
+    assert make_inputs(separable.spec, 0, separable.case.inputs).w.shape == separable.spec.w_shape
+    application = read_keras("keras:MobileNetV2", ReadOptions.of(None, tmp_path / "none"))
+    assert not any(layer.weights for layer in application.layers)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import convparity
+from convparity.harness.cases.inputs import InputStyle, make_inputs
 from convparity.harness.cases.models import ModelError, ModelReadError, ReadOptions
 from convparity.harness.cases.spec import ConvSpec
 from convparity.harness.evaluation.reference import reference_options
@@ -279,3 +280,45 @@ def test_a_quantized_layer_runs_on_the_reference(quantized):
     layer = next(layer for layer in read(quantized["QOperator"]).layers if layer.fixed_dtype)
     result, rows = convparity.evaluate_case("reference", layer.spec)
     assert [row.status for row in rows] == ["pass"]
+
+
+def test_with_weights_each_layer_is_drawn_with_the_modules_own_parameters(exported, tmp_path):
+    """--weights: every layer's w and b are the module's parameters (compared with the module, not the file), each
+    layer a case of its own; x and dy are the usual draws."""
+    from convparity.plugins.onnx_models import read_onnx
+
+    net, path, _ = exported
+    model = read_onnx(str(path), ReadOptions.of({"input": (BATCH, 3, *SIZE)}, tmp_path / "weights"))
+    assert len(model.groups()) == len(model.layers)
+    children = dict(net.named_children())
+    for group, name in zip(model.groups(), layer_names(model)):
+        assert group.weights.startswith(str(tmp_path / "weights"))
+        inputs = make_inputs(group.spec, 0, group.case.inputs)
+        layer = children[name]
+        np.testing.assert_array_equal(inputs.w, layer.weight.detach().numpy())
+        if layer.bias is None:
+            assert inputs.b is None
+        else:
+            np.testing.assert_array_equal(inputs.b, layer.bias.detach().numpy())
+        np.testing.assert_array_equal(inputs.x, make_inputs(group.spec, 0).x)
+
+
+def test_with_weights_a_quantized_layer_gets_its_codes_and_per_channel_scales(exported, quantized, tmp_path):
+    """The QLinearConv layers' own int8 codes and per-channel w scales: codes x scale are the module's weights to
+    half a step, and they reach the top of the int8 range, where drawn codes (+-4) never go."""
+    from convparity.plugins.onnx_models import read_onnx
+
+    net = exported[0]
+    by_shape = {tuple(child.weight.shape): child for child in net.children() if hasattr(child, "weight")
+                and child.weight is not None and child.weight.dim() > 2}
+    model = read_onnx(str(quantized["QOperator"]), ReadOptions.of(None, tmp_path / "weights"))
+    layers = [layer for layer in model.layers if layer.fixed_dtype and layer.spec.quantization.w_scale == "per_channel"]
+    assert layers
+    for layer in layers:
+        inputs = make_inputs(layer.spec, 0, InputStyle("weights", source=layer.weights))
+        scale = np.asarray(inputs.quantization["w_scale"], dtype=np.float64)
+        assert inputs.w.dtype == np.int8 and scale.shape == (layer.spec.out_channels,)
+        weight = by_shape[inputs.w.shape].weight.detach().numpy().astype(np.float64)
+        steps = scale.reshape(-1, *[1] * (weight.ndim - 1))
+        assert np.all(np.abs(inputs.w * steps - weight) <= steps / 2 * (1 + 1e-6)), layer.name
+        assert np.abs(inputs.w.astype(int)).max() == 127 and np.abs(make_inputs(layer.spec, 0).w.astype(int)).max() <= 4

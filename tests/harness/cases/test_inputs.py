@@ -83,7 +83,7 @@ def test_the_default_style_draws_what_every_earlier_version_drew():
 
 @pytest.mark.parametrize("text", ["integers", "integers:0", "integers:-1", "integers:257", "gauss", "integers:1:2"])
 def test_a_style_that_is_none_is_refused_saying_what_is(text):
-    with pytest.raises(ValueError, match="expected 'uniform', 'saturating' or 'integers:K'"):
+    with pytest.raises(ValueError, match="expected 'uniform', 'saturating', 'integers:K'"):
         InputStyle.parse(text)
     assert InputStyle.parse("") == InputStyle.parse("uniform") == UNIFORM
     assert InputStyle.parse("saturating") == SATURATING and SATURATING.text == "saturating"

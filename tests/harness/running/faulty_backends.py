@@ -5,7 +5,9 @@ Each computes the right answer with the reference implementation, except on a ca
 a wrong-shaped y, a structured array or float16 for wider inputs, as its name says. `test-missing`
 is never available; `test-slow` is right but takes SLOW_SECONDS a case, so a run lasts long enough to
 be interrupted; `test-slow-start` takes SLOW_START_SECONDS to become available in each process (a
-heavy framework import). `test-broken-<member>` raise from that member on every call.
+heavy framework import). `test-broken-<member>` raise from that member on every call. `test-clipped-weights`
+clips every weight to +-CLIP before computing, on every case (a narrow kernel's saturation): right on drawn
+weights, which stay far below, wrong on a model's outlier weight.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ FAULTY_OUT_CHANNELS = 3
 SLOW_SECONDS = float(os.environ.get("CONVPARITY_TEST_SLOW_SECONDS", "0.04"))  # a test may slow it down
 SLOW_START_SECONDS = 2.0
 BROKEN_MEMBERS = ("version", "availability", "supports")
+CLIP = 4.0
 
 
 def _abort(outputs):
@@ -74,6 +77,7 @@ class FaultyBackend:
         self.name = f"test-{fault}"
         self._fault = FAULTS.get(fault, _unchanged)
         self._slow = fault == "slow"
+        self._clip = fault == "clipped-weights"
 
     def version(self) -> str:
         return "faulty 1.0"
@@ -90,6 +94,8 @@ class FaultyBackend:
     def run(self, spec, x, w, b, dy):
         if self._slow:
             time.sleep(SLOW_SECONDS)
+        if self._clip:
+            w = np.clip(w, -CLIP, CLIP)
         outputs = tuple(
             None if t is None else np.asarray(t, dtype=x.dtype)
             for t in reference_impl.conv_forward_backward(
@@ -126,7 +132,7 @@ class BrokenBackend(FaultyBackend):
 
 @hookimpl
 def convparity_register_backends(register):
-    for fault in (*FAULTS, "missing", "slow", "slow-start"):
+    for fault in (*FAULTS, "missing", "slow", "slow-start", "clipped-weights"):
         register(FaultyBackend(fault))
     for member in BROKEN_MEMBERS:
         register(BrokenBackend(member))

@@ -51,9 +51,9 @@ def test_repair_drops_cut_rows_and_incomplete_groups(tmp_path, where):
     full = write_rows(tmp_path / "full", groups())
     first_only = write_rows(tmp_path / "first", groups()[:1])
     header = write_rows(tmp_path / "header", [])
-    done_first = {(BIASED.descriptor, True, "float32", "a")}
+    done_first = {(BIASED.descriptor, True, "float32", "a", "")}
     cases = {
-        "intact": (full, full, done_first | {(UNBIASED.descriptor, False, "float32", "b")}),
+        "intact": (full, full, done_first | {(UNBIASED.descriptor, False, "float32", "b", "")}),
         "mid-row": (full[:-20], first_only, done_first),
         "row boundary": (cut_after(full, b"worker died", 2) + b",nan,1,2,2,3,1,5x5,3x3,1x1,0:0x0:0,1x1,3x3,",
                          first_only, done_first),
@@ -72,7 +72,7 @@ def test_repair_drops_cut_rows_and_incomplete_groups(tmp_path, where):
     writer = ResultsWriter(run)
     writer.write(groups()[1])
     writer.close()
-    assert len(read_results(run)) == sum(4 if bias else 3 for _, bias, _, _ in expected_done) + 3
+    assert len(read_results(run)) == sum(4 if bias else 3 for _, bias, *_ in expected_done) + 3
 
 
 def test_repair_keeps_the_first_of_duplicated_rows_and_counts_them(tmp_path):

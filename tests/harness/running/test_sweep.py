@@ -79,8 +79,8 @@ def test_reference_once_per_case_and_bounded_look_ahead(faulty_plugins):
 
 def test_resuming_plans_only_the_missing_backends():
     cases = [parse_case(d, dtype="float32") for d in DESCRIPTORS]
-    done = {(cases[0].spec.descriptor, True, "float32", "a"), (cases[1].spec.descriptor, True, "float32", "a"),
-            (cases[1].spec.descriptor, True, "float32", "b")}
+    done = {(cases[0].spec.descriptor, True, "float32", "a", ""), (cases[1].spec.descriptor, True, "float32", "a", ""),
+            (cases[1].spec.descriptor, True, "float32", "b", "")}
     items = list(plan(cases, ("a", "b"), done))
     assert [(item.case.spec.out_channels, item.backends) for item in items] == [(2, ["b"]), (4, ["a", "b"])]
 
