@@ -58,7 +58,9 @@ class Quantization:
     """Scales and zero points of x, w and y, the bias data type and the rounding of an integer y.
 
     Each scale is a positive float or "per_channel" (drawn per channel with the inputs: x per input channel,
-    w and y per output channel); each zero point an int or "per_channel" (w's only an int). bias_dtype: "" for
+    w and y per output channel), kept to 9 significant digits (what a float32 needs; benchdnn reads scales with
+    stof), so that a spec read from a model is the one its descriptor reads back as; each zero point an int or
+    "per_channel" (w's only an int). bias_dtype: "" for
     the default (int32 for 8-bit integer sources, else the float the rest computes in), "int32" (the bias
     counts accumulator steps, ONNX's convention) or a float type (real units, benchdnn's).
     The identity (all scales 1, zero points 0) is `Quantization()`.
@@ -82,7 +84,7 @@ class Quantization:
                     math.isfinite(value) and value > 0):
                 raise ValueError(f"quantization {name} must be a positive finite number or 'per_channel', "
                                  f"got {value!r}")
-            object.__setattr__(self, name, float(value))
+            object.__setattr__(self, name, float(f"{float(value):.9g}"))
         for name in ("x_zero_point", "w_zero_point", "y_zero_point"):
             value = getattr(self, name)
             if value == PER_CHANNEL and name != "w_zero_point":

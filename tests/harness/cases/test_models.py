@@ -3,8 +3,10 @@ a case selection with models draws one case per distinct layer (and survives run
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from convparity.harness.cases.attributes import Quantization
 from convparity.harness.cases.grids import GridError
 from convparity.harness.cases.models import (
     Model,
@@ -52,6 +54,19 @@ def test_layers_round_trip_through_json(tmp_path):
     write_models(tmp_path, [original])
     assert read_models(tmp_path) == [original]
     assert read_models(tmp_path / "elsewhere") == []
+
+
+def test_a_quantized_layer_with_a_models_float32_scales_survives_its_descriptor(tmp_path):
+    """A reader gives the scales a model stores (float32 values, as float64: 0.007842489518225193); the layer's
+    descriptor, and so models.json, run.json and results.csv, must read back as the very same spec, or the model
+    view and a resume would not find its rows."""
+    scale = float(np.float32(0.0078424895))
+    spec = ConvSpec(batch=1, in_channels=2, out_channels=2, input_size=(4,), kernel_size=(1,), dtype="uint8:int8:uint8",
+                    quantization=Quantization(x_scale=scale, w_scale="per_channel", y_scale=float(np.float32(0.0104))))
+    layer = ModelLayer(("conv",), spec, 0, fixed_dtype=True, weights=str(tmp_path / "conv.npz"))
+    again = ModelLayer.from_json(layer.to_json(), "layer")
+    assert again == layer and again.spec.descriptor == spec.descriptor
+    assert np.float32(again.spec.quantization.x_scale) == np.float32(scale)
 
 
 def test_a_damaged_models_file_is_named(tmp_path):
