@@ -32,6 +32,7 @@ from convparity.harness.reporting import html_page
 from convparity.harness.reporting.matrix import format_ratio
 from convparity.harness.results import iter_results
 from convparity.harness.running.run_folder import read_record
+from convparity.harness.vocabulary import DTYPES
 
 CHUNK_ROWS = 50_000
 SEVERITY = ("crash", "timeout", "error", "fail", "xpass", "xfail", "harness-error", "reference-error")
@@ -74,7 +75,7 @@ class ModelView:
 
     def cell(self, group: LayerGroup, column: tuple[str, str]) -> _Cell | None:
         backend, dtype = column
-        if group.fixed_dtype and group.spec.dtype != dtype:
+        if not _counts_in(group, dtype):
             return None
         return self.cells[column].get(_key(group))
 
@@ -88,7 +89,7 @@ class ModelView:
             other: dict[str, list[str]] = defaultdict(list)
             counted = 0
             for group in self.groups:
-                if group.fixed_dtype and group.spec.dtype != dtype:
+                if not _counts_in(group, dtype):
                     continue
                 counted += group.count
                 cell = self.cell(group, column)
@@ -123,7 +124,7 @@ class ModelView:
                    "descriptor": group.spec.descriptor + (f" ({group.spec.dtype})" if group.fixed_dtype else "")}
             for column in self.columns():
                 cell = self.cell(group, column)
-                if group.fixed_dtype and group.spec.dtype != column[1]:
+                if not _counts_in(group, column[1]):
                     text = "—"
                 elif cell is None:
                     text = NOT_RUN
@@ -136,6 +137,12 @@ class ModelView:
         if html and len(frame):
             frame["descriptor"] = html_page.code(frame["descriptor"])
         return frame
+
+
+def _counts_in(group: LayerGroup, dtype: str) -> bool:
+    """Whether a group's layers are run in `dtype`: a layer whose model fixes its data types in those alone, any other
+    in the run's (float) dtypes, not in a quantized layer's data types."""
+    return group.spec.dtype == dtype if group.fixed_dtype else dtype in DTYPES
 
 
 def _key(group: LayerGroup) -> tuple[str, bool, str]:

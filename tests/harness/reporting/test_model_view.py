@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from convparity.harness.cli import main
@@ -66,3 +67,24 @@ def test_a_run_without_models_has_no_model_view(tmp_path, monkeypatch):
     out = tmp_path / "run"
     assert main(["run", "-b", "reference", "--case", "mb1ic2ih5oc2kh3", "--dtype", "float32", "-o", str(out)]) == 0
     assert "## Models" not in (out / "summary.md").read_text() and model_views(out) == []
+
+
+def test_a_quantized_layer_counts_in_its_own_data_types_and_a_float_one_in_the_runs(monkeypatch, tmp_path):
+    """A model with a quantized layer (its types fixed) and a float one, run in float32: the float layer counts in
+    float32 only, the quantized one in its data types only (neither is 'not run' in the other's column)."""
+    from convparity import sweep
+    from convparity.harness.cases.attributes import Quantization
+    from convparity.harness.cases.models import Model, ModelLayer
+    from convparity.harness.cases.spec import ConvSpec
+
+    monkeypatch.setenv("CONVPARITY_PLUGINS", "reference")
+    float_spec = ConvSpec(batch=1, in_channels=2, out_channels=2, input_size=(5,), kernel_size=(3,))
+    quantized = float_spec.replace(dtype="uint8:int8:uint8", quantization=Quantization(
+        x_scale=float(np.float32(0.0078424895)), w_scale=0.25, y_scale=float(np.float32(0.0104))))
+    model = Model("mixed.onnx", "Mixed", "stub", (ModelLayer(("q",), quantized, 0, fixed_dtype=True),
+                                                   ModelLayer(("f",), float_spec, 1)))
+    out = tmp_path / "run"
+    sweep(backends=["reference"], dtypes=["float32"], models=[model], out=out)
+    (view,) = model_views(out)
+    assert view.verdicts() == ["Mixed on reference: 1/1 of 2 layers agree in float32",
+                               "Mixed on reference: 1/1 of 2 layers agree in uint8:int8:uint8 (compared: y)"]
