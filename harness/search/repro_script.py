@@ -126,9 +126,10 @@ _JUDGE = ("[n for n, got in zip(('y', 'dx', 'dw', 'db'), outputs) if n in EXPECT
           "EXPECTED[n].shape or not np.all(np.abs(np.asarray(got, dtype=np.float64) - EXPECTED[n]) <= ALLOWED[n]))]")
 
 
-# The names a script binds itself (a program's statements put in the script must not bind them).
-SCRIPT_NAMES = frozenset({"sys", "np", "ml_dtypes", "x", "w", "b", "dy", "EXPECTED", "ALLOWED", "step", "outputs",
-                          "wrong", "error", "RUNS", "bad", "attempt", "code", "signal", "subprocess"})
+# The names a script binds itself (a program's statements put in the script must not bind them; a program's own
+# `import ml_dtypes` is the script's, or the only one).
+SCRIPT_NAMES = frozenset({"sys", "np", "x", "w", "b", "dy", "EXPECTED", "ALLOWED", "step", "outputs", "wrong", "error",
+                          "RUNS", "bad", "attempt", "code", "signal", "subprocess"})
 
 
 def _exit_2_unless(statements: str) -> list[str]:
