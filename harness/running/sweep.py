@@ -152,6 +152,8 @@ def sweep(
     path = Path(out) if out is not None else run_folder.default_run_dir(
         Path("reports"), settings.grids or tuple(_label(model) for model in models)[:3] or ("cases",))
     prepared = (WEIGHTS_FOLDER,) if weights else ()
+    if weights and not models:
+        raise SweepError("weights: the models' own weights need models (--weights goes with --model SOURCE)")
     if weights:
         run_folder.create(path)  # refused before any weight is written, if it is no fresh folder
     try:

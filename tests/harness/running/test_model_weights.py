@@ -10,11 +10,13 @@ import json
 import numpy as np
 import pytest
 
+from convparity import sweep
 from convparity.harness.cases.inputs import InputStyle, make_inputs
 from convparity.harness.cases.models import read_models
 from convparity.harness.cli import main
 from convparity.harness.reporting.model_view import model_views
 from convparity.harness.results import read_results
+from convparity.harness.running.sweep import SweepError
 from tests.harness import stub_readers
 from tests.harness.running import faulty_backends
 
@@ -99,6 +101,9 @@ def test_bad_weights_files_and_misplaced_flags_are_named(plugins, tmp_path, caps
     assert "--weights goes with --model SOURCE" in capsys.readouterr().err
     assert main(["search", "-b", "reference", "--model", "stub:small", "--weights", "--budget", "4"]) == 2
     assert "search takes no --weights" in capsys.readouterr().err
+    with pytest.raises(SweepError, match=r"^weights: the models' own weights need models"):
+        sweep(backends=["reference"], cases=["mb1ic2ih5oc2kh3"], weights=True, out=tmp_path / "none")
+    assert not (tmp_path / "none").exists()
 
 
 def conv_b_spec():
